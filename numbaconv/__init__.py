@@ -1,0 +1,27 @@
+"""numbaconv: PyTorch-exact convolutions for NumPy arrays, compiled by Numba.
+
+>>> import numpy as np, numbaconv
+>>> x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+>>> w = np.random.default_rng(1).standard_normal((8, 3, 3, 3), dtype=np.float32)
+>>> numbaconv.conv2d(x, w, padding="same").shape
+(2, 8, 32, 32)
+"""
+
+from ._blas_setup import prefer_avx512_openblas
+
+prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
+
+from .errors import UnsupportedAlgorithm  # noqa: E402
+from .functional import conv1d, conv2d, plan  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def algorithms() -> tuple:
+    """Names accepted by ``algorithm=``: 'auto', 'autotune' and each registered algorithm."""
+    from .planner import REGISTRY, SPECIAL
+
+    return SPECIAL + tuple(REGISTRY)
+
+
+__all__ = ["conv1d", "conv2d", "plan", "algorithms", "UnsupportedAlgorithm", "__version__"]

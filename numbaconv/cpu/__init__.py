@@ -1,0 +1,1 @@
+"""CPU kernels, one algorithm per module, compiled with ``@njit(parallel=True)``."""

@@ -1,0 +1,143 @@
+"""Public functions: PyTorch's ``conv1d``/``conv2d`` for NumPy arrays.
+
+Each public function turns its arguments into a :class:`~numbaconv.spec.ConvSpec`,
+asks the planner for an algorithm and runs it. Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import planner
+from .spec import check_float_array, conv_spec
+
+_SHAPES_DOC = """
+    Parameters
+    ----------
+    input : array_like, (N, C_in, {sp}) or unbatched (C_in, {sp})
+        float32 or float64.
+    weight : array_like, (C_out, C_in / groups, {k})
+    bias : array_like, (C_out,), optional
+    stride, dilation : int or tuple of {n} ints
+    padding : int, tuple of {n} ints, ``'valid'`` or ``'same'``
+        ``'same'`` pads d*(k-1) in total per dimension, the odd extra at the end, and
+        needs stride 1.
+    groups : int
+        Splits input and output channels into ``groups`` independent convolutions
+        (``groups == C_in`` is a depthwise convolution).
+    padding_mode : ``'zeros'``, ``'reflect'``, ``'replicate'`` or ``'circular'``
+        As in ``torch.nn.Conv{n}d``: reflect needs padding < input size, circular
+        padding <= input size.
+    algorithm : str, keyword only
+        ``'auto'`` (a deterministic rule, see :func:`numbaconv.plan`), ``'autotune'``
+        (time the candidates once per spec and remember the fastest on this machine), or
+        an algorithm name from ``numbaconv.algorithms()``; an explicit name that cannot
+        run the arguments raises :class:`numbaconv.UnsupportedAlgorithm`.
+
+    Returns
+    -------
+    numpy.ndarray, (N, C_out, {out}) or (C_out, {out})
+        A new array of the promoted dtype (float32 with float64 computes in float64), with
+        {formula}
+
+    Raises
+    ------
+    TypeError
+        Non-float arrays or arguments of the wrong type.
+    ValueError
+        Every value or shape torch rejects.
+"""
+
+
+def _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding_mode):
+    x = check_float_array(op, "input", input)
+    w = check_float_array(op, "weight", weight)
+    b = None if bias is None else check_float_array(op, "bias", bias)
+    dtype = np.result_type(x, w) if b is None else np.result_type(x, w, b)
+    spec = conv_spec(op, x.shape, w.shape, None if b is None else b.shape, stride, padding,
+                     dilation, groups, padding_mode, dtype)
+    return spec, x, w, b
+
+
+def _as_4d(spec, x, w, b):
+    """Views of the user's arrays in the kernels' 4-D NCHW / KCRS form, in the spec's dtype."""
+    x4 = x.reshape(spec.batch, spec.in_channels, spec.in_height, spec.in_width)
+    w4 = w.reshape(spec.out_channels, spec.in_channels_per_group, spec.kernel_height,
+                   spec.kernel_width)
+    cast = lambda a: a if a is None or a.dtype == spec.dtype else a.astype(spec.dtype)
+    return cast(x4), cast(w4), cast(b)
+
+
+def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
+    spec, x, w, b = _prepare(op, input, weight, bias, stride, padding, dilation, groups,
+                             padding_mode)
+    chosen = planner.make_plan(spec, algorithm)
+    return planner.execute(chosen, *_as_4d(spec, x, w, b))
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", *, algorithm="auto"):
+    return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algorithm)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", *, algorithm="auto"):
+    return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algorithm)
+
+
+def plan(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+         padding_mode="zeros", *, algorithm="auto"):
+    """Decide how :func:`conv2d` or :func:`conv1d` (a 3-D weight with a 2-D/3-D input) would run.
+
+    Takes the same arguments and validates them the same way, but computes nothing and
+    compiles nothing (except timing the candidates when ``algorithm='autotune'`` has no
+    cached decision yet). Only ``.shape`` and ``.dtype`` of the arrays are read.
+
+    Returns a :class:`numbaconv.planner.Plan` with ``algorithm``, ``device``,
+    ``output_shape``, ``flops``, ``workspace_bytes`` and ``reason``.
+
+    Examples
+    --------
+    >>> import numpy as np, numbaconv
+    >>> x = np.zeros((8, 64, 56, 56), np.float32); w = np.zeros((64, 64, 3, 3), np.float32)
+    >>> numbaconv.plan(x, w, padding=1).output_shape
+    (8, 64, 56, 56)
+    """
+    op = "conv1d" if np.ndim(weight) == 3 and np.ndim(input) in (2, 3) else "conv2d"
+    spec, *_ = _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding_mode)
+    return planner.make_plan(spec, algorithm)
+
+
+conv2d.__doc__ = """2-D convolution (cross-correlation), exactly as ``torch.nn.functional.conv2d``
+    with ``torch.nn.Conv2d``'s ``padding_mode``.
+""" + _SHAPES_DOC.format(
+    sp="H, W", k="kH, kW", n=2, out="H_out, W_out",
+    formula="H_out = floor((H + pad_top + pad_bottom - dilation[0] * (kH - 1) - 1) / stride[0] + 1)"
+            "\n        and W_out likewise.",
+) + """
+    Examples
+    --------
+    >>> import numpy as np, numbaconv
+    >>> x = np.ones((1, 1, 4, 4), np.float32)
+    >>> w = np.ones((1, 1, 3, 3), np.float32)
+    >>> numbaconv.conv2d(x, w, padding=1)[0, 0]
+    array([[4., 6., 6., 4.],
+           [6., 9., 9., 6.],
+           [6., 9., 9., 6.],
+           [4., 6., 6., 4.]], dtype=float32)
+"""
+
+conv1d.__doc__ = """1-D convolution (cross-correlation), exactly as ``torch.nn.functional.conv1d``
+    with ``torch.nn.Conv1d``'s ``padding_mode``.
+""" + _SHAPES_DOC.format(
+    sp="L", k="kL", n=1, out="L_out",
+    formula="L_out = floor((L + pad_left + pad_right - dilation * (kL - 1) - 1) / stride + 1).",
+) + """
+    Examples
+    --------
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.conv1d(np.arange(5.0).reshape(1, 1, 5), np.ones((1, 1, 2)))
+    array([[[1., 3., 5., 7.]]])
+"""

@@ -1,0 +1,312 @@
+"""Argument normalisation and validation for convolutions (pure Python, no Numba).
+
+Every rule of PyTorch's argument checking for ``conv1d``/``conv2d`` (and for
+``torch.nn.Conv1d``/``Conv2d``'s ``padding_mode``) lives here, once. The result is a
+frozen :class:`ConvSpec` of plain ints that the planner and the kernels consume; the
+kernels never see strings, tuples of options or unvalidated values.
+
+Errors name the function, the parameter, the value received and what is allowed:
+``ValueError`` for a bad value or shape, ``TypeError`` for a bad type.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("valid", "same")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A fully resolved convolution: the one contract between user and kernels.
+
+    The 2-D geometry always: conv1d is stored as a conv2d with a height of 1.
+    ``pad_*`` is the padding still to be applied; ``padding_mode`` says how.
+    """
+
+    op: str  # public function name, for messages ("conv2d", "conv1d")
+    batch: int
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel_height: int
+    kernel_width: int
+    stride_h: int
+    stride_w: int
+    dilation_h: int
+    dilation_w: int
+    pad_top: int
+    pad_bottom: int
+    pad_left: int
+    pad_right: int
+    groups: int
+    padding_mode: str
+    has_bias: bool
+    dtype: str
+    batched: bool
+
+    @property
+    def padded_height(self) -> int:
+        return self.in_height + self.pad_top + self.pad_bottom
+
+    @property
+    def padded_width(self) -> int:
+        return self.in_width + self.pad_left + self.pad_right
+
+    @property
+    def out_height(self) -> int:
+        return output_size(self.padded_height, self.kernel_height, self.stride_h, self.dilation_h)
+
+    @property
+    def out_width(self) -> int:
+        return output_size(self.padded_width, self.kernel_width, self.stride_w, self.dilation_w)
+
+    @property
+    def in_channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_channels_per_group(self) -> int:
+        # torch's quirk: a convolution over zero input channels returns zero output channels.
+        return self.out_channels // self.groups
+
+    @property
+    def result_channels(self) -> int:
+        """Channels of the returned array: torch returns none when the input has none."""
+        return 0 if self.in_channels == 0 else self.out_channels
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of the array returned to the user (unbatched and conv1d dims squeezed)."""
+        spatial = (self.out_width,) if self.op.endswith("1d") else (self.out_height, self.out_width)
+        head = (self.batch, self.result_channels) if self.batched else (self.result_channels,)
+        return head + spatial
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.in_channels
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds x 2 of the direct definition (the figure GFLOP/s is quoted against)."""
+        return (
+            2 * self.batch * self.result_channels * self.out_height * self.out_width
+            * self.in_channels_per_group * self.kernel_height * self.kernel_width
+        )
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    def with_padding_applied(self) -> "ConvSpec":
+        """The spec seen after an explicit (non-zero mode) padding has been materialised."""
+        return replace(
+            self,
+            in_height=self.padded_height,
+            in_width=self.padded_width,
+            pad_top=0, pad_bottom=0, pad_left=0, pad_right=0,
+            padding_mode="zeros",
+        )
+
+    def key(self) -> tuple:
+        """A hashable description of the computation (for caches), batch included."""
+        return (
+            self.batch, self.in_channels, self.in_height, self.in_width, self.out_channels,
+            self.kernel_height, self.kernel_width, self.stride_h, self.stride_w,
+            self.dilation_h, self.dilation_w, self.pad_top, self.pad_bottom, self.pad_left,
+            self.pad_right, self.groups, self.padding_mode, self.has_bias, self.dtype,
+        )
+
+
+def output_size(padded: int, kernel: int, stride: int, dilation: int) -> int:
+    """floor((padded - dilation * (kernel - 1) - 1) / stride + 1), PyTorch's formula."""
+    return (padded - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_int(value) -> bool:
+    # bool is an int subclass but torch rejects it, and so do we.
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_tuple(op: str, name: str, value, ndim: int) -> tuple:
+    """An int or a length-1/ndim sequence of ints -> a tuple of ``ndim`` Python ints."""
+    if _is_int(value):
+        return (operator.index(value),) * ndim
+    if isinstance(value, (tuple, list)):
+        if not all(_is_int(v) for v in value):
+            raise TypeError(
+                f"{op}: {name} must be an int or a tuple of {ndim} ints, got {value!r}"
+            )
+        if len(value) == 1:
+            return (operator.index(value[0]),) * ndim
+        if len(value) == ndim:
+            return tuple(operator.index(v) for v in value)
+        raise ValueError(
+            f"{op}: expected {name} to be a single integer value or a list of {ndim} values "
+            f"to match the convolution dimensions, but got {name}={list(value)!r}"
+        )
+    raise TypeError(f"{op}: {name} must be an int or a tuple of {ndim} ints, got {value!r} "
+                    f"of type {type(value).__name__}")
+
+
+def check_float_array(op: str, name: str, value) -> np.ndarray:
+    """``value`` as a float32/float64 ndarray (array-likes accepted, never copied needlessly)."""
+    array = np.asarray(value)
+    if array.dtype.kind != "f" or array.dtype.name not in DTYPES:
+        raise TypeError(
+            f"{op}: {name} must be a float32 or float64 array, got dtype {array.dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float32)"
+        )
+    return array
+
+
+def resolve_padding(op: str, padding, kernel: tuple, dilation: tuple, stride: tuple) -> tuple:
+    """padding (int, tuple, 'same', 'valid') -> ((before, after) per spatial dim)."""
+    ndim = len(kernel)
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(
+                f"{op}: invalid padding string {padding!r}; padding must be one of "
+                f"{PADDING_STRINGS}, an int or a tuple of {ndim} ints"
+            )
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if any(s != 1 for s in stride):
+            raise ValueError(
+                f"{op}: padding='same' is not supported for strided convolutions, "
+                f"got stride={stride}"
+            )
+        pads = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            # Like torch: the odd extra goes to the end (bottom/right).
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    values = _int_tuple(op, "padding", padding, ndim)
+    if any(p < 0 for p in values):
+        raise ValueError(f"{op}: negative padding is not supported, got padding={padding!r}")
+    return tuple((p, p) for p in values)
+
+
+# --------------------------------------------------------------------------- the spec
+
+
+def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, dilation,
+              groups, padding_mode, dtype) -> ConvSpec:
+    """Validate PyTorch conv arguments and return the canonical :class:`ConvSpec`.
+
+    ``op`` is ``"conv1d"`` or ``"conv2d"``; shapes are tuples (``bias_shape`` None for no
+    bias); ``dtype`` is the computation dtype (already promoted).
+    """
+    nsp = 1 if op.endswith("1d") else 2
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+
+    if len(input_shape) not in (nsp + 1, nsp + 2):
+        raise ValueError(
+            f"{op}: expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input, "
+            f"but got input of shape {input_shape}"
+        )
+    if len(weight_shape) != nsp + 2:
+        raise ValueError(
+            f"{op}: expected a {nsp + 2}D weight (out_channels, in_channels/groups, "
+            f"{'kL' if nsp == 1 else 'kH, kW'}), but got weight of shape {weight_shape}"
+        )
+    if not _is_int(groups):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    groups = operator.index(groups)
+    if groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive integer, got groups={groups}")
+    stride = _int_tuple(op, "stride", stride, nsp)
+    dilation = _int_tuple(op, "dilation", dilation, nsp)
+    if any(s <= 0 for s in stride):
+        raise ValueError(f"{op}: non-positive stride is not supported, got stride={stride}")
+    if any(d <= 0 for d in dilation):
+        raise ValueError(f"{op}: non-positive dilation is not supported, got dilation={dilation}")
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"{op}: padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}"
+        )
+
+    batched = len(input_shape) == nsp + 2
+    full_shape = input_shape if batched else (1,) + input_shape
+    batch, in_channels, *spatial = full_shape
+    out_channels, weight_in_channels, *kernel = weight_shape
+
+    if out_channels < groups or out_channels % groups:
+        raise ValueError(
+            f"{op}: out_channels (weight.shape[0]={out_channels}) must be a positive multiple "
+            f"of groups={groups}, got weight of shape {weight_shape}"
+        )
+    if in_channels != weight_in_channels * groups:
+        raise ValueError(
+            f"{op}: given groups={groups} and weight of shape {weight_shape}, expected input of "
+            f"shape {input_shape} to have {weight_in_channels * groups} channels, "
+            f"but got {in_channels} channels"
+        )
+    if any(k <= 0 for k in kernel):
+        raise ValueError(f"{op}: kernel size must be positive, got weight of shape {weight_shape}")
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise ValueError(
+            f"{op}: expected bias to be 1-dimensional with {out_channels} elements "
+            f"(weight.shape[0]), but got bias of shape {tuple(bias_shape)}"
+        )
+    if any(s == 0 for s in spatial):
+        raise ValueError(
+            f"{op}: only zero batch or zero channel inputs are supported, "
+            f"but got input of shape {input_shape}"
+        )
+
+    pads = resolve_padding(op, padding, tuple(kernel), dilation, stride)
+
+    if padding_mode != "zeros":
+        for axis, (size, (before, after)) in enumerate(zip(spatial, pads)):
+            if padding_mode == "reflect" and max(before, after) >= size:
+                raise ValueError(
+                    f"{op}: padding_mode='reflect' needs padding smaller than the input size, "
+                    f"got padding {(before, after)} for an input dimension of size {size} "
+                    f"(input shape {input_shape})"
+                )
+            if padding_mode == "circular" and max(before, after) > size:
+                raise ValueError(
+                    f"{op}: padding_mode='circular' needs padding no larger than the input size "
+                    f"(it would wrap around more than once), got padding {(before, after)} for "
+                    f"an input dimension of size {size} (input shape {input_shape})"
+                )
+        if in_channels == 0 and padding_mode in ("reflect", "replicate"):
+            raise ValueError(
+                f"{op}: padding_mode={padding_mode!r} needs a non-empty channel dimension, "
+                f"got input of shape {input_shape}"
+            )
+
+    for size, (before, after), k, d in zip(spatial, pads, kernel, dilation):
+        if size + before + after < d * (k - 1) + 1:
+            padded = tuple(s + b + a for s, (b, a) in zip(spatial, pads))
+            effective = tuple(dd * (kk - 1) + 1 for kk, dd in zip(kernel, dilation))
+            raise ValueError(
+                f"{op}: the padded input size per channel {padded} is smaller than the "
+                f"(dilated) kernel size {effective}; the kernel can't be larger than the input"
+            )
+
+    if nsp == 1:
+        spatial, kernel, stride, dilation, pads = (
+            [1] + spatial, [1] + kernel, (1,) + stride, (1,) + dilation, ((0, 0),) + pads
+        )
+    return ConvSpec(
+        op=op, batch=batch, in_channels=in_channels,
+        in_height=spatial[0], in_width=spatial[1],
+        out_channels=out_channels, kernel_height=kernel[0], kernel_width=kernel[1],
+        stride_h=stride[0], stride_w=stride[1], dilation_h=dilation[0], dilation_w=dilation[1],
+        pad_top=pads[0][0], pad_bottom=pads[0][1], pad_left=pads[1][0], pad_right=pads[1][1],
+        groups=groups, padding_mode=padding_mode, has_bias=bias_shape is not None,
+        dtype=np.dtype(dtype).name, batched=batched,
+    )

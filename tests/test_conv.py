@@ -1,0 +1,197 @@
+"""conv2d / conv1d values against the NumPy reference and torch, for every algorithm."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import numbaconv
+from conftest import TORCH
+from helpers import check_conv, reference_conv
+from torch_oracle import torch_conv
+
+ALGORITHMS = [a for a in numbaconv.algorithms() if a != "autotune"]
+
+
+def random(rng, shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def supported_algorithms(*args, **kwargs):
+    """Registered algorithms that can run these conv2d arguments."""
+    spec = numbaconv.plan(*args, **kwargs).spec
+    return [name for name, algo in numbaconv.planner.REGISTRY.items() if algo.supports(spec) is None]
+
+
+CASES_2D = [
+    # (N, C, H, W), (K, C/g, kH, kW), kwargs
+    ((2, 3, 9, 11), (4, 3, 3, 3), {}),
+    ((2, 3, 9, 11), (4, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 10, 7), (6, 2, 3, 2), dict(stride=2, padding=(1, 2), groups=2)),
+    ((2, 4, 12, 12), (4, 1, 3, 3), dict(padding=1, groups=4)),  # depthwise
+    ((2, 4, 12, 12), (8, 1, 3, 3), dict(padding=1, groups=4)),  # depthwise multiplier 2
+    ((1, 2, 13, 14), (3, 2, 3, 3), dict(dilation=2, padding=2)),
+    ((1, 2, 13, 14), (3, 2, 3, 3), dict(dilation=(1, 3), stride=(3, 1))),
+    ((1, 3, 8, 8), (2, 3, 4, 4), dict(padding="same")),  # even kernel: extra pad bottom/right
+    ((1, 3, 8, 8), (2, 3, 4, 3), dict(padding="same", dilation=(1, 2))),
+    ((1, 3, 8, 8), (2, 3, 3, 3), dict(padding="valid")),
+    ((1, 3, 8, 9), (2, 3, 3, 3), dict(padding=2, padding_mode="reflect")),
+    ((1, 3, 8, 9), (2, 3, 3, 3), dict(padding=(3, 1), padding_mode="replicate")),
+    ((1, 3, 5, 6), (2, 3, 3, 3), dict(padding=(5, 6), padding_mode="circular")),
+    ((1, 3, 8, 8), (2, 3, 4, 4), dict(padding="same", padding_mode="reflect")),
+    ((2, 6, 7, 7), (6, 3, 1, 1), dict(groups=2)),
+    ((1, 1, 1, 1), (1, 1, 1, 1), {}),
+    ((1, 2, 1, 9), (2, 2, 1, 3), dict(stride=2)),
+    ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet-like
+    ((1, 3, 23, 23), (8, 3, 7, 7), dict(stride=2, padding=3)),  # ResNet stem-like
+    ((2, 16, 9, 10), (16, 16, 3, 3), dict(padding=1)),  # Winograd-eligible, ragged tiles
+    ((1, 16, 6, 5), (8, 16, 3, 3), dict(padding=(0, 1))),
+]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES_2D)
+def test_conv2d_cases(xs, ws, kwargs, dtype, algorithm, rng):
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    plan = numbaconv.plan(x, w, b, **kwargs, algorithm="auto")
+    if algorithm != "auto":
+        why_not = numbaconv.planner.REGISTRY[algorithm].supports(plan.spec)
+        if why_not is not None:
+            with pytest.raises(numbaconv.UnsupportedAlgorithm):
+                numbaconv.conv2d(x, w, b, **kwargs, algorithm=algorithm)
+            return
+    check_conv("conv2d", x, w, b, **kwargs, algorithm=algorithm, torch=TORCH)
+    check_conv("conv2d", x, w, None, **kwargs, algorithm=algorithm, torch=TORCH)
+
+
+CASES_1D = [
+    ((2, 3, 17), (4, 3, 3), {}),
+    ((2, 4, 17), (6, 2, 5), dict(stride=3, padding=2, dilation=2, groups=2)),
+    ((1, 4, 16), (4, 1, 4), dict(padding="same", groups=4)),
+    ((1, 2, 9), (2, 2, 3), dict(padding=4, padding_mode="circular")),
+    ((1, 2, 9), (2, 2, 3), dict(padding=(3,), padding_mode="reflect")),
+    ((1, 2, 9), (2, 2, 3), dict(padding=2, padding_mode="replicate", stride=(2,))),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES_1D)
+def test_conv1d_cases(xs, ws, kwargs, dtype, rng):
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    check_conv("conv1d", x, w, b, **kwargs, torch=TORCH)
+    check_conv("conv1d", x[0], w, b, **kwargs, torch=TORCH)  # unbatched
+
+
+def test_unbatched_conv2d(rng):
+    x, w = random(rng, (3, 8, 8)), random(rng, (5, 3, 3, 3))
+    out = check_conv("conv2d", x, w, padding=1, torch=TORCH)
+    assert out.shape == (5, 8, 8)
+
+
+@pytest.mark.parametrize("op, xs, ws", [
+    ("conv2d", (0, 3, 8, 8), (4, 3, 3, 3)),   # N = 0
+    ("conv2d", (2, 0, 8, 8), (4, 0, 3, 3)),   # C = 0 (torch returns no channels)
+    ("conv2d", (0, 5, 5), (4, 0, 3, 3)),      # unbatched, C = 0
+    ("conv1d", (0, 3, 8), (4, 3, 3)),
+])
+def test_empty_inputs(op, xs, ws, rng):
+    x, w, b = random(rng, xs), random(rng, ws), random(rng, ws[0])
+    out = check_conv(op, x, w, b, torch=TORCH)
+    assert out.size == 0
+
+
+def test_mixed_dtypes_promote_to_float64(rng):
+    x, w = random(rng, (1, 2, 6, 6), np.float32), random(rng, (3, 2, 3, 3), np.float64)
+    out = check_conv("conv2d", x, w, random(rng, 3, np.float32), torch=TORCH)
+    assert out.dtype == np.float64
+
+
+def test_array_likes_and_odd_strides_are_accepted_and_untouched(rng):
+    base = random(rng, (2, 3, 12, 14))
+    views = {
+        "negative strides": base[:, :, ::-1, ::-2],
+        "fortran": np.asfortranarray(base),
+        "transposed": base.transpose(0, 1, 3, 2),
+        "list": base[:1, :1, :4, :5].tolist(),
+    }
+    w = random(rng, (4, 3, 3, 3))
+    w_list = w[:, :1].tolist()
+    for name, x in views.items():
+        weight = w_list if name == "list" else w
+        before = np.array(x, copy=True)
+        check_conv("conv2d", x, weight, padding=1, torch=TORCH)
+        np.testing.assert_array_equal(np.asarray(x), before, err_msg=name)
+
+
+def test_read_only_inputs_are_not_modified(rng):
+    x, w, b = random(rng, (2, 3, 8, 8)), random(rng, (4, 3, 3, 3)), random(rng, 4)
+    copies = [a.copy() for a in (x, w, b)]
+    for a in (x, w, b):
+        a.flags.writeable = False
+    for algorithm in supported_algorithms(x, w, b, padding=1, padding_mode="reflect"):
+        numbaconv.conv2d(x, w, b, padding=1, padding_mode="reflect", algorithm=algorithm)
+    for a, c in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_result_is_a_fresh_array(rng):
+    x, w = random(rng, (1, 1, 4, 4)), np.ones((1, 1, 1, 1), np.float32)
+    out = numbaconv.conv2d(x, w)
+    assert not np.shares_memory(out, x)
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@st.composite
+def conv_arguments(draw):
+    op = draw(st.sampled_from(["conv1d", "conv2d"]))
+    nsp = 1 if op == "conv1d" else 2
+    groups = draw(st.integers(1, 3))
+    cin = groups * draw(st.integers(1, 3))
+    cout = groups * draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nsp))
+    spatial = tuple(draw(st.integers(1, 12)) for _ in range(nsp))
+    n = draw(st.integers(0, 3))
+    pair = lambda lo, hi: draw(st.one_of(st.integers(lo, hi),
+                                          st.tuples(*[st.integers(lo, hi)] * nsp)))
+    stride = pair(1, 3)
+    dilation = pair(1, 3)
+    padding = draw(st.one_of(st.just("same"), st.just("valid"), st.integers(0, 3),
+                             st.tuples(*[st.integers(0, 3)] * nsp)))
+    mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    batched = draw(st.booleans())
+    bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    return dict(op=op, xs=((n,) if batched else ()) + (cin,) + spatial,
+                ws=(cout, cin // groups) + kernel, bias=bias, stride=stride, padding=padding,
+                dilation=dilation, groups=groups, padding_mode=mode, dtype=dtype, seed=seed)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_arguments())
+def test_random_arguments_match_reference_and_torch(args):
+    rng = np.random.default_rng(args["seed"])
+    x = random(rng, args["xs"], args["dtype"])
+    w = random(rng, args["ws"], args["dtype"])
+    b = random(rng, args["ws"][0], args["dtype"]) if args["bias"] else None
+    kwargs = {k: args[k] for k in ("stride", "padding", "dilation", "groups", "padding_mode")}
+    fn = numbaconv.conv1d if args["op"] == "conv1d" else numbaconv.conv2d
+    expected = None
+    if TORCH is not None:
+        expected = torch_conv(TORCH, args["op"], x, w, b, **kwargs)
+    try:
+        out = fn(x, w, b, **kwargs)
+    except (ValueError, TypeError) as exc:
+        # numbaconv rejected: torch must reject too.
+        if TORCH is not None:
+            assert isinstance(expected, Exception), f"numbaconv rejected what torch ran: {exc}"
+        return
+    if TORCH is not None:
+        assert not isinstance(expected, Exception), f"numbaconv ran what torch rejected: {expected}"
+        assert out.shape == expected.shape
+    ref = reference_conv(args["op"], x, w, b, **kwargs)
+    assert out.shape == ref.shape
+    check_conv(args["op"], x, w, b, **kwargs, torch=TORCH)

@@ -1,0 +1,88 @@
+"""The front end: plans, explicit algorithms, refusals, and the pure-Python spec layer."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numbaconv
+from numbaconv.planner import REGISTRY, auto_rule
+from numbaconv.spec import conv_spec, output_size
+
+
+def spec_of(xs, ws, **kwargs):
+    return numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).spec
+
+
+def test_output_size_formula():
+    assert output_size(7, 3, 1, 1) == 5
+    assert output_size(7, 3, 2, 1) == 3
+    assert output_size(8, 3, 2, 2) == 2
+    assert output_size(5, 5, 1, 1) == 1
+
+
+def test_same_padding_puts_the_odd_extra_at_the_end():
+    spec = spec_of((1, 1, 8, 8), (1, 1, 4, 2), padding="same", dilation=(1, 3))
+    assert (spec.pad_top, spec.pad_bottom, spec.pad_left, spec.pad_right) == (1, 2, 1, 2)
+    assert (spec.out_height, spec.out_width) == (8, 8)
+
+
+def test_conv1d_is_a_conv2d_of_height_one():
+    spec = conv_spec("conv1d", (2, 3, 10), (4, 3, 3), (4,), 2, "valid", 1, 1, "zeros", "float64")
+    assert (spec.in_height, spec.kernel_height, spec.stride_h) == (1, 1, 1)
+    assert spec.output_shape == (2, 4, 4)
+    assert spec.has_bias and spec.dtype == "float64"
+
+
+def test_plan_reports_the_decision():
+    x = np.empty((8, 64, 56, 56), np.float32)
+    w = np.empty((64, 64, 3, 3), np.float32)
+    plan = numbaconv.plan(x, w, padding=1)
+    assert plan.output_shape == (8, 64, 56, 56)
+    assert plan.flops == 2 * 8 * 64 * 56 * 56 * 64 * 9
+    assert plan.device == "cpu"
+    assert plan.algorithm in REGISTRY
+    assert plan.workspace_bytes >= 0
+    text = repr(plan)
+    for fragment in (plan.algorithm, "cpu", "(8, 64, 56, 56)", "GFLOP", "MiB", "why"):
+        assert fragment in text
+
+
+def test_each_algorithm_can_be_requested_or_refuses(rng):
+    x = rng.standard_normal((1, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    for kwargs in (dict(padding=1), dict(padding=1, groups=4, stride=2)):
+        weight = w if kwargs.get("groups") else rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
+        spec = numbaconv.plan(x, weight, **kwargs).spec
+        for name, algorithm in REGISTRY.items():
+            if algorithm.supports(spec) is None:
+                assert numbaconv.plan(x, weight, **kwargs, algorithm=name).algorithm == name
+            else:
+                with pytest.raises(numbaconv.UnsupportedAlgorithm, match=name):
+                    numbaconv.conv2d(x, weight, **kwargs, algorithm=name)
+
+
+def test_unsupported_algorithm_is_a_value_error():
+    assert issubclass(numbaconv.UnsupportedAlgorithm, ValueError)
+
+
+def test_auto_is_deterministic_and_always_supported():
+    shapes = [((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
+              ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
+              ((8, 32, 112, 112), (32, 1, 3, 3), dict(padding=1, groups=32)),
+              ((8, 256, 14, 14), (64, 256, 1, 1), {}),
+              ((1, 2, 5, 5), (3, 2, 2, 2), dict(dilation=2))]
+    for xs, ws, kwargs in shapes:
+        spec = spec_of(xs, ws, **kwargs)
+        name, reason = auto_rule(spec)
+        assert auto_rule(spec) == (name, reason)
+        assert REGISTRY[name].supports(spec) is None
+        assert reason
+
+
+def test_import_compiles_nothing():
+    # The spec and planner are pure Python: importing numbaconv must not import Numba.
+    code = "import sys, numbaconv; numbaconv.plan([[[0.0]]], [[[[1.0]]]]); print('numba' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
