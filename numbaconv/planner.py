@@ -14,34 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .algorithms import REGISTRY
 from .errors import UnsupportedAlgorithm
 from .spec import ConvSpec
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    """One way of computing a convolution, as the planner sees it."""
 
-    name: str
-    device: str
-    summary: str
-    supports: callable  # spec -> None | str (why not)
-    workspace_bytes: callable  # spec -> int
-    runner: str  # "module:function", imported on first use so planning compiles nothing
-
-    def run(self, spec: ConvSpec, x, weight, bias):
-        module_name, func_name = self.runner.split(":")
-        module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
-        return getattr(module, func_name)(spec, x, weight, bias)
-
-
-REGISTRY: dict[str, Algorithm] = {}
 SPECIAL = ("auto", "autotune")
-
-
-def register(algorithm: Algorithm) -> Algorithm:
-    REGISTRY[algorithm.name] = algorithm
-    return algorithm
 
 
 @dataclass(frozen=True)
@@ -73,28 +52,6 @@ def _input_shape(spec: ConvSpec) -> tuple:
     spatial = (spec.in_width,) if spec.op.endswith("1d") else (spec.in_height, spec.in_width)
     head = (spec.batch, spec.in_channels) if spec.batched else (spec.in_channels,)
     return head + spatial
-
-
-# --------------------------------------------------------------------------- algorithms
-
-
-def _direct_supports(spec: ConvSpec):
-    return None
-
-
-def _direct_workspace(spec: ConvSpec) -> int:
-    padded = spec.batch * spec.in_channels * spec.padded_height * (
-        -(-spec.padded_width // spec.stride_w) * spec.stride_w
-    )
-    return padded * spec.itemsize
-
-
-register(Algorithm(
-    name="direct", device="cpu",
-    summary="direct loops vectorised along output rows; runs every spec",
-    supports=_direct_supports, workspace_bytes=_direct_workspace,
-    runner="cpu.direct:run",
-))
 
 
 # --------------------------------------------------------------------------- choosing

@@ -1,0 +1,49 @@
+"""``python -m numbaconv``: a correctness self-check and the benchmark table.
+
+    python -m numbaconv                 # self-check, then the full bench table
+    python -m numbaconv selfcheck       # correctness only
+    python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
+                              [--repeat 10] [--threads 2] [--dtype float64] [--no-torch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m numbaconv", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("selfcheck", help="check every algorithm against a NumPy oracle")
+    bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
+    bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
+    bench.add_argument("--algorithm", default="auto")
+    bench.add_argument("--repeat", type=int, default=10)
+    bench.add_argument("--threads", type=int, default=None,
+                       help="threads for numbaconv and torch alike (default: all cores)")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench.add_argument("--no-torch", action="store_true", help="numbaconv figures only")
+    args = parser.parse_args(argv)
+
+    from . import bench as bench_module
+    from . import selfcheck
+
+    if args.command in (None, "selfcheck"):
+        if not selfcheck.run():
+            return 1
+        if args.command == "selfcheck":
+            return 0
+        print()
+    if args.command is None:
+        bench_module.run_bench()
+    else:
+        bench_module.run_bench(args.layers, algorithm=args.algorithm, dtype=args.dtype,
+                               repeat=args.repeat, threads=args.threads,
+                               use_torch=not args.no_torch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The bench command: numbaconv against torch (and NumPy) on the public layer set.
+
+Both libraries run in this one process on the same number of threads, interleaved
+call by call so that machine noise hits both alike; the best of ``repeat`` runs is
+reported. Accuracy is max |out - ref| / max |ref| against a float64 computation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+
+from . import functional, planner
+
+FIELDS = ("N", "C", "H", "W", "K", "R", "S", "stride", "padding", "dilation", "groups")
+
+
+def load_layers() -> dict:
+    """The public benchmark layers: name -> dict of FIELDS."""
+    text = resources.files("numbaconv").joinpath("layers.json").read_text()
+    table = json.loads(text)
+    return {name: dict(zip(FIELDS, row)) for name, row in table.items() if not name.startswith("_")}
+
+
+def make_arrays(layer: dict, dtype=np.float32, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((layer["N"], layer["C"], layer["H"], layer["W"]), dtype=np.float64)
+    w = rng.standard_normal((layer["K"], layer["C"] // layer["groups"], layer["R"], layer["S"]))
+    w /= math.sqrt(w[0].size)  # keeps outputs O(1), as trained weights do
+    b = rng.standard_normal(layer["K"])
+    return x.astype(dtype), w.astype(dtype), b.astype(dtype)
+
+
+def conv_kwargs(layer: dict) -> dict:
+    return dict(stride=layer["stride"], padding=layer["padding"], dilation=layer["dilation"],
+                groups=layer["groups"])
+
+
+def _best_time(fn, repeat: int) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def set_threads(threads: int | None, torch) -> int:
+    import numba
+
+    threads = threads or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def reference(x, w, b, kwargs) -> np.ndarray:
+    """float64 result of a different algorithm family (BLAS-based GEMM) as the oracle."""
+    return functional.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                             **kwargs, algorithm="gemm")
+
+
+def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=10, torch=None):
+    x, w, b = make_arrays(layer, dtype)
+    kwargs = conv_kwargs(layer)
+    chosen = functional.plan(x, w, b, **kwargs, algorithm=algorithm)
+    out = functional.conv2d(x, w, b, **kwargs, algorithm=algorithm)  # compiles on first use
+    ref = reference(x, w, b, kwargs)
+    error = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+    ours = lambda: functional.conv2d(x, w, b, **kwargs, algorithm=chosen.algorithm)
+    row = dict(algorithm=chosen.algorithm, flops=chosen.flops, error=error)
+    peer = None
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+        peer = lambda: torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+        peer()
+    t_ours, t_peer = math.inf, math.inf
+    for _ in range(repeat):  # interleaved: both see the same machine state
+        t_ours = min(t_ours, _best_time(ours, 1))
+        if peer is not None:
+            t_peer = min(t_peer, _best_time(peer, 1))
+    row["ms"] = t_ours * 1e3
+    row["torch_ms"] = t_peer * 1e3 if peer is not None else None
+    row["ratio"] = t_ours / t_peer if peer is not None else None
+    row["gflops"] = chosen.flops / t_ours / 1e9
+    return row
+
+
+def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=10, threads=None,
+              use_torch=True, out=sys.stdout, progress=sys.stderr):
+    """Print the benchmark table; returns the rows."""
+    torch = None
+    if use_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: numbaconv figures only "
+                  "(pip install torch==2.13.0 for the comparison)", file=out)
+    threads = set_threads(threads, torch)
+    layers = load_layers()
+    names = names or list(layers)
+    unknown = [n for n in names if n not in layers]
+    if unknown:
+        raise SystemExit(f"unknown layer(s) {unknown}; choose from {list(layers)}")
+    print(f"numbaconv bench: {dtype}, {threads} threads, best of {repeat}, "
+          f"algorithm={algorithm}", file=out)
+    header = (f"{'layer':20s} {'algorithm':14s} {'numbaconv ms':>12s} {'torch ms':>9s} "
+              f"{'ratio':>6s} {'GFLOP/s':>8s} {'max rel err':>11s}")
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    rows = []
+    for i, name in enumerate(names, 1):
+        print(f"[{i}/{len(names)}] {name} ...", file=progress, flush=True)
+        try:
+            row = bench_layer(layers[name], algorithm=algorithm, dtype=np.dtype(dtype),
+                              repeat=repeat, torch=torch)
+        except planner.UnsupportedAlgorithm as exc:
+            print(f"{name:20s} {'-':14s} unsupported: {exc}", file=out)
+            continue
+        rows.append(row)
+        torch_ms = f"{row['torch_ms']:9.3f}" if row["torch_ms"] is not None else f"{'-':>9s}"
+        ratio = f"{row['ratio']:6.2f}" if row["ratio"] is not None else f"{'-':>6s}"
+        print(f"{name:20s} {row['algorithm']:14s} {row['ms']:12.3f} {torch_ms} {ratio} "
+              f"{row['gflops']:8.1f} {row['error']:11.2e}", file=out, flush=True)
+    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+    if ratios:
+        geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        print(f"geometric-mean time ratio numbaconv/torch: {geomean:.3f} "
+              f"(< 1 means numbaconv is faster)", file=out)
+    return rows
