@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 from .spec import ConvSpec
 
-#: GEMM: output columns per BLAS call (images are batched until this many).
-GEMM_TARGET_COLUMNS = 4096
+#: GEMM: bytes of unfolded input per block, sized to stay in a core's L2 cache.
+GEMM_BLOCK_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,20 +69,64 @@ register(Algorithm(
 # --------------------------------------------------------------------------- gemm
 
 
-def gemm_images_per_chunk(spec: ConvSpec) -> int:
-    return max(1, min(spec.batch, GEMM_TARGET_COLUMNS // (spec.out_height * spec.out_width)))
+def gemm_block_rows(spec: ConvSpec) -> int:
+    """Output rows per GEMM block: the unfolded block fills about GEMM_BLOCK_BYTES."""
+    depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    rows = GEMM_BLOCK_BYTES // (depth * spec.out_width * spec.itemsize)
+    return max(1, min(rows, spec.out_height))
 
 
-def _gemm_workspace(spec: ConvSpec) -> int:
-    columns = gemm_images_per_chunk(spec) * spec.out_height * spec.out_width
+def _gemm_workspace(spec: ConvSpec, threads: int = 2) -> int:
+    columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     padded = _padded_input_elements(spec) if _has_padding(spec) else 0
-    return (padded + (depth + spec.out_channels_per_group) * columns) * spec.itemsize
+    return (padded + threads * (depth + spec.out_channels_per_group) * columns) * spec.itemsize
 
 
 register(Algorithm(
     name="gemm", device="cpu",
-    summary="im2col + one BLAS matrix product per group and chunk of images; runs every spec",
+    summary="im2col + BLAS per block of output pixels, in L2-sized blocks; runs every spec",
     supports=lambda spec: None, workspace_bytes=_gemm_workspace,
     runner="cpu.gemm:run",
 ))
+
+
+# --------------------------------------------------------------------------- winograd
+
+
+def _winograd_supports(spec: ConvSpec):
+    if (spec.kernel_height, spec.kernel_width) != (3, 3):
+        return f"needs a 3x3 kernel, got {spec.kernel_height}x{spec.kernel_width}"
+    if (spec.stride_h, spec.stride_w) != (1, 1):
+        return f"needs stride 1, got {(spec.stride_h, spec.stride_w)}"
+    if (spec.dilation_h, spec.dilation_w) != (1, 1):
+        return f"needs dilation 1, got {(spec.dilation_h, spec.dilation_w)}"
+    return None
+
+
+def winograd_tiles(spec: ConvSpec, tile: int) -> int:
+    return spec.batch * -(-spec.out_height // tile) * -(-spec.out_width // tile)
+
+
+def _winograd_workspace(tile: int):
+    def workspace(spec: ConvSpec) -> int:
+        alpha = tile + 2
+        tiles = winograd_tiles(spec, tile)
+        rows = -(-spec.out_height // tile) * tile + 2
+        cols = -(-spec.out_width // tile) * tile + 2
+        cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
+        per_group = (spec.batch * rows * cols * cg  # padded channels-last input
+                     + alpha * alpha * tiles * (cg + kg))  # V and M
+        weights = alpha * alpha * spec.in_channels_per_group * spec.out_channels
+        return (per_group + weights) * spec.itemsize
+    return workspace
+
+
+for _tile in (2, 4):
+    register(Algorithm(
+        name=f"winograd_f{_tile}x{_tile}", device="cpu",
+        summary=f"Winograd F({_tile}x{_tile},3x3): transforms + per-position BLAS GEMMs; "
+                f"3x3, stride 1, dilation 1",
+        supports=_winograd_supports, workspace_bytes=_winograd_workspace(_tile),
+        runner=f"cpu.winograd:run_f{_tile}",
+    ))
