@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .algorithms import REGISTRY
+from .registry import REGISTRY
 from .errors import UnsupportedAlgorithm
 from .spec import ConvSpec
 

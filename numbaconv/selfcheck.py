@@ -8,7 +8,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import functional
-from .algorithms import REGISTRY
+from .registry import REGISTRY
 
 #: (input shape, weight shape, keyword arguments)
 CASES = [

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..algorithms import gemm_block_rows
+from ..registry import gemm_block_rows
 from ..config import JIT_PARALLEL
 from .blas import single_threaded_blas
 from .layout import zero_pad

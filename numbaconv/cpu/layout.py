@@ -1,4 +1,4 @@
-"""Data movement shared by the CPU algorithms: zero padding and width phase splitting.
+"""Data movement shared by the CPU algorithms: zero padding and phase splitting.
 
 Kernels read a padded copy of the input so that their inner loops carry no bounds tests.
 """
@@ -10,30 +10,32 @@ from ..config import JIT_PARALLEL
 
 
 @njit(**JIT_PARALLEL)
-def pad_phase_split(x, pad_top, pad_left, padded_height, stride_w, phase_width):
-    """Zero-pad ``x`` (N, C, H, W) and split its columns by phase modulo ``stride_w``.
+def pad_phase_split(x, pad_top, pad_left, xph):
+    """Fill xph (N, C, sh, sw, Hq, Wq) with the zero-padded x split by phase of the strides.
 
-    Returns ``xp`` of shape (N, C, padded_height, stride_w, phase_width) with
-    ``xp[n, c, h, p, j] = padded[n, c, h, j * stride_w + p]`` (zero outside ``x``).
-    With the phases split, the columns a strided output row reads are contiguous, so
-    the direct kernel's inner loop vectorises for every stride.
+    ``xph[n, c, p, q, i, j] = padded[n, c, i * sh + p, j * sw + q]``, zero outside x.
+    With the phases split, the input elements that consecutive outputs read sit next to
+    each other for every stride and dilation, and a whole (rows x Wq) block of outputs
+    reads one contiguous run per kernel tap: the direct kernel's loops vectorise.
     """
     n_batch, channels, height, width = x.shape
-    xp = np.empty((n_batch, channels, padded_height, stride_w, phase_width), dtype=x.dtype)
+    stride_h, stride_w, rows, cols = xph.shape[2], xph.shape[3], xph.shape[4], xph.shape[5]
     for plane in prange(n_batch * channels):
         n = plane // channels
         c = plane % channels
-        for h in range(padded_height):
-            ih = h - pad_top
-            for p in range(stride_w):
-                row = xp[n, c, h, p]
-                if ih < 0 or ih >= height:
-                    row[:] = 0
-                    continue
-                for j in range(phase_width):
-                    iw = j * stride_w + p - pad_left
-                    row[j] = x[n, c, ih, iw] if 0 <= iw < width else 0
-    return xp
+        for p in range(stride_h):
+            for q in range(stride_w):
+                dst = xph[n, c, p, q]
+                for i in range(rows):
+                    ih = i * stride_h + p - pad_top
+                    row = dst[i]
+                    if ih < 0 or ih >= height:
+                        row[:] = 0
+                        continue
+                    src = x[n, c, ih]
+                    for j in range(cols):
+                        iw = j * stride_w + q - pad_left
+                        row[j] = src[iw] if 0 <= iw < width else 0
 
 
 @njit(**JIT_PARALLEL)

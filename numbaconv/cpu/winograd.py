@@ -2,7 +2,7 @@
 
 Pipeline per group (see ``shared/winograd.md`` for the maths)::
 
-    x (N, C, H, W) --to_padded_nhwc--> xh (N, rows, cols, C)      channels last, zero padded
+    x (N, C, H, W) --to_padded_nhwc--> xh (N, rows, cols, C)    channels last, zero padded
     xh --input_transform--> V (P, T, C)       P = alpha^2 positions, T = N * tiles
     V[p] (T x C) @ U[p] (C x K) --BLAS--> M (P, T, K)
     M --output_transform (+ bias)--> out (N, K, OH, OW)
@@ -17,12 +17,15 @@ The transformed weights ``U`` depend only on the weights: they are cached (see
 :mod:`numbaconv.cpu.weight_cache`) and recomputed whenever the weight values change.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
+from ..registry import winograd_block_tiles
 from ..config import JIT_PARALLEL
 from .blas import single_threaded_blas
 from .weight_cache import TRANSFORMED_WEIGHTS
+from .workspace import scratch
 
 # G matrices (alpha x 3) of Lavin's wincnn construction (points 0, +-1, +-2).
 G_F2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
@@ -74,10 +77,10 @@ def _at4(m0, m1, m2, m3, m4, m5):
 
 
 @njit(**JIT_PARALLEL)
-def to_padded_nhwc(x, c0, channels, pad_top, pad_left, rows, cols):
-    """Channels [c0, c0 + channels) of x (N, C, H, W), zero padded, as (N, rows, cols, channels)."""
+def to_padded_nhwc(x, c0, pad_top, pad_left, xh):
+    """xh (N, rows, cols, channels) = channels [c0, c0 + channels) of x (N, C, H, W), zero padded."""
     n_batch, _, height, width = x.shape
-    xh = np.empty((n_batch, rows, cols, channels), dtype=x.dtype)
+    rows, channels = xh.shape[1], xh.shape[3]
     for job in prange(n_batch * rows):
         n = job // rows
         h = job % rows
@@ -119,184 +122,202 @@ def weight_transform(weight, k0, out_channels, g_matrix):
     return u
 
 
-# --------------------------------------------------------------------------- F(2x2, 3x3)
+# --------------------------------------------------------------------------- per-tile transforms
+# Each works on all channels of one tile at once: the innermost loops run over the
+# contiguous channel axis. ``tmp`` holds the half-transformed tile.
+
+
+@njit(inline="always")
+def _input_tile_f2(xh, n, h0, w0, tmp, vb, i):
+    """vb[:, i] = B^T d B for the 4x4 patch d = xh[n, h0:h0+4, w0:w0+4]."""
+    channels = xh.shape[3]
+    for j in range(4):
+        r0, r1, r2, r3 = xh[n, h0, w0 + j], xh[n, h0 + 1, w0 + j], xh[n, h0 + 2, w0 + j], xh[n, h0 + 3, w0 + j]
+        for c in range(channels):
+            a0, a1, a2, a3 = _bt2(r0[c], r1[c], r2[c], r3[c])
+            tmp[0, j, c] = a0
+            tmp[1, j, c] = a1
+            tmp[2, j, c] = a2
+            tmp[3, j, c] = a3
+    for a in range(4):
+        q0, q1, q2, q3 = tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3]
+        v0, v1, v2, v3 = vb[4 * a, i], vb[4 * a + 1, i], vb[4 * a + 2, i], vb[4 * a + 3, i]
+        for c in range(channels):
+            b0, b1, b2, b3 = _bt2(q0[c], q1[c], q2[c], q3[c])
+            v0[c] = b0
+            v1[c] = b1
+            v2[c] = b2
+            v3[c] = b3
+
+
+@njit(inline="always")
+def _output_tile_f2(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
+    """out[n, k0:, oh0:oh0+2, ow0:ow0+2] = A^T m A + bias, clipped to the output."""
+    channels = mb.shape[2]
+    for b in range(4):
+        m0, m1, m2, m3 = mb[b, i], mb[4 + b, i], mb[8 + b, i], mb[12 + b, i]
+        for k in range(channels):
+            y0, y1 = _at2(m0[k], m1[k], m2[k], m3[k])
+            tmp[0, b, k] = y0
+            tmp[1, b, k] = y1
+    for r in range(min(2, out.shape[2] - oh0)):
+        q0, q1, q2, q3 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3]
+        for k in range(channels):
+            z0, z1 = _at2(q0[k], q1[k], q2[k], q3[k])
+            y[0, k] = z0 + bias[k0 + k]
+            y[1, k] = z1 + bias[k0 + k]
+        for j in range(min(2, out.shape[3] - ow0)):
+            for k in range(channels):
+                out[n, k0 + k, oh0 + r, ow0 + j] = y[j, k]
+
+
+@njit(inline="always")
+def _input_tile_f4(xh, n, h0, w0, tmp, vb, i):
+    """vb[:, i] = B^T d B for the 6x6 patch d = xh[n, h0:h0+6, w0:w0+6]."""
+    channels = xh.shape[3]
+    for j in range(6):
+        r0, r1, r2 = xh[n, h0, w0 + j], xh[n, h0 + 1, w0 + j], xh[n, h0 + 2, w0 + j]
+        r3, r4, r5 = xh[n, h0 + 3, w0 + j], xh[n, h0 + 4, w0 + j], xh[n, h0 + 5, w0 + j]
+        for c in range(channels):
+            a0, a1, a2, a3, a4, a5 = _bt4(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
+            tmp[0, j, c] = a0
+            tmp[1, j, c] = a1
+            tmp[2, j, c] = a2
+            tmp[3, j, c] = a3
+            tmp[4, j, c] = a4
+            tmp[5, j, c] = a5
+    for a in range(6):
+        q0, q1, q2, q3, q4, q5 = tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3], tmp[a, 4], tmp[a, 5]
+        v0, v1, v2 = vb[6 * a, i], vb[6 * a + 1, i], vb[6 * a + 2, i]
+        v3, v4, v5 = vb[6 * a + 3, i], vb[6 * a + 4, i], vb[6 * a + 5, i]
+        for c in range(channels):
+            b0, b1, b2, b3, b4, b5 = _bt4(q0[c], q1[c], q2[c], q3[c], q4[c], q5[c])
+            v0[c] = b0
+            v1[c] = b1
+            v2[c] = b2
+            v3[c] = b3
+            v4[c] = b4
+            v5[c] = b5
+
+
+@njit(inline="always")
+def _output_tile_f4(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
+    """out[n, k0:, oh0:oh0+4, ow0:ow0+4] = A^T m A + bias, clipped to the output."""
+    channels = mb.shape[2]
+    for b in range(6):
+        m0, m1, m2 = mb[b, i], mb[6 + b, i], mb[12 + b, i]
+        m3, m4, m5 = mb[18 + b, i], mb[24 + b, i], mb[30 + b, i]
+        for k in range(channels):
+            y0, y1, y2, y3 = _at4(m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
+            tmp[0, b, k] = y0
+            tmp[1, b, k] = y1
+            tmp[2, b, k] = y2
+            tmp[3, b, k] = y3
+    for r in range(min(4, out.shape[2] - oh0)):
+        q0, q1, q2, q3, q4, q5 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3], tmp[r, 4], tmp[r, 5]
+        for k in range(channels):
+            z0, z1, z2, z3 = _at4(q0[k], q1[k], q2[k], q3[k], q4[k], q5[k])
+            bk = bias[k0 + k]
+            y[0, k] = z0 + bk
+            y[1, k] = z1 + bk
+            y[2, k] = z2 + bk
+            y[3, k] = z3 + bk
+        for j in range(min(4, out.shape[3] - ow0)):
+            for k in range(channels):
+                out[n, k0 + k, oh0 + r, ow0 + j] = y[j, k]
+
+
+# --------------------------------------------------------------------------- the pipeline
 
 
 @njit(**JIT_PARALLEL)
-def input_transform_f2(xh, tiles_h, tiles_w):
-    n_batch, _, _, channels = xh.shape
-    per_image = tiles_h * tiles_w
-    v = np.empty((16, n_batch * per_image, channels), dtype=xh.dtype)
-    for job in prange(n_batch * tiles_h):
-        n = job // tiles_h
-        ty = job % tiles_h
-        tmp = np.empty((4, 4, channels), dtype=xh.dtype)
-        for tx in range(tiles_w):
-            t = n * per_image + ty * tiles_w + tx
-            for j in range(4):
-                r0 = xh[n, 2 * ty, 2 * tx + j]
-                r1 = xh[n, 2 * ty + 1, 2 * tx + j]
-                r2 = xh[n, 2 * ty + 2, 2 * tx + j]
-                r3 = xh[n, 2 * ty + 3, 2 * tx + j]
-                for c in range(channels):
-                    a0, a1, a2, a3 = _bt2(r0[c], r1[c], r2[c], r3[c])
-                    tmp[0, j, c] = a0
-                    tmp[1, j, c] = a1
-                    tmp[2, j, c] = a2
-                    tmp[3, j, c] = a3
-            for a in range(4):
-                q0, q1, q2, q3 = tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3]
-                v0, v1, v2, v3 = v[4 * a, t], v[4 * a + 1, t], v[4 * a + 2, t], v[4 * a + 3, t]
-                for c in range(channels):
-                    b0, b1, b2, b3 = _bt2(q0[c], q1[c], q2[c], q3[c])
-                    v0[c] = b0
-                    v1[c] = b1
-                    v2[c] = b2
-                    v3[c] = b3
-    return v
+def winograd_conv2d(xh, u, bias, k0, out, tile, tiles_h, tiles_w, block, workers):
+    """out[:, k0:k0+K] = conv(xh, weights transformed into u) + bias, block of tiles by block.
 
-
-@njit(**JIT_PARALLEL)
-def output_transform_f2(m, tiles_h, tiles_w, bias, k0, out):
-    """out[n, k0 + k, 2ty + i, 2tx + j] = (A^T M A)[i, j] + bias[k0 + k], inside the output."""
-    out_h, out_w = out.shape[2], out.shape[3]
-    channels = m.shape[2]
-    n_batch = out.shape[0]
-    per_image = tiles_h * tiles_w
-    for job in prange(n_batch * tiles_h):
-        n = job // tiles_h
-        ty = job % tiles_h
-        tmp = np.empty((2, 4, channels), dtype=m.dtype)
-        y = np.empty((2, channels), dtype=m.dtype)
-        for tx in range(tiles_w):
-            t = n * per_image + ty * tiles_w + tx
-            for b in range(4):
-                m0, m1, m2, m3 = m[b, t], m[4 + b, t], m[8 + b, t], m[12 + b, t]
-                for k in range(channels):
-                    y0, y1 = _at2(m0[k], m1[k], m2[k], m3[k])
-                    tmp[0, b, k] = y0
-                    tmp[1, b, k] = y1
-            for i in range(min(2, out_h - 2 * ty)):
-                q0, q1, q2, q3 = tmp[i, 0], tmp[i, 1], tmp[i, 2], tmp[i, 3]
-                for k in range(channels):
-                    z0, z1 = _at2(q0[k], q1[k], q2[k], q3[k])
-                    y[0, k] = z0 + bias[k0 + k]
-                    y[1, k] = z1 + bias[k0 + k]
-                for j in range(min(2, out_w - 2 * tx)):
-                    for k in range(channels):
-                        out[n, k0 + k, 2 * ty + i, 2 * tx + j] = y[j, k]
-    return out
-
-
-# --------------------------------------------------------------------------- F(4x4, 3x3)
-
-
-@njit(**JIT_PARALLEL)
-def input_transform_f4(xh, tiles_h, tiles_w):
-    n_batch, _, _, channels = xh.shape
-    per_image = tiles_h * tiles_w
-    v = np.empty((36, n_batch * per_image, channels), dtype=xh.dtype)
-    for job in prange(n_batch * tiles_h):
-        n = job // tiles_h
-        ty = job % tiles_h
-        tmp = np.empty((6, 6, channels), dtype=xh.dtype)
-        for tx in range(tiles_w):
-            t = n * per_image + ty * tiles_w + tx
-            for j in range(6):
-                r0 = xh[n, 4 * ty, 4 * tx + j]
-                r1 = xh[n, 4 * ty + 1, 4 * tx + j]
-                r2 = xh[n, 4 * ty + 2, 4 * tx + j]
-                r3 = xh[n, 4 * ty + 3, 4 * tx + j]
-                r4 = xh[n, 4 * ty + 4, 4 * tx + j]
-                r5 = xh[n, 4 * ty + 5, 4 * tx + j]
-                for c in range(channels):
-                    a0, a1, a2, a3, a4, a5 = _bt4(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
-                    tmp[0, j, c] = a0
-                    tmp[1, j, c] = a1
-                    tmp[2, j, c] = a2
-                    tmp[3, j, c] = a3
-                    tmp[4, j, c] = a4
-                    tmp[5, j, c] = a5
-            for a in range(6):
-                q0, q1, q2 = tmp[a, 0], tmp[a, 1], tmp[a, 2]
-                q3, q4, q5 = tmp[a, 3], tmp[a, 4], tmp[a, 5]
-                v0, v1, v2 = v[6 * a, t], v[6 * a + 1, t], v[6 * a + 2, t]
-                v3, v4, v5 = v[6 * a + 3, t], v[6 * a + 4, t], v[6 * a + 5, t]
-                for c in range(channels):
-                    b0, b1, b2, b3, b4, b5 = _bt4(q0[c], q1[c], q2[c], q3[c], q4[c], q5[c])
-                    v0[c] = b0
-                    v1[c] = b1
-                    v2[c] = b2
-                    v3[c] = b3
-                    v4[c] = b4
-                    v5[c] = b5
-    return v
-
-
-@njit(**JIT_PARALLEL)
-def output_transform_f4(m, tiles_h, tiles_w, bias, k0, out):
-    """out[n, k0 + k, 4ty + i, 4tx + j] = (A^T M A)[i, j] + bias[k0 + k], inside the output."""
-    out_h, out_w = out.shape[2], out.shape[3]
-    channels = m.shape[2]
-    n_batch = out.shape[0]
-    per_image = tiles_h * tiles_w
-    for job in prange(n_batch * tiles_h):
-        n = job // tiles_h
-        ty = job % tiles_h
-        tmp = np.empty((4, 6, channels), dtype=m.dtype)
-        y = np.empty((4, channels), dtype=m.dtype)
-        for tx in range(tiles_w):
-            t = n * per_image + ty * tiles_w + tx
-            for b in range(6):
-                m0, m1, m2 = m[b, t], m[6 + b, t], m[12 + b, t]
-                m3, m4, m5 = m[18 + b, t], m[24 + b, t], m[30 + b, t]
-                for k in range(channels):
-                    y0, y1, y2, y3 = _at4(m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
-                    tmp[0, b, k] = y0
-                    tmp[1, b, k] = y1
-                    tmp[2, b, k] = y2
-                    tmp[3, b, k] = y3
-            for i in range(min(4, out_h - 4 * ty)):
-                q0, q1, q2 = tmp[i, 0], tmp[i, 1], tmp[i, 2]
-                q3, q4, q5 = tmp[i, 3], tmp[i, 4], tmp[i, 5]
-                for k in range(channels):
-                    z0, z1, z2, z3 = _at4(q0[k], q1[k], q2[k], q3[k], q4[k], q5[k])
-                    bk = bias[k0 + k]
-                    y[0, k] = z0 + bk
-                    y[1, k] = z1 + bk
-                    y[2, k] = z2 + bk
-                    y[3, k] = z3 + bk
-                for j in range(min(4, out_w - 4 * tx)):
-                    for k in range(channels):
-                        out[n, k0 + k, 4 * ty + i, 4 * tx + j] = y[j, k]
-    return out
-
-
-# --------------------------------------------------------------------------- driver
-
-
-@njit(**JIT_PARALLEL)
-def batched_gemm(v, u):
-    """M[p] = V[p] @ U[p] for every transform-domain position p.
-
-    One single-threaded BLAS call per position, spread over Numba's threads (see
-    :mod:`numbaconv.cpu.blas` for why BLAS must not start threads of its own here).
+    xh: padded channels-last input (N, rows, cols, C); u: (P, C, K) transformed weights;
+    out: (N, K_total, OH, OW). Each worker runs the whole pipeline on ``block`` tiles at
+    a time (input transform -> P single-threaded BLAS products -> output transform) so
+    that the transform-domain block stays in its core's cache.
     """
-    m = np.empty((v.shape[0], v.shape[1], u.shape[2]), dtype=v.dtype)
-    for p in prange(v.shape[0]):
-        np.dot(v[p], u[p], m[p])
-    return m
+    n_batch, channels = xh.shape[0], xh.shape[3]
+    positions, _, kg = u.shape
+    alpha = tile + 2
+    per_image = tiles_h * tiles_w
+    n_tiles = n_batch * per_image
+    n_blocks = -(-n_tiles // block)
+    for worker in prange(workers):
+        # Rows past the last tile of a short block are never read back: zeros keep them finite.
+        vb = np.zeros((positions, block, channels), dtype=xh.dtype)
+        mb = np.empty((positions, block, kg), dtype=xh.dtype)
+        tmp_in = np.empty((alpha, alpha, channels), dtype=xh.dtype)
+        tmp_out = np.empty((tile, alpha, kg), dtype=xh.dtype)
+        y = np.empty((tile, kg), dtype=xh.dtype)
+        for blk in range(worker, n_blocks, workers):
+            t0 = blk * block
+            count = min(block, n_tiles - t0)
+            for i in range(count):
+                n, rest = divmod(t0 + i, per_image)
+                ty, tx = divmod(rest, tiles_w)
+                if tile == 4:
+                    _input_tile_f4(xh, n, 4 * ty, 4 * tx, tmp_in, vb, i)
+                else:
+                    _input_tile_f2(xh, n, 2 * ty, 2 * tx, tmp_in, vb, i)
+            for p in range(positions):
+                np.dot(vb[p], u[p], mb[p])
+            for i in range(count):
+                n, rest = divmod(t0 + i, per_image)
+                ty, tx = divmod(rest, tiles_w)
+                if tile == 4:
+                    _output_tile_f4(mb, i, tmp_out, y, bias, k0, out, n, 4 * ty, 4 * tx)
+                else:
+                    _output_tile_f2(mb, i, tmp_out, y, bias, k0, out, n, 2 * ty, 2 * tx)
+    return out
 
 
-_VARIANTS = {
-    2: (G_F2, input_transform_f2, output_transform_f2),
-    4: (G_F4, input_transform_f4, output_transform_f4),
-}
+@njit(**JIT_PARALLEL)
+def winograd_conv2d_staged(xh, u, bias, k0, out, tile, tiles_h, tiles_w, v, m, workers):
+    """The same result as :func:`winograd_conv2d`, one stage at a time over all tiles.
+
+    For deep layers the transformed weights (P * C * K values) outweigh a cache-sized
+    block of tiles; then each position's weights must be read once, by one BLAS product
+    over every tile (v: (P, T, C) -> m: (P, T, K)), rather than once per block.
+    """
+    n_batch, channels = xh.shape[0], xh.shape[3]
+    positions, _, kg = u.shape
+    alpha = tile + 2
+    per_image = tiles_h * tiles_w
+    n_tiles = n_batch * per_image
+    for worker in prange(workers):
+        tmp_in = np.empty((alpha, alpha, channels), dtype=xh.dtype)
+        for t in range(worker, n_tiles, workers):
+            n, rest = divmod(t, per_image)
+            ty, tx = divmod(rest, tiles_w)
+            if tile == 4:
+                _input_tile_f4(xh, n, 4 * ty, 4 * tx, tmp_in, v, t)
+            else:
+                _input_tile_f2(xh, n, 2 * ty, 2 * tx, tmp_in, v, t)
+    for worker in prange(workers):
+        for p in range(worker, positions, workers):
+            np.dot(v[p], u[p], m[p])
+    for worker in prange(workers):
+        tmp_out = np.empty((tile, alpha, kg), dtype=xh.dtype)
+        y = np.empty((tile, kg), dtype=xh.dtype)
+        for t in range(worker, n_tiles, workers):
+            n, rest = divmod(t, per_image)
+            ty, tx = divmod(rest, tiles_w)
+            if tile == 4:
+                _output_tile_f4(m, t, tmp_out, y, bias, k0, out, n, 4 * ty, 4 * tx)
+            else:
+                _output_tile_f2(m, t, tmp_out, y, bias, k0, out, n, 2 * ty, 2 * tx)
+    return out
+
+
+_G = {2: G_F2, 4: G_F4}
 
 
 def transformed_weights(weight, groups, tile):
     """U per group, (groups, P, C/groups, K/groups), from the cache when the weights are unchanged."""
-    g_matrix = _VARIANTS[tile][0]
+    g_matrix = _G[tile]
 
     def compute():
         kg = weight.shape[0] // groups
@@ -307,21 +328,29 @@ def transformed_weights(weight, groups, tile):
 
 
 def run_tile(spec, x, weight, bias, tile):
-    _, input_transform, output_transform = _VARIANTS[tile]
     tiles_h = -(-spec.out_height // tile)
     tiles_w = -(-spec.out_width // tile)
-    rows, cols = tiles_h * tile + 2, tiles_w * tile + 2
-    cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
+    cg = spec.in_channels_per_group
+    kg = spec.out_channels_per_group
+    n_tiles = spec.batch * tiles_h * tiles_w
+    block = winograd_block_tiles(spec, tile)
+    workers = min(numba.get_num_threads(), -(-n_tiles // block))
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    xh = scratch("winograd_input", (spec.batch, tiles_h * tile + 2, tiles_w * tile + 2, cg), x.dtype)
+    if block == n_tiles:
+        workers = numba.get_num_threads()
+        v = scratch("winograd_v", ((tile + 2) ** 2, n_tiles, cg), x.dtype)
+        m = scratch("winograd_m", ((tile + 2) ** 2, n_tiles, kg), x.dtype)
     u_groups = transformed_weights(weight, spec.groups, tile)
     for g in range(spec.groups):
-        xh = to_padded_nhwc(x, g * cg, cg, spec.pad_top, spec.pad_left, rows, cols)
-        v = input_transform(xh, tiles_h, tiles_w)
-        del xh
+        to_padded_nhwc(x, g * cg, spec.pad_top, spec.pad_left, xh)
         with single_threaded_blas():
-            m = batched_gemm(v, u_groups[g])
-        del v
-        output_transform(m, tiles_h, tiles_w, bias, g * kg, out)
+            if block == n_tiles:
+                winograd_conv2d_staged(xh, u_groups[g], bias, g * kg, out, tile, tiles_h, tiles_w,
+                                       v, m, workers)
+            else:
+                winograd_conv2d(xh, u_groups[g], bias, g * kg, out, tile, tiles_h, tiles_w,
+                                block, workers)
     return out
 
 
