@@ -7,6 +7,9 @@ Environment variables (read once, at import):
     no-NaN/no-inf flags are never used: NaN and inf must propagate as they do in torch.
 ``NUMBACONV_CACHE``     ``1`` (default) keeps compiled kernels on disk (Numba's
     ``cache=True``; the directory follows ``NUMBA_CACHE_DIR``), ``0`` disables it.
+``NUMBACONV_AUTOTUNE``  ``1`` makes ``algorithm="auto"`` autotune (see ``autotune``);
+    ``0`` (default) keeps the deterministic rule.
+``NUMBACONV_CACHE_DIR`` where the autotune decisions are kept (see ``autotune``).
 """
 
 import os
@@ -19,6 +22,7 @@ def _flag(name: str, default: bool) -> bool:
 
 FASTMATH = {"contract", "reassoc", "nsz"} if _flag("NUMBACONV_FASTMATH", True) else False
 CACHE = _flag("NUMBACONV_CACHE", True)
+AUTOTUNE = _flag("NUMBACONV_AUTOTUNE", False)
 
 #: Options for the serial helpers and for the parallel kernels.
 JIT = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")

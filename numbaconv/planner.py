@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import config
 from .registry import REGISTRY
 from .errors import UnsupportedAlgorithm
 from .spec import ConvSpec
@@ -104,9 +105,9 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
             f"{spec.op}: unknown algorithm={algorithm!r}; expected one of "
             f"{SPECIAL + tuple(REGISTRY)}"
         )
-    if algorithm == "auto":
+    if algorithm == "auto" and not config.AUTOTUNE:
         name, reason = auto_rule(spec)
-    elif algorithm == "autotune":
+    elif algorithm in ("auto", "autotune"):
         from . import autotune
 
         name, reason = autotune.choose(spec)
