@@ -124,8 +124,8 @@ WINOGRAD_FUSED_BLOCK = 96
 WINOGRAD_FUSED_MAX_WEIGHT_BYTES = 1 << 20
 
 
-def winograd_block_tiles(spec: ConvSpec, tile: int) -> int:
-    """Tiles per pipeline block; all tiles means "run stage by stage".
+def winograd_block_rows(spec: ConvSpec, tile: int) -> int:
+    """Tile rows per pipeline block; all of them (N * tiles_h) means "run stage by stage".
 
     Every block re-reads all P * C * K transformed weights. While they fit in a core's
     L2 (shallow layers: 64 -> 64 channels is 0.6 MiB) blocks of ~96 tiles keep the
@@ -133,12 +133,13 @@ def winograd_block_tiles(spec: ConvSpec, tile: int) -> int:
     stage by stage); for deeper layers reading each weight once wins (128 channels:
     3.9 ms against 4.6 ms), as it does when there are too few tiles to share out.
     """
-    tiles = winograd_tiles(spec, tile)
+    tiles_w = -(-spec.out_width // tile)
+    rows = spec.batch * -(-spec.out_height // tile)
     weight_bytes = (tile + 2) ** 2 * spec.in_channels_per_group * spec.out_channels_per_group
     if (weight_bytes * spec.itemsize > WINOGRAD_FUSED_MAX_WEIGHT_BYTES
-            or tiles < 4 * WINOGRAD_FUSED_BLOCK):
-        return tiles
-    return WINOGRAD_FUSED_BLOCK
+            or rows * tiles_w < 4 * WINOGRAD_FUSED_BLOCK):
+        return rows
+    return max(1, WINOGRAD_FUSED_BLOCK // tiles_w)
 
 
 def _winograd_workspace(tile: int, threads: int = 2):
@@ -147,12 +148,14 @@ def _winograd_workspace(tile: int, threads: int = 2):
         rows = -(-spec.out_height // tile) * tile + 2
         cols = -(-spec.out_width // tile) * tile + 2
         cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
-        padded = spec.batch * rows * cols * cg  # channels-last input of one group
-        block = winograd_block_tiles(spec, tile)
-        per_block = alpha * alpha * block * (cg + kg)
-        blocks = per_block if block == winograd_tiles(spec, tile) else threads * per_block
+        tiles_w = -(-spec.out_width // tile)
+        block_rows = winograd_block_rows(spec, tile)
+        staged = block_rows == spec.batch * -(-spec.out_height // tile)
+        per_block = alpha * alpha * block_rows * tiles_w * (cg + kg)
+        row_buffers = threads * alpha * cols * cg
+        blocks = per_block if staged else threads * per_block
         weights = alpha * alpha * cg * spec.out_channels  # cached transformed weights
-        return (padded + blocks + weights) * spec.itemsize
+        return (row_buffers + blocks + weights) * spec.itemsize
     return workspace
 
 

@@ -46,6 +46,8 @@ CASES_2D = [
     ((1, 3, 23, 23), (8, 3, 7, 7), dict(stride=2, padding=3)),  # ResNet stem-like
     ((2, 16, 9, 10), (16, 16, 3, 3), dict(padding=1)),  # Winograd-eligible, ragged tiles
     ((1, 16, 6, 5), (8, 16, 3, 3), dict(padding=(0, 1))),
+    ((1, 16, 80, 79), (8, 16, 3, 3), dict(padding=1)),  # enough tiles for Winograd's fused blocks
+    ((2, 32, 7, 7), (64, 16, 3, 3), dict(padding=1, groups=2)),  # grouped Winograd
 ]
 
 

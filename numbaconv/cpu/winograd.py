@@ -2,16 +2,17 @@
 
 Pipeline per group (see ``shared/winograd.md`` for the maths)::
 
-    x (N, C, H, W) --to_padded_nhwc--> xh (N, rows, cols, C)    channels last, zero padded
-    xh --input_transform--> V (P, T, C)       P = alpha^2 positions, T = N * tiles
+    x (N, C, H, W) --input transform, a tile row at a time--> V (P, T, C)
+                                        P = alpha^2 positions, T = N * tiles
     V[p] (T x C) @ U[p] (C x K) --BLAS--> M (P, T, K)
     M --output_transform (+ bias)--> out (N, K, OH, OW)
 
-The transforms run channels-last so that their innermost loop is a contiguous run
-over channels (LLVM vectorises it), whatever the image size; the per-position
-products are plain row-major BLAS calls made from serial code. The input is padded
-up to whole tiles, and the output transform writes only the rows and columns that
-exist, so ragged edges need no special case.
+The transforms run channels-last (each tile row's input rows are transposed into a
+small cached buffer first) so that their innermost loop is a contiguous run over
+channels (LLVM vectorises it), whatever the image size; the per-position products
+are row-major BLAS calls, single-threaded inside Numba's threads. The input is
+zero padded up to whole tiles, and the output transform writes only the rows and
+columns that exist, so ragged edges need no special case.
 
 The transformed weights ``U`` depend only on the weights: they are cached (see
 :mod:`numbaconv.cpu.weight_cache`) and recomputed whenever the weight values change.
@@ -21,7 +22,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..registry import winograd_block_tiles
+from ..registry import winograd_block_rows
 from ..config import JIT_PARALLEL
 from .blas import single_threaded_blas
 from .weight_cache import TRANSFORMED_WEIGHTS
@@ -73,31 +74,6 @@ def _at4(m0, m1, m2, m3, m4, m5):
     return m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5
 
 
-# --------------------------------------------------------------------------- layout
-
-
-@njit(**JIT_PARALLEL)
-def to_padded_nhwc(x, c0, pad_top, pad_left, xh):
-    """xh (N, rows, cols, channels) = channels [c0, c0 + channels) of x (N, C, H, W), zero padded."""
-    n_batch, _, height, width = x.shape
-    rows, channels = xh.shape[1], xh.shape[3]
-    for job in prange(n_batch * rows):
-        n = job // rows
-        h = job % rows
-        ih = h - pad_top
-        dst = xh[n, h]
-        if ih < 0 or ih >= height:
-            dst[:, :] = 0
-            continue
-        dst[:pad_left, :] = 0
-        dst[pad_left + width:, :] = 0
-        for c in range(channels):
-            src = x[n, c0 + c, ih]
-            for w in range(width):
-                dst[pad_left + w, c] = src[w]
-    return xh
-
-
 # --------------------------------------------------------------------------- weights
 
 
@@ -128,11 +104,11 @@ def weight_transform(weight, k0, out_channels, g_matrix):
 
 
 @njit(inline="always")
-def _input_tile_f2(xh, n, h0, w0, tmp, vb, i):
-    """vb[:, i] = B^T d B for the 4x4 patch d = xh[n, h0:h0+4, w0:w0+4]."""
-    channels = xh.shape[3]
+def _input_tile_f2(rows, w0, tmp, vb, i):
+    """vb[:, i] = B^T d B for the 4x4 patch d = rows[0:4, w0:w0+4] (channels last)."""
+    channels = rows.shape[2]
     for j in range(4):
-        r0, r1, r2, r3 = xh[n, h0, w0 + j], xh[n, h0 + 1, w0 + j], xh[n, h0 + 2, w0 + j], xh[n, h0 + 3, w0 + j]
+        r0, r1, r2, r3 = rows[0, w0 + j], rows[1, w0 + j], rows[2, w0 + j], rows[3, w0 + j]
         for c in range(channels):
             a0, a1, a2, a3 = _bt2(r0[c], r1[c], r2[c], r3[c])
             tmp[0, j, c] = a0
@@ -151,8 +127,8 @@ def _input_tile_f2(xh, n, h0, w0, tmp, vb, i):
 
 
 @njit(inline="always")
-def _output_tile_f2(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
-    """out[n, k0:, oh0:oh0+2, ow0:ow0+2] = A^T m A + bias, clipped to the output."""
+def _output_tile_f2(mb, i, tmp, ybuf, ow0):
+    """ybuf[0:2, ow0:ow0+2] = A^T m A for the transform-domain tile m = mb[:, i]."""
     channels = mb.shape[2]
     for b in range(4):
         m0, m1, m2, m3 = mb[b, i], mb[4 + b, i], mb[8 + b, i], mb[12 + b, i]
@@ -160,24 +136,22 @@ def _output_tile_f2(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
             y0, y1 = _at2(m0[k], m1[k], m2[k], m3[k])
             tmp[0, b, k] = y0
             tmp[1, b, k] = y1
-    for r in range(min(2, out.shape[2] - oh0)):
+    for r in range(2):
         q0, q1, q2, q3 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3]
+        y0, y1 = ybuf[r, ow0], ybuf[r, ow0 + 1]
         for k in range(channels):
             z0, z1 = _at2(q0[k], q1[k], q2[k], q3[k])
-            y[0, k] = z0 + bias[k0 + k]
-            y[1, k] = z1 + bias[k0 + k]
-        for j in range(min(2, out.shape[3] - ow0)):
-            for k in range(channels):
-                out[n, k0 + k, oh0 + r, ow0 + j] = y[j, k]
+            y0[k] = z0
+            y1[k] = z1
 
 
 @njit(inline="always")
-def _input_tile_f4(xh, n, h0, w0, tmp, vb, i):
-    """vb[:, i] = B^T d B for the 6x6 patch d = xh[n, h0:h0+6, w0:w0+6]."""
-    channels = xh.shape[3]
+def _input_tile_f4(rows, w0, tmp, vb, i):
+    """vb[:, i] = B^T d B for the 6x6 patch d = rows[0:6, w0:w0+6] (channels last)."""
+    channels = rows.shape[2]
     for j in range(6):
-        r0, r1, r2 = xh[n, h0, w0 + j], xh[n, h0 + 1, w0 + j], xh[n, h0 + 2, w0 + j]
-        r3, r4, r5 = xh[n, h0 + 3, w0 + j], xh[n, h0 + 4, w0 + j], xh[n, h0 + 5, w0 + j]
+        r0, r1, r2 = rows[0, w0 + j], rows[1, w0 + j], rows[2, w0 + j]
+        r3, r4, r5 = rows[3, w0 + j], rows[4, w0 + j], rows[5, w0 + j]
         for c in range(channels):
             a0, a1, a2, a3, a4, a5 = _bt4(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
             tmp[0, j, c] = a0
@@ -201,8 +175,8 @@ def _input_tile_f4(xh, n, h0, w0, tmp, vb, i):
 
 
 @njit(inline="always")
-def _output_tile_f4(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
-    """out[n, k0:, oh0:oh0+4, ow0:ow0+4] = A^T m A + bias, clipped to the output."""
+def _output_tile_f4(mb, i, tmp, ybuf, ow0):
+    """ybuf[0:4, ow0:ow0+4] = A^T m A for the transform-domain tile m = mb[:, i]."""
     channels = mb.shape[2]
     for b in range(6):
         m0, m1, m2 = mb[b, i], mb[6 + b, i], mb[12 + b, i]
@@ -213,102 +187,143 @@ def _output_tile_f4(mb, i, tmp, y, bias, k0, out, n, oh0, ow0):
             tmp[1, b, k] = y1
             tmp[2, b, k] = y2
             tmp[3, b, k] = y3
-    for r in range(min(4, out.shape[2] - oh0)):
+    for r in range(4):
         q0, q1, q2, q3, q4, q5 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3], tmp[r, 4], tmp[r, 5]
+        y0, y1, y2, y3 = ybuf[r, ow0], ybuf[r, ow0 + 1], ybuf[r, ow0 + 2], ybuf[r, ow0 + 3]
         for k in range(channels):
             z0, z1, z2, z3 = _at4(q0[k], q1[k], q2[k], q3[k], q4[k], q5[k])
-            bk = bias[k0 + k]
-            y[0, k] = z0 + bk
-            y[1, k] = z1 + bk
-            y[2, k] = z2 + bk
-            y[3, k] = z3 + bk
-        for j in range(min(4, out.shape[3] - ow0)):
-            for k in range(channels):
-                out[n, k0 + k, oh0 + r, ow0 + j] = y[j, k]
+            y0[k] = z0
+            y1[k] = z1
+            y2[k] = z2
+            y3[k] = z3
+
+
+@njit(inline="always")
+def _output_tile_row(mb, i0, tmp_out, ybuf, tile, tiles_w, bias, k0, out, n, oh0):
+    """out[n, k0:, oh0:oh0+tile, :] = output transforms of one tile row (mb[:, i0 + tx]) + bias.
+
+    The tile row is assembled channels-last in ``ybuf`` (tile, tiles_w * tile, K) and then
+    written out a whole output row per channel: full cache lines, not 4-value pieces.
+    """
+    for tx in range(tiles_w):
+        if tile == 4:
+            _output_tile_f4(mb, i0 + tx, tmp_out, ybuf, 4 * tx)
+        else:
+            _output_tile_f2(mb, i0 + tx, tmp_out, ybuf, 2 * tx)
+    out_h, out_w = out.shape[2], out.shape[3]
+    for k in range(ybuf.shape[2]):
+        b = bias[k0 + k]
+        for r in range(min(tile, out_h - oh0)):
+            dst = out[n, k0 + k, oh0 + r]
+            src = ybuf[r]
+            for w in range(out_w):
+                dst[w] = src[w, k] + b
 
 
 # --------------------------------------------------------------------------- the pipeline
 
 
-@njit(**JIT_PARALLEL)
-def winograd_conv2d(xh, u, bias, k0, out, tile, tiles_h, tiles_w, block, workers):
-    """out[:, k0:k0+K] = conv(xh, weights transformed into u) + bias, block of tiles by block.
+@njit(inline="always")
+def _input_tile_row(x, n, c0, h0, pad_top, pad_left, rows_buf, tmp_in, tile, tiles_w, vb, i0):
+    """vb[:, i0 + tx] = input transform of tile (h0 / tile, tx) for every tx of one tile row.
 
-    xh: padded channels-last input (N, rows, cols, C); u: (P, C, K) transformed weights;
-    out: (N, K_total, OH, OW). Each worker runs the whole pipeline on ``block`` tiles at
-    a time (input transform -> P single-threaded BLAS products -> output transform) so
-    that the transform-domain block stays in its core's cache.
+    The tile row's alpha input rows are first copied, zero padded, from NCHW x into the
+    channels-last ``rows_buf`` (alpha, cols, C): the transpose happens in cache, and the
+    transforms then run along contiguous channels.
     """
-    n_batch, channels = xh.shape[0], xh.shape[3]
-    positions, _, kg = u.shape
+    alpha, _, channels = rows_buf.shape
+    height, width = x.shape[2], x.shape[3]
+    for i in range(alpha):
+        row = rows_buf[i]
+        ih = h0 + i - pad_top
+        if ih < 0 or ih >= height:
+            row[:, :] = 0
+            continue
+        row[:pad_left, :] = 0
+        row[pad_left + width:, :] = 0
+        for c in range(channels):
+            src = x[n, c0 + c, ih]
+            for w in range(width):
+                row[pad_left + w, c] = src[w]
+    for tx in range(tiles_w):
+        if tile == 4:
+            _input_tile_f4(rows_buf, 4 * tx, tmp_in, vb, i0 + tx)
+        else:
+            _input_tile_f2(rows_buf, 2 * tx, tmp_in, vb, i0 + tx)
+
+
+@njit(**JIT_PARALLEL)
+def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
+                    block_rows, workers):
+    """out[:, k0:k0+K] = conv(x[:, c0:c0+C], weights transformed into u) + bias.
+
+    x: NCHW input (zero padding still to apply); u: (P, C, K) transformed weights;
+    out: (N, K_total, OH, OW). Each worker runs the whole pipeline on blocks of
+    ``block_rows`` tile rows (input transform -> P single-threaded BLAS products ->
+    output transform) so that the transform-domain block stays in its core's cache.
+    """
+    n_batch = x.shape[0]
+    positions, channels, kg = u.shape
     alpha = tile + 2
-    per_image = tiles_h * tiles_w
-    n_tiles = n_batch * per_image
-    n_blocks = -(-n_tiles // block)
+    cols = tiles_w * tile + 2
+    n_rows = n_batch * tiles_h
+    n_blocks = -(-n_rows // block_rows)
+    block = block_rows * tiles_w
     for worker in prange(workers):
         # Rows past the last tile of a short block are never read back: zeros keep them finite.
-        vb = np.zeros((positions, block, channels), dtype=xh.dtype)
-        mb = np.empty((positions, block, kg), dtype=xh.dtype)
-        tmp_in = np.empty((alpha, alpha, channels), dtype=xh.dtype)
-        tmp_out = np.empty((tile, alpha, kg), dtype=xh.dtype)
-        y = np.empty((tile, kg), dtype=xh.dtype)
+        vb = np.zeros((positions, block, channels), dtype=x.dtype)
+        mb = np.empty((positions, block, kg), dtype=x.dtype)
+        rows_buf = np.empty((alpha, cols, channels), dtype=x.dtype)
+        tmp_in = np.empty((alpha, alpha, channels), dtype=x.dtype)
+        tmp_out = np.empty((tile, alpha, kg), dtype=x.dtype)
+        ybuf = np.empty((tile, tiles_w * tile, kg), dtype=x.dtype)
         for blk in range(worker, n_blocks, workers):
-            t0 = blk * block
-            count = min(block, n_tiles - t0)
-            for i in range(count):
-                n, rest = divmod(t0 + i, per_image)
-                ty, tx = divmod(rest, tiles_w)
-                if tile == 4:
-                    _input_tile_f4(xh, n, 4 * ty, 4 * tx, tmp_in, vb, i)
-                else:
-                    _input_tile_f2(xh, n, 2 * ty, 2 * tx, tmp_in, vb, i)
+            q0 = blk * block_rows
+            q1 = min(q0 + block_rows, n_rows)
+            for q in range(q0, q1):
+                n, ty = divmod(q, tiles_h)
+                _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, rows_buf, tmp_in, tile,
+                                tiles_w, vb, (q - q0) * tiles_w)
             for p in range(positions):
                 np.dot(vb[p], u[p], mb[p])
-            for i in range(count):
-                n, rest = divmod(t0 + i, per_image)
-                ty, tx = divmod(rest, tiles_w)
-                if tile == 4:
-                    _output_tile_f4(mb, i, tmp_out, y, bias, k0, out, n, 4 * ty, 4 * tx)
-                else:
-                    _output_tile_f2(mb, i, tmp_out, y, bias, k0, out, n, 2 * ty, 2 * tx)
+            for q in range(q0, q1):
+                n, ty = divmod(q, tiles_h)
+                _output_tile_row(mb, (q - q0) * tiles_w, tmp_out, ybuf, tile, tiles_w, bias, k0,
+                                 out, n, ty * tile)
     return out
 
 
 @njit(**JIT_PARALLEL)
-def winograd_conv2d_staged(xh, u, bias, k0, out, tile, tiles_h, tiles_w, v, m, workers):
+def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
+                           v, m, workers):
     """The same result as :func:`winograd_conv2d`, one stage at a time over all tiles.
 
     For deep layers the transformed weights (P * C * K values) outweigh a cache-sized
     block of tiles; then each position's weights must be read once, by one BLAS product
     over every tile (v: (P, T, C) -> m: (P, T, K)), rather than once per block.
     """
-    n_batch, channels = xh.shape[0], xh.shape[3]
-    positions, _, kg = u.shape
+    n_batch = x.shape[0]
+    positions, channels, kg = u.shape
     alpha = tile + 2
-    per_image = tiles_h * tiles_w
-    n_tiles = n_batch * per_image
+    cols = tiles_w * tile + 2
+    n_rows = n_batch * tiles_h
     for worker in prange(workers):
-        tmp_in = np.empty((alpha, alpha, channels), dtype=xh.dtype)
-        for t in range(worker, n_tiles, workers):
-            n, rest = divmod(t, per_image)
-            ty, tx = divmod(rest, tiles_w)
-            if tile == 4:
-                _input_tile_f4(xh, n, 4 * ty, 4 * tx, tmp_in, v, t)
-            else:
-                _input_tile_f2(xh, n, 2 * ty, 2 * tx, tmp_in, v, t)
+        rows_buf = np.empty((alpha, cols, channels), dtype=x.dtype)
+        tmp_in = np.empty((alpha, alpha, channels), dtype=x.dtype)
+        for q in range(worker, n_rows, workers):
+            n, ty = divmod(q, tiles_h)
+            _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, rows_buf, tmp_in, tile,
+                            tiles_w, v, q * tiles_w)
     for worker in prange(workers):
         for p in range(worker, positions, workers):
             np.dot(v[p], u[p], m[p])
     for worker in prange(workers):
-        tmp_out = np.empty((tile, alpha, kg), dtype=xh.dtype)
-        y = np.empty((tile, kg), dtype=xh.dtype)
-        for t in range(worker, n_tiles, workers):
-            n, rest = divmod(t, per_image)
-            ty, tx = divmod(rest, tiles_w)
-            if tile == 4:
-                _output_tile_f4(m, t, tmp_out, y, bias, k0, out, n, 4 * ty, 4 * tx)
-            else:
-                _output_tile_f2(m, t, tmp_out, y, bias, k0, out, n, 2 * ty, 2 * tx)
+        tmp_out = np.empty((tile, alpha, kg), dtype=x.dtype)
+        ybuf = np.empty((tile, tiles_w * tile, kg), dtype=x.dtype)
+        for q in range(worker, n_rows, workers):
+            n, ty = divmod(q, tiles_h)
+            _output_tile_row(m, q * tiles_w, tmp_out, ybuf, tile, tiles_w, bias, k0, out, n,
+                             ty * tile)
     return out
 
 
@@ -332,25 +347,25 @@ def run_tile(spec, x, weight, bias, tile):
     tiles_w = -(-spec.out_width // tile)
     cg = spec.in_channels_per_group
     kg = spec.out_channels_per_group
-    n_tiles = spec.batch * tiles_h * tiles_w
-    block = winograd_block_tiles(spec, tile)
-    workers = min(numba.get_num_threads(), -(-n_tiles // block))
+    n_rows = spec.batch * tiles_h
+    block_rows = winograd_block_rows(spec, tile)
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
-    xh = scratch("winograd_input", (spec.batch, tiles_h * tile + 2, tiles_w * tile + 2, cg), x.dtype)
-    if block == n_tiles:
-        workers = numba.get_num_threads()
-        v = scratch("winograd_v", ((tile + 2) ** 2, n_tiles, cg), x.dtype)
-        m = scratch("winograd_m", ((tile + 2) ** 2, n_tiles, kg), x.dtype)
     u_groups = transformed_weights(weight, spec.groups, tile)
-    for g in range(spec.groups):
-        to_padded_nhwc(x, g * cg, spec.pad_top, spec.pad_left, xh)
-        with single_threaded_blas():
-            if block == n_tiles:
-                winograd_conv2d_staged(xh, u_groups[g], bias, g * kg, out, tile, tiles_h, tiles_w,
-                                       v, m, workers)
+    staged = block_rows == n_rows
+    if staged:
+        workers = numba.get_num_threads()
+        v = scratch("winograd_v", ((tile + 2) ** 2, n_rows * tiles_w, cg), x.dtype)
+        m = scratch("winograd_m", ((tile + 2) ** 2, n_rows * tiles_w, kg), x.dtype)
+    else:
+        workers = min(numba.get_num_threads(), -(-n_rows // block_rows))
+    with single_threaded_blas():
+        for g in range(spec.groups):
+            if staged:
+                winograd_conv2d_staged(x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias,
+                                       g * kg, out, tile, tiles_h, tiles_w, v, m, workers)
             else:
-                winograd_conv2d(xh, u_groups[g], bias, g * kg, out, tile, tiles_h, tiles_w,
-                                block, workers)
+                winograd_conv2d(x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias,
+                                g * kg, out, tile, tiles_h, tiles_w, block_rows, workers)
     return out
 
 
