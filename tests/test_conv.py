@@ -197,3 +197,14 @@ def test_random_arguments_match_reference_and_torch(args):
     ref = reference_conv(args["op"], x, w, b, **kwargs)
     assert out.shape == ref.shape
     check_conv(args["op"], x, w, b, **kwargs, torch=TORCH)
+
+
+@pytest.mark.parametrize("algorithm", ["winograd_f2x2", "winograd_f4x4"])
+def test_weights_mutated_in_place_are_not_served_stale(algorithm, rng):
+    x, w = random(rng, (1, 16, 12, 12)), random(rng, (16, 16, 3, 3))
+    first = numbaconv.conv2d(x, w, padding=1, algorithm=algorithm)
+    w[3, 5, 1, 2] += 1.0  # same array, same address: only the contents changed
+    second = numbaconv.conv2d(x, w, padding=1, algorithm=algorithm)
+    expected = numbaconv.conv2d(x, w, padding=1, algorithm="gemm")
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(second, expected, rtol=0, atol=2e-4 * np.abs(expected).max())

@@ -13,22 +13,22 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from ..config import JIT
+from ..config import JIT_PARALLEL
 
 #: Entries kept (least recently used evicted) and the bytes they may hold in total.
 MAX_ENTRIES = 16
 MAX_BYTES = 512 * 2**20
 
 
-@njit(**JIT)
-def same_bits(a, b):
-    """True when the two equal-length integer views hold the same words."""
-    for i in range(a.size):
-        if a[i] != b[i]:
-            return False
-    return True
+@njit(**JIT_PARALLEL)
+def count_differences(a, b):
+    """Number of positions where the two equal-length integer views differ."""
+    differences = 0
+    for i in prange(a.size):
+        differences += a[i] != b[i]
+    return differences
 
 
 def _words(array):
@@ -49,7 +49,7 @@ class TransformCache:
         key = (tag, weight.ctypes.data, weight.shape, weight.dtype.str)
         with self._lock:
             entry = self._entries.get(key)
-        if entry is not None and same_bits(_words(entry[0]), _words(weight)):
+        if entry is not None and count_differences(_words(entry[0]), _words(weight)) == 0:
             with self._lock:
                 if key in self._entries:
                     self._entries.move_to_end(key)
