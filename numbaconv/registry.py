@@ -41,14 +41,6 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
-def _has_padding(spec: ConvSpec) -> bool:
-    return bool(spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right)
-
-
-def _padded_input_elements(spec: ConvSpec) -> int:
-    return spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
-
-
 # --------------------------------------------------------------------------- direct
 
 
@@ -89,8 +81,8 @@ def gemm_block_rows(spec: ConvSpec) -> int:
 def _gemm_workspace(spec: ConvSpec, threads: int = 2) -> int:
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
-    padded = _padded_input_elements(spec) if _has_padding(spec) else 0
-    return (padded + threads * (depth + spec.out_channels_per_group) * columns) * spec.itemsize
+    blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize
+    return _direct_workspace(spec) + blocks  # the same phase-split input as direct
 
 
 register(Algorithm(

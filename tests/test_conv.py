@@ -40,6 +40,7 @@ CASES_2D = [
     ((1, 3, 5, 6), (2, 3, 3, 3), dict(padding=(5, 6), padding_mode="circular")),
     ((1, 3, 8, 8), (2, 3, 4, 4), dict(padding="same", padding_mode="reflect")),
     ((2, 6, 7, 7), (6, 3, 1, 1), dict(groups=2)),
+    ((3, 5, 9, 9), (7, 5, 1, 1), {}),  # 1x1: GEMM straight on the image matrix
     ((1, 1, 1, 1), (1, 1, 1, 1), {}),
     ((1, 2, 1, 9), (2, 2, 1, 3), dict(stride=2)),
     ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet-like

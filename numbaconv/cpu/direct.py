@@ -14,8 +14,7 @@ from numba import njit, prange
 
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
-from .layout import pad_phase_split
-from .workspace import scratch
+from .layout import phase_split_input
 
 
 @njit(**JIT_PARALLEL)
@@ -101,11 +100,7 @@ def _tap(planes, r, s, oh0, dilation_h, dilation_w, length):
 
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
-    rows_q = -(-spec.padded_height // spec.stride_h)
-    cols_q = -(-spec.padded_width // spec.stride_w)
-    xph = scratch("direct_input", (spec.batch, spec.in_channels, spec.stride_h, spec.stride_w,
-                                   rows_q, cols_q), x.dtype)
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    xph = phase_split_input(spec, x, "direct_input")
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
     return direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
                          direct_block_rows(spec))

@@ -16,18 +16,19 @@ from numba import njit, prange
 from ..registry import gemm_block_rows
 from ..config import JIT_PARALLEL
 from .blas import single_threaded_blas
-from .layout import zero_pad
+from .layout import phase_split_input
 
 
 @njit(**JIT_PARALLEL)
-def gemm_conv2d(xpad, weight, bias, out, stride_h, stride_w, dilation_h, dilation_w, groups,
-                block_rows, workers):
-    """out = weight (*) xpad + bias, one (image, group, block of output rows) at a time.
+def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, workers):
+    """out = weight (*) input + bias, one (image, group, block of output rows) at a time.
 
-    xpad: zero-padded input (N, C, Hp, Wp); weight (K, C/groups, kH, kW); bias (K,);
-    out (N, K, OH, OW). ``workers`` threads each own one unfolding buffer.
+    xph: zero-padded input split by stride phase, (N, C, sh, sw, Hq, Wq) from
+    ``layout.pad_phase_split`` (so that every unfolded row is a contiguous copy);
+    weight (K, C/groups, kH, kW); bias (K,); out (N, K, OH, OW). ``workers`` threads each
+    own one unfolding buffer.
     """
-    n_batch = xpad.shape[0]
+    n_batch, _, stride_h, stride_w = xph.shape[:4]
     out_channels, cin, kernel_h, kernel_w = weight.shape
     out_h, out_w = out.shape[2], out.shape[3]
     kg = out_channels // groups
@@ -37,9 +38,11 @@ def gemm_conv2d(xpad, weight, bias, out, stride_h, stride_w, dilation_h, dilatio
     blocks_per_plane = -(-out_h // block_rows)
     n_blocks = n_batch * groups * blocks_per_plane
     columns = block_rows * out_w
+    image_is_matrix = (taps == 1 and groups == 1 and block_rows == out_h and stride_h == 1
+                       and stride_w == 1 and xph.shape[4] == out_h and xph.shape[5] == out_w)
     for worker in prange(workers):
-        cols = np.empty((depth, columns), dtype=xpad.dtype)
-        result = np.empty((kg, columns), dtype=xpad.dtype)
+        cols = np.empty((depth, columns), dtype=xph.dtype)
+        result = np.empty((kg, columns), dtype=xph.dtype)
         for block in range(worker, n_blocks, workers):
             i0 = (block % blocks_per_plane) * block_rows
             ng = block // blocks_per_plane
@@ -47,23 +50,31 @@ def gemm_conv2d(xpad, weight, bias, out, stride_h, stride_w, dilation_h, dilatio
             n = ng // groups
             rows = min(block_rows, out_h - i0)
             width = rows * out_w
-            # Unfold: cols[(c, r, s), (i - i0) * OW + j] = xpad[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
+            if image_is_matrix:
+                # 1x1, stride 1, unpadded, one group, whole image: x[n] already is the
+                # (C, H*W) matrix and out[n] the (K, OH*OW) one; BLAS works in place.
+                plane_out = out[n].reshape(out_channels, out_h * out_w)
+                np.dot(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out)
+                for k in range(out_channels):
+                    plane_out[k] += bias[k]
+                continue
+            # Unfold: cols[(c, r, s), (i - i0) * OW + j] = padded[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
             for row in range(depth):
                 c = row // taps
-                r = (row // kernel_w) % kernel_h
-                col0 = (row % kernel_w) * dilation_w
-                image = xpad[n, g * cin + c]
+                rr = ((row // kernel_w) % kernel_h) * dilation_h
+                cc = (row % kernel_w) * dilation_w
+                plane = xph[n, g * cin + c, rr % stride_h, cc % stride_w]
                 dst = cols[row]
                 for i in range(rows):
-                    src = image[(i0 + i) * stride_h + r * dilation_h]
+                    src = plane[i0 + i + rr // stride_h, cc // stride_w:cc // stride_w + out_w]
                     base = i * out_w
                     for j in range(out_w):
-                        dst[base + j] = src[col0 + j * stride_w]
+                        dst[base + j] = src[j]
             if width == columns:
                 np.dot(wmats[g], cols, result)
                 res = result
             else:  # the last, shorter block (BLAS wants contiguous operands)
-                res = np.empty((kg, width), dtype=xpad.dtype)
+                res = np.empty((kg, width), dtype=xph.dtype)
                 np.dot(wmats[g], np.ascontiguousarray(cols[:, :width]), res)
             for k in range(kg):
                 dst = out[n, g * kg + k].reshape(out_h * out_w)
@@ -75,12 +86,11 @@ def gemm_conv2d(xpad, weight, bias, out, stride_h, stride_w, dilation_h, dilatio
 
 
 def run(spec, x, weight, bias):
-    if spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right:
-        x = zero_pad(x, spec.pad_top, spec.pad_bottom, spec.pad_left, spec.pad_right)
+    xph = phase_split_input(spec, x, "gemm_input")
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     workers = min(numba.get_num_threads(), blocks)
     with single_threaded_blas():
-        return gemm_conv2d(x, weight, bias, out, spec.stride_h, spec.stride_w, spec.dilation_h,
-                           spec.dilation_w, spec.groups, block_rows, workers)
+        return gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+                           block_rows, workers)

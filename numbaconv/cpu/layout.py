@@ -1,12 +1,28 @@
-"""Data movement shared by the CPU algorithms: zero padding and phase splitting.
+"""Data movement shared by the CPU algorithms: zero padding with phase splitting.
 
 Kernels read a padded copy of the input so that their inner loops carry no bounds tests.
 """
 
-import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
+from .workspace import scratch
+
+
+def phase_split_input(spec, x, name: str):
+    """x (N, C, H, W) zero padded and split by stride phase for ``spec``: (N, C, sh, sw, Hq, Wq).
+
+    Without padding and with stride 1 that is x itself, seen through a reshape (no copy);
+    otherwise it is built in the calling thread's scratch buffer ``name``.
+    """
+    unpadded = not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right)
+    if unpadded and spec.stride_h == 1 and spec.stride_w == 1:
+        return x.reshape(spec.batch, spec.in_channels, 1, 1, spec.in_height, spec.in_width)
+    shape = (spec.batch, spec.in_channels, spec.stride_h, spec.stride_w,
+             -(-spec.padded_height // spec.stride_h), -(-spec.padded_width // spec.stride_w))
+    xph = scratch(name, shape, x.dtype)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    return xph
 
 
 @njit(**JIT_PARALLEL)
@@ -36,25 +52,3 @@ def pad_phase_split(x, pad_top, pad_left, xph):
                     for j in range(cols):
                         iw = j * stride_w + q - pad_left
                         row[j] = src[iw] if 0 <= iw < width else 0
-
-
-@njit(**JIT_PARALLEL)
-def zero_pad(x, pad_top, pad_bottom, pad_left, pad_right):
-    """``x`` (N, C, H, W) with zeros around it, as a new C-contiguous array."""
-    n_batch, channels, height, width = x.shape
-    out = np.empty(
-        (n_batch, channels, height + pad_top + pad_bottom, width + pad_left + pad_right),
-        dtype=x.dtype,
-    )
-    for plane in prange(n_batch * channels):
-        n = plane // channels
-        c = plane % channels
-        dst = out[n, c]
-        dst[:pad_top] = 0
-        dst[pad_top + height:] = 0
-        for h in range(height):
-            row = dst[pad_top + h]
-            row[:pad_left] = 0
-            row[pad_left:pad_left + width] = x[n, c, h]
-            row[pad_left + width:] = 0
-    return out
