@@ -62,6 +62,8 @@ def _input_shape(spec: ConvSpec) -> tuple:
 DENSE_CHANNELS = 16
 #: Multiply-adds per output (C/groups * kH * kW) from which BLAS beats the direct loops.
 GEMM_MIN_DEPTH = 64
+#: Output rows/columns per dilation phase from which Winograd takes a dilated layer.
+WINOGRAD_MIN_PHASE = 8
 
 
 def auto_rule(spec: ConvSpec) -> tuple[str, str]:
@@ -70,10 +72,12 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     The rule looks only at the shape of the work, so it carries over to layers it was
     not measured on (measurements: ``python -m numbaconv bench --algorithm NAME``):
 
-    1. 3x3, stride 1, dilation 1 with >= 16 input and output channels per group:
-       Winograd F(4x4, 3x3). It does 2.25 multiplies per output and channel instead of
-       9, and beat F(2x2) (4 multiplies) and every other algorithm on all such layers
-       of the public set, from 7x7 to 56x56 images and 64 to 512 channels.
+    1. 3x3, stride 1 with >= 16 input and output channels per group: Winograd F(4x4, 3x3).
+       It does 2.25 multiplies per output and channel instead of 9, and beat F(2x2)
+       (4 multiplies) and every other algorithm on all such layers of the public set,
+       from 7x7 to 56x56 images and 64 to 512 channels. A dilated layer is computed as
+       one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
+       1.9 ms), so it qualifies while each phase's output is >= 8 wide and high.
     2. Thin layers: fewer than 64 multiply-adds per output (C/groups * kH * kW: depthwise,
        small groups, LeNet's 1-channel 5x5) or fewer than 16 outputs per group: direct.
        Its vectorised loops stream the input once; BLAS on such thin matrices wastes
@@ -83,11 +87,17 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
     depth = cg * spec.kernel_height * spec.kernel_width
+    # A dilated layer runs as one plain convolution per dilation phase: worth it while
+    # each phase's output still spans a couple of 4x4 tiles.
+    phase_h = spec.out_height // spec.dilation_h
+    phase_w = spec.out_width // spec.dilation_w
     if (REGISTRY["winograd_f4x4"].supports(spec) is None
-            and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS):
+            and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS
+            and min(phase_h, phase_w) >= WINOGRAD_MIN_PHASE):
+        dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
         return "winograd_f4x4", (
-            f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3) "
-            f"does 4x fewer multiplications than direct")
+            f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
+            f"{dilated} does 4x fewer multiplications than direct")
     if depth < GEMM_MIN_DEPTH or kg < DENSE_CHANNELS:
         kind = "depthwise" if spec.is_depthwise else f"{cg} -> {kg} channels per group"
         return "direct", (

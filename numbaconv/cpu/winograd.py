@@ -18,6 +18,8 @@ The transformed weights ``U`` depend only on the weights: they are cached (see
 :mod:`numbaconv.cpu.weight_cache`) and recomputed whenever the weight values change.
 """
 
+from dataclasses import replace
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -25,6 +27,7 @@ from numba import njit, prange
 from ..registry import winograd_block_rows
 from ..config import JIT_PARALLEL
 from .blas import single_threaded_blas
+from .layout import pad_phase_split
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
@@ -342,7 +345,34 @@ def transformed_weights(weight, groups, tile):
     return TRANSFORMED_WEIGHTS.get(("winograd", tile), weight, compute)
 
 
+def run_dilated(spec, x, weight, bias, tile):
+    """A dilated 3x3 convolution as a plain one on each dilation phase of the input.
+
+    Output (oh, ow) reads padded input at (oh + r*dh, ow + s*dw): with oh = a*dh + p, that is
+    phase p of the rows, row a + r. So each of the dh*dw phase sub-images is convolved
+    (dilation 1) by the same weights, as one batch, and the results interleave back.
+    """
+    dh, dw = spec.dilation_h, spec.dilation_w
+    rows_q, cols_q = -(-spec.padded_height // dh), -(-spec.padded_width // dw)
+    xph = np.empty((spec.batch, spec.in_channels, dh, dw, rows_q, cols_q), x.dtype)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    phases = np.ascontiguousarray(xph.transpose(2, 3, 0, 1, 4, 5)).reshape(
+        dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
+    sub = replace(spec, batch=dh * dw * spec.batch, in_height=rows_q, in_width=cols_q,
+                  pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, dilation_h=1, dilation_w=1)
+    sub_out = run_tile(sub, phases, weight, bias, tile).reshape(
+        dh, dw, spec.batch, spec.out_channels, rows_q - 2, cols_q - 2)
+    out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    for p in range(dh):
+        for q in range(dw):
+            target = out[:, :, p::dh, q::dw]
+            target[...] = sub_out[p, q, :, :, :target.shape[2], :target.shape[3]]
+    return out
+
+
 def run_tile(spec, x, weight, bias, tile):
+    if spec.dilation_h > 1 or spec.dilation_w > 1:
+        return run_dilated(spec, x, weight, bias, tile)
     tiles_h = -(-spec.out_height // tile)
     tiles_w = -(-spec.out_width // tile)
     cg = spec.in_channels_per_group
