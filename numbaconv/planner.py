@@ -89,12 +89,12 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     depth = cg * spec.kernel_height * spec.kernel_width
     # A dilated layer runs as one plain convolution per dilation phase: worth it while
     # each phase's output still spans a couple of 4x4 tiles.
-    phase_h = spec.out_height // spec.dilation_h
-    phase_w = spec.out_width // spec.dilation_w
+    dilated = spec.dilation_h * spec.dilation_w > 1
+    phase = min(spec.out_height // spec.dilation_h, spec.out_width // spec.dilation_w)
     if (REGISTRY["winograd_f4x4"].supports(spec) is None
             and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS
-            and min(phase_h, phase_w) >= WINOGRAD_MIN_PHASE):
-        dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
+            and (not dilated or phase >= WINOGRAD_MIN_PHASE)):
+        dilated = " (per dilation phase)" if dilated else ""
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
             f"{dilated} does 4x fewer multiplications than direct")
