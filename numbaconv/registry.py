@@ -7,6 +7,7 @@ module is imported on first use.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -78,7 +79,8 @@ def gemm_block_rows(spec: ConvSpec) -> int:
     return max(1, min(rows, spec.out_height))
 
 
-def _gemm_workspace(spec: ConvSpec, threads: int = 2) -> int:
+def _gemm_workspace(spec: ConvSpec) -> int:
+    threads = os.cpu_count() or 1
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize
@@ -108,38 +110,40 @@ def winograd_tiles(spec: ConvSpec, tile: int) -> int:
     return spec.batch * -(-spec.out_height // tile) * -(-spec.out_width // tile)
 
 
-#: Winograd: tiles per block when each worker runs the whole pipeline on its own blocks,
-#: and the most transformed-weight bytes for which that pays (measured, see below).
-WINOGRAD_FUSED_BLOCK = 96
-WINOGRAD_FUSED_MAX_WEIGHT_BYTES = 1 << 20
+#: Winograd: tiles per pipeline block, and the transformed-weight size above which
+#: running stage by stage (each weight read once) beats blocks (measured, see below).
+WINOGRAD_BLOCK_TILES = 196
+WINOGRAD_STAGED_WEIGHT_BYTES = 16 << 20
 
 
-def winograd_block_rows(spec: ConvSpec, tile: int) -> int:
+def winograd_block_rows(spec: ConvSpec, tile: int, threads: int) -> int:
     """Tile rows per pipeline block; all of them (N * tiles_h) means "run stage by stage".
 
-    Every block re-reads all P * C * K transformed weights. While they fit in a core's
-    L2 (shallow layers: 64 -> 64 channels is 0.6 MiB) blocks of ~96 tiles keep the
-    transform-domain data in cache and win (resnet_3x3_64_b8: 5.5 ms against 8.2 ms
-    stage by stage); for deeper layers reading each weight once wins (128 channels:
-    3.9 ms against 4.6 ms), as it does when there are too few tiles to share out.
+    In a block a worker runs the whole pipeline, so the transform-domain data stays
+    in its caches, but every block re-reads all P * C * K transformed weights. Blocks
+    of ~196 tiles, at most one per worker, won wherever the weights are modest
+    (2 threads, F(4x4): resnet_3x3_64_b8 4.5 ms against 5.6 ms stage by stage,
+    resnet_3x3_128_b8 3.2 against 4.1, resnet_3x3_64_b1 0.58 against 0.80, 256
+    channels even); with 512 channels (36 MiB of weights) reading them once wins
+    (4.9 ms against 6.1 ms).
     """
     tiles_w = -(-spec.out_width // tile)
     rows = spec.batch * -(-spec.out_height // tile)
     weight_bytes = (tile + 2) ** 2 * spec.in_channels_per_group * spec.out_channels_per_group
-    if (weight_bytes * spec.itemsize > WINOGRAD_FUSED_MAX_WEIGHT_BYTES
-            or rows * tiles_w < 4 * WINOGRAD_FUSED_BLOCK):
+    if weight_bytes * spec.itemsize > WINOGRAD_STAGED_WEIGHT_BYTES:
         return rows
-    return max(1, WINOGRAD_FUSED_BLOCK // tiles_w)
+    return max(1, min(-(-rows // max(1, threads)), -(-WINOGRAD_BLOCK_TILES // tiles_w)))
 
 
-def _winograd_workspace(tile: int, threads: int = 2):
+def _winograd_workspace(tile: int):
     def workspace(spec: ConvSpec) -> int:
+        threads = os.cpu_count() or 1
         alpha = tile + 2
         rows = -(-spec.out_height // tile) * tile + 2
         cols = -(-spec.out_width // tile) * tile + 2
         cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
         tiles_w = -(-spec.out_width // tile)
-        block_rows = winograd_block_rows(spec, tile)
+        block_rows = winograd_block_rows(spec, tile, threads)
         staged = block_rows == spec.batch * -(-spec.out_height // tile)
         per_block = alpha * alpha * block_rows * tiles_w * (cg + kg)
         row_buffers = threads * alpha * cols * cg

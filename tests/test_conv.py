@@ -209,3 +209,15 @@ def test_weights_mutated_in_place_are_not_served_stale(algorithm, rng):
     expected = numbaconv.conv2d(x, w, padding=1, algorithm="gemm")
     assert not np.allclose(first, second)
     np.testing.assert_allclose(second, expected, rtol=0, atol=2e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((2, 16, 9, 11), (24, 16, 3, 3), dict(padding=1)),
+    ((1, 8, 12, 10), (8, 4, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=2)),
+])
+def test_winograd_stage_by_stage_pipeline(tile, xs, ws, kwargs, rng, monkeypatch):
+    # Large weights make Winograd run stage by stage instead of in blocks; force it.
+    monkeypatch.setattr(numbaconv.registry, "WINOGRAD_STAGED_WEIGHT_BYTES", 0)
+    x, w, b = random(rng, xs), random(rng, ws), random(rng, ws[0])
+    check_conv("conv2d", x, w, b, **kwargs, algorithm=f"winograd_f{tile}x{tile}", torch=TORCH)

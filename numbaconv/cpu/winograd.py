@@ -378,7 +378,7 @@ def run_tile(spec, x, weight, bias, tile):
     cg = spec.in_channels_per_group
     kg = spec.out_channels_per_group
     n_rows = spec.batch * tiles_h
-    block_rows = winograd_block_rows(spec, tile)
+    block_rows = winograd_block_rows(spec, tile, numba.get_num_threads())
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
     u_groups = transformed_weights(weight, spec.groups, tile)
     staged = block_rows == n_rows
