@@ -7,8 +7,13 @@ faster (sgemm 4096^3: 250 -> 470 GFLOP/s on 2 threads). The choice is read from
 ``OPENBLAS_CORETYPE`` when an OpenBLAS library is loaded, so this must run before
 NumPy's (and SciPy's, which numbaconv's kernels call through Numba) are loaded.
 
-Nothing happens when ``OPENBLAS_CORETYPE`` is already set, when
-``NUMBACONV_OPENBLAS_CORETYPE=0``, or when the CPU lacks AVX-512 F/BW/DQ/VL.
+``NUMBACONV_OPENBLAS_CORETYPE`` decides:
+
+* unset or ``auto`` (default): set ``OPENBLAS_CORETYPE=SkylakeX`` when it is unset and
+  the CPU has AVX-512 F/BW/DQ/VL; an existing ``OPENBLAS_CORETYPE`` is respected;
+* ``0``/``off``: change nothing;
+* a core name (e.g. ``SkylakeX``): use it even over an existing ``OPENBLAS_CORETYPE``
+  (for machines whose environment pins OpenBLAS to older kernels).
 """
 
 import os
@@ -28,9 +33,10 @@ def _cpu_flags() -> set:
 
 
 def prefer_avx512_openblas() -> None:
-    if "OPENBLAS_CORETYPE" in os.environ:
+    choice = os.environ.get("NUMBACONV_OPENBLAS_CORETYPE", "auto").strip()
+    if choice.lower() in ("0", "off", "false", "no", ""):
         return
-    if os.environ.get("NUMBACONV_OPENBLAS_CORETYPE", "1").strip() in ("0", "", "false", "no"):
-        return
-    if _REQUIRED <= _cpu_flags():
+    if choice.lower() != "auto":
+        os.environ["OPENBLAS_CORETYPE"] = choice
+    elif "OPENBLAS_CORETYPE" not in os.environ and _REQUIRED <= _cpu_flags():
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"

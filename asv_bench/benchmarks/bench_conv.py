@@ -1,0 +1,123 @@
+"""asv benchmarks: numbaconv's algorithms on the public layer set, torch as a peer.
+
+Run from asv_bench/: ``asv run --python=same`` (see the README). Data are seeded and
+built in ``setup``, which also makes the first (compiling) call, so ``time_`` measures
+warm calls only; compile time and start-up are measured by ``ColdStart``.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+import numbaconv
+from numbaconv.bench import conv_kwargs, load_layers, make_arrays
+
+LAYERS = load_layers()
+ALGORITHMS = ["auto", "direct", "gemm", "winograd_f2x2", "winograd_f4x4", "torch"]
+BIG_LAYERS = ["resnet_3x3_64_b8", "resnet_3x3_512_b8", "depthwise_b8"]
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numba
+
+    torch.set_num_threads(numba.get_num_threads())  # same threads as numbaconv
+    return torch
+
+
+class Conv2dLayers:
+    params = (list(LAYERS), ALGORITHMS, ["float32", "float64"])
+    param_names = ["layer", "algorithm", "dtype"]
+    timeout = 300
+
+    def setup(self, layer, algorithm, dtype):
+        spec = LAYERS[layer]
+        self.x, self.w, self.b = make_arrays(spec, np.dtype(dtype))
+        self.kwargs = conv_kwargs(spec)
+        if algorithm == "torch":
+            torch = _torch()
+            if torch is None:
+                raise NotImplementedError("torch is not installed")
+            tx, tw, tb = (torch.from_numpy(a) for a in (self.x, self.w, self.b))
+            self.call = lambda: torch.nn.functional.conv2d(tx, tw, tb, **self.kwargs)
+        else:
+            try:
+                self.plan = numbaconv.plan(self.x, self.w, self.b, **self.kwargs,
+                                           algorithm=algorithm)
+            except numbaconv.UnsupportedAlgorithm as exc:
+                raise NotImplementedError(str(exc))  # asv skips the combination
+            self.call = lambda: numbaconv.conv2d(self.x, self.w, self.b, **self.kwargs,
+                                                 algorithm=algorithm)
+        self.flops = numbaconv.plan(self.x, self.w, self.b, **self.kwargs).flops
+        self.call()  # compile / warm up
+
+    def time_conv2d(self, layer, algorithm, dtype):
+        self.call()
+
+    def track_gflops(self, layer, algorithm, dtype):
+        import time
+
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            self.call()
+            best = min(best, time.perf_counter() - start)
+        return self.flops / best / 1e9
+
+    track_gflops.unit = "GFLOP/s"
+
+
+class PeakMemory:
+    params = (BIG_LAYERS, ["auto", "torch"])
+    param_names = ["layer", "algorithm"]
+    timeout = 300
+
+    def setup(self, layer, algorithm):
+        Conv2dLayers.setup(self, layer, algorithm, "float32")
+
+    def peakmem_conv2d(self, layer, algorithm):
+        self.call()
+
+
+_START = """
+import time
+t0 = time.perf_counter()
+import numpy as np, numbaconv
+x = np.ones((1, 3, 32, 32), np.float32); w = np.ones((8, 3, 3, 3), np.float32)
+numbaconv.conv2d(x, w, padding=1)
+print(time.perf_counter() - t0)
+"""
+
+
+def _start_seconds(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", _START], env=env, capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+class ColdStart:
+    """Fresh processes: import + first conv2d, with an empty and with a warm JIT cache."""
+
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup(self):
+        self.cache = tempfile.mkdtemp(prefix="numbaconv-asv-")
+
+    def track_empty_cache_seconds(self):
+        return _start_seconds(tempfile.mkdtemp(prefix="numbaconv-asv-cold-"))
+
+    def track_warm_cache_seconds(self):
+        _start_seconds(self.cache)  # fills the cache
+        return min(_start_seconds(self.cache) for _ in range(3))
+
+    track_empty_cache_seconds.unit = "s"
+    track_warm_cache_seconds.unit = "s"
