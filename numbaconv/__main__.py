@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
     bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
     bench.add_argument("--algorithm", default="auto")
-    bench.add_argument("--repeat", type=int, default=10)
+    bench.add_argument("--repeat", type=int, default=15)
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for numbaconv and torch alike (default: all cores)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])

@@ -66,7 +66,7 @@ def reference(x, w, b, kwargs) -> np.ndarray:
                              **kwargs, algorithm="gemm")
 
 
-def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=10, torch=None):
+def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, torch=None):
     x, w, b = make_arrays(layer, dtype)
     kwargs = conv_kwargs(layer)
     chosen = functional.plan(x, w, b, **kwargs, algorithm=algorithm)
@@ -92,7 +92,7 @@ def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=10, t
     return row
 
 
-def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=10, threads=None,
+def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threads=None,
               use_torch=True, out=sys.stdout, progress=sys.stderr):
     """Print the benchmark table; returns the rows."""
     torch = None

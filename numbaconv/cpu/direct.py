@@ -7,6 +7,7 @@ dropped). Each job, one (image, output channel, block of rows), accumulates into
 L1-sized buffer with long unit-stride loops that LLVM vectorises; taps are fused in
 threes along the kernel width (all nine for 3x3 kernels) so that each pass over the
 buffer does several multiply-adds per load and store of the accumulator.
+Depthwise layers skip the padded copy: each job pads the few rows it reads.
 """
 
 import numpy as np
@@ -15,72 +16,6 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
 from .layout import phase_split_input
-
-
-@njit(**JIT_PARALLEL)
-def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows):
-    """out[n, k] = bias[k] + sum_{c, r, s} weight[k, c, r, s] * padded[n, g*Cg + c, ...].
-
-    xph: (N, C, sh, sw, Hq, Wq) from ``pad_phase_split``; weight: (K, C/groups, kH, kW);
-    bias: (K,); out: (N, K, OH, OW), written in full.
-    """
-    n_batch, _, stride_h, stride_w, rows_q, cols_q = xph.shape
-    out_channels, cin, kernel_h, kernel_w = weight.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    kg = out_channels // groups
-    blocks = -(-out_h // block_rows)
-    for job in prange(n_batch * out_channels * blocks):
-        oh0 = (job % blocks) * block_rows
-        k = (job // blocks) % out_channels
-        n = job // (blocks * out_channels)
-        nrows = min(block_rows, out_h - oh0)
-        length = (nrows - 1) * cols_q + out_w
-        acc = np.zeros(length, dtype=out.dtype)
-        c0 = (k // kg) * cin
-        for c in range(cin):
-            planes = xph[n, c0 + c]
-            w = weight[k, c]
-            if kernel_h == 3 and kernel_w == 3:
-                # All nine taps in one pass: the accumulator is loaded and stored once.
-                f0 = _tap(planes, 0, 0, oh0, dilation_h, dilation_w, length)
-                f1 = _tap(planes, 0, 1, oh0, dilation_h, dilation_w, length)
-                f2 = _tap(planes, 0, 2, oh0, dilation_h, dilation_w, length)
-                f3 = _tap(planes, 1, 0, oh0, dilation_h, dilation_w, length)
-                f4 = _tap(planes, 1, 1, oh0, dilation_h, dilation_w, length)
-                f5 = _tap(planes, 1, 2, oh0, dilation_h, dilation_w, length)
-                f6 = _tap(planes, 2, 0, oh0, dilation_h, dilation_w, length)
-                f7 = _tap(planes, 2, 1, oh0, dilation_h, dilation_w, length)
-                f8 = _tap(planes, 2, 2, oh0, dilation_h, dilation_w, length)
-                w0, w1, w2 = w[0, 0], w[0, 1], w[0, 2]
-                w3, w4, w5 = w[1, 0], w[1, 1], w[1, 2]
-                w6, w7, w8 = w[2, 0], w[2, 1], w[2, 2]
-                for i in range(length):
-                    acc[i] += (w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
-                               + w3 * f3[i] + w4 * f4[i] + w5 * f5[i]
-                               + w6 * f6[i] + w7 * f7[i] + w8 * f8[i])
-                continue
-            for r in range(kernel_h):
-                s = 0
-                while s + 3 <= kernel_w:
-                    f0 = _tap(planes, r, s, oh0, dilation_h, dilation_w, length)
-                    f1 = _tap(planes, r, s + 1, oh0, dilation_h, dilation_w, length)
-                    f2 = _tap(planes, r, s + 2, oh0, dilation_h, dilation_w, length)
-                    w0, w1, w2 = w[r, s], w[r, s + 1], w[r, s + 2]
-                    for i in range(length):
-                        acc[i] += w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
-                    s += 3
-                while s < kernel_w:
-                    f0 = _tap(planes, r, s, oh0, dilation_h, dilation_w, length)
-                    w0 = w[r, s]
-                    for i in range(length):
-                        acc[i] += w0 * f0[i]
-                    s += 1
-        b = bias[k]
-        for i in range(nrows):
-            dst = out[n, k, oh0 + i]
-            for j in range(out_w):
-                dst[j] = acc[i * cols_q + j] + b
-    return out
 
 
 @njit(inline="always")
@@ -98,9 +33,143 @@ def _tap(planes, r, s, oh0, dilation_h, dilation_w, length):
     return flat[start:start + length]
 
 
+@njit(inline="always")
+def _accumulate(planes, w, acc, oh0, dilation_h, dilation_w):
+    """acc[i] += sum over taps (r, s) of w[r, s] * (input tap (r, s) reads for output i).
+
+    ``planes``: one input channel, phase split (sh, sw, Hq, Wq); output i is row
+    oh0 + i // Wq, column i % Wq of the block. Taps are fused so that each pass over
+    ``acc`` does several multiply-adds per load and store of it: all nine for 3x3
+    kernels, otherwise four at a time (then one at a time for the rest).
+    """
+    kernel_h, kernel_w = w.shape
+    length = acc.size
+    if kernel_h == 3 and kernel_w == 3:
+        f0 = _tap(planes, 0, 0, oh0, dilation_h, dilation_w, length)
+        f1 = _tap(planes, 0, 1, oh0, dilation_h, dilation_w, length)
+        f2 = _tap(planes, 0, 2, oh0, dilation_h, dilation_w, length)
+        f3 = _tap(planes, 1, 0, oh0, dilation_h, dilation_w, length)
+        f4 = _tap(planes, 1, 1, oh0, dilation_h, dilation_w, length)
+        f5 = _tap(planes, 1, 2, oh0, dilation_h, dilation_w, length)
+        f6 = _tap(planes, 2, 0, oh0, dilation_h, dilation_w, length)
+        f7 = _tap(planes, 2, 1, oh0, dilation_h, dilation_w, length)
+        f8 = _tap(planes, 2, 2, oh0, dilation_h, dilation_w, length)
+        w0, w1, w2 = w[0, 0], w[0, 1], w[0, 2]
+        w3, w4, w5 = w[1, 0], w[1, 1], w[1, 2]
+        w6, w7, w8 = w[2, 0], w[2, 1], w[2, 2]
+        for i in range(length):
+            acc[i] += (w0 * f0[i] + w1 * f1[i] + w2 * f2[i]
+                       + w3 * f3[i] + w4 * f4[i] + w5 * f5[i]
+                       + w6 * f6[i] + w7 * f7[i] + w8 * f8[i])
+        return
+    taps = kernel_h * kernel_w
+    t = 0
+    while t + 4 <= taps:
+        r0, s0 = divmod(t, kernel_w)
+        r1, s1 = divmod(t + 1, kernel_w)
+        r2, s2 = divmod(t + 2, kernel_w)
+        r3, s3 = divmod(t + 3, kernel_w)
+        f0 = _tap(planes, r0, s0, oh0, dilation_h, dilation_w, length)
+        f1 = _tap(planes, r1, s1, oh0, dilation_h, dilation_w, length)
+        f2 = _tap(planes, r2, s2, oh0, dilation_h, dilation_w, length)
+        f3 = _tap(planes, r3, s3, oh0, dilation_h, dilation_w, length)
+        w0, w1, w2, w3 = w[r0, s0], w[r1, s1], w[r2, s2], w[r3, s3]
+        for i in range(length):
+            acc[i] += w0 * f0[i] + w1 * f1[i] + w2 * f2[i] + w3 * f3[i]
+        t += 4
+    while t < taps:
+        r0, s0 = divmod(t, kernel_w)
+        f0 = _tap(planes, r0, s0, oh0, dilation_h, dilation_w, length)
+        w0 = w[r0, s0]
+        for i in range(length):
+            acc[i] += w0 * f0[i]
+        t += 1
+
+
+@njit(inline="always")
+def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
+    """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias."""
+    out_w = dst_plane.shape[1]
+    for i in range(nrows):
+        dst = dst_plane[oh0 + i]
+        for j in range(out_w):
+            dst[j] = acc[i * cols_q + j] + bias_k
+
+
+@njit(**JIT_PARALLEL)
+def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows):
+    """out[n, k] = bias[k] + sum_{c, r, s} weight[k, c, r, s] * padded[n, g*Cg + c, ...].
+
+    xph: (N, C, sh, sw, Hq, Wq) from ``pad_phase_split``; weight: (K, C/groups, kH, kW);
+    bias: (K,); out: (N, K, OH, OW), written in full. One job per (image, output
+    channel, block of output rows).
+    """
+    n_batch, _, _, _, _, cols_q = xph.shape
+    out_channels, cin = weight.shape[0], weight.shape[1]
+    out_h, out_w = out.shape[2], out.shape[3]
+    kg = out_channels // groups
+    blocks = -(-out_h // block_rows)
+    for job in prange(n_batch * out_channels * blocks):
+        oh0 = (job % blocks) * block_rows
+        k = (job // blocks) % out_channels
+        n = job // (blocks * out_channels)
+        nrows = min(block_rows, out_h - oh0)
+        acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
+        c0 = (k // kg) * cin
+        for c in range(cin):
+            _accumulate(xph[n, c0 + c], weight[k, c], acc, oh0, dilation_h, dilation_w)
+        _store_rows(acc, cols_q, bias[k], out[n, k], oh0, nrows)
+    return out
+
+
+@njit(**JIT_PARALLEL)
+def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w, dilation_h,
+                     dilation_w, cols_q, block_rows):
+    """The direct kernel for depthwise layers (one input channel per output channel).
+
+    Each input plane feeds one output channel only, so instead of a padded copy of the
+    whole input (a full extra pass over memory) every job pads and phase-splits just
+    the input rows its block of output rows reads, into a buffer that stays in cache.
+    x: (N, C, H, W); weight (C, 1, kH, kW); out (N, C, OH, OW).
+    """
+    n_batch, channels, height, width = x.shape
+    kernel_h = weight.shape[2]
+    out_h, out_w = out.shape[2], out.shape[3]
+    blocks = -(-out_h // block_rows)
+    # Phase rows a block reads: its own rows plus the kernel's reach below them.
+    rows_q = block_rows + ((kernel_h - 1) * dilation_h) // stride_h + 1
+    for job in prange(n_batch * channels * blocks):
+        oh0 = (job % blocks) * block_rows
+        c = (job // blocks) % channels
+        n = job // (blocks * channels)
+        nrows = min(block_rows, out_h - oh0)
+        local = np.empty((stride_h, stride_w, rows_q, cols_q), dtype=x.dtype)
+        for p in range(stride_h):
+            for q in range(stride_w):
+                for i in range(rows_q):
+                    row = local[p, q, i]
+                    ih = (oh0 + i) * stride_h + p - pad_top
+                    if ih < 0 or ih >= height:
+                        row[:] = 0
+                        continue
+                    src = x[n, c, ih]
+                    for j in range(cols_q):
+                        iw = j * stride_w + q - pad_left
+                        row[j] = src[iw] if 0 <= iw < width else 0
+        acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
+        _accumulate(local, weight[c, 0], acc, 0, dilation_h, dilation_w)
+        _store_rows(acc, cols_q, bias[c], out[n, c], oh0, nrows)
+    return out
+
+
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
-    xph = phase_split_input(spec, x, "direct_input")
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
+        cols_q = -(-spec.padded_width // spec.stride_w)
+        return depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
+                                spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
+                                direct_block_rows(spec))
+    xph = phase_split_input(spec, x, "direct_input")
     return direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
                          direct_block_rows(spec))
