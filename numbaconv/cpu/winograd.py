@@ -7,10 +7,10 @@ Pipeline per group (see ``shared/winograd.md`` for the maths)::
     V[p] (T x C) @ U[p] (C x K) --BLAS--> M (P, T, K)
     M --output_transform (+ bias)--> out (N, K, OH, OW)
 
-The transforms run channels-last (each tile row's input rows are transposed into a
-small cached buffer first) so that their innermost loop is a contiguous run over
-channels (LLVM vectorises it), whatever the image size; the per-position products
-are row-major BLAS calls, single-threaded inside Numba's threads. The input is
+The transforms work a tile row at a time, channels-last (each tile row's input rows
+are transposed into a small cached buffer first), as long unit-stride loops over
+(tiles x channels) that LLVM vectorises, whatever the image size; the per-position
+products are row-major BLAS calls, single-threaded inside Numba's threads. The input is
 zero padded up to whole tiles, and the output transform writes only the rows and
 columns that exist, so ragged edges need no special case.
 
@@ -101,158 +101,173 @@ def weight_transform(weight, k0, out_channels, g_matrix):
     return u
 
 
-# --------------------------------------------------------------------------- per-tile transforms
-# Each works on all channels of one tile at once: the innermost loops run over the
-# contiguous channel axis. ``tmp`` holds the half-transformed tile.
+# --------------------------------------------------------------------------- tile-row transforms
+# A tile row (all tiles sharing the same input rows) is transformed at once. Its input
+# rows are laid out channels-last with the columns split by phase modulo the tile size,
+# rows_buf[i, w % tile, w // tile, c], so that both passes of the 2-D transform are long
+# unit-stride loops over (tiles x channels): the column a tile's tap j reads for tile tx
+# is w = tile * tx + j, i.e. phase j % tile, position tx + j // tile. Long loops let LLVM
+# vectorise with little overhead; per-tile loops over 64 channels spent most of their
+# time entering and leaving loops.
 
 
 @njit(inline="always")
-def _input_tile_f2(rows, w0, tmp, vb, i):
-    """vb[:, i] = B^T d B for the 4x4 patch d = rows[0:4, w0:w0+4] (channels last)."""
-    channels = rows.shape[2]
-    for j in range(4):
-        r0, r1, r2, r3 = rows[0, w0 + j], rows[1, w0 + j], rows[2, w0 + j], rows[3, w0 + j]
-        for c in range(channels):
-            a0, a1, a2, a3 = _bt2(r0[c], r1[c], r2[c], r3[c])
-            tmp[0, j, c] = a0
-            tmp[1, j, c] = a1
-            tmp[2, j, c] = a2
-            tmp[3, j, c] = a3
-    for a in range(4):
-        q0, q1, q2, q3 = tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3]
-        v0, v1, v2, v3 = vb[4 * a, i], vb[4 * a + 1, i], vb[4 * a + 2, i], vb[4 * a + 3, i]
-        for c in range(channels):
-            b0, b1, b2, b3 = _bt2(q0[c], q1[c], q2[c], q3[c])
-            v0[c] = b0
-            v1[c] = b1
-            v2[c] = b2
-            v3[c] = b3
+def _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf):
+    """rows_buf[i, p, q, c] = padded x[n, c0 + c, h0 + i, q * tile + p] (NCHW -> phase split).
 
-
-@njit(inline="always")
-def _output_tile_f2(mb, i, tmp, ybuf, ow0):
-    """ybuf[0:2, ow0:ow0+2] = A^T m A for the transform-domain tile m = mb[:, i]."""
-    channels = mb.shape[2]
-    for b in range(4):
-        m0, m1, m2, m3 = mb[b, i], mb[4 + b, i], mb[8 + b, i], mb[12 + b, i]
-        for k in range(channels):
-            y0, y1 = _at2(m0[k], m1[k], m2[k], m3[k])
-            tmp[0, b, k] = y0
-            tmp[1, b, k] = y1
-    for r in range(2):
-        q0, q1, q2, q3 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3]
-        y0, y1 = ybuf[r, ow0], ybuf[r, ow0 + 1]
-        for k in range(channels):
-            z0, z1 = _at2(q0[k], q1[k], q2[k], q3[k])
-            y0[k] = z0
-            y1[k] = z1
-
-
-@njit(inline="always")
-def _input_tile_f4(rows, w0, tmp, vb, i):
-    """vb[:, i] = B^T d B for the 6x6 patch d = rows[0:6, w0:w0+6] (channels last)."""
-    channels = rows.shape[2]
-    for j in range(6):
-        r0, r1, r2 = rows[0, w0 + j], rows[1, w0 + j], rows[2, w0 + j]
-        r3, r4, r5 = rows[3, w0 + j], rows[4, w0 + j], rows[5, w0 + j]
-        for c in range(channels):
-            a0, a1, a2, a3, a4, a5 = _bt4(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
-            tmp[0, j, c] = a0
-            tmp[1, j, c] = a1
-            tmp[2, j, c] = a2
-            tmp[3, j, c] = a3
-            tmp[4, j, c] = a4
-            tmp[5, j, c] = a5
-    for a in range(6):
-        q0, q1, q2, q3, q4, q5 = tmp[a, 0], tmp[a, 1], tmp[a, 2], tmp[a, 3], tmp[a, 4], tmp[a, 5]
-        v0, v1, v2 = vb[6 * a, i], vb[6 * a + 1, i], vb[6 * a + 2, i]
-        v3, v4, v5 = vb[6 * a + 3, i], vb[6 * a + 4, i], vb[6 * a + 5, i]
-        for c in range(channels):
-            b0, b1, b2, b3, b4, b5 = _bt4(q0[c], q1[c], q2[c], q3[c], q4[c], q5[c])
-            v0[c] = b0
-            v1[c] = b1
-            v2[c] = b2
-            v3[c] = b3
-            v4[c] = b4
-            v5[c] = b5
-
-
-@njit(inline="always")
-def _output_tile_f4(mb, i, tmp, ybuf, ow0):
-    """ybuf[0:4, ow0:ow0+4] = A^T m A for the transform-domain tile m = mb[:, i]."""
-    channels = mb.shape[2]
-    for b in range(6):
-        m0, m1, m2 = mb[b, i], mb[6 + b, i], mb[12 + b, i]
-        m3, m4, m5 = mb[18 + b, i], mb[24 + b, i], mb[30 + b, i]
-        for k in range(channels):
-            y0, y1, y2, y3 = _at4(m0[k], m1[k], m2[k], m3[k], m4[k], m5[k])
-            tmp[0, b, k] = y0
-            tmp[1, b, k] = y1
-            tmp[2, b, k] = y2
-            tmp[3, b, k] = y3
-    for r in range(4):
-        q0, q1, q2, q3, q4, q5 = tmp[r, 0], tmp[r, 1], tmp[r, 2], tmp[r, 3], tmp[r, 4], tmp[r, 5]
-        y0, y1, y2, y3 = ybuf[r, ow0], ybuf[r, ow0 + 1], ybuf[r, ow0 + 2], ybuf[r, ow0 + 3]
-        for k in range(channels):
-            z0, z1, z2, z3 = _at4(q0[k], q1[k], q2[k], q3[k], q4[k], q5[k])
-            y0[k] = z0
-            y1[k] = z1
-            y2[k] = z2
-            y3[k] = z3
-
-
-@njit(inline="always")
-def _output_tile_row(mb, i0, tmp_out, ybuf, tile, tiles_w, bias, k0, out, n, oh0):
-    """out[n, k0:, oh0:oh0+tile, :] = output transforms of one tile row (mb[:, i0 + tx]) + bias.
-
-    The tile row is assembled channels-last in ``ybuf`` (tile, tiles_w * tile, K) and then
-    written out a whole output row per channel: full cache lines, not 4-value pieces.
+    Each input row goes first into ``row_stage`` (columns, C), channels last, then its
+    columns are dealt out by phase as contiguous channel vectors. The stage's padding
+    columns are never written: zeroed when allocated, they stay zero.
     """
-    for tx in range(tiles_w):
-        if tile == 4:
-            _output_tile_f4(mb, i0 + tx, tmp_out, ybuf, 4 * tx)
-        else:
-            _output_tile_f2(mb, i0 + tx, tmp_out, ybuf, 2 * tx)
+    alpha, tile, q_count, channels = rows_buf.shape
+    height, width = x.shape[2], x.shape[3]
+    for i in range(alpha):
+        ih = h0 + i - pad_top
+        if ih < 0 or ih >= height:
+            rows_buf[i, :, :, :] = 0
+            continue
+        for c in range(channels):
+            src = x[n, c0 + c, ih]
+            for iw in range(width):
+                row_stage[pad_left + iw, c] = src[iw]
+        for p in range(tile):
+            for q in range(q_count):
+                rows_buf[i, p, q, :] = row_stage[q * tile + p, :]
+
+
+@njit(inline="always")
+def _input_tile_row(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf, tmp_in, tiles_w, v,
+                    t0):
+    """v[:, t0:t0 + tiles_w] = B^T d B for every tile d of the tile row at padded row h0.
+
+    row_stage: zeros (tile * (tiles_w + 1), C); rows_buf: (alpha, tile, tiles_w + 1, C);
+    tmp_in: (alpha, tile * (tiles_w + 1) * C).
+    """
+    alpha, tile, q_count, channels = rows_buf.shape
+    _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf)
+    rows = rows_buf.reshape(alpha, tile * q_count * channels)
+    length = rows.shape[1]
+    seg = tiles_w * channels
+    half = tmp_in.reshape(alpha, tile, q_count * channels)
+    if tile == 4:
+        d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
+        e0, e1, e2, e3, e4, e5 = tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3], tmp_in[4], tmp_in[5]
+        for e in range(length):  # B^T along the rows of every tile
+            a0, a1, a2, a3, a4, a5 = _bt4(d0[e], d1[e], d2[e], d3[e], d4[e], d5[e])
+            e0[e] = a0
+            e1[e] = a1
+            e2[e] = a2
+            e3[e] = a3
+            e4[e] = a4
+            e5[e] = a5
+        for a in range(6):  # ... then B along the columns, tap j at phase j % 4, shift j // 4
+            g = half[a]
+            f0, f1, f2 = g[0, :seg], g[1, :seg], g[2, :seg]
+            f3, f4, f5 = g[3, :seg], g[0, channels:channels + seg], g[1, channels:channels + seg]
+            o0 = v[6 * a].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o1 = v[6 * a + 1].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o2 = v[6 * a + 2].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o3 = v[6 * a + 3].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o4 = v[6 * a + 4].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o5 = v[6 * a + 5].reshape(-1)[t0 * channels:t0 * channels + seg]
+            for e in range(seg):
+                b0, b1, b2, b3, b4, b5 = _bt4(f0[e], f1[e], f2[e], f3[e], f4[e], f5[e])
+                o0[e] = b0
+                o1[e] = b1
+                o2[e] = b2
+                o3[e] = b3
+                o4[e] = b4
+                o5[e] = b5
+    else:
+        d0, d1, d2, d3 = rows[0], rows[1], rows[2], rows[3]
+        e0, e1, e2, e3 = tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3]
+        for e in range(length):
+            a0, a1, a2, a3 = _bt2(d0[e], d1[e], d2[e], d3[e])
+            e0[e] = a0
+            e1[e] = a1
+            e2[e] = a2
+            e3[e] = a3
+        for a in range(4):  # tap j at phase j % 2, shift j // 2
+            g = half[a]
+            f0, f1 = g[0, :seg], g[1, :seg]
+            f2, f3 = g[0, channels:channels + seg], g[1, channels:channels + seg]
+            o0 = v[4 * a].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o1 = v[4 * a + 1].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o2 = v[4 * a + 2].reshape(-1)[t0 * channels:t0 * channels + seg]
+            o3 = v[4 * a + 3].reshape(-1)[t0 * channels:t0 * channels + seg]
+            for e in range(seg):
+                b0, b1, b2, b3 = _bt2(f0[e], f1[e], f2[e], f3[e])
+                o0[e] = b0
+                o1[e] = b1
+                o2[e] = b2
+                o3[e] = b3
+
+
+@njit(inline="always")
+def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
+    """out[n, k0:, oh0:oh0 + tile, :] = A^T M A + bias for the tile row of tiles t0.. t0+tiles_w.
+
+    m: (P, T, K); s_buf: (tile, alpha, tiles_w * K); y_buf: (tile, tile, tiles_w * K), where
+    y_buf[i, j, tx * K + k] ends up as output (oh0 + i, tile * tx + j) of channel k.
+    """
+    tile, alpha, seg = s_buf.shape
+    channels = m.shape[2]
+    base = t0 * channels
+    if tile == 4:
+        for b in range(6):  # A^T along the rows
+            m0 = m[b].reshape(-1)[base:base + seg]
+            m1 = m[6 + b].reshape(-1)[base:base + seg]
+            m2 = m[12 + b].reshape(-1)[base:base + seg]
+            m3 = m[18 + b].reshape(-1)[base:base + seg]
+            m4 = m[24 + b].reshape(-1)[base:base + seg]
+            m5 = m[30 + b].reshape(-1)[base:base + seg]
+            s0, s1, s2, s3 = s_buf[0, b], s_buf[1, b], s_buf[2, b], s_buf[3, b]
+            for e in range(seg):
+                y0, y1, y2, y3 = _at4(m0[e], m1[e], m2[e], m3[e], m4[e], m5[e])
+                s0[e] = y0
+                s1[e] = y1
+                s2[e] = y2
+                s3[e] = y3
+        for i in range(4):  # ... then A along the columns
+            q0, q1, q2 = s_buf[i, 0], s_buf[i, 1], s_buf[i, 2]
+            q3, q4, q5 = s_buf[i, 3], s_buf[i, 4], s_buf[i, 5]
+            z0, z1, z2, z3 = y_buf[i, 0], y_buf[i, 1], y_buf[i, 2], y_buf[i, 3]
+            for e in range(seg):
+                y0, y1, y2, y3 = _at4(q0[e], q1[e], q2[e], q3[e], q4[e], q5[e])
+                z0[e] = y0
+                z1[e] = y1
+                z2[e] = y2
+                z3[e] = y3
+    else:
+        for b in range(4):
+            m0 = m[b].reshape(-1)[base:base + seg]
+            m1 = m[4 + b].reshape(-1)[base:base + seg]
+            m2 = m[8 + b].reshape(-1)[base:base + seg]
+            m3 = m[12 + b].reshape(-1)[base:base + seg]
+            s0, s1 = s_buf[0, b], s_buf[1, b]
+            for e in range(seg):
+                y0, y1 = _at2(m0[e], m1[e], m2[e], m3[e])
+                s0[e] = y0
+                s1[e] = y1
+        for i in range(2):
+            q0, q1, q2, q3 = s_buf[i, 0], s_buf[i, 1], s_buf[i, 2], s_buf[i, 3]
+            z0, z1 = y_buf[i, 0], y_buf[i, 1]
+            for e in range(seg):
+                y0, y1 = _at2(q0[e], q1[e], q2[e], q3[e])
+                z0[e] = y0
+                z1[e] = y1
     out_h, out_w = out.shape[2], out.shape[3]
-    for k in range(ybuf.shape[2]):
-        b = bias[k0 + k]
-        for r in range(min(tile, out_h - oh0)):
-            dst = out[n, k0 + k, oh0 + r]
-            src = ybuf[r]
-            for w in range(out_w):
-                dst[w] = src[w, k] + b
+    for k in range(channels):  # channels-last tile row -> NCHW rows, plus bias
+        bk = bias[k0 + k]
+        for i in range(min(tile, out_h - oh0)):
+            dst = out[n, k0 + k, oh0 + i]
+            src = y_buf[i]
+            for ow in range(out_w):
+                tx, j = divmod(ow, tile)
+                dst[ow] = src[j, tx * channels + k] + bk
 
 
 # --------------------------------------------------------------------------- the pipeline
-
-
-@njit(inline="always")
-def _input_tile_row(x, n, c0, h0, pad_top, pad_left, rows_buf, tmp_in, tile, tiles_w, vb, i0):
-    """vb[:, i0 + tx] = input transform of tile (h0 / tile, tx) for every tx of one tile row.
-
-    The tile row's alpha input rows are first copied, zero padded, from NCHW x into the
-    channels-last ``rows_buf`` (alpha, cols, C): the transpose happens in cache, and the
-    transforms then run along contiguous channels.
-    """
-    alpha, _, channels = rows_buf.shape
-    height, width = x.shape[2], x.shape[3]
-    for i in range(alpha):
-        row = rows_buf[i]
-        ih = h0 + i - pad_top
-        if ih < 0 or ih >= height:
-            row[:, :] = 0
-            continue
-        row[:pad_left, :] = 0
-        row[pad_left + width:, :] = 0
-        for c in range(channels):
-            src = x[n, c0 + c, ih]
-            for w in range(width):
-                row[pad_left + w, c] = src[w]
-    for tx in range(tiles_w):
-        if tile == 4:
-            _input_tile_f4(rows_buf, 4 * tx, tmp_in, vb, i0 + tx)
-        else:
-            _input_tile_f2(rows_buf, 2 * tx, tmp_in, vb, i0 + tx)
 
 
 @njit(**JIT_PARALLEL)
@@ -268,7 +283,6 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     n_batch = x.shape[0]
     positions, channels, kg = u.shape
     alpha = tile + 2
-    cols = tiles_w * tile + 2
     n_rows = n_batch * tiles_h
     n_blocks = -(-n_rows // block_rows)
     block = block_rows * tiles_w
@@ -276,23 +290,24 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
         # Rows past the last tile of a short block are never read back: zeros keep them finite.
         vb = np.zeros((positions, block, channels), dtype=x.dtype)
         mb = np.empty((positions, block, kg), dtype=x.dtype)
-        rows_buf = np.empty((alpha, cols, channels), dtype=x.dtype)
-        tmp_in = np.empty((alpha, alpha, channels), dtype=x.dtype)
-        tmp_out = np.empty((tile, alpha, kg), dtype=x.dtype)
-        ybuf = np.empty((tile, tiles_w * tile, kg), dtype=x.dtype)
+        row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=x.dtype)
+        rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=x.dtype)
+        tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=x.dtype)
+        s_buf = np.empty((tile, alpha, tiles_w * kg), dtype=x.dtype)
+        y_buf = np.empty((tile, tile, tiles_w * kg), dtype=x.dtype)
         for blk in range(worker, n_blocks, workers):
             q0 = blk * block_rows
             q1 = min(q0 + block_rows, n_rows)
             for q in range(q0, q1):
                 n, ty = divmod(q, tiles_h)
-                _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, rows_buf, tmp_in, tile,
-                                tiles_w, vb, (q - q0) * tiles_w)
+                _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf,
+                                tmp_in, tiles_w, vb, (q - q0) * tiles_w)
             for p in range(positions):
                 np.dot(vb[p], u[p], mb[p])
             for q in range(q0, q1):
                 n, ty = divmod(q, tiles_h)
-                _output_tile_row(mb, (q - q0) * tiles_w, tmp_out, ybuf, tile, tiles_w, bias, k0,
-                                 out, n, ty * tile)
+                _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out,
+                                 n, ty * tile)
     return out
 
 
@@ -308,25 +323,24 @@ def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, til
     n_batch = x.shape[0]
     positions, channels, kg = u.shape
     alpha = tile + 2
-    cols = tiles_w * tile + 2
     n_rows = n_batch * tiles_h
     for worker in prange(workers):
-        rows_buf = np.empty((alpha, cols, channels), dtype=x.dtype)
-        tmp_in = np.empty((alpha, alpha, channels), dtype=x.dtype)
+        row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=x.dtype)
+        rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=x.dtype)
+        tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=x.dtype)
         for q in range(worker, n_rows, workers):
             n, ty = divmod(q, tiles_h)
-            _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, rows_buf, tmp_in, tile,
+            _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf, tmp_in,
                             tiles_w, v, q * tiles_w)
     for worker in prange(workers):
         for p in range(worker, positions, workers):
             np.dot(v[p], u[p], m[p])
     for worker in prange(workers):
-        tmp_out = np.empty((tile, alpha, kg), dtype=x.dtype)
-        ybuf = np.empty((tile, tiles_w * tile, kg), dtype=x.dtype)
+        s_buf = np.empty((tile, alpha, tiles_w * kg), dtype=x.dtype)
+        y_buf = np.empty((tile, tile, tiles_w * kg), dtype=x.dtype)
         for q in range(worker, n_rows, workers):
             n, ty = divmod(q, tiles_h)
-            _output_tile_row(m, q * tiles_w, tmp_out, ybuf, tile, tiles_w, bias, k0, out, n,
-                             ty * tile)
+            _output_tile_row(m, q * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out, n, ty * tile)
     return out
 
 
