@@ -35,6 +35,7 @@ class Plan:
     workspace_bytes: int
     reason: str
     spec: ConvSpec = field(repr=False)
+    requested: str = field(default="auto", repr=False)  # the algorithm= argument
 
     def __repr__(self) -> str:
         s = self.spec
@@ -132,6 +133,7 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
     return Plan(
         algorithm=name, device=chosen.device, output_shape=spec.output_shape,
         flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec), reason=reason, spec=spec,
+        requested=algorithm,
     )
 
 
@@ -153,5 +155,8 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)
-    out = REGISTRY[plan.algorithm].run(spec, x, weight, bias)
+    # A choice numbaconv made must behave like torch for inf/NaN too; an algorithm the
+    # user named behaves as documented for that algorithm.
+    chosen_for_user = plan.requested in SPECIAL
+    out = REGISTRY[plan.algorithm].run(spec, x, weight, bias, match_torch_nonfinite=chosen_for_user)
     return out.reshape(spec.output_shape)

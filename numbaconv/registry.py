@@ -27,11 +27,17 @@ class Algorithm:
     supports: Callable[[ConvSpec], Optional[str]]
     workspace_bytes: Callable[[ConvSpec], int]
     runner: str  # "module:function" under numbaconv, imported on first use
+    mixes_nonfinite: bool = False  # an inf/NaN input spreads wider than in torch
 
-    def run(self, spec: ConvSpec, x, weight, bias):
+    def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False):
+        """Compute; ``match_torch_nonfinite`` asks for torch's inf/NaN propagation exactly
+        (algorithms whose own propagation differs then fall back, see winograd.run_tile)."""
         module_name, func_name = self.runner.split(":")
         module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
-        return getattr(module, func_name)(spec, x, weight, bias)
+        run = getattr(module, func_name)
+        if self.mixes_nonfinite:
+            return run(spec, x, weight, bias, match_torch_nonfinite)
+        return run(spec, x, weight, bias)
 
 
 REGISTRY: dict[str, Algorithm] = {}
@@ -159,5 +165,5 @@ for _tile in (2, 4):
         summary=f"Winograd F({_tile}x{_tile},3x3): transforms + per-position BLAS GEMMs; "
                 f"3x3, stride 1 (dilated: per dilation phase)",
         supports=_winograd_supports, workspace_bytes=_winograd_workspace(_tile),
-        runner=f"cpu.winograd:run_f{_tile}",
+        runner=f"cpu.winograd:run_f{_tile}", mixes_nonfinite=True,
     ))

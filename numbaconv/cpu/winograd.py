@@ -207,6 +207,7 @@ def _input_tile_row(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf, tmp_in
 def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
     """out[n, k0:, oh0:oh0 + tile, :] = A^T M A + bias for the tile row of tiles t0.. t0+tiles_w.
 
+    Returns how many of the written outputs are not finite (see ``run_tile``).
     m: (P, T, K); s_buf: (tile, alpha, tiles_w * K); y_buf: (tile, tile, tiles_w * K), where
     y_buf[i, j, tx * K + k] ends up as output (oh0 + i, tile * tx + j) of channel k.
     """
@@ -257,6 +258,7 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
                 z0[e] = y0
                 z1[e] = y1
     out_h, out_w = out.shape[2], out.shape[3]
+    nonfinite = 0
     for k in range(channels):  # channels-last tile row -> NCHW rows, plus bias
         bk = bias[k0 + k]
         for i in range(min(tile, out_h - oh0)):
@@ -264,7 +266,10 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
             src = y_buf[i]
             for ow in range(out_w):
                 tx, j = divmod(ow, tile)
-                dst[ow] = src[j, tx * channels + k] + bk
+                value = src[j, tx * channels + k] + bk
+                dst[ow] = value
+                nonfinite += not np.isfinite(value)
+    return nonfinite
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -275,7 +280,7 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
                     block_rows, workers):
     """out[:, k0:k0+K] = conv(x[:, c0:c0+C], weights transformed into u) + bias.
 
-    x: NCHW input (zero padding still to apply); u: (P, C, K) transformed weights;
+    Returns the number of outputs that are not finite. x: NCHW input (zero padding still to apply); u: (P, C, K) transformed weights;
     out: (N, K_total, OH, OW). Each worker runs the whole pipeline on blocks of
     ``block_rows`` tile rows (input transform -> P single-threaded BLAS products ->
     output transform) so that the transform-domain block stays in its core's cache.
@@ -286,6 +291,7 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     n_rows = n_batch * tiles_h
     n_blocks = -(-n_rows // block_rows)
     block = block_rows * tiles_w
+    nonfinite = 0
     for worker in prange(workers):
         # Rows past the last tile of a short block are never read back: zeros keep them finite.
         vb = np.zeros((positions, block, channels), dtype=x.dtype)
@@ -306,9 +312,9 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
                 np.dot(vb[p], u[p], mb[p])
             for q in range(q0, q1):
                 n, ty = divmod(q, tiles_h)
-                _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out,
-                                 n, ty * tile)
-    return out
+                nonfinite += _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, tiles_w, bias,
+                                              k0, out, n, ty * tile)
+    return nonfinite
 
 
 @njit(**JIT_PARALLEL)
@@ -335,13 +341,15 @@ def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, til
     for worker in prange(workers):
         for p in range(worker, positions, workers):
             np.dot(v[p], u[p], m[p])
+    nonfinite = 0
     for worker in prange(workers):
         s_buf = np.empty((tile, alpha, tiles_w * kg), dtype=x.dtype)
         y_buf = np.empty((tile, tile, tiles_w * kg), dtype=x.dtype)
         for q in range(worker, n_rows, workers):
             n, ty = divmod(q, tiles_h)
-            _output_tile_row(m, q * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out, n, ty * tile)
-    return out
+            nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out, n,
+                                          ty * tile)
+    return nonfinite
 
 
 _G = {2: G_F2, 4: G_F4}
@@ -359,7 +367,7 @@ def transformed_weights(weight, groups, tile):
     return TRANSFORMED_WEIGHTS.get(("winograd", tile), weight, compute)
 
 
-def run_dilated(spec, x, weight, bias, tile):
+def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     """A dilated 3x3 convolution as a plain one on each dilation phase of the input.
 
     Output (oh, ow) reads padded input at (oh + r*dh, ow + s*dw): with oh = a*dh + p, that is
@@ -374,7 +382,7 @@ def run_dilated(spec, x, weight, bias, tile):
         dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
     sub = replace(spec, batch=dh * dw * spec.batch, in_height=rows_q, in_width=cols_q,
                   pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, dilation_h=1, dilation_w=1)
-    sub_out = run_tile(sub, phases, weight, bias, tile).reshape(
+    sub_out = run_tile(sub, phases, weight, bias, tile, match_torch_nonfinite).reshape(
         dh, dw, spec.batch, spec.out_channels, rows_q - 2, cols_q - 2)
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
     for p in range(dh):
@@ -384,9 +392,19 @@ def run_dilated(spec, x, weight, bias, tile):
     return out
 
 
-def run_tile(spec, x, weight, bias, tile):
+def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
+    """Winograd F(tile x tile, 3x3) for ``spec``.
+
+    Non-finite values: a transform mixes a whole tile, so one inf or NaN input turns
+    every output of its tiles (and of the tiles sharing its input rows) into NaN,
+    where a direct convolution (and torch) spoils only the outputs whose window holds
+    it, and may give inf rather than NaN. The kernels count non-finite outputs as they
+    write them; with ``match_torch_nonfinite`` (what ``algorithm="auto"`` asks for) a
+    result that has any is recomputed by the GEMM algorithm, whose propagation is
+    torch's. Finite inputs never pay for that.
+    """
     if spec.dilation_h > 1 or spec.dilation_w > 1:
-        return run_dilated(spec, x, weight, bias, tile)
+        return run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite)
     tiles_h = -(-spec.out_height // tile)
     tiles_w = -(-spec.out_width // tile)
     cg = spec.in_channels_per_group
@@ -402,20 +420,27 @@ def run_tile(spec, x, weight, bias, tile):
         m = scratch("winograd_m", ((tile + 2) ** 2, n_rows * tiles_w, kg), x.dtype)
     else:
         workers = min(numba.get_num_threads(), -(-n_rows // block_rows))
+    nonfinite = 0
     with single_threaded_blas():
         for g in range(spec.groups):
             if staged:
-                winograd_conv2d_staged(x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias,
-                                       g * kg, out, tile, tiles_h, tiles_w, v, m, workers)
+                nonfinite += winograd_conv2d_staged(
+                    x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
+                    tiles_h, tiles_w, v, m, workers)
             else:
-                winograd_conv2d(x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias,
-                                g * kg, out, tile, tiles_h, tiles_w, block_rows, workers)
+                nonfinite += winograd_conv2d(
+                    x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
+                    tiles_h, tiles_w, block_rows, workers)
+    if nonfinite and match_torch_nonfinite:
+        from . import gemm
+
+        return gemm.run(spec, x, weight, bias)
     return out
 
 
-def run_f2(spec, x, weight, bias):
-    return run_tile(spec, x, weight, bias, 2)
+def run_f2(spec, x, weight, bias, match_torch_nonfinite=False):
+    return run_tile(spec, x, weight, bias, 2, match_torch_nonfinite)
 
 
-def run_f4(spec, x, weight, bias):
-    return run_tile(spec, x, weight, bias, 4)
+def run_f4(spec, x, weight, bias, match_torch_nonfinite=False):
+    return run_tile(spec, x, weight, bias, 4, match_torch_nonfinite)
