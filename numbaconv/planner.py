@@ -10,6 +10,8 @@ reason it cannot), ``workspace_bytes(spec)`` and ``run(spec, x, weight, bias)``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,5 +160,26 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     # A choice numbaconv made must behave like torch for inf/NaN too; an algorithm the
     # user named behaves as documented for that algorithm.
     chosen_for_user = plan.requested in SPECIAL
-    out = REGISTRY[plan.algorithm].run(spec, x, weight, bias, match_torch_nonfinite=chosen_for_user)
+    with _kernel_guard():
+        out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
+                                           match_torch_nonfinite=chosen_for_user)
     return out.reshape(spec.output_shape)
+
+
+_workqueue_lock = threading.Lock()
+
+
+def _kernel_guard():
+    """A lock when Numba's threading layer cannot run parallel kernels concurrently.
+
+    The omp and tbb layers let several Python threads run parallel kernels at once;
+    the fallback "workqueue" layer aborts the process instead. Until the first parallel
+    kernel has run the layer is unknown, so that first call is serialised too.
+    """
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return _workqueue_lock
+    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
