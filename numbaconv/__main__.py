@@ -3,7 +3,8 @@
     python -m numbaconv                 # self-check, then the full bench table
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
-                              [--repeat 10] [--threads 2] [--dtype float64] [--no-torch]
+                              [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
+                              [--no-numpy]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main(argv=None) -> int:
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for numbaconv and torch alike (default: all cores)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    bench.add_argument("--no-torch", action="store_true", help="numbaconv figures only")
+    bench.add_argument("--no-torch", action="store_true", help="leave torch out")
+    bench.add_argument("--no-numpy", action="store_true", help="leave the NumPy peer out")
     args = parser.parse_args(argv)
 
     from . import bench as bench_module
@@ -41,7 +43,7 @@ def main(argv=None) -> int:
     else:
         bench_module.run_bench(args.layers, algorithm=args.algorithm, dtype=args.dtype,
                                repeat=args.repeat, threads=args.threads,
-                               use_torch=not args.no_torch)
+                               use_torch=not args.no_torch, numpy_peer=not args.no_numpy)
     return 0
 
 

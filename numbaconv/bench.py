@@ -60,13 +60,27 @@ def set_threads(threads: int | None, torch) -> int:
     return threads
 
 
+def numpy_im2col_conv2d(x, w, b, stride, padding, dilation, groups):
+    """The NumPy way a user would write it: im2col by sliding windows, then one tensordot."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    assert groups == 1
+    kh, kw = w.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = sliding_window_view(xp, (dilation * (kh - 1) + 1, dilation * (kw - 1) + 1), axis=(2, 3))
+    win = win[:, :, ::stride, ::stride, ::dilation, ::dilation]
+    out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))  # (N, OH, OW, K)
+    return out.transpose(0, 3, 1, 2) + b[None, :, None, None]
+
+
 def reference(x, w, b, kwargs) -> np.ndarray:
     """float64 result of a different algorithm family (BLAS-based GEMM) as the oracle."""
     return functional.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                              **kwargs, algorithm="gemm")
 
 
-def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, torch=None):
+def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, torch=None,
+                numpy_peer=True):
     x, w, b = make_arrays(layer, dtype)
     kwargs = conv_kwargs(layer)
     chosen = functional.plan(x, w, b, **kwargs, algorithm=algorithm)
@@ -89,11 +103,16 @@ def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, t
     row["torch_ms"] = t_peer * 1e3 if peer is not None else None
     row["ratio"] = t_ours / t_peer if peer is not None else None
     row["gflops"] = chosen.flops / t_ours / 1e9
+    row["numpy_ms"] = None
+    if numpy_peer and layer["groups"] == 1:  # slow (it copies every window): a few runs
+        numpy_call = lambda: numpy_im2col_conv2d(x, w, b, **kwargs)
+        numpy_call()
+        row["numpy_ms"] = _best_time(numpy_call, 3) * 1e3
     return row
 
 
 def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threads=None,
-              use_torch=True, out=sys.stdout, progress=sys.stderr):
+              use_torch=True, numpy_peer=True, out=sys.stdout, progress=sys.stderr):
     """Print the benchmark table; returns the rows."""
     torch = None
     if use_torch:
@@ -109,9 +128,10 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
     if unknown:
         raise SystemExit(f"unknown layer(s) {unknown}; choose from {list(layers)}")
     print(f"numbaconv bench: {dtype}, {threads} threads, best of {repeat}, "
-          f"algorithm={algorithm}", file=out)
+          f"algorithm={algorithm}; ratio = numbaconv / torch time; numpy = im2col by "
+          f"sliding windows + tensordot (groups=1 layers)", file=out)
     header = (f"{'layer':20s} {'algorithm':14s} {'numbaconv ms':>12s} {'torch ms':>9s} "
-              f"{'ratio':>6s} {'GFLOP/s':>8s} {'max rel err':>11s}")
+              f"{'ratio':>6s} {'GFLOP/s':>8s} {'max rel err':>11s} {'numpy ms':>9s}")
     print(header, file=out)
     print("-" * len(header), file=out)
     rows = []
@@ -119,15 +139,16 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
         print(f"[{i}/{len(names)}] {name} ...", file=progress, flush=True)
         try:
             row = bench_layer(layers[name], algorithm=algorithm, dtype=np.dtype(dtype),
-                              repeat=repeat, torch=torch)
+                              repeat=repeat, torch=torch, numpy_peer=numpy_peer)
         except planner.UnsupportedAlgorithm as exc:
             print(f"{name:20s} {'-':14s} unsupported: {exc}", file=out)
             continue
         rows.append(row)
         torch_ms = f"{row['torch_ms']:9.3f}" if row["torch_ms"] is not None else f"{'-':>9s}"
         ratio = f"{row['ratio']:6.2f}" if row["ratio"] is not None else f"{'-':>6s}"
+        numpy_ms = f"{row['numpy_ms']:9.2f}" if row["numpy_ms"] is not None else f"{'-':>9s}"
         print(f"{name:20s} {row['algorithm']:14s} {row['ms']:12.3f} {torch_ms} {ratio} "
-              f"{row['gflops']:8.1f} {row['error']:11.2e}", file=out, flush=True)
+              f"{row['gflops']:8.1f} {row['error']:11.2e} {numpy_ms}", file=out, flush=True)
     ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
     if ratios:
         geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))

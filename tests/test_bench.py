@@ -1,0 +1,39 @@
+"""The bench command's plumbing (its timings are never asserted)."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from numbaconv import bench
+from helpers import reference_conv
+
+
+def test_layer_table_is_the_public_set():
+    layers = bench.load_layers()
+    public = Path(__file__).resolve().parents[2] / "shared" / "bench" / "layers.json"
+    if public.exists():  # the copy shipped in the package must not drift from the public set
+        rows = {k: v for k, v in json.loads(public.read_text()).items() if not k.startswith("_")}
+        assert {name: list(layer.values()) for name, layer in layers.items()} == rows
+    assert "resnet_3x3_64_b8" in layers and layers["depthwise_b8"]["groups"] == 32
+
+
+def test_numpy_peer_computes_the_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 11, 12))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    for stride, padding, dilation in [(1, 1, 1), (2, 0, 1), (1, 2, 2)]:
+        got = bench.numpy_im2col_conv2d(x, w, b, stride, padding, dilation, 1)
+        want = reference_conv("conv2d", x, w, b, stride, padding, dilation, 1, "zeros")
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_run_bench_prints_a_row_per_layer_without_torch():
+    out = io.StringIO()
+    rows = bench.run_bench(["lenet_5x5_b64"], repeat=1, use_torch=False, out=out,
+                           progress=io.StringIO())
+    text = out.getvalue()
+    assert "lenet_5x5_b64" in text and rows[0]["algorithm"] in text
+    assert rows[0]["torch_ms"] is None and rows[0]["error"] < 1e-5 and rows[0]["numpy_ms"] > 0
