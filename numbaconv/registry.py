@@ -13,10 +13,6 @@ from typing import Callable, Optional
 
 from .spec import ConvSpec
 
-#: GEMM: bytes of unfolded input per block, sized to stay in a core's L2 cache.
-GEMM_BLOCK_BYTES = 512 * 1024
-
-
 @dataclass(frozen=True)
 class Algorithm:
     """One way of computing a convolution, as the planner sees it."""
@@ -60,11 +56,24 @@ def direct_block_rows(spec: ConvSpec) -> int:
     return max(1, min(spec.out_height, DIRECT_BLOCK_ELEMENTS // cols_q))
 
 
-def _direct_workspace(spec: ConvSpec) -> int:
+def _phase_split_bytes(spec: ConvSpec) -> int:
+    """The zero-padded, stride-phase-split copy of the input that direct and GEMM read."""
     rows_q = -(-spec.padded_height // spec.stride_h)
     cols_q = -(-spec.padded_width // spec.stride_w)
     elements = spec.batch * spec.in_channels * spec.stride_h * spec.stride_w * rows_q * cols_q
     return elements * spec.itemsize
+
+
+def _direct_workspace(spec: ConvSpec) -> int:
+    threads = os.cpu_count() or 1
+    cols_q = -(-spec.padded_width // spec.stride_w)
+    block = direct_block_rows(spec) * cols_q  # one accumulator per thread
+    if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
+        # depthwise: no input copy, each thread pads the rows of its block
+        reach = ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h + 1
+        local = spec.stride_h * spec.stride_w * (direct_block_rows(spec) + reach) * cols_q
+        return threads * (block + local) * spec.itemsize
+    return _phase_split_bytes(spec) + threads * block * spec.itemsize
 
 
 register(Algorithm(
@@ -76,6 +85,9 @@ register(Algorithm(
 
 
 # --------------------------------------------------------------------------- gemm
+
+#: GEMM: bytes of unfolded input per block, sized to stay in a core's L2 cache.
+GEMM_BLOCK_BYTES = 512 * 1024
 
 
 def gemm_block_rows(spec: ConvSpec) -> int:
@@ -90,7 +102,7 @@ def _gemm_workspace(spec: ConvSpec) -> int:
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize
-    return _direct_workspace(spec) + blocks  # the same phase-split input as direct
+    return _phase_split_bytes(spec) + blocks
 
 
 register(Algorithm(
