@@ -81,24 +81,30 @@ def _at4(m0, m1, m2, m3, m4, m5):
 
 
 @njit(**JIT_PARALLEL)
-def weight_transform(weight, k0, out_channels, g_matrix):
-    """U[p, c, k] = (G g G^T)[p] for g = weight[k0 + k, c] (a 3x3 kernel); float64 maths."""
+def weight_transform(kernels, g_matrix, u):
+    """u[p, c, k] = (G g G^T)[p] for the 3x3 kernel g = kernels[c, :, :, k].
+
+    ``kernels`` is the weight laid out (C, 3, 3, K) so that every loop runs along the
+    contiguous output-channel axis, as do the rows u[p, c] it writes.
+    """
+    cin, _, _, kout = kernels.shape
     alpha = g_matrix.shape[0]
-    cin = weight.shape[1]
-    u = np.empty((alpha * alpha, cin, out_channels), dtype=weight.dtype)
     for c in prange(cin):
-        tmp = np.empty((alpha, 3))
-        for k in range(out_channels):
-            g = weight[k0 + k, c]
-            for a in range(alpha):
-                for s in range(3):
-                    tmp[a, s] = (g_matrix[a, 0] * g[0, s] + g_matrix[a, 1] * g[1, s]
-                                 + g_matrix[a, 2] * g[2, s])
-            for a in range(alpha):
-                for b in range(alpha):
-                    u[a * alpha + b, c, k] = (tmp[a, 0] * g_matrix[b, 0] + tmp[a, 1] * g_matrix[b, 1]
-                                              + tmp[a, 2] * g_matrix[b, 2])
-    return u
+        tmp = np.empty((alpha, 3, kout), dtype=u.dtype)  # G g, per column s
+        for a in range(alpha):
+            ga0, ga1, ga2 = g_matrix[a, 0], g_matrix[a, 1], g_matrix[a, 2]
+            for s in range(3):
+                r0, r1, r2 = kernels[c, 0, s], kernels[c, 1, s], kernels[c, 2, s]
+                t = tmp[a, s]
+                for k in range(kout):
+                    t[k] = ga0 * r0[k] + ga1 * r1[k] + ga2 * r2[k]
+        for a in range(alpha):
+            t0, t1, t2 = tmp[a, 0], tmp[a, 1], tmp[a, 2]
+            for b in range(alpha):
+                gb0, gb1, gb2 = g_matrix[b, 0], g_matrix[b, 1], g_matrix[b, 2]
+                dst = u[a * alpha + b, c]
+                for k in range(kout):
+                    dst[k] = t0[k] * gb0 + t1[k] * gb1 + t2[k] * gb2
 
 
 # --------------------------------------------------------------------------- tile-row transforms
@@ -361,8 +367,14 @@ def transformed_weights(weight, groups, tile):
 
     def compute():
         kg = weight.shape[0] // groups
-        return [weight_transform(weight, g * kg, kg, g_matrix)
-                for g in range(groups)]
+        g_typed = g_matrix.astype(weight.dtype)
+        transformed = []
+        for g in range(groups):
+            kernels = np.ascontiguousarray(weight[g * kg:(g + 1) * kg].transpose(1, 2, 3, 0))
+            u = np.empty(((tile + 2) ** 2, weight.shape[1], kg), weight.dtype)
+            weight_transform(kernels, g_typed, u)
+            transformed.append(u)
+        return transformed
 
     return TRANSFORMED_WEIGHTS.get(("winograd", tile), weight, compute)
 
