@@ -3,6 +3,7 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
 import numbaconv
 
@@ -54,3 +55,22 @@ def test_workqueue_threading_layer_is_serialised_not_aborted(tmp_path):
                             cwd=os.path.dirname(os.path.dirname(__file__)), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("workqueue")
+
+
+def _conv_in_worker(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, 6, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    return numbaconv.conv2d(x, w, padding=1, groups=6, algorithm="direct")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_workers_compute_correct_results(method):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    expected = [_conv_in_worker(seed) for seed in range(3)]  # the parent runs kernels first
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(_conv_in_worker, range(3)))
+    for got, want in zip(results, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

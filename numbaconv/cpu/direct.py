@@ -16,6 +16,7 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
 from .layout import phase_split_input
+from .threads import launch
 
 
 @njit(inline="always")
@@ -167,9 +168,9 @@ def run(spec, x, weight, bias):
     out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
     if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
         cols_q = -(-spec.padded_width // spec.stride_w)
-        return depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
+        return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
                                 spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
                                 direct_block_rows(spec))
     xph = phase_split_input(spec, x, "direct_input")
-    return direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+    return launch(direct_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
                          direct_block_rows(spec))

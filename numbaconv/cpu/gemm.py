@@ -13,10 +13,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..registry import gemm_block_rows
 from ..config import JIT_PARALLEL
+from ..registry import gemm_block_rows
 from .blas import single_threaded_blas
 from .layout import phase_split_input
+from .threads import launch
 
 
 @njit(**JIT_PARALLEL)
@@ -92,5 +93,5 @@ def run(spec, x, weight, bias):
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     workers = min(numba.get_num_threads(), blocks)
     with single_threaded_blas():
-        return gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+        return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
                            block_rows, workers)

@@ -6,6 +6,7 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
+from .threads import launch
 from .workspace import scratch
 
 
@@ -21,7 +22,7 @@ def phase_split_input(spec, x, name: str):
     shape = (spec.batch, spec.in_channels, spec.stride_h, spec.stride_w,
              -(-spec.padded_height // spec.stride_h), -(-spec.padded_width // spec.stride_w))
     xph = scratch(name, shape, x.dtype)
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xph)
     return xph
 
 

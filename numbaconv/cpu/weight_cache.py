@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
+from .threads import launch
 
 #: Entries kept (least recently used evicted) and the bytes they may hold in total.
 MAX_ENTRIES = 16
@@ -49,7 +50,7 @@ class TransformCache:
         key = (tag, weight.ctypes.data, weight.shape, weight.dtype.str)
         with self._lock:
             entry = self._entries.get(key)
-        if entry is not None and count_differences(_words(entry[0]), _words(weight)) == 0:
+        if entry is not None and launch(count_differences)(_words(entry[0]), _words(weight)) == 0:
             with self._lock:
                 if key in self._entries:
                     self._entries.move_to_end(key)

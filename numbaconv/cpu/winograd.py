@@ -24,10 +24,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..registry import winograd_block_rows
 from ..config import JIT_PARALLEL
+from ..registry import winograd_block_rows
 from .blas import single_threaded_blas
 from .layout import pad_phase_split
+from .threads import launch
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
@@ -372,7 +373,7 @@ def transformed_weights(weight, groups, tile):
         for g in range(groups):
             kernels = np.ascontiguousarray(weight[g * kg:(g + 1) * kg].transpose(1, 2, 3, 0))
             u = np.empty(((tile + 2) ** 2, weight.shape[1], kg), weight.dtype)
-            weight_transform(kernels, g_typed, u)
+            launch(weight_transform)(kernels, g_typed, u)
             transformed.append(u)
         return transformed
 
@@ -389,7 +390,7 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     dh, dw = spec.dilation_h, spec.dilation_w
     rows_q, cols_q = -(-spec.padded_height // dh), -(-spec.padded_width // dw)
     xph = np.empty((spec.batch, spec.in_channels, dh, dw, rows_q, cols_q), x.dtype)
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xph)
     phases = np.ascontiguousarray(xph.transpose(2, 3, 0, 1, 4, 5)).reshape(
         dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
     sub = replace(spec, batch=dh * dw * spec.batch, in_height=rows_q, in_width=cols_q,
@@ -436,11 +437,11 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     with single_threaded_blas():
         for g in range(spec.groups):
             if staged:
-                nonfinite += winograd_conv2d_staged(
+                nonfinite += launch(winograd_conv2d_staged)(
                     x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
                     tiles_h, tiles_w, v, m, workers)
             else:
-                nonfinite += winograd_conv2d(
+                nonfinite += launch(winograd_conv2d)(
                     x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
                     tiles_h, tiles_w, block_rows, workers)
     if nonfinite and match_torch_nonfinite:
