@@ -16,7 +16,7 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
 from .layout import phase_split_input
-from .threads import launch
+from .dispatch import launch
 
 
 @njit(inline="always")

@@ -17,7 +17,7 @@ from ..config import JIT_PARALLEL
 from ..registry import gemm_block_rows
 from .blas import single_threaded_blas
 from .layout import phase_split_input
-from .threads import launch
+from .dispatch import launch
 
 
 @njit(**JIT_PARALLEL)

@@ -6,7 +6,7 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
-from .threads import launch
+from .dispatch import launch
 from .workspace import scratch
 
 

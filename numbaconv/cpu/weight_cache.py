@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
-from .threads import launch
+from .dispatch import launch
 
 #: Entries kept (least recently used evicted) and the bytes they may hold in total.
 MAX_ENTRIES = 16

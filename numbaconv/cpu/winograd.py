@@ -28,7 +28,7 @@ from ..config import JIT_PARALLEL
 from ..registry import winograd_block_rows
 from .blas import single_threaded_blas
 from .layout import pad_phase_split
-from .threads import launch
+from .dispatch import launch
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
