@@ -11,6 +11,7 @@ from ._blas_setup import prefer_avx512_openblas
 
 prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
 
+from .config import set_memory_limit  # noqa: E402
 from .errors import UnsupportedAlgorithm  # noqa: E402
 from .functional import conv1d, conv2d, plan  # noqa: E402
 
@@ -24,4 +25,5 @@ def algorithms() -> tuple:
     return SPECIAL + tuple(REGISTRY)
 
 
-__all__ = ["conv1d", "conv2d", "plan", "algorithms", "UnsupportedAlgorithm", "__version__"]
+__all__ = ["conv1d", "conv2d", "plan", "algorithms", "set_memory_limit", "UnsupportedAlgorithm",
+           "__version__"]

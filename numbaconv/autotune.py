@@ -133,10 +133,19 @@ def choose(spec) -> tuple[str, str]:
     key = spec_key(spec)
     with _lock:
         entry = _load().get(key)
+    from .planner import fits
+
     if isinstance(entry, dict) and entry.get("algorithm") in REGISTRY \
-            and REGISTRY[entry["algorithm"]].supports(spec) is None:
+            and REGISTRY[entry["algorithm"]].supports(spec) is None \
+            and fits(spec, entry["algorithm"]):
         return entry["algorithm"], _reason(entry, cached=True)
-    candidates = [name for name, algo in REGISTRY.items() if algo.supports(spec) is None]
+    from .planner import _memory_error, fits
+
+    candidates = [name for name, algo in REGISTRY.items()
+                  if algo.supports(spec) is None and fits(spec, name)]
+    if not candidates:
+        supported = [name for name, algo in REGISTRY.items() if algo.supports(spec) is None]
+        raise _memory_error(spec, supported[0])
     timings = {name: round(measure(spec, name), 4) for name in candidates}
     winner = min(timings, key=timings.get)
     entry = {"algorithm": winner, "ms": timings}

@@ -11,9 +11,15 @@ Environment variables (read once, at import):
 ``NUMBACONV_AUTOTUNE``  ``1`` makes ``algorithm="auto"`` autotune (see ``autotune``);
     ``0`` (default) keeps the deterministic rule.
 ``NUMBACONV_CACHE_DIR`` where the autotune decisions are kept (see ``autotune``).
+``NUMBACONV_MEMORY_LIMIT`` the most memory one call may need (output plus scratch)
+    before it raises ``MemoryError`` instead of allocating: bytes (``4000000000``), with a
+    unit (``512M``, ``8G``), or a fraction of the memory available at the time of the
+    call (``0.5``). Default: 0.8 of available memory. Also settable at run time through
+    :func:`set_memory_limit`.
 """
 
 import os
+import time
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -32,3 +38,66 @@ AUTOTUNE = _flag("NUMBACONV_AUTOTUNE", False)
 #: Options for the serial helpers and for the parallel kernels.
 JIT = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
 JIT_PARALLEL = dict(JIT, parallel=True)
+
+
+# --------------------------------------------------------------------------- memory
+
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+DEFAULT_MEMORY_FRACTION = 0.8
+_memory_limit_override = None
+_available_cache = (0.0, 0)  # (time read, bytes)
+
+
+def parse_memory_limit(text: str):
+    """'8G' / '512M' / '123456' -> bytes (int); '0.5' -> a fraction of available memory (float)."""
+    text = text.strip().upper().removesuffix("B")
+    if text and text[-1] in _UNITS:
+        return int(float(text[:-1]) * _UNITS[text[-1]])
+    value = float(text)
+    if 0 < value <= 1 and ("." in text or value < 1):
+        return value
+    return int(value)
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux), re-read at most once a second."""
+    global _available_cache
+    read_at, value = _available_cache
+    if time.monotonic() - read_at < 1.0 and value:
+        return value
+    value = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    value = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if not value:
+        try:
+            value = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            value = 1 << 62  # unknown: do not guard
+    _available_cache = (time.monotonic(), value)
+    return value
+
+
+def set_memory_limit(limit) -> None:
+    """Bytes (int), a fraction of available memory (float in (0, 1]), or None for the default."""
+    global _memory_limit_override
+    if limit is not None and not (isinstance(limit, (int, float)) and limit > 0):
+        raise ValueError(f"set_memory_limit: limit must be a positive number of bytes, a "
+                         f"fraction in (0, 1] or None, got {limit!r}")
+    _memory_limit_override = limit
+
+
+def memory_limit() -> int:
+    """The current per-call memory limit in bytes (see NUMBACONV_MEMORY_LIMIT)."""
+    limit = _memory_limit_override
+    if limit is None:
+        text = os.environ.get("NUMBACONV_MEMORY_LIMIT")
+        limit = parse_memory_limit(text) if text else DEFAULT_MEMORY_FRACTION
+    if isinstance(limit, float):
+        return int(limit * available_memory())
+    return int(limit)

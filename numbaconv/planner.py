@@ -111,15 +111,55 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
         f"{spec.kernel_width} kernel, stride {(spec.stride_h, spec.stride_w)}): im2col + BLAS")
 
 
+def needed_bytes(spec: ConvSpec, name: str) -> int:
+    """Memory a call allocates: the output, the algorithm's scratch, a padded input copy."""
+    out = spec.batch * spec.result_channels * spec.out_height * spec.out_width
+    padded = 0
+    if spec.padding_mode != "zeros":  # materialised by np.pad before the kernel runs
+        padded = spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
+    return (out + padded) * spec.itemsize + REGISTRY[name].workspace_bytes(spec)
+
+
+def fits(spec: ConvSpec, name: str) -> bool:
+    return needed_bytes(spec, name) <= config.memory_limit()
+
+
+def _memory_error(spec: ConvSpec, name: str) -> MemoryError:
+    gib = 2**30
+    return MemoryError(
+        f"{spec.op}: algorithm {name!r} would need {needed_bytes(spec, name) / gib:.3g} GiB "
+        f"(output and scratch), more than the memory limit of "
+        f"{config.memory_limit() / gib:.3g} GiB; lower the batch size, or raise the limit with "
+        f"NUMBACONV_MEMORY_LIMIT or numbaconv.set_memory_limit()")
+
+
+def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, str]:
+    """``name`` if it fits the memory limit, else the supported algorithm needing least."""
+    if fits(spec, name):
+        return name, reason
+    supported = [n for n, a in REGISTRY.items() if a.supports(spec) is None]
+    smallest = min(supported, key=lambda n: needed_bytes(spec, n))
+    if not fits(spec, smallest):
+        raise _memory_error(spec, smallest)
+    return smallest, (f"{name} would need {needed_bytes(spec, name) / 2**20:.0f} MiB, over the "
+                      f"memory limit; {smallest} needs the least memory "
+                      f"({needed_bytes(spec, smallest) / 2**20:.0f} MiB)")
+
+
 def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
-    """Resolve ``algorithm`` for ``spec`` into a :class:`Plan` (nothing is computed)."""
+    """Resolve ``algorithm`` for ``spec`` into a :class:`Plan` (nothing is computed).
+
+    Raises MemoryError, before anything is allocated, when the call would need more than
+    the memory limit (see ``config.memory_limit``); ``auto`` and ``autotune`` first fall
+    back to the supported algorithm that needs the least memory.
+    """
     if not isinstance(algorithm, str) or (algorithm not in REGISTRY and algorithm not in SPECIAL):
         raise ValueError(
             f"{spec.op}: unknown algorithm={algorithm!r}; expected one of "
             f"{SPECIAL + tuple(REGISTRY)}"
         )
     if algorithm == "auto" and not config.AUTOTUNE:
-        name, reason = auto_rule(spec)
+        name, reason = _fitting_alternative(spec, *auto_rule(spec))
     elif algorithm in ("auto", "autotune"):
         from . import autotune
 
@@ -130,6 +170,8 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
             raise UnsupportedAlgorithm(
                 f"{spec.op}: algorithm={algorithm!r} cannot run these arguments: {why_not}"
             )
+        if not fits(spec, algorithm):
+            raise _memory_error(spec, algorithm)
         name, reason = algorithm, "requested explicitly"
     chosen = REGISTRY[name]
     return Plan(
