@@ -21,14 +21,13 @@ def torch_conv(torch, op, x, w, b, stride, padding, dilation, groups, padding_mo
             out = fn(tx, tw, tb, stride, padding, dilation, groups)
         else:
             cls = torch.nn.Conv1d if op == "conv1d" else torch.nn.Conv2d
+            # The module validates its arguments; its forward with our weight and bias
+            # (F.pad in the mode, then the functional conv) checks their shapes as well.
             module = cls(tw.shape[1] * groups, tw.shape[0], tuple(tw.shape[2:]), stride=stride,
                          padding=padding, dilation=dilation, groups=groups,
                          bias=tb is not None, padding_mode=padding_mode, dtype=tx.dtype)
             with torch.no_grad():
-                module.weight.copy_(tw)
-                if tb is not None:
-                    module.bias.copy_(tb)
-                out = module(tx)
+                out = module._conv_forward(tx, tw, tb)
         return out.detach().numpy()
     except Exception as exc:  # torch reports bad arguments as RuntimeError, ValueError, ...
         return exc
