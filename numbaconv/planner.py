@@ -65,8 +65,8 @@ def _input_shape(spec: ConvSpec) -> tuple:
 DENSE_CHANNELS = 16
 #: Multiply-adds per output (C/groups * kH * kW) from which BLAS beats the direct loops.
 GEMM_MIN_DEPTH = 64
-#: Output rows/columns per dilation phase from which Winograd takes a dilated layer.
-WINOGRAD_MIN_PHASE = 8
+#: Output rows and columns (per dilation phase) from which Winograd pays: one 4x4 tile.
+WINOGRAD_MIN_PHASE = 4
 
 
 def auto_rule(spec: ConvSpec) -> tuple[str, str]:
@@ -80,7 +80,7 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        (4 multiplies) and every other algorithm on all such layers of the public set,
        from 7x7 to 56x56 images and 64 to 512 channels. A dilated layer is computed as
        one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
-       1.9 ms), so it qualifies while each phase's output is >= 8 wide and high.
+       1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile.
     2. Thin layers: fewer than 64 multiply-adds per output (C/groups * kH * kW: depthwise,
        small groups, LeNet's 1-channel 5x5) or fewer than 16 outputs per group: direct.
        Its vectorised loops stream the input once; BLAS on such thin matrices wastes
@@ -90,13 +90,12 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
     depth = cg * spec.kernel_height * spec.kernel_width
-    # A dilated layer runs as one plain convolution per dilation phase: worth it while
-    # each phase's output still spans a couple of 4x4 tiles.
+    # A dilated layer runs as one plain convolution per dilation phase; below one whole
+    # 4x4 output tile per phase most of Winograd's work would be thrown away.
     dilated = spec.dilation_h * spec.dilation_w > 1
     phase = min(spec.out_height // spec.dilation_h, spec.out_width // spec.dilation_w)
     if (REGISTRY["winograd_f4x4"].supports(spec) is None
-            and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS
-            and (not dilated or phase >= WINOGRAD_MIN_PHASE)):
+            and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS and phase >= WINOGRAD_MIN_PHASE):
         dilated = " (per dilation phase)" if dilated else ""
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"

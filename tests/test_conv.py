@@ -49,6 +49,9 @@ CASES_2D = [
     ((1, 16, 6, 5), (8, 16, 3, 3), dict(padding=(0, 1))),
     ((1, 16, 80, 79), (8, 16, 3, 3), dict(padding=1)),  # enough tiles for Winograd's fused blocks
     ((2, 32, 7, 7), (64, 16, 3, 3), dict(padding=1, groups=2)),  # grouped Winograd
+    ((1, 2048, 1, 1), (16, 2048, 1, 1), {}),  # huge channel count, 1x1 image
+    ((2, 512, 2, 3), (8, 512, 3, 3), dict(padding=1)),  # huge channel count, tiny image
+    ((1, 3, 1, 40), (4, 3, 1, 5), dict(padding=(0, 2))),  # a 1-pixel-high image
 ]
 
 

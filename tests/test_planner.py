@@ -100,6 +100,7 @@ def test_import_compiles_nothing():
     ((1, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "gemm"),  # AlexNet conv1
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "direct"),  # LeNet
     ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided 3x3
+    ((2, 1024, 2, 2), (1024, 1024, 3, 3), dict(padding=1), "gemm"),  # deep, tiny image
 ])
 def test_auto_rule_on_familiar_layers(xs, ws, kwargs, expected):
     assert numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).algorithm == expected
