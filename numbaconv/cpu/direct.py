@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
-from .layout import phase_split_input
+from .layout import phase_split_input, phase_split_plane
 from .dispatch import launch
 
 
@@ -133,7 +133,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
     the input rows its block of output rows reads, into a buffer that stays in cache.
     x: (N, C, H, W); weight (C, 1, kH, kW); out (N, C, OH, OW).
     """
-    n_batch, channels, height, width = x.shape
+    n_batch, channels = x.shape[0], x.shape[1]
     kernel_h = weight.shape[2]
     out_h, out_w = out.shape[2], out.shape[3]
     blocks = -(-out_h // block_rows)
@@ -145,18 +145,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
         n = job // (blocks * channels)
         nrows = min(block_rows, out_h - oh0)
         local = np.empty((stride_h, stride_w, rows_q, cols_q), dtype=x.dtype)
-        for p in range(stride_h):
-            for q in range(stride_w):
-                for i in range(rows_q):
-                    row = local[p, q, i]
-                    ih = (oh0 + i) * stride_h + p - pad_top
-                    if ih < 0 or ih >= height:
-                        row[:] = 0
-                        continue
-                    src = x[n, c, ih]
-                    for j in range(cols_q):
-                        iw = j * stride_w + q - pad_left
-                        row[j] = src[iw] if 0 <= iw < width else 0
+        phase_split_plane(x[n, c], oh0, pad_top, pad_left, local)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         _accumulate(local, weight[c, 0], acc, 0, dilation_h, dilation_w)
         _store_rows(acc, cols_q, bias[c], out[n, c], oh0, nrows)

@@ -26,6 +26,28 @@ def phase_split_input(spec, x, name: str):
     return xph
 
 
+@njit(inline="always")
+def phase_split_plane(plane, row0, pad_top, pad_left, dst):
+    """dst[p, q, i, j] = padded plane[(row0 + i) * sh + p, j * sw + q], zero outside the plane.
+
+    ``plane``: one (H, W) channel; ``dst``: (sh, sw, rows, cols), from phase row ``row0``.
+    """
+    height, width = plane.shape
+    stride_h, stride_w, rows, cols = dst.shape
+    for p in range(stride_h):
+        for q in range(stride_w):
+            for i in range(rows):
+                ih = (row0 + i) * stride_h + p - pad_top
+                row = dst[p, q, i]
+                if ih < 0 or ih >= height:
+                    row[:] = 0
+                    continue
+                src = plane[ih]
+                for j in range(cols):
+                    iw = j * stride_w + q - pad_left
+                    row[j] = src[iw] if 0 <= iw < width else 0
+
+
 @njit(**JIT_PARALLEL)
 def pad_phase_split(x, pad_top, pad_left, xph):
     """Fill xph (N, C, sh, sw, Hq, Wq) with the zero-padded x split by phase of the strides.
@@ -35,21 +57,8 @@ def pad_phase_split(x, pad_top, pad_left, xph):
     each other for every stride and dilation, and a whole (rows x Wq) block of outputs
     reads one contiguous run per kernel tap: the direct kernel's loops vectorise.
     """
-    n_batch, channels, height, width = x.shape
-    stride_h, stride_w, rows, cols = xph.shape[2], xph.shape[3], xph.shape[4], xph.shape[5]
+    n_batch, channels = x.shape[0], x.shape[1]
     for plane in prange(n_batch * channels):
         n = plane // channels
         c = plane % channels
-        for p in range(stride_h):
-            for q in range(stride_w):
-                dst = xph[n, c, p, q]
-                for i in range(rows):
-                    ih = i * stride_h + p - pad_top
-                    row = dst[i]
-                    if ih < 0 or ih >= height:
-                        row[:] = 0
-                        continue
-                    src = x[n, c, ih]
-                    for j in range(cols):
-                        iw = j * stride_w + q - pad_left
-                        row[j] = src[iw] if 0 <= iw < width else 0
+        phase_split_plane(x[n, c], 0, pad_top, pad_left, xph[n, c])

@@ -78,6 +78,47 @@ def _at4(m0, m1, m2, m3, m4, m5):
     return m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5
 
 
+@njit(inline="always")
+def _bt4_rows(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5):
+    """(o0..o5)[e] = B^T (d0..d5)[e] for every e: one long vectorisable loop."""
+    for e in range(o0.size):
+        a0, a1, a2, a3, a4, a5 = _bt4(d0[e], d1[e], d2[e], d3[e], d4[e], d5[e])
+        o0[e] = a0
+        o1[e] = a1
+        o2[e] = a2
+        o3[e] = a3
+        o4[e] = a4
+        o5[e] = a5
+
+
+@njit(inline="always")
+def _bt2_rows(d0, d1, d2, d3, o0, o1, o2, o3):
+    for e in range(o0.size):
+        a0, a1, a2, a3 = _bt2(d0[e], d1[e], d2[e], d3[e])
+        o0[e] = a0
+        o1[e] = a1
+        o2[e] = a2
+        o3[e] = a3
+
+
+@njit(inline="always")
+def _at4_rows(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3):
+    for e in range(o0.size):
+        y0, y1, y2, y3 = _at4(m0[e], m1[e], m2[e], m3[e], m4[e], m5[e])
+        o0[e] = y0
+        o1[e] = y1
+        o2[e] = y2
+        o3[e] = y3
+
+
+@njit(inline="always")
+def _at2_rows(m0, m1, m2, m3, o0, o1):
+    for e in range(o0.size):
+        y0, y1 = _at2(m0[e], m1[e], m2[e], m3[e])
+        o0[e] = y0
+        o1[e] = y1
+
+
 # --------------------------------------------------------------------------- weights
 
 
@@ -153,61 +194,32 @@ def _input_tile_row(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf, tmp_in
     alpha, tile, q_count, channels = rows_buf.shape
     _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf)
     rows = rows_buf.reshape(alpha, tile * q_count * channels)
-    length = rows.shape[1]
     seg = tiles_w * channels
     half = tmp_in.reshape(alpha, tile, q_count * channels)
+    base = t0 * channels
     if tile == 4:
-        d0, d1, d2, d3, d4, d5 = rows[0], rows[1], rows[2], rows[3], rows[4], rows[5]
-        e0, e1, e2, e3, e4, e5 = tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3], tmp_in[4], tmp_in[5]
-        for e in range(length):  # B^T along the rows of every tile
-            a0, a1, a2, a3, a4, a5 = _bt4(d0[e], d1[e], d2[e], d3[e], d4[e], d5[e])
-            e0[e] = a0
-            e1[e] = a1
-            e2[e] = a2
-            e3[e] = a3
-            e4[e] = a4
-            e5[e] = a5
-        for a in range(6):  # ... then B along the columns, tap j at phase j % 4, shift j // 4
+        _bt4_rows(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5],  # B^T along rows
+                  tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3], tmp_in[4], tmp_in[5])
+        for a in range(6):  # ... then B along columns: tap j at phase j % 4, shift j // 4
             g = half[a]
-            f0, f1, f2 = g[0, :seg], g[1, :seg], g[2, :seg]
-            f3, f4, f5 = g[3, :seg], g[0, channels:channels + seg], g[1, channels:channels + seg]
-            o0 = v[6 * a].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o1 = v[6 * a + 1].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o2 = v[6 * a + 2].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o3 = v[6 * a + 3].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o4 = v[6 * a + 4].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o5 = v[6 * a + 5].reshape(-1)[t0 * channels:t0 * channels + seg]
-            for e in range(seg):
-                b0, b1, b2, b3, b4, b5 = _bt4(f0[e], f1[e], f2[e], f3[e], f4[e], f5[e])
-                o0[e] = b0
-                o1[e] = b1
-                o2[e] = b2
-                o3[e] = b3
-                o4[e] = b4
-                o5[e] = b5
+            _bt4_rows(g[0, :seg], g[1, :seg], g[2, :seg], g[3, :seg],
+                      g[0, channels:channels + seg], g[1, channels:channels + seg],
+                      v[6 * a].reshape(-1)[base:base + seg],
+                      v[6 * a + 1].reshape(-1)[base:base + seg],
+                      v[6 * a + 2].reshape(-1)[base:base + seg],
+                      v[6 * a + 3].reshape(-1)[base:base + seg],
+                      v[6 * a + 4].reshape(-1)[base:base + seg],
+                      v[6 * a + 5].reshape(-1)[base:base + seg])
     else:
-        d0, d1, d2, d3 = rows[0], rows[1], rows[2], rows[3]
-        e0, e1, e2, e3 = tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3]
-        for e in range(length):
-            a0, a1, a2, a3 = _bt2(d0[e], d1[e], d2[e], d3[e])
-            e0[e] = a0
-            e1[e] = a1
-            e2[e] = a2
-            e3[e] = a3
+        _bt2_rows(rows[0], rows[1], rows[2], rows[3], tmp_in[0], tmp_in[1], tmp_in[2], tmp_in[3])
         for a in range(4):  # tap j at phase j % 2, shift j // 2
             g = half[a]
-            f0, f1 = g[0, :seg], g[1, :seg]
-            f2, f3 = g[0, channels:channels + seg], g[1, channels:channels + seg]
-            o0 = v[4 * a].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o1 = v[4 * a + 1].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o2 = v[4 * a + 2].reshape(-1)[t0 * channels:t0 * channels + seg]
-            o3 = v[4 * a + 3].reshape(-1)[t0 * channels:t0 * channels + seg]
-            for e in range(seg):
-                b0, b1, b2, b3 = _bt2(f0[e], f1[e], f2[e], f3[e])
-                o0[e] = b0
-                o1[e] = b1
-                o2[e] = b2
-                o3[e] = b3
+            _bt2_rows(g[0, :seg], g[1, :seg], g[0, channels:channels + seg],
+                      g[1, channels:channels + seg],
+                      v[4 * a].reshape(-1)[base:base + seg],
+                      v[4 * a + 1].reshape(-1)[base:base + seg],
+                      v[4 * a + 2].reshape(-1)[base:base + seg],
+                      v[4 * a + 3].reshape(-1)[base:base + seg])
 
 
 @njit(inline="always")
@@ -222,48 +234,25 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
     channels = m.shape[2]
     base = t0 * channels
     if tile == 4:
-        for b in range(6):  # A^T along the rows
-            m0 = m[b].reshape(-1)[base:base + seg]
-            m1 = m[6 + b].reshape(-1)[base:base + seg]
-            m2 = m[12 + b].reshape(-1)[base:base + seg]
-            m3 = m[18 + b].reshape(-1)[base:base + seg]
-            m4 = m[24 + b].reshape(-1)[base:base + seg]
-            m5 = m[30 + b].reshape(-1)[base:base + seg]
-            s0, s1, s2, s3 = s_buf[0, b], s_buf[1, b], s_buf[2, b], s_buf[3, b]
-            for e in range(seg):
-                y0, y1, y2, y3 = _at4(m0[e], m1[e], m2[e], m3[e], m4[e], m5[e])
-                s0[e] = y0
-                s1[e] = y1
-                s2[e] = y2
-                s3[e] = y3
+        for b in range(6):  # A^T along the rows ...
+            _at4_rows(m[b].reshape(-1)[base:base + seg], m[6 + b].reshape(-1)[base:base + seg],
+                      m[12 + b].reshape(-1)[base:base + seg],
+                      m[18 + b].reshape(-1)[base:base + seg],
+                      m[24 + b].reshape(-1)[base:base + seg],
+                      m[30 + b].reshape(-1)[base:base + seg],
+                      s_buf[0, b], s_buf[1, b], s_buf[2, b], s_buf[3, b])
         for i in range(4):  # ... then A along the columns
-            q0, q1, q2 = s_buf[i, 0], s_buf[i, 1], s_buf[i, 2]
-            q3, q4, q5 = s_buf[i, 3], s_buf[i, 4], s_buf[i, 5]
-            z0, z1, z2, z3 = y_buf[i, 0], y_buf[i, 1], y_buf[i, 2], y_buf[i, 3]
-            for e in range(seg):
-                y0, y1, y2, y3 = _at4(q0[e], q1[e], q2[e], q3[e], q4[e], q5[e])
-                z0[e] = y0
-                z1[e] = y1
-                z2[e] = y2
-                z3[e] = y3
+            q = s_buf[i]
+            _at4_rows(q[0], q[1], q[2], q[3], q[4], q[5],
+                      y_buf[i, 0], y_buf[i, 1], y_buf[i, 2], y_buf[i, 3])
     else:
         for b in range(4):
-            m0 = m[b].reshape(-1)[base:base + seg]
-            m1 = m[4 + b].reshape(-1)[base:base + seg]
-            m2 = m[8 + b].reshape(-1)[base:base + seg]
-            m3 = m[12 + b].reshape(-1)[base:base + seg]
-            s0, s1 = s_buf[0, b], s_buf[1, b]
-            for e in range(seg):
-                y0, y1 = _at2(m0[e], m1[e], m2[e], m3[e])
-                s0[e] = y0
-                s1[e] = y1
+            _at2_rows(m[b].reshape(-1)[base:base + seg], m[4 + b].reshape(-1)[base:base + seg],
+                      m[8 + b].reshape(-1)[base:base + seg],
+                      m[12 + b].reshape(-1)[base:base + seg], s_buf[0, b], s_buf[1, b])
         for i in range(2):
-            q0, q1, q2, q3 = s_buf[i, 0], s_buf[i, 1], s_buf[i, 2], s_buf[i, 3]
-            z0, z1 = y_buf[i, 0], y_buf[i, 1]
-            for e in range(seg):
-                y0, y1 = _at2(q0[e], q1[e], q2[e], q3[e])
-                z0[e] = y0
-                z1[e] = y1
+            q = s_buf[i]
+            _at2_rows(q[0], q[1], q[2], q[3], y_buf[i, 0], y_buf[i, 1])
     out_h, out_w = out.shape[2], out.shape[3]
     nonfinite = 0
     for k in range(channels):  # channels-last tile row -> NCHW rows, plus bias
