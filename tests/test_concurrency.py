@@ -7,6 +7,9 @@ import pytest
 
 import numbaconv
 
+THREADS = 8
+CALLS_PER_THREAD = 25
+
 CASES = [
     ((2, 16, 20, 20), (16, 16, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((2, 16, 20, 20), (16, 16, 3, 3), dict(padding=1), "winograd_f2x2"),
@@ -26,18 +29,25 @@ def test_eight_threads_calling_at_once_get_correct_results():
     expected = [numbaconv.conv2d(x, w, **kw, algorithm=algo)
                 for (x, w), (_, _, kw, algo) in zip(inputs, CASES)]
 
+    x1 = rng.standard_normal((2, 4, 50)).astype(np.float32)
+    w1 = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    expected_1d = numbaconv.conv1d(x1, w1, stride=2, padding=2, groups=2)
+
     def work(worker):
         errors = 0
-        for round_ in range(12):
+        for round_ in range(CALLS_PER_THREAD):
             i = (worker + round_) % len(CASES)
             x, w = inputs[i]
             out = numbaconv.conv2d(x, w, **CASES[i][2], algorithm=CASES[i][3])
             errors += not np.allclose(out, expected[i], rtol=1e-5, atol=1e-5)
+            if round_ % 5 == 0:
+                out = numbaconv.conv1d(x1, w1, stride=2, padding=2, groups=2)
+                errors += not np.allclose(out, expected_1d, rtol=1e-5, atol=1e-5)
         return errors
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(work, range(8)))
-    assert results == [0] * 8
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        results = list(pool.map(work, range(THREADS)))
+    assert results == [0] * THREADS
 
 
 def test_workqueue_threading_layer_is_serialised_not_aborted(tmp_path):
