@@ -36,16 +36,21 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
     stride_h, stride_w, rows, cols = dst.shape
     for p in range(stride_h):
         for q in range(stride_w):
+            # Columns j whose source j * sw + q - pad_left lies inside the row: [j0, j1).
+            j0 = min(cols, max(0, -(-(pad_left - q) // stride_w)))
+            j1 = min(cols, max(j0, -(-(pad_left + width - q) // stride_w)))
             for i in range(rows):
                 ih = (row0 + i) * stride_h + p - pad_top
                 row = dst[p, q, i]
                 if ih < 0 or ih >= height:
                     row[:] = 0
                     continue
+                row[:j0] = 0
+                row[j1:] = 0
                 src = plane[ih]
-                for j in range(cols):
-                    iw = j * stride_w + q - pad_left
-                    row[j] = src[iw] if 0 <= iw < width else 0
+                offset = q - pad_left
+                for j in range(j0, j1):  # no test inside: vectorises (a plain copy at stride 1)
+                    row[j] = src[j * stride_w + offset]
 
 
 @njit(**JIT_PARALLEL)
