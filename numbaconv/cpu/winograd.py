@@ -260,11 +260,11 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
         for i in range(min(tile, out_h - oh0)):
             dst = out[n, k0 + k, oh0 + i]
             src = y_buf[i]
-            for ow in range(out_w):
-                tx, j = divmod(ow, tile)
-                value = src[j, tx * channels + k] + bk
-                dst[ow] = value
-                nonfinite += not np.isfinite(value)
+            for tx in range(tiles_w):  # nested loops: no division per element
+                for j in range(min(tile, out_w - tile * tx)):
+                    value = src[j, tx * channels + k] + bk
+                    dst[tile * tx + j] = value
+                    nonfinite += not np.isfinite(value)
     return nonfinite
 
 
