@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .planner import execute, fits, make_plan, memory_error
+from .registry import REGISTRY
+
 FORMAT = 1
 REPEATS = 3
 
@@ -108,8 +111,6 @@ def _save(entries: dict) -> None:
 
 def measure(spec, name: str) -> float:
     """Best-of-REPEATS milliseconds of algorithm ``name`` on random data of ``spec``'s shape."""
-    from .planner import execute, make_plan
-
     rng = np.random.default_rng(0)
     dtype = np.dtype(spec.dtype)
     x = rng.standard_normal((spec.batch, spec.in_channels, spec.in_height, spec.in_width)).astype(dtype)
@@ -128,24 +129,18 @@ def measure(spec, name: str) -> float:
 
 def choose(spec) -> tuple[str, str]:
     """(algorithm, why) for ``spec``: the cached winner, or time the candidates now."""
-    from .registry import REGISTRY
-
     key = spec_key(spec)
     with _lock:
         entry = _load().get(key)
-    from .planner import fits
-
     if isinstance(entry, dict) and entry.get("algorithm") in REGISTRY \
             and REGISTRY[entry["algorithm"]].supports(spec) is None \
             and fits(spec, entry["algorithm"]):
         return entry["algorithm"], _reason(entry, cached=True)
-    from .planner import _memory_error, fits
-
     candidates = [name for name, algo in REGISTRY.items()
                   if algo.supports(spec) is None and fits(spec, name)]
     if not candidates:
         supported = [name for name, algo in REGISTRY.items() if algo.supports(spec) is None]
-        raise _memory_error(spec, supported[0])
+        raise memory_error(spec, supported[0])
     timings = {name: round(measure(spec, name), 4) for name in candidates}
     winner = min(timings, key=timings.get)
     entry = {"algorithm": winner, "ms": timings}

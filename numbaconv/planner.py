@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config
-from .registry import REGISTRY
 from .errors import UnsupportedAlgorithm
+from .registry import REGISTRY
 from .spec import ConvSpec
 
 
@@ -123,7 +123,7 @@ def fits(spec: ConvSpec, name: str) -> bool:
     return needed_bytes(spec, name) <= config.memory_limit()
 
 
-def _memory_error(spec: ConvSpec, name: str) -> MemoryError:
+def memory_error(spec: ConvSpec, name: str) -> MemoryError:
     gib = 2**30
     return MemoryError(
         f"{spec.op}: algorithm {name!r} would need {needed_bytes(spec, name) / gib:.3g} GiB "
@@ -139,7 +139,7 @@ def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, s
     supported = [n for n, a in REGISTRY.items() if a.supports(spec) is None]
     smallest = min(supported, key=lambda n: needed_bytes(spec, n))
     if not fits(spec, smallest):
-        raise _memory_error(spec, smallest)
+        raise memory_error(spec, smallest)
     return smallest, (f"{name} would need {needed_bytes(spec, name) / 2**20:.0f} MiB, over the "
                       f"memory limit; {smallest} needs the least memory "
                       f"({needed_bytes(spec, smallest) / 2**20:.0f} MiB)")
@@ -170,7 +170,7 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
                 f"{spec.op}: algorithm={algorithm!r} cannot run these arguments: {why_not}"
             )
         if not fits(spec, algorithm):
-            raise _memory_error(spec, algorithm)
+            raise memory_error(spec, algorithm)
         name, reason = algorithm, "requested explicitly"
     chosen = REGISTRY[name]
     return Plan(

@@ -74,7 +74,6 @@ class ConvSpec:
 
     @property
     def out_channels_per_group(self) -> int:
-        # torch's quirk: a convolution over zero input channels returns zero output channels.
         return self.out_channels // self.groups
 
     @property
