@@ -124,10 +124,6 @@ def _winograd_supports(spec: ConvSpec):
     return None  # dilation > 1 runs on the dilation phases of the input, see run_dilated
 
 
-def winograd_tiles(spec: ConvSpec, tile: int) -> int:
-    return spec.batch * -(-spec.out_height // tile) * -(-spec.out_width // tile)
-
-
 #: Winograd: tiles per pipeline block, and the transformed-weight size above which
 #: running stage by stage (each weight read once) beats blocks (measured, see below).
 WINOGRAD_BLOCK_TILES = 196

@@ -80,8 +80,3 @@ def _raised_by_numba_cache(exc) -> bool:
             return True
         frame = frame.tb_next
     return False
-
-
-def serial_in_this_process() -> bool:
-    """True when kernels run serially because this process was forked (see module doc)."""
-    return _forked_from_openmp

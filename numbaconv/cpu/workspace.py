@@ -29,8 +29,3 @@ def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
 def release() -> None:
     """Drop the calling thread's scratch buffers (they are re-created on demand)."""
     _local.__dict__.pop("pool", None)
-
-
-def held_bytes() -> int:
-    """Bytes of scratch held by the calling thread."""
-    return sum(b.nbytes for b in _local.__dict__.get("pool", {}).values())
