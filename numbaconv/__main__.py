@@ -20,8 +20,10 @@ def main(argv=None) -> int:
     sub.add_parser("selfcheck", help="check every algorithm against a NumPy oracle")
     bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
     bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
-    bench.add_argument("--algorithm", default="auto")
-    bench.add_argument("--repeat", type=int, default=15)
+    bench.add_argument("--algorithm", default="auto",
+                       help="auto (default), autotune, direct, gemm, winograd_f2x2, winograd_f4x4")
+    bench.add_argument("--repeat", type=int, default=15,
+                       help="timed calls per library and layer, interleaved (best is shown)")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for numbaconv and torch alike (default: all cores)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
