@@ -15,7 +15,7 @@ from numba import njit, prange
 
 from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
-from .layout import phase_split_input, phase_split_plane
+from .layout import new_output, phase_split_input, phase_split_plane
 from .dispatch import launch
 
 
@@ -154,12 +154,13 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
 
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
-    out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    out = new_output(spec, x.dtype)
+    block_rows = direct_block_rows(spec)
     if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
         cols_q = -(-spec.padded_width // spec.stride_w)
-        return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
-                                spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
-                                direct_block_rows(spec))
+        return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left,
+                                        spec.stride_h, spec.stride_w, spec.dilation_h,
+                                        spec.dilation_w, cols_q, block_rows)
     xph = phase_split_input(spec, x, "direct_input")
-    return launch(direct_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
-                         direct_block_rows(spec))
+    return launch(direct_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
+                                 spec.groups, block_rows)

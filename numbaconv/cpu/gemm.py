@@ -16,7 +16,7 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import gemm_block_rows
 from .blas import single_threaded_blas
-from .layout import phase_split_input
+from .layout import new_output, phase_split_input
 from .dispatch import launch
 
 
@@ -88,10 +88,10 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
 
 def run(spec, x, weight, bias):
     xph = phase_split_input(spec, x, "gemm_input")
-    out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    out = new_output(spec, x.dtype)
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     workers = min(numba.get_num_threads(), blocks)
     with single_threaded_blas():
-        return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
-                           block_rows, workers)
+        return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
+                                   spec.groups, block_rows, workers)

@@ -3,11 +3,17 @@
 Kernels read a padded copy of the input so that their inner loops carry no bounds tests.
 """
 
+import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
 from .dispatch import launch
 from .workspace import scratch
+
+
+def new_output(spec, dtype) -> np.ndarray:
+    """The fresh (N, K, OH, OW) array a kernel writes in full and the user receives."""
+    return np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype)
 
 
 def phase_split_input(spec, x, name: str):

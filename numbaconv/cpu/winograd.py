@@ -27,7 +27,7 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import winograd_block_rows
 from .blas import single_threaded_blas
-from .layout import pad_phase_split
+from .layout import new_output, pad_phase_split
 from .dispatch import launch
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
@@ -386,7 +386,7 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
                   pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, dilation_h=1, dilation_w=1)
     sub_out = run_tile(sub, phases, weight, bias, tile, match_torch_nonfinite).reshape(
         dh, dw, spec.batch, spec.out_channels, rows_q - 2, cols_q - 2)
-    out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    out = new_output(spec, x.dtype)
     for p in range(dh):
         for q in range(dw):
             target = out[:, :, p::dh, q::dw]
@@ -413,7 +413,7 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     kg = spec.out_channels_per_group
     n_rows = spec.batch * tiles_h
     block_rows = winograd_block_rows(spec, tile, numba.get_num_threads())
-    out = np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), x.dtype)
+    out = new_output(spec, x.dtype)
     u_groups = transformed_weights(weight, spec.groups, tile)
     staged = block_rows == n_rows
     if staged:
