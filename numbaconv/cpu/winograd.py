@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .. import winograd_math
 from ..config import JIT_PARALLEL
 from ..registry import winograd_block_rows
 from .blas import single_threaded_blas
@@ -32,50 +33,11 @@ from .dispatch import launch
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
-# G matrices (alpha x 3) of Lavin's wincnn construction (points 0, +-1, +-2).
-G_F2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-G_F4 = np.array([
-    [1 / 4, 0, 0],
-    [-1 / 6, -1 / 6, -1 / 6],
-    [-1 / 6, 1 / 6, -1 / 6],
-    [1 / 24, 1 / 12, 1 / 6],
-    [1 / 24, -1 / 12, 1 / 6],
-    [0, 0, 1],
-])
-
-
-# --------------------------------------------------------------------------- 1-D transforms
-# B^T d and A^T m written out: fewer operations than a matrix loop, and straight-line
-# code the vectoriser handles well inside the channel loops below.
-
-
-@njit(inline="always")
-def _bt2(d0, d1, d2, d3):
-    return d0 - d2, d1 + d2, d2 - d1, d3 - d1
-
-
-@njit(inline="always")
-def _at2(m0, m1, m2, m3):
-    return m0 + m1 + m2, m1 - m2 + m3
-
-
-@njit(inline="always")
-def _bt4(d0, d1, d2, d3, d4, d5):
-    return (
-        4 * d0 - 5 * d2 + d4,
-        d3 + d4 - 4 * (d1 + d2),
-        4 * (d1 - d2) + d4 - d3,
-        2 * (d3 - d1) + d4 - d2,
-        2 * (d1 - d3) + d4 - d2,
-        4 * d1 - 5 * d3 + d5,
-    )
-
-
-@njit(inline="always")
-def _at4(m0, m1, m2, m3, m4, m5):
-    s12, d12 = m1 + m2, m1 - m2
-    s34, d34 = m3 + m4, m3 - m4
-    return m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5
+# The 1-D transforms, inlined into the channel loops below.
+_bt2 = njit(inline="always")(winograd_math.bt2)
+_at2 = njit(inline="always")(winograd_math.at2)
+_bt4 = njit(inline="always")(winograd_math.bt4)
+_at4 = njit(inline="always")(winograd_math.at4)
 
 
 @njit(inline="always")
@@ -348,12 +310,9 @@ def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, til
     return nonfinite
 
 
-_G = {2: G_F2, 4: G_F4}
-
-
 def transformed_weights(weight, groups, tile):
     """U per group, (groups, P, C/groups, K/groups), from the cache when the weights are unchanged."""
-    g_matrix = _G[tile]
+    g_matrix = winograd_math.G_MATRICES[tile]
 
     def compute():
         kg = weight.shape[0] // groups
