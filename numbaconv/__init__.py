@@ -12,18 +12,20 @@ from ._blas_setup import prefer_avx512_openblas
 prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
 
 from .config import set_memory_limit  # noqa: E402
-from .errors import UnsupportedAlgorithm  # noqa: E402
+from .errors import CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
 from .functional import conv1d, conv2d, plan  # noqa: E402
 
 __version__ = "0.1.0"
 
 
 def algorithms() -> tuple:
-    """Names accepted by ``algorithm=``: 'auto', 'autotune' and each registered algorithm."""
-    from .planner import REGISTRY, SPECIAL
+    """Names accepted by ``algorithm=``: 'auto', 'autotune' and each registered algorithm
+    (``numbaconv.registry.REGISTRIES`` says which run on the CPU and which on the GPU)."""
+    from .planner import algorithm_names
 
-    return SPECIAL + tuple(REGISTRY)
+    return algorithm_names()
 
 
 __all__ = ["conv1d", "conv2d", "plan", "algorithms", "set_memory_limit", "UnsupportedAlgorithm",
+           "CudaUnavailable",
            "__version__"]

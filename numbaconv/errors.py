@@ -7,3 +7,11 @@ class UnsupportedAlgorithm(ValueError):
     Raised instead of silently falling back to another algorithm; the arguments
     themselves are valid (invalid arguments raise a plain ``ValueError``/``TypeError``).
     """
+
+
+class CudaUnavailable(RuntimeError):
+    """A GPU computation was requested but cannot run here.
+
+    The message says what is missing: the ``numba-cuda`` package (``pip install
+    'numbaconv[cuda]'``), or a CUDA driver and GPU (``numba.cuda.detect()`` tells why).
+    """

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import planner
-from .spec import check_float_array, conv_spec
+from . import devices, planner
+from .spec import check_float_array, check_float_dtype, conv_spec
 
 _SHAPES_DOC = """
     Parameters
@@ -33,30 +33,56 @@ _SHAPES_DOC = """
         (time the candidates once per spec and remember the fastest on this machine), or
         an algorithm name from ``numbaconv.algorithms()``; an explicit name that cannot
         run the arguments raises :class:`numbaconv.UnsupportedAlgorithm`.
+    device : None, ``'cpu'`` or ``'cuda'``, keyword only
+        Where to compute. None (default): where the arrays live. Arrays with
+        ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays, torch CUDA
+        tensors) run on the GPU without a copy; ``'cuda'`` with NumPy arrays copies them
+        in and the result back. Host and device arrays cannot be mixed.
+    stream : numba.cuda stream, optional, keyword only
+        The CUDA stream for every copy and kernel of a GPU call (default stream if None).
 
     Returns
     -------
     numpy.ndarray, (N, C_out, {out}) or (C_out, {out})
         A new array of the promoted dtype (float32 with float64 computes in float64), with
         {formula}
+        On the GPU with device arrays in: a ``numba.cuda`` device array, returned without
+        waiting for the stream; wrap it without a copy with ``cupy.asarray(out)`` or
+        ``torch.as_tensor(out, device="cuda")``, or copy it with ``out.copy_to_host()``.
 
     Raises
     ------
     TypeError
         Non-float arrays or arguments of the wrong type.
     ValueError
-        Every value or shape torch rejects.
+        Every value or shape torch rejects; host and device arrays mixed.
+    numbaconv.CudaUnavailable
+        A GPU call without the ``numba-cuda`` package or without a usable GPU.
 """
 
 
-def _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding_mode):
-    x = check_float_array(op, "input", input)
-    w = check_float_array(op, "weight", weight)
-    b = None if bias is None else check_float_array(op, "bias", bias)
-    dtype = np.result_type(x, w) if b is None else np.result_type(x, w, b)
-    spec = conv_spec(op, x.shape, w.shape, None if b is None else b.shape, stride, padding,
-                     dilation, groups, padding_mode, dtype)
-    return spec, x, w, b
+def _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+             device=None):
+    """(spec, device, operands): NumPy arrays on the host, the untouched objects on a GPU."""
+    where = devices.placement(op, device, {"input": input, "weight": weight, "bias": bias})
+    if devices.is_device_array(input):  # then all of them are: shapes from the interface
+        operands = (input, weight, bias)
+        described = [None if a is None else devices.shape_and_dtype(a) for a in operands]
+        for name, info in zip(("input", "weight", "bias"), described):
+            if info is not None:
+                check_float_dtype(op, name, info[1])
+        shapes = [None if info is None else info[0] for info in described]
+        dtype = np.result_type(*[info[1] for info in described if info is not None])
+    else:
+        x = check_float_array(op, "input", input)
+        w = check_float_array(op, "weight", weight)
+        b = None if bias is None else check_float_array(op, "bias", bias)
+        operands = (x, w, b)
+        shapes = [None if a is None else a.shape for a in operands]
+        dtype = np.result_type(*[a for a in operands if a is not None])
+    spec = conv_spec(op, shapes[0], shapes[1], shapes[2], stride, padding, dilation, groups,
+                     padding_mode, dtype)
+    return spec, where, operands
 
 
 def _as_4d(spec, x, w, b):
@@ -68,34 +94,47 @@ def _as_4d(spec, x, w, b):
     return cast(x4), cast(w4), cast(b)
 
 
-def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
-    spec, x, w, b = _prepare(op, input, weight, bias, stride, padding, dilation, groups,
-                             padding_mode)
-    chosen = planner.make_plan(spec, algorithm)
-    return planner.execute(chosen, *_as_4d(spec, x, w, b))
+def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
+          device, stream):
+    spec, where, operands = _prepare(op, input, weight, bias, stride, padding, dilation,
+                                     groups, padding_mode, device)
+    chosen = planner.make_plan(spec, algorithm, where)
+    if where == "cuda":
+        from .cuda.runtime import require_gpu
+
+        require_gpu()
+        from .cuda.execute import execute
+
+        return execute(chosen, *operands, stream=stream,
+                       match_torch_nonfinite=algorithm in planner.SPECIAL)
+    if stream is not None:
+        raise ValueError(f"{op}: stream= applies to GPU calls only (device arrays or "
+                         f"device='cuda'), got stream={stream!r} for a CPU call")
+    return planner.execute(chosen, *_as_4d(spec, *operands))
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", *, algorithm="auto"):
+           padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, algorithm)
+                 padding_mode, algorithm, device, stream)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", *, algorithm="auto"):
+           padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, algorithm)
+                 padding_mode, algorithm, device, stream)
 
 
 def plan(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", *, algorithm="auto"):
+         padding_mode="zeros", *, algorithm="auto", device=None):
     """Decide how :func:`conv2d` or :func:`conv1d` (a 3-D weight with a 2-D/3-D input) would run.
 
     Takes the same arguments and validates them the same way, but computes nothing and
     compiles nothing (except timing the candidates when ``algorithm='autotune'`` has no
     cached decision yet). Only ``.shape`` and ``.dtype`` of the arrays are read.
 
-    Returns a :class:`numbaconv.planner.Plan` with ``algorithm``, ``device``,
+    Returns a :class:`numbaconv.planner.Plan` with ``algorithm``, ``device`` (``'cpu'`` or
+    ``'cuda'``, chosen as in :func:`conv2d`; planning for the GPU needs no GPU),
     ``output_shape``, ``flops``, ``workspace_bytes`` and ``reason``.
 
     Examples
@@ -105,9 +144,11 @@ def plan(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     >>> numbaconv.plan(x, w, padding=1).output_shape
     (8, 64, 56, 56)
     """
-    op = "conv1d" if np.ndim(weight) == 3 and np.ndim(input) in (2, 3) else "conv2d"
-    spec, *_ = _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding_mode)
-    return planner.make_plan(spec, algorithm)
+    ndim = lambda a: len(devices.shape_and_dtype(a)[0]) if devices.is_device_array(a) else np.ndim(a)
+    op = "conv1d" if ndim(weight) == 3 and ndim(input) in (2, 3) else "conv2d"
+    spec, where, _ = _prepare(op, input, weight, bias, stride, padding, dilation, groups,
+                              padding_mode, device)
+    return planner.make_plan(spec, algorithm, where)
 
 
 conv2d.__doc__ = """2-D convolution (cross-correlation), exactly as ``torch.nn.functional.conv2d``

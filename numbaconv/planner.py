@@ -18,12 +18,17 @@ import numpy as np
 
 from . import config
 from .errors import UnsupportedAlgorithm
-from .registry import REGISTRY
+from .registry import CUDA_REGISTRY, REGISTRY
 from .spec import ConvSpec
 
 
 
 SPECIAL = ("auto", "autotune")
+
+
+def algorithm_names() -> tuple:
+    """Every name ``algorithm=`` accepts, on some device."""
+    return SPECIAL + tuple(REGISTRY) + tuple(n for n in CUDA_REGISTRY if n not in REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,39 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
         f"{spec.kernel_width} kernel, stride {(spec.stride_h, spec.stride_w)}): im2col + BLAS")
 
 
+def cuda_auto_rule(spec: ConvSpec) -> tuple[str, str]:
+    """The ``auto`` choice on the GPU: (algorithm name, why).
+
+    Winograd F(4x4,3x3) for dense 3x3 stride-1 undilated layers (>= 16 input and output
+    channels per group, at least one whole 4x4 output tile): 2.25 multiplies per output
+    and channel instead of 9, in one batched GEMM. Everything else: the tiled direct
+    kernel. The thresholds are the CPU rule's; they have not been tuned on GPU hardware.
+    """
+    cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
+    if (CUDA_REGISTRY["winograd_f4x4"].supports(spec) is None and cg >= DENSE_CHANNELS
+            and kg >= DENSE_CHANNELS and min(spec.out_height, spec.out_width) >= WINOGRAD_MIN_PHASE):
+        return "winograd_f4x4", (f"3x3 stride-1 layer with {cg} -> {kg} channels per group: "
+                                 f"Winograd F(4x4,3x3) on the GPU, 4x fewer multiplications")
+    return "direct", "the shared-memory tiled direct kernel runs every other layer on the GPU"
+
+
+def _cuda_plan(spec: ConvSpec, algorithm: str) -> tuple[str, str]:
+    if algorithm in SPECIAL:
+        name, reason = cuda_auto_rule(spec)
+        if algorithm == "autotune":
+            reason += " (autotune times CPU algorithms only; the GPU uses the auto rule)"
+        return name, reason
+    if algorithm not in CUDA_REGISTRY:
+        raise UnsupportedAlgorithm(
+            f"{spec.op}: algorithm={algorithm!r} has no GPU kernel; on device 'cuda' choose "
+            f"one of {SPECIAL + tuple(CUDA_REGISTRY)}")
+    why_not = CUDA_REGISTRY[algorithm].supports(spec)
+    if why_not is not None:
+        raise UnsupportedAlgorithm(
+            f"{spec.op}: algorithm={algorithm!r} cannot run these arguments on the GPU: {why_not}")
+    return algorithm, "requested explicitly"
+
+
 def needed_bytes(spec: ConvSpec, name: str) -> int:
     """Memory a call allocates: the output, the algorithm's scratch, a padded input copy."""
     out = spec.batch * spec.result_channels * spec.out_height * spec.out_width
@@ -145,18 +183,28 @@ def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, s
                       f"({needed_bytes(spec, smallest) / 2**20:.0f} MiB)")
 
 
-def make_plan(spec: ConvSpec, algorithm: str = "auto") -> Plan:
-    """Resolve ``algorithm`` for ``spec`` into a :class:`Plan` (nothing is computed).
+def make_plan(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> Plan:
+    """Resolve ``algorithm`` for ``spec`` on ``device`` into a :class:`Plan` (nothing is computed).
 
-    Raises MemoryError, before anything is allocated, when the call would need more than
-    the memory limit (see ``config.memory_limit``); ``auto`` and ``autotune`` first fall
-    back to the supported algorithm that needs the least memory.
+    On the CPU, raises MemoryError, before anything is allocated, when the call would need
+    more than the memory limit (see ``config.memory_limit``); ``auto`` and ``autotune``
+    first fall back to the supported algorithm that needs the least memory. On the GPU an
+    allocation that does not fit raises the CUDA driver's out-of-memory error.
     """
-    if not isinstance(algorithm, str) or (algorithm not in REGISTRY and algorithm not in SPECIAL):
+    if not isinstance(algorithm, str) or algorithm not in algorithm_names():
         raise ValueError(
-            f"{spec.op}: unknown algorithm={algorithm!r}; expected one of "
-            f"{SPECIAL + tuple(REGISTRY)}"
+            f"{spec.op}: unknown algorithm={algorithm!r}; expected one of {algorithm_names()}"
         )
+    if device == "cuda":
+        name, reason = _cuda_plan(spec, algorithm)
+        chosen = CUDA_REGISTRY[name]
+        return Plan(algorithm=name, device="cuda", output_shape=spec.output_shape,
+                    flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec),
+                    reason=reason, spec=spec, requested=algorithm)
+    if algorithm not in REGISTRY and algorithm not in SPECIAL:
+        raise UnsupportedAlgorithm(
+            f"{spec.op}: algorithm={algorithm!r} runs on the GPU only (pass device arrays or "
+            f"device='cuda'); on the CPU choose one of {SPECIAL + tuple(REGISTRY)}")
     if algorithm == "auto" and not config.AUTOTUNE:
         name, reason = _fitting_alternative(spec, *auto_rule(spec))
     elif algorithm in ("auto", "autotune"):

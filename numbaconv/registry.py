@@ -25,22 +25,30 @@ class Algorithm:
     runner: str  # "module:function" under numbaconv, imported on first use
     mixes_nonfinite: bool = False  # an inf/NaN input spreads wider than in torch
 
-    def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False):
-        """Compute; ``match_torch_nonfinite`` asks for torch's inf/NaN propagation exactly
-        (algorithms whose own propagation differs then fall back, see winograd.run_tile)."""
+    def function(self) -> Callable:
+        """The kernel module's entry point (importing, and so compiling, on first use)."""
         module_name, func_name = self.runner.split(":")
         module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
-        run = getattr(module, func_name)
+        return getattr(module, func_name)
+
+    def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False):
+        """Compute on the CPU; ``match_torch_nonfinite`` asks for torch's inf/NaN propagation
+        exactly (algorithms whose own propagation differs then fall back, see
+        winograd.run_tile). GPU algorithms run through ``numbaconv.cuda.execute``."""
+        run = self.function()
         if self.mixes_nonfinite:
             return run(spec, x, weight, bias, match_torch_nonfinite)
         return run(spec, x, weight, bias)
 
 
+#: The CPU algorithms and the GPU ones, by name; one name means the same method on both.
 REGISTRY: dict[str, Algorithm] = {}
+CUDA_REGISTRY: dict[str, Algorithm] = {}
+REGISTRIES = {"cpu": REGISTRY, "cuda": CUDA_REGISTRY}
 
 
 def register(algorithm: Algorithm) -> Algorithm:
-    REGISTRY[algorithm.name] = algorithm
+    REGISTRIES[algorithm.device][algorithm.name] = algorithm
     return algorithm
 
 
@@ -174,4 +182,51 @@ for _tile in (2, 4):
                 f"3x3, stride 1 (dilated: per dilation phase)",
         supports=_winograd_supports, workspace_bytes=_winograd_workspace(_tile),
         runner=f"cpu.winograd:run_f{_tile}", mixes_nonfinite=True,
+    ))
+
+
+# --------------------------------------------------------------------------- cuda
+# Scratch in GPU memory; the host memory limit does not apply to it.
+
+
+def _cuda_direct_workspace(spec: ConvSpec) -> int:
+    padded = 0
+    if spec.padding_mode != "zeros":  # the padded copy made by the pad kernel
+        padded = spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
+    return padded * spec.itemsize
+
+
+register(Algorithm(
+    name="direct", device="cuda",
+    summary="shared-memory tiled direct convolution, 8 output channels per thread; "
+            "runs every spec",
+    supports=lambda spec: None, workspace_bytes=_cuda_direct_workspace,
+    runner="cuda.direct:run",
+))
+
+
+def _cuda_winograd_supports(spec: ConvSpec):
+    why_not = _winograd_supports(spec)
+    if why_not is None and (spec.dilation_h, spec.dilation_w) != (1, 1):
+        return f"needs dilation 1 on the GPU, got {(spec.dilation_h, spec.dilation_w)}"
+    return why_not
+
+
+def _cuda_winograd_workspace(tile: int):
+    def workspace(spec: ConvSpec) -> int:
+        positions = (tile + 2) ** 2
+        tiles = spec.batch * -(-spec.out_height // tile) * -(-spec.out_width // tile)
+        u = positions * spec.out_channels * spec.in_channels_per_group
+        v_and_m = positions * (spec.in_channels + spec.out_channels) * tiles
+        return (u + v_and_m) * spec.itemsize + _cuda_direct_workspace(spec)
+    return workspace
+
+
+for _tile in (2, 4):
+    register(Algorithm(
+        name=f"winograd_f{_tile}x{_tile}", device="cuda",
+        summary=f"Winograd F({_tile}x{_tile},3x3): transform kernels + a batched tiled GEMM; "
+                f"3x3, stride 1, dilation 1",
+        supports=_cuda_winograd_supports, workspace_bytes=_cuda_winograd_workspace(_tile),
+        runner=f"cuda.winograd:run_f{_tile}", mixes_nonfinite=True,
     ))

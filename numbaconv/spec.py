@@ -158,14 +158,19 @@ def _int_tuple(op: str, name: str, value, ndim: int) -> tuple:
                     f"of type {type(value).__name__}")
 
 
+def check_float_dtype(op: str, name: str, dtype) -> None:
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" or dtype.name not in DTYPES:
+        raise TypeError(
+            f"{op}: {name} must be a float32 or float64 array, got dtype {dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float32)"
+        )
+
+
 def check_float_array(op: str, name: str, value) -> np.ndarray:
     """``value`` as a float32/float64 ndarray (array-likes accepted, never copied needlessly)."""
     array = np.asarray(value)
-    if array.dtype.kind != "f" or array.dtype.name not in DTYPES:
-        raise TypeError(
-            f"{op}: {name} must be a float32 or float64 array, got dtype {array.dtype}; "
-            f"convert it first, e.g. {name}.astype(np.float32)"
-        )
+    check_float_dtype(op, name, array.dtype)
     return array
 
 

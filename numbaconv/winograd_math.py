@@ -1,8 +1,9 @@
 """Winograd F(2x2,3x3) and F(4x4,3x3) transform matrices, shared by the CPU and GPU kernels.
 
-Plain Python on purpose: the CPU kernels wrap the 1-D transforms with
-``njit(inline="always")`` and the GPU kernels with ``cuda.jit(device=True)``, so both
-compute the same straight-line expressions (see ``shared/winograd.md`` for the maths).
+Plain Python on purpose: the CPU kernels inline the 1-D transforms below (``bt4`` is
+``BT_F4 @ d`` written out) with ``njit(inline="always")``, the GPU kernels multiply by
+the matrices, and a test checks that the two agree (see ``shared/winograd.md`` for the
+maths).
 Points 0, +-1, +-2 of Lavin's wincnn construction; ``alpha = tile + 2``.
 """
 
@@ -19,6 +20,27 @@ G_F4 = np.array([
     [0, 0, 1],
 ])
 G_MATRICES = {2: G_F2, 4: G_F4}
+
+# B^T (alpha x alpha): V = B^T d B for an alpha x alpha input tile d.
+BT_F2 = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, -1, 0, 1]])
+BT_F4 = np.array([
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+])
+# A^T (tile x alpha): y = A^T m A for the alpha x alpha products m.
+AT_F2 = np.array([[1, 1, 1, 0], [0, 1, -1, 1]])
+AT_F4 = np.array([
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1],
+])
+BT_MATRICES = {2: BT_F2, 4: BT_F4}
+AT_MATRICES = {2: AT_F2, 4: AT_F4}
 
 
 # B^T d and A^T m written out: fewer operations than a matrix loop, and straight-line

@@ -1,0 +1,46 @@
+"""Running a plan on the GPU: operands in, padding, the algorithm's kernels, result out.
+
+Device arrays (anything with ``__cuda_array_interface__``) are used without a copy and
+the result is a Numba device array; NumPy arrays with ``device='cuda'`` are copied in
+and the result copied back. Every launch and copy goes on ``stream`` (the default stream
+when None); a device result is returned without waiting for the stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from ..devices import is_device_array
+from ..registry import CUDA_REGISTRY
+from . import layout
+
+
+def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False):
+    """``plan`` (a cuda Plan) on the user's arrays; device arrays in -> device array out."""
+    spec = plan.spec
+    stream = cuda.default_stream() if stream is None else stream
+    on_device = is_device_array(input)
+    if spec.batch == 0 or spec.in_channels == 0 or np.prod(spec.output_shape) == 0:
+        empty = np.zeros(spec.output_shape, dtype=spec.dtype)
+        return cuda.to_device(empty, stream=stream) if on_device else empty
+    x = layout.to_device(input, spec.dtype,
+                         (spec.batch, spec.in_channels, spec.in_height, spec.in_width), stream)
+    w = layout.to_device(weight, spec.dtype, (spec.out_channels, spec.in_channels_per_group,
+                                              spec.kernel_height, spec.kernel_width), stream)
+    if bias is None:
+        b = cuda.to_device(np.zeros(spec.out_channels, spec.dtype), stream=stream)
+    else:
+        b = layout.to_device(bias, spec.dtype, (spec.out_channels,), stream)
+    if spec.padding_mode != "zeros":
+        x = layout.pad(spec, x, stream)
+        spec = spec.with_padding_applied()
+    out = cuda.device_array((spec.batch, spec.out_channels, spec.out_height, spec.out_width),
+                            dtype=spec.dtype, stream=stream)
+    CUDA_REGISTRY[plan.algorithm].function()(spec, x, w, b, out, stream, match_torch_nonfinite)
+    out = out.reshape(*spec.output_shape)
+    if on_device:
+        return out
+    host = out.copy_to_host(stream=stream)
+    stream.synchronize()
+    return host
