@@ -40,6 +40,7 @@ def _direct_source(dtype):
         n, g = divmod(rest, groups)
         k0 = g * kg + kb * K_PER_THREAD
         k_count = min(K_PER_THREAD, kg - kb * K_PER_THREAD)
+        k_last = k0 + k_count - 1
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
         oy0 = (tile // tiles_w) * TILE_H
         ox0 = (tile % tiles_w) * TILE_W
@@ -73,11 +74,14 @@ def _direct_source(dtype):
                         value = zero
                         if 0 <= iy < height and 0 <= ix < width:
                             value = x[n, channel, iy, ix]
-                    for j in range(k_count):
-                        acc[j] += value * w[k0 + j, c, r, s]
+                    # A constant trip count keeps acc in registers; past the group's
+                    # last channel the sums repeat that channel and are not stored.
+                    for j in range(K_PER_THREAD):
+                        acc[j] += value * w[min(k0 + j, k_last), c, r, s]
         if oy < out.shape[2] and ox < out.shape[3]:
-            for j in range(k_count):
-                out[n, k0 + j, oy, ox] = acc[j] + bias[k0 + j]
+            for j in range(K_PER_THREAD):
+                if j < k_count:
+                    out[n, k0 + j, oy, ox] = acc[j] + bias[k0 + j]
     return direct_conv2d
 
 

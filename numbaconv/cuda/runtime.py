@@ -66,3 +66,21 @@ def kernel(source, dtype_name: str):
 def grid_1d(count: int, threads: int = 256) -> tuple:
     """(blocks, threads) covering ``count`` threads, one per element."""
     return max(1, -(-count // threads)), threads
+
+
+def ptx_signatures() -> list:
+    """(label, kernel factory, dtype, signature) for every kernel the GPU path launches."""
+    from . import direct, layout, winograd
+
+    entries = []
+    for dtype in ("float32", "float64"):
+        for module in (layout, direct, winograd):
+            for source, signature in module.ptx_signatures(dtype):
+                entries.append((f"{source.__name__}[{signature}]", source, dtype, signature))
+    return entries
+
+
+def compile_ptx(source, dtype: str, signature: str, cc: tuple) -> str:
+    """PTX of ``source(dtype)`` for compute capability ``cc``: needs the toolkit's NVVM
+    (the ``numbaconv[cuda]`` extra), not a GPU or a driver."""
+    return numba_cuda().compile_ptx(source(numba_type(dtype)), signature, cc=cc)[0]
