@@ -4,7 +4,7 @@
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
-                              [--no-numpy]
+                              [--no-numpy] [--device cuda]
 """
 
 from __future__ import annotations
@@ -29,10 +29,14 @@ def main(argv=None) -> int:
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench.add_argument("--no-torch", action="store_true", help="leave torch out")
     bench.add_argument("--no-numpy", action="store_true", help="leave the NumPy peer out")
+    bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                       help="cuda: time the GPU kernels on device arrays (needs a GPU and "
+                            "numbaconv[cuda]), against torch CUDA when available")
     args = parser.parse_args(argv)
 
     from . import bench as bench_module
     from . import selfcheck
+    from .errors import CudaUnavailable
 
     if args.command in (None, "selfcheck"):
         if not selfcheck.run():
@@ -43,9 +47,14 @@ def main(argv=None) -> int:
     if args.command is None:
         bench_module.run_bench()
     else:
-        bench_module.run_bench(args.layers, algorithm=args.algorithm, dtype=args.dtype,
-                               repeat=args.repeat, threads=args.threads,
-                               use_torch=not args.no_torch, numpy_peer=not args.no_numpy)
+        try:
+            bench_module.run_bench(args.layers, algorithm=args.algorithm, dtype=args.dtype,
+                                   repeat=args.repeat, threads=args.threads,
+                                   use_torch=not args.no_torch, numpy_peer=not args.no_numpy,
+                                   device=args.device)
+        except CudaUnavailable as error:
+            print(f"numbaconv bench --device cuda: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

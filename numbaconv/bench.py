@@ -81,20 +81,51 @@ def reference(x, w, b, kwargs, measured: str = "") -> np.ndarray:
                              **kwargs, algorithm=oracle)
 
 
-def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, torch=None,
-                numpy_peer=True):
-    x, w, b = make_arrays(layer, dtype)
-    kwargs = conv_kwargs(layer)
-    chosen = functional.plan(x, w, b, **kwargs, algorithm=algorithm)
-    out = functional.conv2d(x, w, b, **kwargs, algorithm=algorithm)  # compiles on first use
-    ref = reference(x, w, b, kwargs, chosen.algorithm)
-    error = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
-    ours = lambda: functional.conv2d(x, w, b, **kwargs, algorithm=chosen.algorithm)
-    row = dict(algorithm=chosen.algorithm, flops=chosen.flops, error=error)
+def _cpu_calls(x, w, b, kwargs, algorithm, torch):
+    """(numbaconv call, torch call or None, result -> NumPy array)."""
+    ours = lambda: functional.conv2d(x, w, b, **kwargs, algorithm=algorithm)
     peer = None
     if torch is not None:
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
         peer = lambda: torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+    return ours, peer, np.asarray
+
+
+def _cuda_calls(x, w, b, kwargs, algorithm, torch):
+    """The same on the GPU: device arrays in, each call waits for the device to finish
+    (timings include the kernels, not just their launch); torch CUDA as the peer."""
+    from .cuda.runtime import require_gpu
+
+    cuda = require_gpu()
+    dx, dw, db = (cuda.to_device(a) for a in (x, w, b))
+
+    def ours():
+        out = functional.conv2d(dx, dw, db, **kwargs, algorithm=algorithm)
+        cuda.synchronize()
+        return out
+
+    peer = None
+    if torch is not None and torch.cuda.is_available():
+        tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, w, b))
+
+        def peer():
+            torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+            torch.cuda.synchronize()
+    return ours, peer, lambda out: out.copy_to_host()
+
+
+def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, torch=None,
+                numpy_peer=True, device="cpu"):
+    x, w, b = make_arrays(layer, dtype)
+    kwargs = conv_kwargs(layer)
+    chosen = functional.plan(x, w, b, **kwargs, algorithm=algorithm, device=device)
+    calls = _cuda_calls if device == "cuda" else _cpu_calls
+    ours, peer, to_host = calls(x, w, b, kwargs, chosen.algorithm, torch)
+    out = to_host(ours())  # compiles on first use
+    ref = reference(x, w, b, kwargs, chosen.algorithm)
+    error = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+    row = dict(algorithm=chosen.algorithm, flops=chosen.flops, error=error)
+    if peer is not None:
         peer()
     t_ours, t_peer = math.inf, math.inf
     for _ in range(repeat):  # interleaved: both see the same machine state
@@ -106,7 +137,7 @@ def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, t
     row["ratio"] = t_ours / t_peer if peer is not None else None
     row["gflops"] = chosen.flops / t_ours / 1e9
     row["numpy_ms"] = None
-    if numpy_peer and layer["groups"] == 1:  # slow (it copies every window): a few runs
+    if numpy_peer and device == "cpu" and layer["groups"] == 1:  # slow (copies every window)
         numpy_call = lambda: numpy_im2col_conv2d(x, w, b, **kwargs)
         numpy_call()
         row["numpy_ms"] = _best_time(numpy_call, 3) * 1e3
@@ -114,8 +145,10 @@ def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, t
 
 
 def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threads=None,
-              use_torch=True, numpy_peer=True, out=sys.stdout, progress=sys.stderr):
-    """Print the benchmark table; returns the rows."""
+              use_torch=True, numpy_peer=True, device="cpu", out=sys.stdout,
+              progress=sys.stderr):
+    """Print the benchmark table; returns the rows. ``device='cuda'`` times the GPU
+    kernels on device arrays (against torch's CUDA convolution when it has CUDA)."""
     torch = None
     if use_torch:
         try:
@@ -124,12 +157,21 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
             print("torch is not installed: numbaconv figures only "
                   "(pip install torch==2.13.0 for the comparison)", file=out)
     threads = set_threads(threads, torch)
+    where = f"{threads} threads"
+    if device == "cuda":
+        from .cuda.runtime import require_gpu
+
+        cuda = require_gpu()  # CudaUnavailable says what is missing
+        where = f"GPU {cuda.get_current_device().name!r}"
+        if torch is not None and not torch.cuda.is_available():
+            print("torch has no CUDA here: numbaconv figures only", file=out)
+            torch = None
     layers = load_layers()
     names = names or list(layers)
     unknown = [n for n in names if n not in layers]
     if unknown:
         raise SystemExit(f"unknown layer(s) {unknown}; choose from {list(layers)}")
-    print(f"numbaconv bench: {dtype}, {threads} threads, best of {repeat}, "
+    print(f"numbaconv bench: {dtype}, {where}, best of {repeat}, "
           f"algorithm={algorithm}; ratio = numbaconv / torch time; numpy = im2col by "
           f"sliding windows + tensordot (groups=1 layers)", file=out)
     header = (f"{'layer':20s} {'algorithm':14s} {'numbaconv ms':>12s} {'torch ms':>9s} "
@@ -141,7 +183,7 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
         print(f"[{i}/{len(names)}] {name} ...", file=progress, flush=True)
         try:
             row = bench_layer(layers[name], algorithm=algorithm, dtype=np.dtype(dtype),
-                              repeat=repeat, torch=torch, numpy_peer=numpy_peer)
+                              repeat=repeat, torch=torch, numpy_peer=numpy_peer, device=device)
         except planner.UnsupportedAlgorithm as exc:
             print(f"{name:20s} {'-':14s} unsupported: {exc}", file=out)
             continue

@@ -2,9 +2,12 @@
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from numbaconv import bench
 from helpers import reference_conv
@@ -37,3 +40,14 @@ def test_run_bench_prints_a_row_per_layer_without_torch():
     text = out.getvalue()
     assert "lenet_5x5_b64" in text and rows[0]["algorithm"] in text
     assert rows[0]["torch_ms"] is None and rows[0]["error"] < 1e-5 and rows[0]["numpy_ms"] > 0
+
+
+def test_bench_on_cuda_without_a_gpu_explains_and_fails():
+    cuda = pytest.importorskip("numba.cuda")
+    if cuda.is_available():
+        pytest.skip("a GPU is available here")
+    result = subprocess.run([sys.executable, "-m", "numbaconv", "bench", "--device", "cuda",
+                             "--layers", "lenet_5x5_b64"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert "no usable CUDA GPU" in result.stderr and "Traceback" not in result.stderr

@@ -122,3 +122,13 @@ def test_nonfinite_matches_torch_pattern_under_auto(gpu, rng):
     expected = numbaconv.conv2d(x, w, padding=1, device="cuda", algorithm="direct")
     np.testing.assert_array_equal(np.isfinite(out), np.isfinite(expected))
     assert not np.isfinite(out).all()
+
+
+def test_bench_row_on_the_gpu(gpu):
+    """The bench's GPU path on a layer small enough for the simulator."""
+    from numbaconv.bench import bench_layer
+
+    layer = dict(N=1, C=2, H=6, W=6, K=3, R=3, S=3, stride=1, padding=1, dilation=1, groups=1)
+    row = bench_layer(layer, repeat=1, device="cuda")
+    assert row["algorithm"] == "direct" and row["error"] < 1e-5 and row["ms"] > 0
+    assert row["torch_ms"] is None and row["numpy_ms"] is None

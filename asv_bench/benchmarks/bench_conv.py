@@ -73,6 +73,56 @@ class Conv2dLayers:
     track_gflops.unit = "GFLOP/s"
 
 
+GPU_ALGORITHMS = ["auto", "direct", "winograd_f2x2", "winograd_f4x4", "torch"]
+
+
+def _gpu():
+    """numba.cuda with a real GPU, else NotImplementedError (asv then skips)."""
+    try:
+        from numba import cuda
+    except ImportError:
+        raise NotImplementedError("numba-cuda is not installed (pip install 'numbaconv[cuda]')")
+    if cuda.config.ENABLE_CUDASIM or not cuda.is_available():
+        raise NotImplementedError("no CUDA GPU")
+    return cuda
+
+
+class GpuConv2dLayers:
+    """The GPU kernels on device arrays; every timed call waits for the device."""
+
+    params = (list(LAYERS), GPU_ALGORITHMS)
+    param_names = ["layer", "algorithm"]
+    timeout = 300
+
+    def setup(self, layer, algorithm):
+        cuda = _gpu()
+        spec = LAYERS[layer]
+        x, w, b = make_arrays(spec, np.float32)
+        kwargs = conv_kwargs(spec)
+        if algorithm == "torch":
+            torch = _torch()
+            if torch is None or not torch.cuda.is_available():
+                raise NotImplementedError("torch with CUDA is not installed")
+            tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, w, b))
+            run = lambda: torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+            self.sync = torch.cuda.synchronize
+        else:
+            try:
+                numbaconv.plan(x, w, b, **kwargs, algorithm=algorithm, device="cuda")
+            except numbaconv.UnsupportedAlgorithm as exc:
+                raise NotImplementedError(str(exc))
+            dx, dw, db = (cuda.to_device(a) for a in (x, w, b))
+            run = lambda: numbaconv.conv2d(dx, dw, db, **kwargs, algorithm=algorithm)
+            self.sync = cuda.synchronize
+        self.run = run
+        self.run()
+        self.sync()
+
+    def time_conv2d(self, layer, algorithm):
+        self.run()
+        self.sync()
+
+
 class PeakMemory:
     params = (BIG_LAYERS, ["auto", "torch"])
     param_names = ["layer", "algorithm"]
