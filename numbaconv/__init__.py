@@ -14,6 +14,7 @@ prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
 from .config import set_memory_limit  # noqa: E402
 from .errors import CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
 from .functional import conv1d, conv2d, plan  # noqa: E402
+from .transposed import conv_transpose1d, conv_transpose2d  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,5 @@ def algorithms() -> tuple:
     return algorithm_names()
 
 
-__all__ = ["conv1d", "conv2d", "plan", "algorithms", "set_memory_limit", "UnsupportedAlgorithm",
-           "CudaUnavailable",
-           "__version__"]
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "plan", "algorithms",
+           "set_memory_limit", "UnsupportedAlgorithm", "CudaUnavailable", "__version__"]

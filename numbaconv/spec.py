@@ -314,3 +314,138 @@ def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, d
         groups=groups, padding_mode=padding_mode, has_bias=bias_shape is not None,
         dtype=np.dtype(dtype).name, batched=batched,
     )
+
+
+# --------------------------------------------------------------------------- transposed
+
+
+@dataclass(frozen=True)
+class ConvTransposeSpec:
+    """A validated transposed convolution (the gradient of a convolution with respect to its
+    input), in 2-D geometry like :class:`ConvSpec` (conv_transpose1d has a height of 1).
+
+    ``weight`` is (in_channels, out_channels / groups, kH, kW), as in torch.
+    """
+
+    op: str
+    batch: int
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel_height: int
+    kernel_width: int
+    stride: tuple
+    padding: tuple
+    output_padding: tuple
+    dilation: tuple
+    groups: int
+    has_bias: bool
+    dtype: str
+    batched: bool
+
+    @property
+    def out_height(self) -> int:
+        return transposed_output_size(self.in_height, self.kernel_height, self.stride[0],
+                                      self.padding[0], self.output_padding[0], self.dilation[0])
+
+    @property
+    def out_width(self) -> int:
+        return transposed_output_size(self.in_width, self.kernel_width, self.stride[1],
+                                      self.padding[1], self.output_padding[1], self.dilation[1])
+
+    @property
+    def output_shape(self) -> tuple:
+        spatial = (self.out_width,) if self.op.endswith("1d") else (self.out_height, self.out_width)
+        head = (self.batch, self.out_channels) if self.batched else (self.out_channels,)
+        return head + spatial
+
+    def equivalent_padding(self) -> tuple:
+        """((top, bottom), (left, right)) of the stride-1 convolution that computes this one
+        on the zero-inserted input; negative values crop."""
+        pads = []
+        for k, p, op, d in zip((self.kernel_height, self.kernel_width), self.padding,
+                               self.output_padding, self.dilation):
+            before = d * (k - 1) - p
+            pads.append((before, before + op))
+        return tuple(pads)
+
+
+def transposed_output_size(size, kernel, stride, padding, output_padding, dilation) -> int:
+    """(size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding,
+                        output_padding, groups, dilation, dtype) -> ConvTransposeSpec:
+    """Validate torch's ``conv_transpose1d/2d`` arguments (torch 2.13's rules and order)."""
+    nsp = 1 if op.endswith("1d") else 2
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    if len(input_shape) not in (nsp + 1, nsp + 2):
+        raise ValueError(f"{op}: expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input, "
+                         f"but got input of shape {input_shape}")
+    if len(weight_shape) != nsp + 2:
+        raise ValueError(f"{op}: expected a {nsp + 2}D weight (in_channels, out_channels/groups, "
+                         f"{'kL' if nsp == 1 else 'kH, kW'}), but got weight of shape "
+                         f"{weight_shape}")
+    if isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be an int or a tuple of {nsp} ints (no 'same' or "
+                        f"'valid' for transposed convolutions), got {padding!r}")
+    if not _is_int(groups):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    groups = operator.index(groups)
+    stride = _int_tuple(op, "stride", stride, nsp)
+    padding = _int_tuple(op, "padding", padding, nsp)
+    output_padding = _int_tuple(op, "output_padding", output_padding, nsp)
+    dilation = _int_tuple(op, "dilation", dilation, nsp)
+    if any(s <= 0 for s in stride):
+        raise ValueError(f"{op}: non-positive stride is not supported, got stride={stride}")
+    if any(p < 0 for p in padding):
+        raise ValueError(f"{op}: negative padding is not supported, got padding={padding}")
+    if any(p < 0 for p in output_padding):
+        raise ValueError(f"{op}: negative output_padding is not supported, got "
+                         f"output_padding={output_padding}")
+    if any(d <= 0 for d in dilation):
+        raise ValueError(f"{op}: dilation should be greater than zero, got dilation={dilation}")
+    if groups <= 0:
+        raise ValueError(f"{op}: non-positive groups is not supported, got groups={groups}")
+    if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{op}: output_padding must be smaller than either stride or dilation, "
+                         f"got output_padding={output_padding}, stride={stride}, "
+                         f"dilation={dilation}")
+
+    batched = len(input_shape) == nsp + 2
+    batch, in_channels, *spatial = input_shape if batched else (1,) + input_shape
+    weight_in, out_per_group, *kernel = weight_shape
+    if weight_in < groups or weight_in % groups:
+        raise ValueError(f"{op}: given groups={groups}, expected weight to be divisible by "
+                         f"{groups} at dimension 0 (at least {groups}), but got weight of shape "
+                         f"{weight_shape}")
+    if in_channels != weight_in:
+        raise ValueError(f"{op}: given weight of shape {weight_shape}, expected input of shape "
+                         f"{input_shape} to have {weight_in} channels (weight.shape[0]), but got "
+                         f"{in_channels} channels")
+    out_channels = out_per_group * groups
+    if any(k <= 0 for k in kernel) or out_per_group <= 0:
+        raise ValueError(f"{op}: weight of shape {weight_shape} has an empty dimension")
+    if bias_shape is not None and tuple(bias_shape) != (out_channels,):
+        raise ValueError(f"{op}: expected bias to be 1-dimensional with {out_channels} elements "
+                         f"(weight.shape[1] * groups), but got bias of shape {tuple(bias_shape)}")
+    if any(s == 0 for s in spatial):
+        raise ValueError(f"{op}: only zero batch inputs are supported, but got input of shape "
+                         f"{input_shape}")
+    sizes = [transposed_output_size(*args) for args in
+             zip(spatial, kernel, stride, padding, output_padding, dilation)]
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"{op}: given input size per channel {tuple(spatial)}, the calculated "
+                         f"output size per channel {tuple(sizes)} is too small")
+    if nsp == 1:
+        spatial, kernel = [1] + spatial, [1] + kernel
+        stride, padding, output_padding, dilation = ((1,) + stride, (0,) + padding,
+                                                     (0,) + output_padding, (1,) + dilation)
+    return ConvTransposeSpec(
+        op=op, batch=batch, in_channels=in_channels, in_height=spatial[0], in_width=spatial[1],
+        out_channels=out_channels, kernel_height=kernel[0], kernel_width=kernel[1],
+        stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
+        groups=groups, has_bias=bias_shape is not None, dtype=np.dtype(dtype).name,
+        batched=batched)
