@@ -81,3 +81,64 @@ def conv_transpose2d(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding
     if b is not None:
         out = out + np.asarray(b, dtype=np.float64)[None, :, None, None]
     return out
+
+
+def _pool_size(size, k, s, p, d, ceil_mode):
+    eff = d * (k - 1) + 1
+    if ceil_mode:
+        out = -(-(size + 2 * p - eff) // s) + 1
+        if (out - 1) * s >= size + p:  # the last window must start inside input or left pad
+            out -= 1
+    else:
+        out = (size + 2 * p - eff) // s + 1
+    return out
+
+
+def max_pool2d(x, kernel, stride, padding, dilation, ceil_mode):
+    """(values, flat indices) of batched NCHW max pooling, window by window; NaN wins."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    oh = _pool_size(h, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    ow = _pool_size(w, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    values = np.empty((n, c, oh, ow), x.dtype)
+    indices = np.empty((n, c, oh, ow), np.int64)
+    for oy in range(oh):
+        for ox in range(ow):
+            rows = [oy * stride[0] - padding[0] + r * dilation[0] for r in range(kernel[0])]
+            cols = [ox * stride[1] - padding[1] + q * dilation[1] for q in range(kernel[1])]
+            flat = [y * w + z for y in rows if 0 <= y < h for z in cols if 0 <= z < w]
+            window = x.reshape(n, c, h * w)[:, :, flat]  # inside the input only
+            for i in range(n):
+                for j in range(c):
+                    v = window[i, j]
+                    nan = np.flatnonzero(np.isnan(v))
+                    # the last NaN, else the first maximum (the first position if all -inf)
+                    pick = nan[-1] if nan.size else int(np.argmax(v))
+                    values[i, j, oy, ox] = v[pick]
+                    indices[i, j, oy, ox] = flat[pick]
+    return values, indices
+
+
+def avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override=None):
+    """Batched NCHW average pooling in float64, window by window."""
+    x = np.asarray(x, dtype=np.float64)
+    n, c, h, w = x.shape
+    oh = _pool_size(h, kernel[0], stride[0], padding[0], 1, ceil_mode)
+    ow = _pool_size(w, kernel[1], stride[1], padding[1], 1, ceil_mode)
+    out = np.zeros((n, c, oh, ow))
+    for oy in range(oh):
+        for ox in range(ow):
+            y0, x0 = oy * stride[0] - padding[0], ox * stride[1] - padding[1]
+            # the window, clipped to the padded input (windows of ceil_mode may hang over)
+            y1, x1 = min(y0 + kernel[0], h + padding[0]), min(x0 + kernel[1], w + padding[1])
+            inside = x[:, :, max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
+            if inside.size == 0:
+                continue
+            if divisor_override:
+                count = divisor_override
+            elif count_include_pad:
+                count = (y1 - y0) * (x1 - x0)
+            else:
+                count = inside.shape[2] * inside.shape[3]
+            out[:, :, oy, ox] = inside.sum(axis=(2, 3)) / count
+    return out
