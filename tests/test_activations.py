@@ -1,0 +1,107 @@
+"""linear and the activations against torch (and NumPy formulas), valid and invalid."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import numbaconv
+
+SPECIAL = np.array([-np.inf, -3.5, -0.0, 0.0, 1e-40, 2.0, np.inf, np.nan])
+
+
+def torch_fn(torch, name, *arrays, **kwargs):
+    t = lambda a: torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else a  # 0-d stays 0-d
+    try:
+        return getattr(torch.nn.functional, name)(*[t(a) for a in arrays], **kwargs).numpy()
+    except Exception as exc:
+        return exc
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kwargs, formula", [
+    ("relu", {}, lambda x: np.where(np.isnan(x) | (x > 0), x, 0.0)),
+    ("sigmoid", {}, lambda x: 1 / (1 + np.exp(-x))),
+    ("tanh", {}, np.tanh),
+    ("leaky_relu", dict(negative_slope=0.2), lambda x: np.where(x > 0, x, 0.2 * x)),
+    ("rrelu", dict(lower=0.1, upper=0.3), lambda x: np.where(x > 0, x, 0.2 * x)),
+])
+def test_elementwise(torch, rng, dtype, name, kwargs, formula):
+    x = np.concatenate([SPECIAL, rng.standard_normal(40) * 10]).astype(dtype).reshape(2, 3, 8)
+    original = x.copy()
+    out = getattr(numbaconv, name)(x, **kwargs)
+    assert out.dtype == dtype and out.shape == x.shape
+    np.testing.assert_allclose(out, torch_fn(torch, name, x, **kwargs), rtol=1e-6, atol=0)
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(out, formula(x.astype(np.float64)), rtol=1e-6, atol=1e-30)
+    np.testing.assert_array_equal(x, original)
+
+
+def test_rrelu_training_draws_slopes_in_range(rng):
+    x = -np.ones(10_000)
+    out = numbaconv.rrelu(x, 0.1, 0.3, training=True, rng=np.random.default_rng(0))
+    slopes = -out
+    assert 0.1 <= slopes.min() and slopes.max() <= 0.3 and abs(slopes.mean() - 0.2) < 0.005
+    again = numbaconv.rrelu(x, 0.1, 0.3, training=True, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out, again)  # seedable
+    positive = np.ones(5)
+    np.testing.assert_array_equal(numbaconv.rrelu(positive, training=True), positive)
+    with pytest.raises(ValueError, match="lower bound"):
+        numbaconv.rrelu(x, 0.5, 0.1)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((2, 5, 3), (5,)), ((2, 5), (1,)), ((5,), (1,)),
+                                              ((2, 5, 3), ()), ((), (1,))])
+def test_prelu(torch, rng, x_shape, w_shape):
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    np.testing.assert_allclose(numbaconv.prelu(x, w), torch_fn(torch, "prelu", x, w), rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((5,), (5,)), ((2, 5, 3), (3,)),
+                                              ((2, 5, 3), (5, 1))])
+def test_prelu_invalid(torch, x_shape, w_shape):
+    x, w = np.ones(x_shape), np.ones(w_shape)
+    with pytest.raises(ValueError):
+        numbaconv.prelu(x, w)
+    assert isinstance(torch_fn(torch, "prelu", x, w), Exception)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_linear_agrees_with_torch(torch, data):
+    draw = data.draw
+    lead = tuple(draw(st.lists(st.integers(0, 3), max_size=3)))
+    in_features = draw(st.integers(1, 5))
+    x_last = in_features if draw(st.integers(0, 9)) else in_features + 1
+    w_shape = draw(st.sampled_from([(draw(st.integers(1, 4)), in_features), (in_features,), (),
+                                    (2, in_features, 1)]))
+    out_features = w_shape[0] if len(w_shape) == 2 else None
+    b_shape = draw(st.sampled_from([None, (), (1,), (out_features or 1,), (3,)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x_shape = lead + (x_last,) if draw(st.integers(0, 9)) else ()
+    x, w = np.asarray(rng.standard_normal(x_shape)), np.asarray(rng.standard_normal(w_shape))
+    b = None if b_shape is None else np.asarray(rng.standard_normal(b_shape))
+    expected = torch_fn(torch, "linear", x, w, b)
+    if isinstance(expected, Exception):
+        with pytest.raises((ValueError, TypeError)):
+            numbaconv.linear(x, w, b)
+        return
+    out = numbaconv.linear(x, w, b)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_float32_and_reference(rng):
+    x = rng.standard_normal((4, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 6)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    out = numbaconv.linear(x, w, b)
+    expected = np.einsum("abi,oi->abo", x.astype(np.float64), w.astype(np.float64)) + b
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_non_float_input_is_rejected():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        numbaconv.relu(np.arange(3))
