@@ -2,6 +2,7 @@
 
     python -m numbaconv                 # self-check, then the full bench table
     python -m numbaconv selfcheck       # correctness only
+    python -m numbaconv layers          # pooling, transposed conv and linear against torch
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
                               [--no-numpy] [--device cuda]
@@ -18,6 +19,10 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("selfcheck", help="check every algorithm against a NumPy oracle")
+    layers = sub.add_parser("layers", help="time pooling, transposed conv and linear against "
+                                           "torch")
+    layers.add_argument("--repeat", type=int, default=15)
+    layers.add_argument("--threads", type=int, default=None)
     bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
     bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
     bench.add_argument("--algorithm", default="auto",
@@ -44,7 +49,9 @@ def main(argv=None) -> int:
         if args.command == "selfcheck":
             return 0
         print()
-    if args.command is None:
+    if args.command == "layers":
+        bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)
+    elif args.command is None:
         bench_module.run_bench()
     else:
         try:

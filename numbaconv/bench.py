@@ -199,3 +199,58 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
         print(f"geometric-mean time ratio numbaconv/torch: {geomean:.3f} "
               f"(< 1 means numbaconv is faster)", file=out)
     return rows
+
+
+# --------------------------------------------------------------------------- other layers
+
+#: name -> (numbaconv function, torch.nn.functional name, array shapes, keyword arguments);
+#: shapes of the layers around the public convolutions (ResNet, VGG, LeNet, a classifier).
+LAYER_CASES = {
+    "max_pool2d_3x3s2_b8": ("max_pool2d", [(8, 64, 112, 112)], dict(kernel_size=3, stride=2,
+                                                                      padding=1)),
+    "max_pool2d_2x2_b8": ("max_pool2d", [(8, 128, 56, 56)], dict(kernel_size=2)),
+    "avg_pool2d_2x2_b8": ("avg_pool2d", [(8, 128, 56, 56)], dict(kernel_size=2)),
+    "conv_transpose2d_s2_b8": ("conv_transpose2d", [(8, 64, 28, 28), (64, 32, 4, 4)],
+                               dict(stride=2, padding=1)),
+    "conv_transpose2d_3x3_b8": ("conv_transpose2d", [(8, 64, 28, 28), (64, 64, 3, 3)],
+                                dict(padding=1)),
+    "linear_4096_b64": ("linear", [(64, 4096), (1000, 4096)], {}),
+}
+
+
+def run_layer_bench(repeat=15, threads=None, use_torch=True, out=sys.stdout):
+    """Time pooling, transposed convolution and linear against torch (same threads)."""
+    from . import activations, pooling, transposed
+
+    torch = None
+    if use_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed: numbaconv figures only", file=out)
+    threads = set_threads(threads, torch)
+    functions = {name: getattr(module, name) for module in (activations, pooling, transposed)
+                 for name in ("max_pool2d", "avg_pool2d", "conv_transpose2d", "linear")
+                 if hasattr(module, name)}
+    print(f"numbaconv layers bench: float32, {threads} threads, best of {repeat}", file=out)
+    print(f"{'layer':26s} {'numbaconv ms':>12s} {'torch ms':>9s} {'ratio':>6s} {'max abs diff':>12s}",
+          file=out)
+    rng = np.random.default_rng(0)
+    for name, (function, shapes, kwargs) in LAYER_CASES.items():
+        arrays = [rng.standard_normal(s, dtype=np.float32) / math.sqrt(s[-1]) for s in shapes]
+        ours = lambda: functions[function](*arrays, **kwargs)
+        result = ours()
+        peer, diff = None, "-"
+        if torch is not None:
+            tensors = [torch.from_numpy(a) for a in arrays]
+            peer = lambda: getattr(torch.nn.functional, function)(*tensors, **kwargs)
+            diff = f"{np.abs(result - peer().numpy()).max():12.2e}"
+        t_ours = t_peer = math.inf
+        for _ in range(repeat):
+            t_ours = min(t_ours, _best_time(ours, 1))
+            if peer is not None:
+                t_peer = min(t_peer, _best_time(peer, 1))
+        torch_ms = f"{t_peer * 1e3:9.3f}" if peer else f"{'-':>9s}"
+        ratio = f"{t_ours / t_peer:6.2f}" if peer else f"{'-':>6s}"
+        print(f"{name:26s} {t_ours * 1e3:12.3f} {torch_ms} {ratio} {diff:>12s}", file=out,
+              flush=True)

@@ -51,3 +51,10 @@ def test_bench_on_cuda_without_a_gpu_explains_and_fails():
                             timeout=300)
     assert result.returncode == 2
     assert "no usable CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_layer_bench_prints_every_case_without_torch():
+    out = io.StringIO()
+    bench.run_layer_bench(repeat=1, use_torch=False, out=out)
+    text = out.getvalue()
+    assert all(name in text for name in bench.LAYER_CASES)

@@ -13,7 +13,7 @@ import tempfile
 import numpy as np
 
 import numbaconv
-from numbaconv.bench import conv_kwargs, load_layers, make_arrays
+from numbaconv.bench import LAYER_CASES, conv_kwargs, load_layers, make_arrays
 
 LAYERS = load_layers()
 ALGORITHMS = ["auto", "direct", "gemm", "winograd_f2x2", "winograd_f4x4", "torch"]
@@ -121,6 +121,31 @@ class GpuConv2dLayers:
     def time_conv2d(self, layer, algorithm):
         self.run()
         self.sync()
+
+
+class OtherLayers:
+    """Pooling, transposed convolution and linear (``numbaconv.bench.LAYER_CASES``)."""
+
+    params = (list(LAYER_CASES), ["numbaconv", "torch"])
+    param_names = ["layer", "library"]
+    timeout = 300
+
+    def setup(self, layer, library):
+        function, shapes, kwargs = LAYER_CASES[layer]
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal(s, dtype=np.float32) for s in shapes]
+        if library == "torch":
+            torch = _torch()
+            if torch is None:
+                raise NotImplementedError("torch is not installed")
+            tensors = [torch.from_numpy(a) for a in arrays]
+            self.call = lambda: getattr(torch.nn.functional, function)(*tensors, **kwargs)
+        else:
+            self.call = lambda: getattr(numbaconv, function)(*arrays, **kwargs)
+        self.call()
+
+    def time_layer(self, layer, library):
+        self.call()
 
 
 class PeakMemory:
