@@ -50,6 +50,30 @@ def _best_time(fn, repeat: int) -> float:
     return best
 
 
+def interleaved_best(ours, peer, repeat: int) -> tuple:
+    """Best seconds of ``ours`` and of ``peer`` (inf when None) over ``repeat`` alternating
+    calls: both see the same machine state."""
+    t_ours, t_peer = math.inf, math.inf
+    for _ in range(repeat):
+        t_ours = min(t_ours, _best_time(ours, 1))
+        if peer is not None:
+            t_peer = min(t_peer, _best_time(peer, 1))
+    return t_ours, t_peer
+
+
+def import_torch(use_torch: bool, out):
+    """torch, or None (saying so on ``out`` when it was wanted but is not installed)."""
+    if not use_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("torch is not installed: numbaconv figures only "
+              "(pip install torch==2.13.0 for the comparison)", file=out)
+        return None
+    return torch
+
+
 def set_threads(threads: int | None, torch) -> int:
     import numba
 
@@ -127,11 +151,7 @@ def bench_layer(layer: dict, *, algorithm="auto", dtype=np.float32, repeat=15, t
     row = dict(algorithm=chosen.algorithm, flops=chosen.flops, error=error)
     if peer is not None:
         peer()
-    t_ours, t_peer = math.inf, math.inf
-    for _ in range(repeat):  # interleaved: both see the same machine state
-        t_ours = min(t_ours, _best_time(ours, 1))
-        if peer is not None:
-            t_peer = min(t_peer, _best_time(peer, 1))
+    t_ours, t_peer = interleaved_best(ours, peer, repeat)
     row["ms"] = t_ours * 1e3
     row["torch_ms"] = t_peer * 1e3 if peer is not None else None
     row["ratio"] = t_ours / t_peer if peer is not None else None
@@ -149,13 +169,7 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
               progress=sys.stderr):
     """Print the benchmark table; returns the rows. ``device='cuda'`` times the GPU
     kernels on device arrays (against torch's CUDA convolution when it has CUDA)."""
-    torch = None
-    if use_torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch is not installed: numbaconv figures only "
-                  "(pip install torch==2.13.0 for the comparison)", file=out)
+    torch = import_torch(use_torch, out)
     threads = set_threads(threads, torch)
     where = f"{threads} threads"
     if device == "cuda":
@@ -203,7 +217,8 @@ def run_bench(names=None, *, algorithm="auto", dtype="float32", repeat=15, threa
 
 # --------------------------------------------------------------------------- other layers
 
-#: name -> (numbaconv function, torch.nn.functional name, array shapes, keyword arguments);
+#: name -> (function name in numbaconv and torch.nn.functional, array shapes, keyword
+#: arguments);
 #: shapes of the layers around the public convolutions (ResNet, VGG, LeNet, a classifier).
 LAYER_CASES = {
     "max_pool2d_3x3s2_b8": ("max_pool2d", [(8, 64, 112, 112)], dict(kernel_size=3, stride=2,
@@ -220,36 +235,24 @@ LAYER_CASES = {
 
 def run_layer_bench(repeat=15, threads=None, use_torch=True, out=sys.stdout):
     """Time pooling, transposed convolution and linear against torch (same threads)."""
-    from . import activations, pooling, transposed
+    import numbaconv
 
-    torch = None
-    if use_torch:
-        try:
-            import torch
-        except ImportError:
-            print("torch is not installed: numbaconv figures only", file=out)
+    torch = import_torch(use_torch, out)
     threads = set_threads(threads, torch)
-    functions = {name: getattr(module, name) for module in (activations, pooling, transposed)
-                 for name in ("max_pool2d", "avg_pool2d", "conv_transpose2d", "linear")
-                 if hasattr(module, name)}
     print(f"numbaconv layers bench: float32, {threads} threads, best of {repeat}", file=out)
     print(f"{'layer':26s} {'numbaconv ms':>12s} {'torch ms':>9s} {'ratio':>6s} {'max abs diff':>12s}",
           file=out)
     rng = np.random.default_rng(0)
     for name, (function, shapes, kwargs) in LAYER_CASES.items():
         arrays = [rng.standard_normal(s, dtype=np.float32) / math.sqrt(s[-1]) for s in shapes]
-        ours = lambda: functions[function](*arrays, **kwargs)
+        ours = lambda: getattr(numbaconv, function)(*arrays, **kwargs)
         result = ours()
         peer, diff = None, "-"
         if torch is not None:
             tensors = [torch.from_numpy(a) for a in arrays]
             peer = lambda: getattr(torch.nn.functional, function)(*tensors, **kwargs)
             diff = f"{np.abs(result - peer().numpy()).max():12.2e}"
-        t_ours = t_peer = math.inf
-        for _ in range(repeat):
-            t_ours = min(t_ours, _best_time(ours, 1))
-            if peer is not None:
-                t_peer = min(t_peer, _best_time(peer, 1))
+        t_ours, t_peer = interleaved_best(ours, peer, repeat)
         torch_ms = f"{t_peer * 1e3:9.3f}" if peer else f"{'-':>9s}"
         ratio = f"{t_ours / t_peer:6.2f}" if peer else f"{'-':>6s}"
         print(f"{name:26s} {t_ours * 1e3:12.3f} {torch_ms} {ratio} {diff:>12s}", file=out,

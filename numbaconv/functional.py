@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import devices, planner
-from .spec import check_float_array, check_float_dtype, conv_spec
+from .spec import check_float_dtype, check_float_operands, conv_spec
 
 _SHAPES_DOC = """
     Parameters
@@ -74,12 +74,8 @@ def _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding
         shapes = [None if info is None else info[0] for info in described]
         dtype = np.result_type(*[info[1] for info in described if info is not None])
     else:
-        x = check_float_array(op, "input", input)
-        w = check_float_array(op, "weight", weight)
-        b = None if bias is None else check_float_array(op, "bias", bias)
-        operands = (x, w, b)
+        *operands, dtype = check_float_operands(op, input, weight, bias)
         shapes = [None if a is None else a.shape for a in operands]
-        dtype = np.result_type(*[a for a in operands if a is not None])
     spec = conv_spec(op, shapes[0], shapes[1], shapes[2], stride, padding, dilation, groups,
                      padding_mode, dtype)
     return spec, where, operands

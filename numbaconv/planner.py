@@ -18,7 +18,7 @@ import numpy as np
 
 from . import config
 from .errors import UnsupportedAlgorithm
-from .registry import CUDA_REGISTRY, REGISTRY
+from .registry import CUDA_REGISTRY, REGISTRY, padded_copy_bytes
 from .spec import ConvSpec
 
 
@@ -74,6 +74,17 @@ GEMM_MIN_DEPTH = 64
 WINOGRAD_MIN_PHASE = 4
 
 
+def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
+    """Rule 1 of :func:`auto_rule`, on either device: ``registry``'s F(4x4) runs the spec,
+    with >= 16 channels per group in and out and a whole 4x4 output tile."""
+    # A dilated layer runs as one plain convolution per dilation phase; below one whole
+    # 4x4 output tile per phase most of Winograd's work would be thrown away.
+    phase = min(spec.out_height // spec.dilation_h, spec.out_width // spec.dilation_w)
+    return (registry["winograd_f4x4"].supports(spec) is None
+            and spec.in_channels_per_group >= DENSE_CHANNELS
+            and spec.out_channels_per_group >= DENSE_CHANNELS and phase >= WINOGRAD_MIN_PHASE)
+
+
 def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     """The deterministic ``auto`` choice: (algorithm name, why).
 
@@ -95,13 +106,8 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
     depth = cg * spec.kernel_height * spec.kernel_width
-    # A dilated layer runs as one plain convolution per dilation phase; below one whole
-    # 4x4 output tile per phase most of Winograd's work would be thrown away.
-    dilated = spec.dilation_h * spec.dilation_w > 1
-    phase = min(spec.out_height // spec.dilation_h, spec.out_width // spec.dilation_w)
-    if (REGISTRY["winograd_f4x4"].supports(spec) is None
-            and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS and phase >= WINOGRAD_MIN_PHASE):
-        dilated = " (per dilation phase)" if dilated else ""
+    if winograd_pays(spec, REGISTRY):
+        dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
             f"{dilated} does 4x fewer multiplications than direct")
@@ -124,8 +130,7 @@ def cuda_auto_rule(spec: ConvSpec) -> tuple[str, str]:
     kernel. The thresholds are the CPU rule's; they have not been tuned on GPU hardware.
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
-    if (CUDA_REGISTRY["winograd_f4x4"].supports(spec) is None and cg >= DENSE_CHANNELS
-            and kg >= DENSE_CHANNELS and min(spec.out_height, spec.out_width) >= WINOGRAD_MIN_PHASE):
+    if winograd_pays(spec, CUDA_REGISTRY):
         return "winograd_f4x4", (f"3x3 stride-1 layer with {cg} -> {kg} channels per group: "
                                  f"Winograd F(4x4,3x3) on the GPU, 4x fewer multiplications")
     return "direct", "the shared-memory tiled direct kernel runs every other layer on the GPU"
@@ -151,10 +156,8 @@ def _cuda_plan(spec: ConvSpec, algorithm: str) -> tuple[str, str]:
 def needed_bytes(spec: ConvSpec, name: str) -> int:
     """Memory a call allocates: the output, the algorithm's scratch, a padded input copy."""
     out = spec.batch * spec.result_channels * spec.out_height * spec.out_width
-    padded = 0
-    if spec.padding_mode != "zeros":  # materialised by np.pad before the kernel runs
-        padded = spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
-    return (out + padded) * spec.itemsize + REGISTRY[name].workspace_bytes(spec)
+    # a non-zero padding mode is materialised by np.pad before the kernel runs
+    return out * spec.itemsize + padded_copy_bytes(spec) + REGISTRY[name].workspace_bytes(spec)
 
 
 def fits(spec: ConvSpec, name: str) -> bool:

@@ -44,6 +44,13 @@ def pool_output_size(size, kernel, stride, padding, dilation, ceil_mode) -> int:
     return out
 
 
+def _stride(op: str, stride, kernel: tuple) -> tuple:
+    """``stride``, or the kernel size when it is None or empty (torch's default)."""
+    if stride is None or (isinstance(stride, (tuple, list)) and not stride):
+        return kernel
+    return _int_tuple(op, "stride", stride, len(kernel))
+
+
 def _check_input(op: str, shape: tuple, nsp: int) -> tuple:
     """(batch, channels, spatial..., batched) of a (N, C, ...) or unbatched (C, ...) input."""
     if len(shape) not in (nsp + 1, nsp + 2) or any(s == 0 for s in shape[-(nsp + 1):]):
@@ -66,8 +73,7 @@ def pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
     """Validate max/avg pooling arguments; ``op`` ends in "1d" or "2d"."""
     nsp = 1 if op.endswith("1d") else 2
     kernel = _int_tuple(op, "kernel_size", kernel_size, nsp)
-    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
-        else _int_tuple(op, "stride", stride, nsp)
+    stride = _stride(op, stride, kernel)
     padding = _int_tuple(op, "padding", padding, nsp)
     dilation = _int_tuple(op, "dilation", dilation, nsp)
     ceil_mode = _bool(op, "ceil_mode", ceil_mode)
@@ -113,8 +119,7 @@ def unpool_spec(op: str, input_shape, indices_shape, kernel_size, stride, paddin
     """Validate max_unpool2d arguments; the spec's "input" is the unpooled output."""
     nsp = 2
     kernel = _int_tuple(op, "kernel_size", kernel_size, nsp)
-    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
-        else _int_tuple(op, "stride", stride, nsp)
+    stride = _stride(op, stride, kernel)
     padding = _int_tuple(op, "padding", padding, nsp)
     if tuple(indices_shape) != tuple(input_shape):
         raise ValueError(f"{op}: expected indices of the input's shape {tuple(input_shape)}, "

@@ -52,6 +52,14 @@ def register(algorithm: Algorithm) -> Algorithm:
     return algorithm
 
 
+def padded_copy_bytes(spec: ConvSpec) -> int:
+    """The input copy that a non-zero ``padding_mode`` materialises (0 for zeros)."""
+    if spec.padding_mode == "zeros":
+        return 0
+    elements = spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
+    return elements * spec.itemsize
+
+
 # --------------------------------------------------------------------------- direct
 
 
@@ -189,18 +197,11 @@ for _tile in (2, 4):
 # Scratch in GPU memory; the host memory limit does not apply to it.
 
 
-def _cuda_direct_workspace(spec: ConvSpec) -> int:
-    padded = 0
-    if spec.padding_mode != "zeros":  # the padded copy made by the pad kernel
-        padded = spec.batch * spec.in_channels * spec.padded_height * spec.padded_width
-    return padded * spec.itemsize
-
-
 register(Algorithm(
     name="direct", device="cuda",
     summary="shared-memory tiled direct convolution, 8 output channels per thread; "
             "runs every spec",
-    supports=lambda spec: None, workspace_bytes=_cuda_direct_workspace,
+    supports=lambda spec: None, workspace_bytes=padded_copy_bytes,  # the pad kernel's copy
     runner="cuda.direct:run",
 ))
 
@@ -218,7 +219,7 @@ def _cuda_winograd_workspace(tile: int):
         tiles = spec.batch * -(-spec.out_height // tile) * -(-spec.out_width // tile)
         u = positions * spec.out_channels * spec.in_channels_per_group
         v_and_m = positions * (spec.in_channels + spec.out_channels) * tiles
-        return (u + v_and_m) * spec.itemsize + _cuda_direct_workspace(spec)
+        return (u + v_and_m) * spec.itemsize + padded_copy_bytes(spec)
     return workspace
 
 

@@ -174,6 +174,14 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
     return array
 
 
+def check_float_operands(op: str, input, weight, bias) -> tuple:
+    """(x, w, b, dtype): the arrays checked as float arrays, and their promoted dtype."""
+    x = check_float_array(op, "input", input)
+    w = check_float_array(op, "weight", weight)
+    b = None if bias is None else check_float_array(op, "bias", bias)
+    return x, w, b, np.result_type(*[a for a in (x, w, b) if a is not None])
+
+
 def resolve_padding(op: str, padding, kernel: tuple, dilation: tuple, stride: tuple) -> tuple:
     """padding (int, tuple, 'same', 'valid') -> ((before, after) per spatial dim)."""
     ndim = len(kernel)

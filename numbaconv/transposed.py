@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import devices, planner
-from .spec import check_float_array, conv_spec, conv_transpose_spec
+from .spec import check_float_operands, conv_spec, conv_transpose_spec
 
 
 def zero_inserted_input(tspec, x: np.ndarray) -> np.ndarray:
@@ -43,10 +43,7 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     if devices.placement(op, None, {"input": input, "weight": weight, "bias": bias}) != "cpu":
         raise NotImplementedError(f"{op} runs on the CPU only so far; copy the arrays to the "
                                   f"host (device_array.copy_to_host()) first")
-    x = check_float_array(op, "input", input)
-    w = check_float_array(op, "weight", weight)
-    b = None if bias is None else check_float_array(op, "bias", bias)
-    dtype = np.result_type(*[a for a in (x, w, b) if a is not None])
+    x, w, b, dtype = check_float_operands(op, input, weight, bias)
     tspec = conv_transpose_spec(op, x.shape, w.shape, None if b is None else b.shape, stride,
                                 padding, output_padding, groups, dilation, dtype)
     if tspec.batch == 0:

@@ -91,8 +91,9 @@ def patch_fits(spec: ConvSpec) -> bool:
     return patch_h * patch_w <= PATCH_ELEMENTS
 
 
-def launch(spec: ConvSpec, x, weight, bias, out, stream):
-    """out = conv(x, weight) + bias for 4-D contiguous device arrays (padding zeros)."""
+def run(spec: ConvSpec, x, weight, bias, out, stream, match_torch_nonfinite=False):
+    """out = conv(x, weight) + bias for 4-D contiguous device arrays (padding zeros), on
+    ``stream``; its inf/NaN propagation is torch's already."""
     tiles_w = -(-spec.out_width // TILE_W)
     tiles = -(-spec.out_height // TILE_H) * tiles_w
     k_blocks = -(-spec.out_channels_per_group // K_PER_THREAD)
@@ -100,10 +101,6 @@ def launch(spec: ConvSpec, x, weight, bias, out, stream):
     kernel(_direct_source, spec.dtype)[blocks, (TILE_W, TILE_H), stream](
         x, weight, bias, out, spec.stride_h, spec.stride_w, spec.dilation_h, spec.dilation_w,
         spec.pad_top, spec.pad_left, tiles_w, tiles, k_blocks, patch_fits(spec))
-
-
-def run(spec: ConvSpec, x, weight, bias, out, stream, match_torch_nonfinite=False):
-    launch(spec, x, weight, bias, out, stream)
     return out
 
 

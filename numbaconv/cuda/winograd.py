@@ -246,7 +246,7 @@ def _runner(tile: int):
         nonfinite = launch(spec, x, weight, bias, out, stream, tile)
         # Reading the count waits for the stream, so only when it matters.
         if match_torch_nonfinite and nonfinite.copy_to_host(stream=stream)[0]:
-            direct.launch(spec, x, weight, bias, out, stream)  # torch's inf/NaN pattern
+            direct.run(spec, x, weight, bias, out, stream)  # torch's inf/NaN pattern
         return out
 
     run.__name__ = f"run_f{tile}"
