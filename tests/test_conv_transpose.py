@@ -7,9 +7,7 @@ from hypothesis import strategies as st
 
 import numbaconv
 import reference
-
-TOLERANCE = {"float32": 2e-5, "float64": 1e-12}
-WINOGRAD_TOLERANCE = {"float32": 2e-4, "float64": 1e-10}
+from helpers import TOLERANCE, WINOGRAD_TOLERANCE, relative_error
 
 
 def pair(value):
@@ -42,10 +40,6 @@ def torch_transpose(torch, op, x, w, b, stride, padding, output_padding, groups,
         return fn(t(x), t(w), t(b), stride, padding, output_padding, groups, dilation).numpy()
     except Exception as exc:
         return exc
-
-
-def relative_error(out, expected):
-    return np.abs(out - expected).max() / max(1.0, np.abs(expected).max())
 
 
 CASES = [  # (op, x shape, w shape, kwargs)

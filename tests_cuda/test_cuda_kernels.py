@@ -6,16 +6,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numbaconv
-from helpers import reference_conv
+from helpers import TOLERANCE, WINOGRAD_TOLERANCE, reference_conv, relative_error
 from numbaconv.cuda import winograd
 from torch_oracle import torch_conv
-
-TOLERANCE = {"float32": 2e-5, "float64": 1e-12}
-WINOGRAD_TOLERANCE = {"float32": 2e-4, "float64": 1e-10}
-
-
-def relative_error(out, expected):
-    return np.abs(np.asarray(out, np.float64) - expected).max() / max(1.0, np.abs(expected).max())
 
 
 def run_case(rng, algorithm, x_shape, w_shape, bias=True, dtype=np.float32, op="conv2d",
