@@ -68,10 +68,10 @@ def _bool(op: str, name: str, value) -> bool:
     return bool(value)
 
 
-def pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
-              ceil_mode) -> PoolSpec:
-    """Validate max/avg pooling arguments; ``op`` ends in "1d" or "2d"."""
-    nsp = 1 if op.endswith("1d") else 2
+def pool_options(op: str, nsp: int, kernel_size, stride, padding, dilation,
+                 ceil_mode) -> tuple:
+    """(kernel, stride, padding, dilation, ceil_mode) checked and normalised: the rules that
+    need no input shape, so the ``numbaconv.nn`` pooling modules apply them when built."""
     kernel = _int_tuple(op, "kernel_size", kernel_size, nsp)
     stride = _stride(op, stride, kernel)
     padding = _int_tuple(op, "padding", padding, nsp)
@@ -88,6 +88,15 @@ def pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{op}: padding should be at most half of kernel_size, got "
                          f"padding={padding} and kernel_size={kernel}")
+    return kernel, stride, padding, dilation, ceil_mode
+
+
+def pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
+              ceil_mode) -> PoolSpec:
+    """Validate max/avg pooling arguments; ``op`` ends in "1d" or "2d"."""
+    nsp = 1 if op.endswith("1d") else 2
+    kernel, stride, padding, dilation, ceil_mode = pool_options(
+        op, nsp, kernel_size, stride, padding, dilation, ceil_mode)
     batch, channels, spatial, batched = _check_input(op, tuple(input_shape), nsp)
     out = [pool_output_size(*args, ceil_mode)
            for args in zip(spatial, kernel, stride, padding, dilation)]

@@ -213,6 +213,27 @@ def resolve_padding(op: str, padding, kernel: tuple, dilation: tuple, stride: tu
 # --------------------------------------------------------------------------- the spec
 
 
+def conv_options(op: str, nsp: int, stride, dilation, groups, padding_mode) -> tuple:
+    """(stride, dilation, groups) checked and normalised; the rules that need no shapes, so
+    ``numbaconv.nn.Conv2d`` applies them when it is built."""
+    if not _is_int(groups):
+        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
+    groups = operator.index(groups)
+    if groups <= 0:
+        raise ValueError(f"{op}: groups must be a positive integer, got groups={groups}")
+    stride = _int_tuple(op, "stride", stride, nsp)
+    dilation = _int_tuple(op, "dilation", dilation, nsp)
+    if any(s <= 0 for s in stride):
+        raise ValueError(f"{op}: non-positive stride is not supported, got stride={stride}")
+    if any(d <= 0 for d in dilation):
+        raise ValueError(f"{op}: non-positive dilation is not supported, got dilation={dilation}")
+    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"{op}: padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}"
+        )
+    return stride, dilation, groups
+
+
 def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, dilation,
               groups, padding_mode, dtype) -> ConvSpec:
     """Validate PyTorch conv arguments and return the canonical :class:`ConvSpec`.
@@ -233,21 +254,7 @@ def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, d
             f"{op}: expected a {nsp + 2}D weight (out_channels, in_channels/groups, "
             f"{'kL' if nsp == 1 else 'kH, kW'}), but got weight of shape {weight_shape}"
         )
-    if not _is_int(groups):
-        raise TypeError(f"{op}: groups must be an int, got {groups!r}")
-    groups = operator.index(groups)
-    if groups <= 0:
-        raise ValueError(f"{op}: groups must be a positive integer, got groups={groups}")
-    stride = _int_tuple(op, "stride", stride, nsp)
-    dilation = _int_tuple(op, "dilation", dilation, nsp)
-    if any(s <= 0 for s in stride):
-        raise ValueError(f"{op}: non-positive stride is not supported, got stride={stride}")
-    if any(d <= 0 for d in dilation):
-        raise ValueError(f"{op}: non-positive dilation is not supported, got dilation={dilation}")
-    if not isinstance(padding_mode, str) or padding_mode not in PADDING_MODES:
-        raise ValueError(
-            f"{op}: padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}"
-        )
+    stride, dilation, groups = conv_options(op, nsp, stride, dilation, groups, padding_mode)
 
     batched = len(input_shape) == nsp + 2
     full_shape = input_shape if batched else (1,) + input_shape
@@ -384,18 +391,10 @@ def transposed_output_size(size, kernel, stride, padding, output_padding, dilati
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding,
-                        output_padding, groups, dilation, dtype) -> ConvTransposeSpec:
-    """Validate torch's ``conv_transpose1d/2d`` arguments (torch 2.13's rules and order)."""
-    nsp = 1 if op.endswith("1d") else 2
-    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
-    if len(input_shape) not in (nsp + 1, nsp + 2):
-        raise ValueError(f"{op}: expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input, "
-                         f"but got input of shape {input_shape}")
-    if len(weight_shape) != nsp + 2:
-        raise ValueError(f"{op}: expected a {nsp + 2}D weight (in_channels, out_channels/groups, "
-                         f"{'kL' if nsp == 1 else 'kH, kW'}), but got weight of shape "
-                         f"{weight_shape}")
+def conv_transpose_options(op: str, nsp: int, stride, padding, output_padding, dilation,
+                           groups) -> tuple:
+    """(stride, padding, output_padding, dilation, groups) checked and normalised: the rules
+    that need no shapes (torch 2.13's order)."""
     if isinstance(padding, str):
         raise TypeError(f"{op}: padding must be an int or a tuple of {nsp} ints (no 'same' or "
                         f"'valid' for transposed convolutions), got {padding!r}")
@@ -421,6 +420,23 @@ def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, 
         raise ValueError(f"{op}: output_padding must be smaller than either stride or dilation, "
                          f"got output_padding={output_padding}, stride={stride}, "
                          f"dilation={dilation}")
+    return stride, padding, output_padding, dilation, groups
+
+
+def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding,
+                        output_padding, groups, dilation, dtype) -> ConvTransposeSpec:
+    """Validate torch's ``conv_transpose1d/2d`` arguments (torch 2.13's rules and order)."""
+    nsp = 1 if op.endswith("1d") else 2
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    if len(input_shape) not in (nsp + 1, nsp + 2):
+        raise ValueError(f"{op}: expected {nsp + 1}D (unbatched) or {nsp + 2}D (batched) input, "
+                         f"but got input of shape {input_shape}")
+    if len(weight_shape) != nsp + 2:
+        raise ValueError(f"{op}: expected a {nsp + 2}D weight (in_channels, out_channels/groups, "
+                         f"{'kL' if nsp == 1 else 'kH, kW'}), but got weight of shape "
+                         f"{weight_shape}")
+    stride, padding, output_padding, dilation, groups = conv_transpose_options(
+        op, nsp, stride, padding, output_padding, dilation, groups)
 
     batched = len(input_shape) == nsp + 2
     batch, in_channels, *spatial = input_shape if batched else (1,) + input_shape
@@ -457,3 +473,28 @@ def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, 
         stride=stride, padding=padding, output_padding=output_padding, dilation=dilation,
         groups=groups, has_bias=bias_shape is not None, dtype=np.dtype(dtype).name,
         batched=batched)
+
+
+def output_padding_for(op: str, input_shape, output_size, kernel: tuple, stride: tuple,
+                       padding: tuple, dilation: tuple) -> tuple:
+    """The output_padding that makes a transposed convolution of ``input_shape`` produce
+    ``output_size`` (spatial sizes, or the full shape with batch and channels), as
+    ``torch.nn.ConvTranspose2d.forward(input, output_size)`` computes it."""
+    nsp = len(kernel)
+    head = len(tuple(input_shape)) - nsp
+    if not isinstance(output_size, (tuple, list)) or not all(_is_int(v) for v in output_size):
+        raise TypeError(f"{op}: output_size must be a tuple of ints, got {output_size!r}")
+    sizes = list(output_size)
+    if len(sizes) == head + nsp:
+        sizes = sizes[head:]
+    if len(sizes) != nsp:
+        raise ValueError(f"{op}: for {head + nsp}D input, output_size must have {nsp} or "
+                         f"{head + nsp} elements (got {len(output_size)})")
+    spatial = tuple(input_shape)[head:]
+    smallest = [transposed_output_size(s, k, st, p, 0, d)
+                for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation)]
+    largest = [m + st - 1 for m, st in zip(smallest, stride)]
+    if any(not lo <= s <= hi for s, lo, hi in zip(sizes, smallest, largest)):
+        raise ValueError(f"{op}: requested an output size of {list(sizes)}, but valid sizes "
+                         f"range from {smallest} to {largest} (for an input of {spatial})")
+    return tuple(s - lo for s, lo in zip(sizes, smallest))
