@@ -1,0 +1,145 @@
+"""Activation modules: ``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``PReLU``, ``RReLU``.
+
+``inplace=True`` (ReLU, LeakyReLU, RReLU) writes the result into the input array and
+returns it, as torch does; it needs a writable float NumPy array. Without it the input
+is never modified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import leaky_relu, prelu, relu, rrelu, sigmoid, tanh
+from .init import generator
+from .module import Module
+from .options import check_bool, check_int, check_number, module_dtype
+
+
+def _store(name: str, input, result):
+    """Write ``result`` into ``input`` (inplace=True) and return ``input``."""
+    if not (isinstance(input, np.ndarray) and input.flags.writeable
+            and input.dtype == result.dtype):
+        raise ValueError(f"{name}(inplace=True) needs a writable float32/float64 NumPy array "
+                         f"input, got {type(input).__name__}")
+    np.copyto(input, result)
+    return input
+
+
+class _Inplace(Module):
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
+
+    def _result(self, input, result):
+        return _store(type(self).__name__, input, result) if self.inplace else result
+
+    def _inplace_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Inplace):
+    """max(x, 0) element-wise, as ``torch.nn.ReLU``.
+
+    >>> import numpy as np
+    >>> from numbaconv import nn
+    >>> nn.ReLU()(np.array([-1.0, 2.0]))
+    array([0., 2.])
+    """
+
+    def forward(self, input):
+        return self._result(input, relu(input))
+
+    def extra_repr(self) -> str:
+        return self._inplace_repr()
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)) element-wise, as ``torch.nn.Sigmoid``."""
+
+    def forward(self, input):
+        return sigmoid(input)
+
+
+class Tanh(Module):
+    """tanh element-wise, as ``torch.nn.Tanh``."""
+
+    def forward(self, input):
+        return tanh(input)
+
+
+class LeakyReLU(_Inplace):
+    """x where x > 0, else negative_slope * x, as ``torch.nn.LeakyReLU``."""
+
+    def __init__(self, negative_slope=1e-2, inplace=False):
+        super().__init__(inplace)
+        self.negative_slope = check_number(type(self).__name__, "negative_slope",
+                                           negative_slope)
+
+    def forward(self, input):
+        return self._result(input, leaky_relu(input, self.negative_slope))
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace
+                                                          else "")
+
+
+class PReLU(Module):
+    """Leaky ReLU with learnt slopes, as ``torch.nn.PReLU``: ``weight`` holds
+    ``num_parameters`` slopes (1, or one per input channel), each starting at ``init``.
+
+    >>> from numbaconv import nn
+    >>> nn.PReLU(3).weight
+    array([0.25, 0.25, 0.25], dtype=float32)
+    """
+
+    def __init__(self, num_parameters=1, init=0.25, *, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        self.num_parameters = check_int(name, "num_parameters", num_parameters, 1)
+        self.init = check_number(name, "init", init)
+        self.dtype = module_dtype(name, dtype)
+        self.register_parameter("weight", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every slope back to ``init``."""
+        self.weight = np.full(self.num_parameters, self.init, dtype=self.dtype)
+
+    def forward(self, input):
+        return prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class RReLU(_Inplace):
+    """Randomised leaky ReLU, as ``torch.nn.RReLU``: in training mode (the default after
+    construction, as in torch) each element's negative slope is drawn uniformly from
+    [lower, upper] with the module's generator; after :meth:`eval` the slope is
+    (lower + upper) / 2.
+
+    Parameters
+    ----------
+    lower, upper : float
+    inplace : bool
+    rng : None, int or numpy.random.Generator, keyword only
+        Where training-mode slopes come from (a seed makes them reproducible).
+    """
+
+    def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, *, rng=None):
+        super().__init__(inplace)
+        name = type(self).__name__
+        self.lower = check_number(name, "lower", lower)
+        self.upper = check_number(name, "upper", upper)
+        if lower > upper:
+            raise ValueError(f"{name}: lower bound should be less than or equal to the upper "
+                             f"bound, got lower={lower}, upper={upper}")
+        self.rng = generator(rng)
+
+    def forward(self, input):
+        return self._result(input, rrelu(input, self.lower, self.upper, self.training,
+                                         self.rng))
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace
+                                                            else "")

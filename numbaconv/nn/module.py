@@ -1,0 +1,240 @@
+"""The module base class: parameters, children, state dicts, train/eval, repr.
+
+A small, NumPy-only counterpart of ``torch.nn.Module``. Parameters are plain NumPy
+arrays registered by name; child modules assigned as attributes are registered too, so a
+user-defined model::
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 6, 5)
+            self.fc = nn.Linear(6 * 24 * 24, 10)
+
+        def forward(self, x):
+            return self.fc(numbaconv.relu(self.conv(x)).reshape(len(x), -1))
+
+has the state-dict keys ``conv.weight``, ``conv.bias``, ``fc.weight``, ``fc.bias`` that
+the same model written in torch has, and loads torch's trained weights directly.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from ..spec import check_float_array
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` returns: keys the model has that the state dict
+    lacked, and keys of the state dict the model does not have."""
+
+    missing_keys: list
+    unexpected_keys: list
+
+
+class Module:
+    """Base class of every layer and model; subclasses define :meth:`forward`.
+
+    Attributes
+    ----------
+    training : bool
+        True after construction and :meth:`train`, False after :meth:`eval`; only layers
+        that behave differently when training (``RReLU``) read it.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+
+    def register_parameter(self, name: str, value) -> None:
+        """Register ``value`` (a float32/float64 array, or None for an absent parameter such
+        as ``bias=False``) under ``name``, so that state dicts include it."""
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign parameters before Module.__init__() call")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"parameter name must be a non-empty string without '.', got {name!r}")
+        self._parameters[name] = _as_parameter(type(self).__name__, name, value)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"cannot assign {name!r} before Module.__init__() call")
+        if isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            self._parameters.pop(name, None)
+            self._modules[name] = value
+        elif name in self._parameters:
+            self._parameters[name] = _as_parameter(type(self).__name__, name, value)
+        elif name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
+                                f"(a Module or None is expected)")
+            self._modules[name] = None
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only called when normal lookup fails: parameters and children live in dicts.
+        for registry in ("_parameters", "_modules"):
+            entries = self.__dict__.get(registry, {})
+            if name in entries:
+                return entries[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    # ------------------------------------------------------------------ calling
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ traversal
+
+    def named_children(self) -> Iterator[tuple]:
+        for name, child in self._modules.items():
+            if child is not None:
+                yield name, child
+
+    def children(self) -> Iterator["Module"]:
+        for _, child in self.named_children():
+            yield child
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple]:
+        """This module and every descendant, with dotted names ('' for this one)."""
+        yield prefix, self
+        for name, child in self.named_children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> Iterator["Module"]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(self) -> Iterator[tuple]:
+        """(dotted name, array) for every parameter that is not None, in registration order."""
+        for prefix, module in self.named_modules():
+            for name, value in module._parameters.items():
+                if value is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        for _, value in self.named_parameters():
+            yield value
+
+    # ------------------------------------------------------------------ state dicts
+
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Every parameter by dotted name (``'0.weight'``, ``'conv1.bias'``), as torch names
+        them. The values are the module's own arrays, not copies (as in torch): take
+        ``{k: v.copy() for k, v in m.state_dict().items()}`` for a snapshot."""
+        return OrderedDict(self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy parameters from ``state_dict`` (name -> array-like) into this module.
+
+        Accepts a torch model's state dict converted to NumPy,
+        ``{k: v.numpy() for k, v in torch_model.state_dict().items()}`` (CPU tensors also
+        work as they are). Values are cast to each parameter's dtype and copied into the
+        existing arrays. With ``strict`` (default) a missing or unexpected key is an error;
+        a shape mismatch always is. Nothing is copied unless every check passes.
+
+        Returns
+        -------
+        IncompatibleKeys
+            ``(missing_keys, unexpected_keys)``, empty lists when everything matched.
+
+        Raises
+        ------
+        ValueError
+            Missing/unexpected keys (with ``strict``) or shape mismatches, all listed.
+        TypeError
+            ``state_dict`` is not a mapping, or a value is not a float array.
+        """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"load_state_dict: expected a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        own = self.state_dict()
+        missing = [key for key in own if key not in state_dict]
+        unexpected = [key for key in state_dict.keys() if key not in own]
+        errors, incoming = [], {}
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = np.asarray(state_dict[key])
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {key!r} must be a numeric array, got dtype "
+                                f"{value.dtype}")
+            if value.shape != target.shape:
+                errors.append(f"size mismatch for {key}: copying a param with shape "
+                              f"{value.shape} from checkpoint, the shape in current model is "
+                              f"{target.shape}.")
+            incoming[key] = value
+        if strict:
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: "
+                                 + ", ".join(f'"{k}"' for k in missing) + ".")
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: "
+                                 + ", ".join(f'"{k}"' for k in unexpected) + ".")
+        if errors:
+            raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                             + "\n\t".join(errors))
+        for key, value in incoming.items():
+            np.copyto(own[key], value, casting="unsafe")
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------------ modes
+
+    def train(self, mode: bool = True) -> "Module":
+        """Set training mode on this module and every descendant; returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"train: mode must be a bool, got {mode!r}")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (``train(False)``); returns self."""
+        return self.train(False)
+
+    # ------------------------------------------------------------------ repr
+
+    def extra_repr(self) -> str:
+        """The text between the parentheses of this module's repr (torch's format)."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"({name}): " + _indent(repr(child))
+                 for name, child in self._modules.items()]
+        extra = self.extra_repr()
+        if not lines:
+            return f"{type(self).__name__}({extra})"
+        body = ([extra] if extra else []) + lines
+        return f"{type(self).__name__}(\n  " + "\n  ".join(body) + "\n)"
+
+
+def _indent(text: str) -> str:
+    """Indent every line of a child's repr but the first by two spaces (torch's layout)."""
+    first, *rest = text.split("\n")
+    return "\n".join([first] + ["  " + line for line in rest])
+
+
+def _as_parameter(owner: str, name: str, value):
+    if value is None:
+        return None
+    array = check_float_array(owner, name, value)
+    if not isinstance(value, np.ndarray):
+        array = np.array(array)  # an array-like: keep a private copy, not a view of it
+    return array
