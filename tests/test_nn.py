@@ -377,6 +377,10 @@ def test_conv_modules_agree_with_torch_on_random_options(torch, data):
         kwargs["output_padding"] = data.draw(st.integers(0, 2))
     else:
         kwargs["padding_mode"] = data.draw(st.sampled_from(["zeros", "reflect", "circular"]))
+        if kwargs["padding_mode"] != "zeros":
+            # torch's modules crop for a negative padding in these modes (F.pad's negative
+            # pads); numbaconv rejects negative padding in every mode, a known difference.
+            kwargs["padding"] = abs(kwargs["padding"])
     kernel = data.draw(st.integers(1, 4))
     shape = (2, in_ch) + tuple(data.draw(st.integers(3, 8)) for _ in range(nsp))
     seed = data.draw(st.integers(0, 2**31))
