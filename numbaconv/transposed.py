@@ -5,7 +5,14 @@ the stride-1 convolution, with the same dilation, of the input with s - 1 zeros 
 between neighbours, padded by d * (k - 1) - p before and that plus q after (cropped where
 negative), with the kernel flipped and its in/out channel axes swapped per group. So it
 runs on the same planner and kernels as :func:`numbaconv.conv2d` (Winograd included for
-3x3 stride-1 layers); for stride s the inserted zeros cost s^2 times the arithmetic.
+3x3 stride-1 layers).
+
+For stride s > 1 the inserted zeros would cost s^2 times the arithmetic, so ``auto``
+splits the output into its s_h * s_w phases instead (outputs o with o % s == r): each
+phase only meets the taps k with k = (r + p) mod s (mod s), so it is a stride-1
+convolution of the original input with that ceil(k / s)-sized sub-kernel, and the
+phases together do exactly the transposed convolution's arithmetic (dilation 1; an
+explicit ``algorithm=`` keeps the zero-inserted form, which every algorithm can run).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import devices, planner
-from .spec import check_float_operands, conv_spec, conv_transpose_spec
+from .spec import ConvSpec, check_float_operands, conv_spec, conv_transpose_spec
 
 
 def zero_inserted_input(tspec, x: np.ndarray) -> np.ndarray:
@@ -38,6 +45,60 @@ def equivalent_weight(tspec, w: np.ndarray) -> np.ndarray:
                                                  tspec.kernel_width)
 
 
+def phase_taps(size, kernel, stride, padding, out_size, phase):
+    """For the outputs o = phase + stride * m of one dimension (dilation 1): (taps, lo, m):
+    the kernel taps they meet, last first, the input position the first output's window
+    starts at (may be negative), and how many such outputs there are. Output m is
+    sum_t x[lo + m + t] * w[taps[t]] (x is zero outside [0, size))."""
+    first = (phase + padding) % stride
+    taps = list(range(first, kernel, stride))[::-1]
+    count = len(range(phase, out_size, stride))
+    lo = (phase + padding - first) // stride - (len(taps) - 1)
+    return taps, lo, count
+
+
+def by_phases(tspec, x: np.ndarray, w: np.ndarray, bias, algorithm) -> np.ndarray:
+    """The transposed convolution (N, C_out, H_out, W_out) as s_h * s_w stride-1
+    convolutions of ``x`` with sub-kernels of ``w`` (dilation 1), scattered into place."""
+    g, n = tspec.groups, tspec.batch
+    cg, kg = tspec.in_channels // g, tspec.out_channels // g
+    # (C_in, C_out/g, kH, kW) -> (C_out, C_in/g, kH, kW), per group, not flipped
+    w_conv = w.reshape(g, cg, kg, tspec.kernel_height, tspec.kernel_width).transpose(
+        0, 2, 1, 3, 4).reshape(tspec.out_channels, cg, tspec.kernel_height, tspec.kernel_width)
+    out = np.empty((n, tspec.out_channels, tspec.out_height, tspec.out_width), tspec.dtype)
+    sh, sw = tspec.stride
+    dims = [(tspec.in_height, tspec.kernel_height, sh, tspec.padding[0], tspec.out_height),
+            (tspec.in_width, tspec.kernel_width, sw, tspec.padding[1], tspec.out_width)]
+    for ry in range(sh):
+        taps_y, lo_y, m_y = phase_taps(*dims[0], ry)
+        for rx in range(sw):
+            taps_x, lo_x, m_x = phase_taps(*dims[1], rx)
+            if m_y == 0 or m_x == 0:
+                continue
+            target = out[:, :, ry::sh, rx::sw]
+            # the input rows/columns the phase reads, clipped to the input; zeros elsewhere
+            (a_y, b_y), (a_x, b_x) = [(max(lo, 0), min(lo + m + len(taps) - 1, size))
+                                      for lo, m, taps, size in
+                                      ((lo_y, m_y, taps_y, tspec.in_height),
+                                       (lo_x, m_x, taps_x, tspec.in_width))]
+            if not taps_y or not taps_x or a_y >= b_y or a_x >= b_x:
+                target[...] = 0 if bias is None else bias[:, None, None]
+                continue
+            sub_w = np.ascontiguousarray(w_conv[:, :, taps_y][:, :, :, taps_x])
+            spec = ConvSpec(
+                op=tspec.op, batch=n, in_channels=tspec.in_channels, in_height=b_y - a_y,
+                in_width=b_x - a_x, out_channels=tspec.out_channels,
+                kernel_height=len(taps_y), kernel_width=len(taps_x), stride_h=1, stride_w=1,
+                dilation_h=1, dilation_w=1, pad_top=a_y - lo_y,
+                pad_bottom=lo_y + m_y + len(taps_y) - 1 - b_y, pad_left=a_x - lo_x,
+                pad_right=lo_x + m_x + len(taps_x) - 1 - b_x, groups=g, padding_mode="zeros",
+                has_bias=bias is not None, dtype=tspec.dtype, batched=True)
+            chosen = planner.make_plan(spec, algorithm)
+            result = planner.execute(chosen, x[:, :, a_y:b_y, a_x:b_x], sub_w, bias)
+            target[...] = result.reshape(target.shape)  # (conv_transpose1d drops the height)
+    return out
+
+
 def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
                     algorithm):
     if devices.placement(op, None, {"input": input, "weight": weight, "bias": bias}) != "cpu":
@@ -51,6 +112,9 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     x4 = x.reshape(tspec.batch, tspec.in_channels, tspec.in_height, tspec.in_width)
     w4 = w.reshape(tspec.in_channels, tspec.out_channels // tspec.groups, tspec.kernel_height,
                    tspec.kernel_width).astype(tspec.dtype, copy=False)
+    if tspec.stride != (1, 1) and tspec.dilation == (1, 1) and algorithm in planner.SPECIAL:
+        out = by_phases(tspec, x4, w4, None if b is None else b.astype(tspec.dtype), algorithm)
+        return out.reshape(tspec.output_shape)
     up = zero_inserted_input(tspec, x4)
     w_conv = equivalent_weight(tspec, w4)
     spec = conv_spec("conv2d", up.shape, w_conv.shape, None if b is None else b.shape, 1, 0,

@@ -51,6 +51,9 @@ CASES = [  # (op, x shape, w shape, kwargs)
     ("conv_transpose2d", (2, 6, 3, 4), (6, 1, 2, 2), dict(stride=2, groups=6)),  # depthwise
     ("conv_transpose2d", (1, 2, 1, 1), (2, 3, 3, 3), dict(padding=1)),  # 1x1 output
     ("conv_transpose2d", (1, 2, 4, 4), (2, 2, 4, 4), dict(stride=3, padding=(3, 0))),
+    ("conv_transpose2d", (2, 3, 4, 5), (3, 2, 1, 2), dict(stride=3, padding=(0, 1),
+                                                         output_padding=2)),  # tapless phases
+    ("conv_transpose2d", (8, 16, 7, 7), (16, 8, 4, 4), dict(stride=2, padding=1)),  # DCGAN-like
     ("conv_transpose1d", (2, 4, 7), (4, 3, 3), dict(stride=3, padding=2, output_padding=1)),
     ("conv_transpose1d", (4, 7), (4, 1, 5), dict(dilation=2, groups=2, padding=3)),
 ]
@@ -83,6 +86,21 @@ def test_every_algorithm_runs_transposed(rng, algorithm):
     out = numbaconv.conv_transpose2d(x, w, padding=1, algorithm=algorithm)
     expected = reference.conv_transpose2d(x, w, None, (1, 1), (1, 1))
     assert relative_error(out, expected) < 1e-12
+
+
+@pytest.mark.parametrize("kwargs", [dict(stride=2, padding=1), dict(stride=(3, 2), padding=(4, 0),
+                                                                  output_padding=(2, 1)),
+                                    dict(stride=4, padding=3, groups=2)])
+def test_phase_decomposition_equals_zero_insertion(rng, kwargs):
+    """auto splits a strided transposed convolution into stride-1 phases; an explicit
+    algorithm runs the zero-inserted form. Both are the same sum."""
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 3, 3, 5))
+    bias = np.arange(3.0 * kwargs.get("groups", 1))
+    phases = numbaconv.conv_transpose2d(x, w, bias, **kwargs)
+    inserted = numbaconv.conv_transpose2d(x, w, bias, **kwargs, algorithm="direct")
+    assert phases.shape == inserted.shape
+    assert relative_error(phases, inserted) < 1e-12
 
 
 def test_empty_batch():
