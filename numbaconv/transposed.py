@@ -35,63 +35,61 @@ def zero_inserted_input(tspec, x: np.ndarray) -> np.ndarray:
                 max(-left, 0):full.shape[3] - max(-right, 0)]
 
 
-def equivalent_weight(tspec, w: np.ndarray) -> np.ndarray:
-    """(C_in, C_out/g, kH, kW) -> the conv weight (C_out, C_in/g, kH, kW), flipped."""
+def swapped_weight(tspec, w: np.ndarray) -> np.ndarray:
+    """(C_in, C_out/g, kH, kW) -> (C_out, C_in/g, kH, kW): in/out channels swapped per group."""
     g = tspec.groups
     cg, kg = tspec.in_channels // g, tspec.out_channels // g
     grouped = w.reshape(g, cg, kg, tspec.kernel_height, tspec.kernel_width)
-    swapped = grouped.transpose(0, 2, 1, 3, 4)[:, :, :, ::-1, ::-1]
-    return np.ascontiguousarray(swapped).reshape(tspec.out_channels, cg, tspec.kernel_height,
-                                                 tspec.kernel_width)
+    return grouped.transpose(0, 2, 1, 3, 4).reshape(tspec.out_channels, cg, tspec.kernel_height,
+                                                    tspec.kernel_width)
 
 
-def phase_taps(size, kernel, stride, padding, out_size, phase):
-    """For the outputs o = phase + stride * m of one dimension (dilation 1): (taps, lo, m):
-    the kernel taps they meet, last first, the input position the first output's window
-    starts at (may be negative), and how many such outputs there are. Output m is
-    sum_t x[lo + m + t] * w[taps[t]] (x is zero outside [0, size))."""
+def equivalent_weight(tspec, w: np.ndarray) -> np.ndarray:
+    """The conv weight of the zero-inserted form: :func:`swapped_weight`, flipped."""
+    return np.ascontiguousarray(swapped_weight(tspec, w)[:, :, ::-1, ::-1])
+
+
+def phase_window(size, kernel, stride, padding, out_size, phase):
+    """For the outputs o = phase + stride * m of one dimension (dilation 1):
+    (taps, count, start, stop, pad_before, pad_after). ``taps`` are the kernel taps those
+    outputs meet, last first; there are ``count`` of them; output m is
+    sum_t x[lo + m + t] * w[taps[t]], which reads input positions lo .. lo + count +
+    len(taps) - 2: x[start:stop] (that range clipped to the input) and zeros around it."""
     first = (phase + padding) % stride
     taps = list(range(first, kernel, stride))[::-1]
     count = len(range(phase, out_size, stride))
     lo = (phase + padding - first) // stride - (len(taps) - 1)
-    return taps, lo, count
+    hi = lo + count + len(taps) - 1
+    start, stop = max(lo, 0), min(hi, size)
+    return taps, count, start, stop, start - lo, hi - stop
 
 
 def by_phases(tspec, x: np.ndarray, w: np.ndarray, bias, algorithm) -> np.ndarray:
     """The transposed convolution (N, C_out, H_out, W_out) as s_h * s_w stride-1
     convolutions of ``x`` with sub-kernels of ``w`` (dilation 1), scattered into place."""
-    g, n = tspec.groups, tspec.batch
-    cg, kg = tspec.in_channels // g, tspec.out_channels // g
-    # (C_in, C_out/g, kH, kW) -> (C_out, C_in/g, kH, kW), per group, not flipped
-    w_conv = w.reshape(g, cg, kg, tspec.kernel_height, tspec.kernel_width).transpose(
-        0, 2, 1, 3, 4).reshape(tspec.out_channels, cg, tspec.kernel_height, tspec.kernel_width)
-    out = np.empty((n, tspec.out_channels, tspec.out_height, tspec.out_width), tspec.dtype)
+    w_conv = swapped_weight(tspec, w)  # not flipped: phase_window lists the taps last first
+    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
+                   tspec.dtype)
     sh, sw = tspec.stride
-    dims = [(tspec.in_height, tspec.kernel_height, sh, tspec.padding[0], tspec.out_height),
-            (tspec.in_width, tspec.kernel_width, sw, tspec.padding[1], tspec.out_width)]
     for ry in range(sh):
-        taps_y, lo_y, m_y = phase_taps(*dims[0], ry)
+        taps_y, m_y, a_y, b_y, top, bottom = phase_window(
+            tspec.in_height, tspec.kernel_height, sh, tspec.padding[0], tspec.out_height, ry)
         for rx in range(sw):
-            taps_x, lo_x, m_x = phase_taps(*dims[1], rx)
+            taps_x, m_x, a_x, b_x, left, right = phase_window(
+                tspec.in_width, tspec.kernel_width, sw, tspec.padding[1], tspec.out_width, rx)
             if m_y == 0 or m_x == 0:
                 continue
             target = out[:, :, ry::sh, rx::sw]
-            # the input rows/columns the phase reads, clipped to the input; zeros elsewhere
-            (a_y, b_y), (a_x, b_x) = [(max(lo, 0), min(lo + m + len(taps) - 1, size))
-                                      for lo, m, taps, size in
-                                      ((lo_y, m_y, taps_y, tspec.in_height),
-                                       (lo_x, m_x, taps_x, tspec.in_width))]
-            if not taps_y or not taps_x or a_y >= b_y or a_x >= b_x:
+            if not taps_y or not taps_x or a_y >= b_y or a_x >= b_x:  # reads only zeros
                 target[...] = 0 if bias is None else bias[:, None, None]
                 continue
             sub_w = np.ascontiguousarray(w_conv[:, :, taps_y][:, :, :, taps_x])
             spec = ConvSpec(
-                op=tspec.op, batch=n, in_channels=tspec.in_channels, in_height=b_y - a_y,
-                in_width=b_x - a_x, out_channels=tspec.out_channels,
+                op=tspec.op, batch=tspec.batch, in_channels=tspec.in_channels,
+                in_height=b_y - a_y, in_width=b_x - a_x, out_channels=tspec.out_channels,
                 kernel_height=len(taps_y), kernel_width=len(taps_x), stride_h=1, stride_w=1,
-                dilation_h=1, dilation_w=1, pad_top=a_y - lo_y,
-                pad_bottom=lo_y + m_y + len(taps_y) - 1 - b_y, pad_left=a_x - lo_x,
-                pad_right=lo_x + m_x + len(taps_x) - 1 - b_x, groups=g, padding_mode="zeros",
+                dilation_h=1, dilation_w=1, pad_top=top, pad_bottom=bottom, pad_left=left,
+                pad_right=right, groups=tspec.groups, padding_mode="zeros",
                 has_bias=bias is not None, dtype=tspec.dtype, batched=True)
             chosen = planner.make_plan(spec, algorithm)
             result = planner.execute(chosen, x[:, :, a_y:b_y, a_x:b_x], sub_w, bias)
