@@ -33,8 +33,9 @@ class _Inplace(Module):
     def _result(self, input, result):
         return _store(type(self).__name__, input, result) if self.inplace else result
 
-    def _inplace_repr(self) -> str:
-        return "inplace=True" if self.inplace else ""
+    def _repr_with_inplace(self, *parts: str) -> str:
+        """torch's extra_repr: ``parts``, then ``inplace=True`` when set."""
+        return ", ".join(parts + (("inplace=True",) if self.inplace else ()))
 
 
 class ReLU(_Inplace):
@@ -50,7 +51,7 @@ class ReLU(_Inplace):
         return self._result(input, relu(input))
 
     def extra_repr(self) -> str:
-        return self._inplace_repr()
+        return self._repr_with_inplace()
 
 
 class Sigmoid(Module):
@@ -79,8 +80,7 @@ class LeakyReLU(_Inplace):
         return self._result(input, leaky_relu(input, self.negative_slope))
 
     def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace
-                                                          else "")
+        return self._repr_with_inplace(f"negative_slope={self.negative_slope}")
 
 
 class PReLU(Module):
@@ -141,5 +141,4 @@ class RReLU(_Inplace):
                                          self.rng))
 
     def extra_repr(self) -> str:
-        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace
-                                                            else "")
+        return self._repr_with_inplace(f"lower={self.lower}", f"upper={self.upper}")

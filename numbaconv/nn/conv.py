@@ -55,15 +55,17 @@ class _ConvNd(Module):
         self.transposed = self._transposed
         self.algorithm = algorithm
         self.dtype = module_dtype(name, dtype)
-        if self._transposed:
-            weight_shape = (self.in_channels, self.out_channels // groups) + kernel
-        else:
-            weight_shape = (self.out_channels, self.in_channels // groups) + kernel
-        self._weight_shape = weight_shape
         self.register_parameter("weight", None)
         self.register_parameter("bias", None)
         self._has_bias = check_bool(name, "bias", bias)
         self.reset_parameters(rng)
+
+    @property
+    def _weight_shape(self) -> tuple:
+        """(out, in / groups, *kernel); transposed: (in, out / groups, *kernel), as torch."""
+        first, second = ((self.in_channels, self.out_channels) if self._transposed
+                         else (self.out_channels, self.in_channels))
+        return (first, second // self.groups) + self.kernel_size
 
     def reset_parameters(self, rng=None) -> None:
         """Draw weight and bias as torch does (kaiming-uniform, a=sqrt(5); bias in

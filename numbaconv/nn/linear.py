@@ -78,8 +78,8 @@ class Flatten(Module):
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         name = type(self).__name__
-        self.start_dim = check_int(name, "start_dim", start_dim, -(2 ** 62))
-        self.end_dim = check_int(name, "end_dim", end_dim, -(2 ** 62))
+        self.start_dim = check_int(name, "start_dim", start_dim)
+        self.end_dim = check_int(name, "end_dim", end_dim)
 
     def forward(self, input):
         x = np.asarray(input)

@@ -22,10 +22,10 @@ def check_bool(owner: str, name: str, value) -> bool:
     return bool(value)
 
 
-def check_int(owner: str, name: str, value, minimum: int) -> int:
+def check_int(owner: str, name: str, value, minimum: int | None = None) -> int:
     if not _is_int(value):
         raise TypeError(f"{owner}: {name} must be an int, got {value!r}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
     return int(value)
 

@@ -13,6 +13,11 @@ from .module import Module
 from .options import check_bool
 
 
+def _window_repr(module) -> str:
+    """torch's extra_repr of AvgPool1d/2d and MaxUnpool2d."""
+    return f"kernel_size={module.kernel_size}, stride={module.stride}, padding={module.padding}"
+
+
 class _MaxPoolNd(Module):
     _dims = 2
     _function = None
@@ -85,8 +90,7 @@ class AvgPool2d(Module):
         return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                           self.count_include_pad, self.divisor_override)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+    extra_repr = _window_repr
 
 
 class AvgPool1d(Module):
@@ -107,8 +111,7 @@ class AvgPool1d(Module):
         return avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                           self.count_include_pad)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+    extra_repr = _window_repr
 
 
 class MaxUnpool2d(Module):
@@ -136,5 +139,4 @@ class MaxUnpool2d(Module):
         return max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
                             output_size)
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+    extra_repr = _window_repr
