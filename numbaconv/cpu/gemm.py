@@ -1,11 +1,11 @@
-"""Convolution as matrix products (im2col + BLAS) on the CPU.
+"""Convolution as matrix products (im2col + :func:`.microkernel.matmul`) on the CPU.
 
 The output is cut into blocks of one image, one group and a few output rows.
 Each Numba thread takes its share of the blocks and, per block, unfolds the input
 patches into a (C/groups * kH * kW, columns) matrix, multiplies the group's weight
-matrix (K/groups, C/groups * kH * kW) by it with one single-threaded BLAS call, and
-writes the result (plus bias) into the output. The unfolded block stays in the
-core's cache, and BLAS runs near the machine's peak, which makes this the fast path
+matrix (K/groups, C/groups * kH * kW) by it on the thread's own core, and writes the
+result (plus bias) into the output. The unfolded block stays in the core's cache, and
+the product runs near the machine's peak, which makes this the fast path
 for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 """
 
@@ -15,9 +15,9 @@ from numba import njit, prange
 
 from ..config import JIT_PARALLEL
 from ..registry import gemm_block_rows
-from .blas import single_threaded_blas
 from .layout import new_output, phase_split_input
 from .dispatch import launch
+from .microkernel import matmul, workspace_size
 
 
 @njit(**JIT_PARALLEL)
@@ -44,6 +44,7 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     for worker in prange(workers):
         cols = np.empty((depth, columns), dtype=xph.dtype)
         result = np.empty((kg, columns), dtype=xph.dtype)
+        work = np.empty(workspace_size(depth), dtype=xph.dtype)
         for block in range(worker, n_blocks, workers):
             i0 = (block % blocks_per_plane) * block_rows
             ng = block // blocks_per_plane
@@ -53,9 +54,9 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
             width = rows * out_w
             if image_is_matrix:
                 # 1x1, stride 1, unpadded, one group, whole image: x[n] already is the
-                # (C, H*W) matrix and out[n] the (K, OH*OW) one; BLAS works in place.
+                # (C, H*W) matrix and out[n] the (K, OH*OW) one: no copies.
                 plane_out = out[n].reshape(out_channels, out_h * out_w)
-                np.dot(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out)
+                matmul(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out, work)
                 for k in range(out_channels):
                     plane_out[k] += bias[k]
                 continue
@@ -71,12 +72,8 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
                     base = i * out_w
                     for j in range(out_w):
                         dst[base + j] = src[j]
-            if width == columns:
-                np.dot(wmats[g], cols, result)
-                res = result
-            else:  # the last, shorter block (BLAS wants contiguous operands)
-                res = np.empty((kg, width), dtype=xph.dtype)
-                np.dot(wmats[g], np.ascontiguousarray(cols[:, :width]), res)
+            res = result[:, :width]
+            matmul(wmats[g], cols[:, :width], res, work)
             for k in range(kg):
                 dst = out[n, g * kg + k].reshape(out_h * out_w)
                 b = bias[g * kg + k]
@@ -92,6 +89,5 @@ def run(spec, x, weight, bias):
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     workers = min(numba.get_num_threads(), blocks)
-    with single_threaded_blas():
-        return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
-                                   spec.groups, block_rows, workers)
+    return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
+                               spec.groups, block_rows, workers)

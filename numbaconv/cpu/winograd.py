@@ -4,13 +4,13 @@ Pipeline per group (see ``shared/winograd.md`` for the maths)::
 
     x (N, C, H, W) --input transform, a tile row at a time--> V (P, T, C)
                                         P = alpha^2 positions, T = N * tiles
-    V[p] (T x C) @ U[p] (C x K) --BLAS--> M (P, T, K)
+    V[p] (T x C) @ U[p] (C x K) --matmul--> M (P, T, K)
     M --output_transform (+ bias)--> out (N, K, OH, OW)
 
 The transforms work a tile row at a time, channels-last (each tile row's input rows
 are transposed into a small cached buffer first), as long unit-stride loops over
 (tiles x channels) that LLVM vectorises, whatever the image size; the per-position
-products are row-major BLAS calls, single-threaded inside Numba's threads. The input is
+products are :func:`.microkernel.matmul` calls, each on one of Numba's threads. The input is
 zero padded up to whole tiles, and the output transform writes only the rows and
 columns that exist, so ragged edges need no special case.
 
@@ -27,9 +27,9 @@ from numba import njit, prange
 from .. import winograd_math
 from ..config import JIT_PARALLEL
 from ..registry import winograd_block_rows
-from .blas import single_threaded_blas
 from .layout import new_output, pad_phase_split
 from .dispatch import launch
+from .microkernel import VECTOR_BYTES, matmul, transpose_tile, transpose_tile_bias, workspace_size
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
@@ -122,6 +122,32 @@ def weight_transform(kernels, g_matrix, u):
 
 
 @njit(inline="always")
+def _stage_row(x, n, c0, ih, pad_left, row_stage):
+    """row_stage[pad_left + iw, c] = x[n, c0 + c, ih, iw]: one input row, channels last.
+
+    A transpose, done in LANES x LANES blocks in registers (:func:`transpose_tile`);
+    the ragged channels and columns past the last whole block are moved one by one.
+    """
+    channels = row_stage.shape[1]
+    width = x.shape[3]
+    item = x.itemsize
+    lanes = VECTOR_BYTES // item
+    whole_c = channels // lanes * lanes
+    whole_w = width // lanes * lanes if x.strides[3] == item else 0
+    if whole_w:
+        ld_channel = x.strides[1] // item
+        row0 = (n * x.strides[0] + c0 * x.strides[1] + ih * x.strides[2]) // item
+        for cb in range(0, whole_c, lanes):
+            for wb in range(0, whole_w, lanes):
+                transpose_tile(x, row0 + cb * ld_channel + wb, ld_channel, row_stage,
+                               (pad_left + wb) * channels + cb, channels)
+    for c in range(channels):
+        src = x[n, c0 + c, ih]
+        for iw in range(whole_w if c < whole_c else 0, width):
+            row_stage[pad_left + iw, c] = src[iw]
+
+
+@njit(inline="always")
 def _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf):
     """rows_buf[i, p, q, c] = padded x[n, c0 + c, h0 + i, q * tile + p] (NCHW -> phase split).
 
@@ -130,16 +156,13 @@ def _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf):
     columns are never written: zeroed when allocated, they stay zero.
     """
     alpha, tile, q_count, channels = rows_buf.shape
-    height, width = x.shape[2], x.shape[3]
+    height = x.shape[2]
     for i in range(alpha):
         ih = h0 + i - pad_top
         if ih < 0 or ih >= height:
             rows_buf[i, :, :, :] = 0
             continue
-        for c in range(channels):
-            src = x[n, c0 + c, ih]
-            for iw in range(width):
-                row_stage[pad_left + iw, c] = src[iw]
+        _stage_row(x, n, c0, ih, pad_left, row_stage)
         for p in range(tile):
             for q in range(q_count):
                 rows_buf[i, p, q, :] = row_stage[q * tile + p, :]
@@ -185,15 +208,37 @@ def _input_tile_row(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf, tmp_in
 
 
 @njit(inline="always")
-def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
+def _output_buffers(tile, tiles_w, kg, like):
+    """Per-worker scratch of :func:`_output_tile_row`, of ``like``'s dtype: (s_buf, y_buf, t_buf).
+
+    y_buf holds, per output row i of a tile row, a (columns, K) matrix whose row count is
+    rounded up to whole transpose blocks, plus LANES spare values: the last blocks of a
+    row read past its K channels (values that are never stored), into the next row or
+    the spare ones.
+    """
+    lanes = VECTOR_BYTES // like.itemsize
+    columns = -(-tile * tiles_w // lanes) * lanes
+    s_buf = np.empty((tile, tile + 2, tiles_w * kg), dtype=like.dtype)
+    y_buf = np.zeros(tile * columns * kg + lanes, dtype=like.dtype)
+    t_buf = np.empty((lanes, lanes), dtype=like.dtype)
+    return s_buf, y_buf, t_buf
+
+
+@njit(inline="always")
+def _output_tile_row(m, t0, s_buf, y_buf, t_buf, tiles_w, bias, k0, out, n, oh0):
     """out[n, k0:, oh0:oh0 + tile, :] = A^T M A + bias for the tile row of tiles t0.. t0+tiles_w.
 
     Returns how many of the written outputs are not finite (see ``run_tile``).
-    m: (P, T, K); s_buf: (tile, alpha, tiles_w * K); y_buf: (tile, tile, tiles_w * K), where
-    y_buf[i, j, tx * K + k] ends up as output (oh0 + i, tile * tx + j) of channel k.
+    m: (P, T, K); s_buf, y_buf, t_buf: from :func:`_output_buffers`. The row pass leaves
+    s_buf[i, b, tx * K + k]; the column pass writes output column w = tile * tx + j of
+    row i as y_buf[(i * columns + w) * K + k], channels last; each (LANES columns x LANES
+    channels) block of that is transposed in registers into ``t_buf`` and stored, plus
+    bias, along the NCHW output rows.
     """
     tile, alpha, seg = s_buf.shape
     channels = m.shape[2]
+    lanes = t_buf.shape[0]
+    columns = (y_buf.size - lanes) // (tile * channels)
     base = t0 * channels
     if tile == 4:
         for b in range(6):  # A^T along the rows ...
@@ -205,8 +250,13 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
                       s_buf[0, b], s_buf[1, b], s_buf[2, b], s_buf[3, b])
         for i in range(4):  # ... then A along the columns
             q = s_buf[i]
-            _at4_rows(q[0], q[1], q[2], q[3], q[4], q[5],
-                      y_buf[i, 0], y_buf[i, 1], y_buf[i, 2], y_buf[i, 3])
+            for tx in range(tiles_w):
+                e, y = tx * channels, (i * columns + 4 * tx) * channels
+                _at4_rows(q[0, e:e + channels], q[1, e:e + channels], q[2, e:e + channels],
+                          q[3, e:e + channels], q[4, e:e + channels], q[5, e:e + channels],
+                          y_buf[y:y + channels], y_buf[y + channels:y + 2 * channels],
+                          y_buf[y + 2 * channels:y + 3 * channels],
+                          y_buf[y + 3 * channels:y + 4 * channels])
     else:
         for b in range(4):
             _at2_rows(m[b].reshape(-1)[base:base + seg], m[4 + b].reshape(-1)[base:base + seg],
@@ -214,19 +264,34 @@ def _output_tile_row(m, t0, s_buf, y_buf, tiles_w, bias, k0, out, n, oh0):
                       m[12 + b].reshape(-1)[base:base + seg], s_buf[0, b], s_buf[1, b])
         for i in range(2):
             q = s_buf[i]
-            _at2_rows(q[0], q[1], q[2], q[3], y_buf[i, 0], y_buf[i, 1])
+            for tx in range(tiles_w):
+                e, y = tx * channels, (i * columns + 2 * tx) * channels
+                _at2_rows(q[0, e:e + channels], q[1, e:e + channels], q[2, e:e + channels],
+                          q[3, e:e + channels], y_buf[y:y + channels],
+                          y_buf[y + channels:y + 2 * channels])
     out_h, out_w = out.shape[2], out.shape[3]
     nonfinite = 0
-    for k in range(channels):  # channels-last tile row -> NCHW rows, plus bias
-        bk = bias[k0 + k]
-        for i in range(min(tile, out_h - oh0)):
-            dst = out[n, k0 + k, oh0 + i]
-            src = y_buf[i]
-            for tx in range(tiles_w):  # nested loops: no division per element
-                for j in range(min(tile, out_w - tile * tx)):
-                    value = src[j, tx * channels + k] + bk
-                    dst[tile * tx + j] = value
-                    nonfinite += not np.isfinite(value)
+    item = out.itemsize
+    ld_out = out.strides[1] // item
+    for i in range(min(tile, out_h - oh0)):  # channels-last rows -> NCHW rows, plus bias
+        row0 = (n * out.strides[0] + k0 * out.strides[1] + (oh0 + i) * out.strides[2]) // item
+        for w0 in range(0, out_w, lanes):
+            width = min(lanes, out_w - w0)
+            for kb in range(0, channels, lanes):
+                src = (i * columns + w0) * channels + kb
+                if width == lanes and kb + lanes <= channels:  # a whole block: straight out
+                    nonfinite += transpose_tile_bias(y_buf, src, channels, out,
+                                                     row0 + kb * ld_out + w0, ld_out, bias, k0 + kb)
+                    continue
+                transpose_tile(y_buf, src, channels, t_buf, 0, lanes)
+                for kk in range(min(lanes, channels - kb)):
+                    bk = bias[k0 + kb + kk]
+                    dst = out[n, k0 + kb + kk, oh0 + i]
+                    src = t_buf[kk]
+                    for j in range(width):
+                        value = src[j] + bk
+                        dst[w0 + j] = value
+                        nonfinite += not np.isfinite(value)
     return nonfinite
 
 
@@ -240,7 +305,7 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
 
     Returns the number of outputs that are not finite. x: NCHW input (zero padding still to apply); u: (P, C, K) transformed weights;
     out: (N, K_total, OH, OW). Each worker runs the whole pipeline on blocks of
-    ``block_rows`` tile rows (input transform -> P single-threaded BLAS products ->
+    ``block_rows`` tile rows (input transform -> P matrix products ->
     output transform) so that the transform-domain block stays in its core's cache.
     """
     n_batch = x.shape[0]
@@ -257,8 +322,8 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
         row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=x.dtype)
         rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=x.dtype)
         tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=x.dtype)
-        s_buf = np.empty((tile, alpha, tiles_w * kg), dtype=x.dtype)
-        y_buf = np.empty((tile, tile, tiles_w * kg), dtype=x.dtype)
+        s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
+        work = np.empty(workspace_size(channels), dtype=x.dtype)
         for blk in range(worker, n_blocks, workers):
             q0 = blk * block_rows
             q1 = min(q0 + block_rows, n_rows)
@@ -267,11 +332,11 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
                 _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf,
                                 tmp_in, tiles_w, vb, (q - q0) * tiles_w)
             for p in range(positions):
-                np.dot(vb[p], u[p], mb[p])
+                matmul(vb[p], u[p], mb[p], work)
             for q in range(q0, q1):
                 n, ty = divmod(q, tiles_h)
-                nonfinite += _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, tiles_w, bias,
-                                              k0, out, n, ty * tile)
+                nonfinite += _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, t_buf,
+                                              tiles_w, bias, k0, out, n, ty * tile)
     return nonfinite
 
 
@@ -281,7 +346,7 @@ def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, til
     """The same result as :func:`winograd_conv2d`, one stage at a time over all tiles.
 
     For deep layers the transformed weights (P * C * K values) outweigh a cache-sized
-    block of tiles; then each position's weights must be read once, by one BLAS product
+    block of tiles; then each position's weights must be read once, by one matrix product
     over every tile (v: (P, T, C) -> m: (P, T, K)), rather than once per block.
     """
     n_batch = x.shape[0]
@@ -297,16 +362,16 @@ def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, til
             _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf, tmp_in,
                             tiles_w, v, q * tiles_w)
     for worker in prange(workers):
+        work = np.empty(workspace_size(channels), dtype=x.dtype)
         for p in range(worker, positions, workers):
-            np.dot(v[p], u[p], m[p])
+            matmul(v[p], u[p], m[p], work)
     nonfinite = 0
     for worker in prange(workers):
-        s_buf = np.empty((tile, alpha, tiles_w * kg), dtype=x.dtype)
-        y_buf = np.empty((tile, tile, tiles_w * kg), dtype=x.dtype)
+        s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
         for q in range(worker, n_rows, workers):
             n, ty = divmod(q, tiles_h)
-            nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, tiles_w, bias, k0, out, n,
-                                          ty * tile)
+            nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, t_buf, tiles_w, bias, k0,
+                                          out, n, ty * tile)
     return nonfinite
 
 
@@ -382,16 +447,15 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     else:
         workers = min(numba.get_num_threads(), -(-n_rows // block_rows))
     nonfinite = 0
-    with single_threaded_blas():
-        for g in range(spec.groups):
-            if staged:
-                nonfinite += launch(winograd_conv2d_staged)(
-                    x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
-                    tiles_h, tiles_w, v, m, workers)
-            else:
-                nonfinite += launch(winograd_conv2d)(
-                    x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
-                    tiles_h, tiles_w, block_rows, workers)
+    for g in range(spec.groups):
+        if staged:
+            nonfinite += launch(winograd_conv2d_staged)(
+                x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
+                tiles_h, tiles_w, v, m, workers)
+        else:
+            nonfinite += launch(winograd_conv2d)(
+                x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
+                tiles_h, tiles_w, block_rows, workers)
     if nonfinite and match_torch_nonfinite:
         from . import gemm
 

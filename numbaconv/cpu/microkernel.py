@@ -1,0 +1,323 @@
+"""Matrix products for the CPU kernels: a register-blocked GEMM written in LLVM IR through Numba.
+
+Why not BLAS (``np.dot`` inside ``@njit``, which calls SciPy's OpenBLAS, as earlier
+versions did): OpenBLAS picks its kernels per CPU when it loads, and an environment may
+pin older ones: the reference machine sets ``OPENBLAS_CORETYPE=Haswell``, whose AVX2
+kernels run at half the speed of its AVX-512 ones. Called from Numba's threads it also
+had to have its own threads switched off around every kernel (they spin-wait and
+oversubscribe the cores). This product is compiled by Numba for the CPU it runs on,
+uses its widest vectors and runs on the calling thread. Measured on the reference
+machine (2 threads, one product per thread, float32, 384x128 @ 128x128): 460 GFLOP/s,
+against OpenBLAS's 240 (Haswell kernels, as pinned) and 435 (its AVX-512 kernels).
+
+The structure is GotoBLAS's (and BLIS's): the output is cut into ``MR x NR`` tiles, each
+kept in ``MR * NV`` vector registers while the depth loop runs; per depth step the tile
+loads ``NV`` vectors of a row of ``b`` and broadcasts ``MR`` values of ``a``, one from
+each of its MR rows, read in place (packing ``a`` first cost more than it saved when
+``b`` is only one or two tiles wide, as in Winograd's 64-channel products). LLVM does not build such register tiles from loops by itself (it keeps the
+accumulators in memory, a load and a store per multiply-add), so the tile is written
+directly as vector IR with ``numba.extending.intrinsic``: loads, ``llvm.fma`` and
+stores on ``<W x float>`` values, which LLVM maps to one instruction each.
+"""
+
+import llvmlite.binding as llvm_binding
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ..config import JIT
+
+
+def _vector_bytes() -> int:
+    """The widest vector the compiled code may use: 64 bytes with AVX-512, else 32."""
+    if numba.config.CPU_NAME:  # a portable build (NUMBA_CPU_NAME): assume AVX2 at most
+        return 32
+    features = llvm_binding.get_host_cpu_features()
+    return 64 if features.get("avx512f", False) else 32
+
+
+#: Register tile: MR rows by NV vectors. With 32 vector registers (AVX-512) 6 x 4 uses
+#: 24 accumulators, 4 row vectors and a broadcast; with 16 (AVX2) 6 x 2 uses 12 + 2 + 1.
+VECTOR_BYTES = _vector_bytes()
+MR = 6
+NV = 4 if VECTOR_BYTES == 64 else 2
+
+
+def _tile_kernel(mr, nv):
+    """An intrinsic computing c[0:mr, 0:nv*W] (+)= a[0:mr, 0:depth] @ b[0:depth, 0:nv*W].
+
+    Arguments: ``a``, ``a_off``, ``lda``, ``b``, ``b_off``, ``ldb``, ``c``, ``c_off``,
+    ``ldc``, ``depth``, ``accumulate``: for each matrix its array, the offset of its first
+    element and its row stride, counted in elements from the start of the array's data
+    (the caller guarantees every access is in bounds). With ``accumulate`` false the
+    tile starts from zero instead of c's values.
+    """
+
+    @intrinsic
+    def tile(typingctx, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
+        if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
+            return None  # a typing error: one float dtype for all three
+        sig = types.void(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+
+        def codegen(context, builder, signature, args):
+            (a_v, a_off_v, lda_v, b_v, b_off_v, ldb_v, c_v, c_off_v, ldc_v, depth_v,
+             accumulate_v) = args
+            dtype = signature.args[0].dtype
+            align = dtype.bitwidth // 8
+            width = VECTOR_BYTES // align
+            vec = ir.VectorType(context.get_value_type(dtype), width)
+            i64 = ir.IntType(64)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec] * 3),
+                f"llvm.fma.v{width}f{dtype.bitwidth}")
+
+            def start(position, value, offset):
+                array = cgutils.create_struct_proxy(signature.args[position])
+                return builder.gep(array(context, builder, value=value).data, [offset])
+
+            def vector_at(base, offset):
+                return builder.bitcast(builder.gep(base, [offset]), vec.as_pointer())
+
+            def row(base, stride, i):
+                return builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))])
+
+            a_rows = [row(start(0, a_v, a_off_v), lda_v, i) for i in range(mr)]
+            b_ptr = start(3, b_v, b_off_v)
+            c_ptr = start(6, c_v, c_off_v)
+            c_vectors = [[vector_at(row(c_ptr, ldc_v, i), ir.Constant(i64, v * width))
+                          for v in range(nv)] for i in range(mr)]
+            # Accumulators live in allocas, which LLVM promotes to registers.
+            zero = ir.Constant(vec, None)
+            keep = builder.icmp_unsigned("!=", accumulate_v, ir.Constant(accumulate_v.type, 0))
+            accs = []
+            for i in range(mr):
+                accs.append([])
+                for v in range(nv):
+                    slot = cgutils.alloca_once(builder, vec)
+                    initial = builder.load(c_vectors[i][v], align=align)
+                    builder.store(builder.select(keep, initial, zero), slot)
+                    accs[i].append(slot)
+            undef = ir.Constant(vec, ir.Undefined)
+            lane0 = ir.Constant(ir.IntType(32), 0)
+            broadcast_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), None)
+            with cgutils.for_range(builder, depth_v) as loop:
+                k = loop.index
+                b_row = builder.gep(b_ptr, [builder.mul(k, ldb_v)])
+                b_vectors = [builder.load(vector_at(b_row, ir.Constant(i64, v * width)), align=align)
+                             for v in range(nv)]
+                for i in range(mr):
+                    a_value = builder.load(builder.gep(a_rows[i], [k]))
+                    a_splat = builder.shuffle_vector(
+                        builder.insert_element(undef, a_value, lane0), undef, broadcast_mask)
+                    for v in range(nv):
+                        acc = builder.load(accs[i][v])
+                        builder.store(builder.call(fma, [a_splat, b_vectors[v], acc]), accs[i][v])
+            for i in range(mr):
+                for v in range(nv):
+                    builder.store(builder.load(accs[i][v]), c_vectors[i][v], align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+def _transpose_codegen(add_bias):
+    """Code for an intrinsic storing the transpose of a LANES x LANES block (LANES: 16 float32 or 8
+    float64 values with AVX-512): dst[j, i] = src[i, j] (+ bias[j]) for i, j < LANES.
+
+    Arguments: ``src``, ``src_off``, ``lds``, ``dst``, ``dst_off``, ``ldd`` (offsets and
+    row strides count elements from the start of each array's data; the caller
+    guarantees both blocks are in bounds), and with ``add_bias`` also ``bias`` and
+    ``bias_off``; then it returns how many stored values are not finite. The block is
+    loaded as LANES row vectors and transposed in registers by log2(LANES) rounds of
+    interleaving (row i with row i + LANES/2, low halves then high halves: the perfect
+    shuffle), one two-source permute instruction each, instead of LANES^2 scalar moves.
+    """
+
+    def codegen(context, builder, signature, args):
+        src_v, src_off_v, lds_v, dst_v, dst_off_v, ldd_v = args[:6]
+        dtype = signature.args[0].dtype
+        align = dtype.bitwidth // 8
+        lanes = VECTOR_BYTES // align
+        vec = ir.VectorType(context.get_value_type(dtype), lanes)
+        i64 = ir.IntType(64)
+
+        def element(position, value, offset):
+            array = cgutils.create_struct_proxy(signature.args[position])
+            return builder.gep(array(context, builder, value=value).data, [offset])
+
+        def row_vector(base, stride, i):
+            row = builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))])
+            return builder.bitcast(row, vec.as_pointer())
+
+        src_ptr = element(0, src_v, src_off_v)
+        rows = [builder.load(row_vector(src_ptr, lds_v, i), align=align) for i in range(lanes)]
+        half = lanes // 2
+        index = ir.VectorType(ir.IntType(32), lanes)
+        low = ir.Constant(index, [j // 2 + (j % 2) * lanes for j in range(lanes)])
+        high = ir.Constant(index, [half + j // 2 + (j % 2) * lanes for j in range(lanes)])
+        for _ in range(lanes.bit_length() - 1):
+            shuffled = []
+            for i in range(half):
+                shuffled.append(builder.shuffle_vector(rows[i], rows[i + half], low))
+                shuffled.append(builder.shuffle_vector(rows[i], rows[i + half], high))
+            rows = shuffled
+        dst_ptr = element(3, dst_v, dst_off_v)
+        nonfinite = ir.Constant(i64, 0)
+        if add_bias:
+            bias_ptr = element(6, args[6], args[7])
+            undef = ir.Constant(vec, ir.Undefined)
+            lane0 = ir.Constant(ir.IntType(32), 0)
+            splat = ir.Constant(index, None)
+            popcount = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.IntType(lanes), [ir.IntType(lanes)]),
+                f"llvm.ctpop.i{lanes}")
+        for j in range(lanes):
+            row = rows[j]
+            if add_bias:
+                b = builder.load(builder.gep(bias_ptr, [ir.Constant(i64, j)]))
+                row = builder.fadd(row, builder.shuffle_vector(
+                    builder.insert_element(undef, b, lane0), undef, splat))
+                # x - x is NaN exactly where x is inf or NaN.
+                diff = builder.fsub(row, row)
+                bad = builder.bitcast(builder.fcmp_unordered("uno", diff, diff),
+                                      ir.IntType(lanes))
+                count = builder.zext(builder.call(popcount, [bad]), i64)
+                nonfinite = builder.add(nonfinite, count)
+            builder.store(row, row_vector(dst_ptr, ldd_v, j), align=align)
+        return nonfinite if add_bias else context.get_dummy_value()
+
+    return codegen
+
+
+def _same_float(*arrays):
+    dtype = arrays[0].dtype
+    return dtype in (types.float32, types.float64) and all(a.dtype == dtype for a in arrays)
+
+
+@intrinsic
+def transpose_tile(typingctx, src, src_off, lds, dst, dst_off, ldd):
+    """dst[j, i] = src[i, j] for i, j < LANES; see :func:`_transpose_codegen`."""
+    if not _same_float(src, dst):
+        return None
+    return types.void(src, src_off, lds, dst, dst_off, ldd), _transpose_codegen(False)
+
+
+@intrinsic
+def transpose_tile_bias(typingctx, src, src_off, lds, dst, dst_off, ldd, bias, bias_off):
+    """dst[j, i] = src[i, j] + bias[bias_off + j]; returns the count of non-finite values stored."""
+    if not _same_float(src, dst, bias):
+        return None
+    sig = types.int64(src, src_off, lds, dst, dst_off, ldd, bias, bias_off)
+    return sig, _transpose_codegen(True)
+
+
+_tile1 = _tile_kernel(MR, 1)
+_tile2 = _tile_kernel(MR, 2)
+_tile3 = _tile_kernel(MR, 3)
+_tile4 = _tile_kernel(MR, 4)
+
+
+@njit(inline="always")
+def _tile(nv, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
+    if nv == 4:
+        _tile4(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    elif nv == 3:
+        _tile3(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    elif nv == 2:
+        _tile2(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    else:
+        _tile1(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+
+
+# Depth per pass: a pass re-reads (depth block x N) of b from L2 for every MR rows of a.
+_DEPTH_BLOCK = 256
+
+# Called from the cached kernels, whose cache entries hold the compiled callees too; a
+# cache of their own would only add files that, when corrupt, break the callers' recovery
+# (:mod:`.dispatch` recompiles the kernel it launched, not its callees).
+_CALLEE = dict(JIT, cache=False)
+
+
+@njit(**_CALLEE)
+def workspace_size(depth):
+    """Elements of the ``work`` buffer :func:`matmul` needs for ``a`` with ``depth`` columns."""
+    kc = min(depth, _DEPTH_BLOCK)
+    width = VECTOR_BYTES // 4  # float32 lanes: enough for float64 too
+    return MR * kc + MR * NV * width + kc * width
+
+
+@njit(**_CALLEE)
+def matmul(a, b, c, work):
+    """c[:, :] = a @ b, single-threaded, for 2-D float arrays of one dtype.
+
+    a (M, K), b (K, N), c (M, N): any row strides, but each row contiguous. ``work``: a
+    1-D array of a's dtype with at least ``workspace_size(K)`` elements, so that callers
+    running many products reuse one buffer: it holds zero-padded copies of the edges
+    (the last rows of ``a`` and ``c`` when M is not a multiple of MR, the last columns
+    of ``b`` and ``c`` when N is not one of the vector width), which then run through
+    the same register tiles.
+    """
+    m, depth = a.shape
+    n = b.shape[1]
+    if b.shape[0] != depth or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("matmul: shapes do not match")
+    if m == 0 or n == 0:
+        return
+    if depth == 0:
+        c[:, :] = 0
+        return
+    item = a.itemsize
+    if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
+        raise ValueError("matmul: rows must be contiguous")
+    width = VECTOR_BYTES // item
+    panel = NV * width
+    kc_max = min(depth, _DEPTH_BLOCK)
+    if work.size < MR * kc_max + MR * panel + kc_max * width:
+        raise ValueError("matmul: work buffer too small")
+    a_edge = work[:MR * kc_max].reshape(MR, kc_max)
+    c_edge = work[MR * kc_max:MR * (kc_max + panel)].reshape(MR, panel)
+    b_edge = work[MR * (kc_max + panel):MR * (kc_max + panel) + kc_max * width].reshape(
+        kc_max, width)
+    lda = a.strides[0] // item
+    ldb = b.strides[0] // item
+    ldc = c.strides[0] // item
+    vector_cols = n // width * width
+    tail = n - vector_cols
+    full_rows = m // MR * MR
+    for k0 in range(0, depth, kc_max):
+        kc = min(kc_max, depth - k0)
+        accumulate = k0 > 0
+        if tail:
+            b_edge[:, :] = 0
+            b_edge[:kc, :tail] = b[k0:k0 + kc, vector_cols:]
+        for i0 in range(0, m, MR):
+            rows = min(MR, m - i0)
+            if rows == MR:
+                a_src, a_off, a_ld = a, i0 * lda + k0, lda
+            else:  # the last rows, fewer than MR
+                a_edge[:, :] = 0
+                a_edge[:rows, :kc] = a[i0:, k0:k0 + kc]
+                a_src, a_off, a_ld = a_edge, 0, kc_max
+            j0 = 0
+            while j0 < n:
+                if j0 < vector_cols:
+                    nv = min(NV, (vector_cols - j0) // width)
+                    cols = nv * width
+                    b_src, b_off, b_ld = b, k0 * ldb + j0, ldb
+                else:
+                    nv, cols = 1, tail
+                    b_src, b_off, b_ld = b_edge, 0, width
+                if rows == MR and cols == nv * width:
+                    _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c, i0 * ldc + j0, ldc,
+                          kc, accumulate)
+                else:  # an edge tile: through a padded copy of c
+                    c_edge[:rows, :cols] = c[i0:i0 + rows, j0:j0 + cols]
+                    _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_edge, 0, panel, kc,
+                          accumulate)
+                    c[i0:i0 + rows, j0:j0 + cols] = c_edge[:rows, :cols]
+                j0 += cols

@@ -1,0 +1,100 @@
+"""The register-tiled matrix product behind Winograd and GEMM, against NumPy in float64."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numbaconv.cpu import microkernel
+from numbaconv.cpu.microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
+
+PANEL32 = NV * VECTOR_BYTES // 4  # columns of one register tile in float32
+
+
+def product(a, b, out=None, work=None):
+    out = np.full((a.shape[0], b.shape[1]), np.nan, a.dtype) if out is None else out
+    work = np.full(workspace_size(a.shape[1]), np.nan, a.dtype) if work is None else work
+    matmul(a, b, out, work)
+    return out
+
+
+def assert_product(c, a, b):
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64) + 1e-30
+    tolerance = 4 * np.finfo(a.dtype).eps * a.shape[1] ** 0.5
+    assert c.shape == expected.shape
+    assert np.all(np.abs(c - expected) <= tolerance * scale + 1e-30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [
+    (1, 1, 1), (MR, 7, PANEL32), (MR - 1, 3, 5), (2 * MR + 1, 300, PANEL32 + 17),
+    (392, 64, 64), (13, 2 * 256 + 5, 3 * PANEL32 + 1), (100, 17, 16), (7, 1, 200),
+])
+def test_matches_numpy(rng, dtype, shape):
+    m, k, n = shape
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    a0, b0 = a.copy(), b.copy()
+    assert_product(product(a, b), a, b)
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)
+
+
+def test_empty_shapes():
+    z = product(np.ones((3, 0), np.float32), np.ones((0, 4), np.float32))
+    np.testing.assert_array_equal(z, np.zeros((3, 4), np.float32))
+    assert product(np.ones((0, 5)), np.ones((5, 4))).shape == (0, 4)
+    assert product(np.ones((2, 5)), np.ones((5, 0))).shape == (2, 0)
+
+
+def test_strided_views_touch_only_their_window(rng):
+    a = rng.standard_normal((50, 40)).astype(np.float32)
+    b = rng.standard_normal((60, 90)).astype(np.float32)
+    c = np.zeros((70, 100), np.float32)
+    a_view, b_view, c_view = a[3:40, 5:35], b[10:40, 7:80], c[2:39, 10:83]
+    product(a_view, b_view, out=c_view)
+    assert_product(c_view, a_view, b_view)
+    outside = np.ones(c.shape, bool)
+    outside[2:39, 10:83] = False
+    assert not c[outside].any()
+
+
+def test_propagates_nan_and_inf():
+    a = np.ones((MR + 2, 8), np.float32)
+    b = np.ones((8, PANEL32 + 3), np.float32)
+    a[1, 2] = np.nan
+    b[3, 0] = np.inf
+    c = product(a, b)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_array_equal(np.isnan(c), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(c), np.isinf(expected))
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 3 * MR + 2), k=st.integers(1, 300), n=st.integers(1, 3 * PANEL32 + 2),
+       double=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_property(m, k, n, double, seed):
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    assert_product(product(a, b), a, b)
+
+
+def test_rejects_bad_arguments():
+    a, b = np.ones((4, 5), np.float32), np.ones((5, 6), np.float32)
+    work = np.empty(workspace_size(5), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        matmul(a, np.ones((4, 6), np.float32), np.empty((4, 6), np.float32), work)
+    with pytest.raises(ValueError, match="shapes"):
+        matmul(a, b, np.empty((4, 7), np.float32), work)
+    with pytest.raises(ValueError, match="contiguous"):
+        matmul(np.ones((5, 4), np.float32).T, b, np.empty((4, 6), np.float32), work)
+    with pytest.raises(ValueError, match="work"):
+        matmul(a, b, np.empty((4, 6), np.float32), np.empty(3, np.float32))
+
+
+def test_vector_width_follows_the_cpu():
+    assert microkernel.VECTOR_BYTES in (32, 64)
+    assert NV == (4 if microkernel.VECTOR_BYTES == 64 else 2)
