@@ -224,3 +224,25 @@ def test_winograd_stage_by_stage_pipeline(tile, xs, ws, kwargs, rng, monkeypatch
     monkeypatch.setattr(numbaconv.registry, "WINOGRAD_STAGED_WEIGHT_BYTES", 0)
     x, w, b = random(rng, xs), random(rng, ws), random(rng, ws[0])
     check_conv("conv2d", x, w, b, **kwargs, algorithm=f"winograd_f{tile}x{tile}", torch=TORCH)
+
+
+def _has_output(size, padding):
+    pad = (1, 1) if padding == "same" else (padding, padding) if isinstance(padding, int) else padding
+    return size[0] + 2 * pad[0] >= 3 and size[1] + 2 * pad[1] >= 3
+
+
+DEPTHWISE_3X3_CASES = [(size, padding)
+                       for size in [(1, 1), (2, 5), (3, 3), (7, 17), (19, 40)]
+                       for padding in [0, 1, (2, 0), (0, 3), "same"] if _has_output(size, padding)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size, padding", DEPTHWISE_3X3_CASES)
+def test_depthwise_3x3_stride1_edges(rng, torch, size, padding, dtype):
+    """The dedicated depthwise 3x3 path: rows and columns whose taps fall in the padding."""
+    h, w = size
+    x = random(rng, (2, 5, h, w), dtype)
+    weight = random(rng, (5, 1, 3, 3), dtype)
+    bias = random(rng, (5,), dtype)
+    check_conv("conv2d", x, weight, bias, padding=padding, groups=5, algorithm="direct",
+               torch=torch)

@@ -152,11 +152,92 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
     return out
 
 
+@njit(inline="always")
+def _depthwise3x3_row(dst, rows, weights, count, lo, n_interior, pad_left, width):
+    """dst[ow] += sum over the ``count`` input rows and 3 taps, for one output row.
+
+    rows / weights: up to three (input row, its 3 taps) pairs; columns lo.. lo+n_interior
+    read no padding and run as one long fused loop, the few at the edges check each tap.
+    """
+    x0, x1, x2 = rows
+    w0, w1, w2 = weights
+    start = lo - pad_left
+    if count == 3:
+        a0, a1, a2 = x0[start:start + n_interior], x0[start + 1:start + 1 + n_interior], \
+            x0[start + 2:start + 2 + n_interior]
+        b0, b1, b2 = x1[start:start + n_interior], x1[start + 1:start + 1 + n_interior], \
+            x1[start + 2:start + 2 + n_interior]
+        c0, c1, c2 = x2[start:start + n_interior], x2[start + 1:start + 1 + n_interior], \
+            x2[start + 2:start + 2 + n_interior]
+        d = dst[lo:lo + n_interior]
+        for j in range(n_interior):
+            d[j] += (w0[0] * a0[j] + w0[1] * a1[j] + w0[2] * a2[j]
+                     + w1[0] * b0[j] + w1[1] * b1[j] + w1[2] * b2[j]
+                     + w2[0] * c0[j] + w2[1] * c1[j] + w2[2] * c2[j])
+    else:
+        for t in range(count):
+            xr = x0 if t == 0 else (x1 if t == 1 else x2)
+            wr = w0 if t == 0 else (w1 if t == 1 else w2)
+            a0, a1, a2 = xr[start:start + n_interior], xr[start + 1:start + 1 + n_interior], \
+                xr[start + 2:start + 2 + n_interior]
+            d = dst[lo:lo + n_interior]
+            for j in range(n_interior):
+                d[j] += wr[0] * a0[j] + wr[1] * a1[j] + wr[2] * a2[j]
+    out_w = dst.shape[0]
+    for edge in range(lo + out_w - (lo + n_interior)):  # columns whose taps may be padding
+        ow = edge if edge < lo else edge + n_interior
+        total = dst[ow]
+        for t in range(count):
+            xr = x0 if t == 0 else (x1 if t == 1 else x2)
+            wr = w0 if t == 0 else (w1 if t == 1 else w2)
+            for s in range(3):
+                iw = ow + s - pad_left
+                if 0 <= iw < width:
+                    total += wr[s] * xr[iw]
+        dst[ow] = total
+
+
+@njit(**JIT_PARALLEL)
+def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
+    """Depthwise 3x3, stride 1, dilation 1: the layer of MobileNet-style networks.
+
+    Memory-bound (9 multiply-adds per output): one job per (image, channel) plane reads
+    each input row three times from cache and writes each output row once, straight
+    from the NCHW input with no padded copy; padding is handled by skipping taps.
+    x: (N, C, H, W); weight (C, 1, 3, 3); out (N, C, OH, OW).
+    """
+    n_batch, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    lo = min(pad_left, out_w)  # first column whose three taps are all inside the row
+    n_interior = max(0, min(out_w, width + pad_left - 2) - lo)
+    for job in prange(n_batch * channels):
+        c = job % channels
+        n = job // channels
+        w = weight[c, 0]
+        for oh in range(out_h):
+            dst = out[n, c, oh]
+            dst[:] = bias[c]
+            first = max(0, pad_top - oh)  # taps r in [first, last) read real rows
+            last = min(3, height + pad_top - oh)
+            count = max(0, last - first)
+            if count == 0:
+                continue
+            ih = oh + first - pad_top
+            rows = (x[n, c, ih], x[n, c, ih + min(1, count - 1)], x[n, c, ih + min(2, count - 1)])
+            weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
+            _depthwise3x3_row(dst, rows, weights, count, lo, n_interior, pad_left, width)
+    return out
+
+
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
     out = new_output(spec, x.dtype)
     block_rows = direct_block_rows(spec)
-    if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
+    depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
+    if (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3 and spec.stride_h == 1
+            and spec.stride_w == 1 and spec.dilation_h == 1 and spec.dilation_w == 1):
+        return launch(depthwise3x3_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left)
+    if depthwise:
         cols_q = -(-spec.padded_width // spec.stride_w)
         return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                         spec.stride_h, spec.stride_w, spec.dilation_h,
