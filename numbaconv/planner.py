@@ -68,7 +68,7 @@ def _input_shape(spec: ConvSpec) -> tuple:
 
 #: Channels per group from which a layer counts as "dense" for the ``auto`` rule.
 DENSE_CHANNELS = 16
-#: Multiply-adds per output (C/groups * kH * kW) from which BLAS beats the direct loops.
+#: Multiply-adds per output (C/groups * kH * kW) from which GEMM beats the direct loops.
 GEMM_MIN_DEPTH = 64
 #: Output rows and columns (per dilation phase) from which Winograd pays: one 4x4 tile.
 WINOGRAD_MIN_PHASE = 4
@@ -99,10 +99,10 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile.
     2. Thin layers: fewer than 64 multiply-adds per output (C/groups * kH * kW: depthwise,
        small groups, LeNet's 1-channel 5x5) or fewer than 16 outputs per group: direct.
-       Its vectorised loops stream the input once; BLAS on such thin matrices wastes
+       Its vectorised loops stream the input once; matrix products this thin waste
        most of its time packing (depthwise_b8: direct 2.8 ms, GEMM 6.9 ms).
-    3. Every other dense layer (1x1, strided, dilated, large kernels): GEMM, BLAS
-       on im2col blocks (pointwise_b8: 0.42 ms against direct's 2.1 ms).
+    3. Every other dense layer (1x1, strided, dilated, large kernels): GEMM, the
+       register-tiled product (:mod:`numbaconv.cpu.microkernel`) on im2col blocks (pointwise_b8: 0.42 ms against direct's 2.1 ms).
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
     depth = cg * spec.kernel_height * spec.kernel_width
@@ -114,11 +114,12 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     if depth < GEMM_MIN_DEPTH or kg < DENSE_CHANNELS:
         kind = "depthwise" if spec.is_depthwise else f"{cg} -> {kg} channels per group"
         return "direct", (
-            f"{kind}, {depth} multiply-adds per output: too thin for BLAS, the vectorised "
+            f"{kind}, {depth} multiply-adds per output: too thin for GEMM, the vectorised "
             f"direct loops win")
     return "gemm", (
         f"dense layer ({cg} -> {kg} channels per group, {spec.kernel_height}x"
-        f"{spec.kernel_width} kernel, stride {(spec.stride_h, spec.stride_w)}): im2col + BLAS")
+        f"{spec.kernel_width} kernel, stride {(spec.stride_h, spec.stride_w)}): im2col + "
+        f"matrix product")
 
 
 def cuda_auto_rule(spec: ConvSpec) -> tuple[str, str]:
