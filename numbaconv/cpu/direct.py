@@ -184,7 +184,7 @@ def _depthwise3x3_row(dst, rows, weights, count, lo, n_interior, pad_left, width
             for j in range(n_interior):
                 d[j] += wr[0] * a0[j] + wr[1] * a1[j] + wr[2] * a2[j]
     out_w = dst.shape[0]
-    for edge in range(lo + out_w - (lo + n_interior)):  # columns whose taps may be padding
+    for edge in range(out_w - n_interior):  # the columns whose taps may be padding
         ow = edge if edge < lo else edge + n_interior
         total = dst[ow]
         for t in range(count):

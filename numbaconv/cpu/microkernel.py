@@ -14,7 +14,8 @@ The structure is GotoBLAS's (and BLIS's): the output is cut into ``MR x NR`` til
 kept in ``MR * NV`` vector registers while the depth loop runs; per depth step the tile
 loads ``NV`` vectors of a row of ``b`` and broadcasts ``MR`` values of ``a``, one from
 each of its MR rows, read in place (packing ``a`` first cost more than it saved when
-``b`` is only one or two tiles wide, as in Winograd's 64-channel products). LLVM does not build such register tiles from loops by itself (it keeps the
+``b`` is only one or two tiles wide, as in Winograd's 64-channel products). LLVM does
+not build such register tiles from loops by itself (it keeps the
 accumulators in memory, a load and a store per multiply-add), so the tile is written
 directly as vector IR with ``numba.extending.intrinsic``: loads, ``llvm.fma`` and
 stores on ``<W x float>`` values, which LLVM maps to one instruction each.
@@ -22,7 +23,6 @@ stores on ``<W x float>`` values, which LLVM maps to one instruction each.
 
 import llvmlite.binding as llvm_binding
 import numba
-import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -106,7 +106,8 @@ def _tile_kernel(mr, nv):
             with cgutils.for_range(builder, depth_v) as loop:
                 k = loop.index
                 b_row = builder.gep(b_ptr, [builder.mul(k, ldb_v)])
-                b_vectors = [builder.load(vector_at(b_row, ir.Constant(i64, v * width)), align=align)
+                b_vectors = [builder.load(vector_at(b_row, ir.Constant(i64, v * width)),
+                                          align=align)
                              for v in range(nv)]
                 for i in range(mr):
                     a_value = builder.load(builder.gep(a_rows[i], [k]))
