@@ -235,7 +235,7 @@ def _has_output(size, padding):
 
 DEPTHWISE_3X3_CASES = [(size, padding)
                        for size in [(1, 1), (2, 5), (3, 3), (7, 17), (19, 40)]
-                       for padding in [0, 1, (2, 0), (0, 3), "same"] if _has_output(size, padding)]
+                       for padding in [0, 1, (2, 0), (0, 3), (2, 1), (0, 1), "same"] if _has_output(size, padding)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
