@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import devices, planner
+from . import config, devices, planner
 from .spec import check_float_dtype, check_float_operands, conv_spec
 
 _SHAPES_DOC = """
@@ -90,11 +90,56 @@ def _as_4d(spec, x, w, b):
     return cast(x4), cast(w4), cast(b)
 
 
+# Repeated calls. A loop over batches calls conv2d with the same shapes and arguments
+# again and again; each time, validating them and planning runs a few hundred lines of
+# Python whose code and data the convolution itself has just pushed out of the caches:
+# 0.04 ms on a quiet machine, 0.15-0.2 ms right after a large layer (measured on the
+# depthwise bench layer, a 0.3-0.6 ms convolution). So the spec and plan of plain CPU calls
+# (NumPy arrays; arguments that are ints, strings or tuples of ints, whose equality means
+# identical meaning) are kept by their shapes, dtypes and arguments. The memory limit is
+# still checked on every call; a plan that fell back for lack of memory is not kept.
+_REPEATS: dict = {}
+_REPEATS_MAX = 256
+
+
+def _exact(value) -> bool:
+    kind = type(value)
+    return kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value))
+
+
+def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                algorithm, device, stream):
+    """The key of a plain CPU call in ``_REPEATS``, or None for any other call."""
+    if device not in (None, "cpu") or stream is not None or algorithm == "autotune" \
+            or config.AUTOTUNE:
+        return None
+    if type(input) is not np.ndarray or type(weight) is not np.ndarray \
+            or not (bias is None or type(bias) is np.ndarray):
+        return None
+    if not (_exact(stride) and _exact(padding) and _exact(dilation) and _exact(groups)
+            and type(padding_mode) is str and type(algorithm) is str):
+        return None
+    return (op, input.shape, input.dtype, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype),
+            stride, padding, dilation, groups, padding_mode, algorithm)
+
+
 def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
           device, stream):
+    key = _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                      algorithm, device, stream)
+    repeat = _REPEATS.get(key) if key is not None else None
+    if repeat is not None and repeat[2] <= config.memory_limit():
+        spec, chosen, _ = repeat
+        return planner.execute(chosen, *_as_4d(spec, input, weight, bias))
     spec, where, operands = _prepare(op, input, weight, bias, stride, padding, dilation,
                                      groups, padding_mode, device)
     chosen = planner.make_plan(spec, algorithm, where)
+    fell_back = algorithm == "auto" and chosen.algorithm != planner.auto_rule(spec)[0]
+    if key is not None and not fell_back:
+        if len(_REPEATS) >= _REPEATS_MAX:
+            _REPEATS.clear()
+        _REPEATS[key] = (spec, chosen, planner.needed_bytes(spec, chosen.algorithm))
     if where == "cuda":
         from .cuda.runtime import require_gpu
 

@@ -104,3 +104,63 @@ def test_import_compiles_nothing():
 ])
 def test_auto_rule_on_familiar_layers(xs, ws, kwargs, expected):
     assert numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).algorithm == expected
+
+
+class TestRepeatedCalls:
+    """conv2d keeps the spec and plan of plain CPU calls (functional._REPEATS); a repeat
+    must behave exactly as a first call: same result, same refusals, memory limit checked."""
+
+    @pytest.fixture(autouse=True)
+    def empty_cache(self):
+        from numbaconv import functional
+
+        functional._REPEATS.clear()
+        yield functional._REPEATS
+        functional._REPEATS.clear()
+
+    def test_a_repeat_is_served_from_the_cache_and_computes_the_same(self, rng, empty_cache):
+        x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+        w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+        first = numbaconv.conv2d(x, w, padding=1)
+        assert len(empty_cache) == 1
+        x2 = rng.standard_normal(x.shape).astype(np.float32)
+        again = numbaconv.conv2d(x2, w, padding=1)
+        assert len(empty_cache) == 1
+        np.testing.assert_array_equal(first, numbaconv.conv2d(x, w, padding=1))
+        fresh = numbaconv.conv2d(x2, w, padding=(1, 1))  # another key, planned anew
+        assert len(empty_cache) == 2
+        np.testing.assert_array_equal(again, fresh)
+
+    @pytest.mark.parametrize("kwargs, error", [
+        (dict(stride=1.0), TypeError), (dict(stride=True), TypeError),
+        (dict(padding=(1.0, 1)), TypeError), (dict(groups=2), ValueError),
+        (dict(padding="full"), ValueError), (dict(algorithm="nope"), ValueError),
+    ])
+    def test_arguments_equal_to_a_cached_call_are_still_validated(self, kwargs, error):
+        x = np.ones((1, 3, 6, 6), np.float32)
+        w = np.ones((4, 3, 3, 3), np.float32)
+        numbaconv.conv2d(x, w, padding=1)  # 1.0 == True == 1: a key built from them would hit
+        args = dict(dict(padding=1), **kwargs)
+        with pytest.raises(error):
+            numbaconv.conv2d(x, w, **args)
+
+    def test_the_memory_limit_applies_to_repeats(self):
+        x = np.ones((1, 3, 64, 64), np.float32)
+        w = np.ones((4, 3, 3, 3), np.float32)
+        numbaconv.conv2d(x, w, padding=1)
+        numbaconv.set_memory_limit(1000)  # bytes: less than the output
+        try:
+            with pytest.raises(MemoryError):
+                numbaconv.conv2d(x, w, padding=1)
+        finally:
+            numbaconv.set_memory_limit(None)
+
+    def test_only_plain_numpy_calls_are_cached(self, empty_cache, tmp_path, monkeypatch):
+        monkeypatch.setenv("NUMBACONV_CACHE_DIR", str(tmp_path))  # autotune's decisions
+        x = np.ones((1, 2, 4, 4), np.float32)
+        w = np.ones((2, 1, 3, 3), np.float32)
+        numbaconv.conv2d(x.tolist(), w, padding=1, groups=2)  # nested lists
+        numbaconv.conv2d(x, w, padding=[1, 1], groups=2)  # a list: its items are unchecked
+        numbaconv.conv2d(x.view(np.recarray), w, groups=2)  # an ndarray subclass
+        numbaconv.conv2d(x, w, padding=1, groups=2, algorithm="autotune")
+        assert not empty_cache

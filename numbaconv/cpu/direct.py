@@ -17,6 +17,8 @@ from ..config import JIT_PARALLEL
 from ..registry import direct_block_rows
 from .layout import new_output, phase_split_input, phase_split_plane
 from .dispatch import launch
+from .microkernel import VECTOR_BYTES
+from .stencil import stencil3x3_span
 
 
 @njit(inline="always")
@@ -214,22 +216,25 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
     of = op.reshape(-1)
     lo = row_lo * width + 1  # neither the row's first column nor (below) the last one
     count = (row_hi - row_lo) * width - 2
-    base = lo - pad_top * width - 1  # input of tap (0, 0) for output lo
-    a0, a1, a2 = xf[base:base + count], xf[base + 1:base + 1 + count], \
-        xf[base + 2:base + 2 + count]
-    base += width
-    b0, b1, b2 = xf[base:base + count], xf[base + 1:base + 1 + count], \
-        xf[base + 2:base + 2 + count]
-    base += width
-    c0, c1, c2 = xf[base:base + count], xf[base + 1:base + 1 + count], \
-        xf[base + 2:base + 2 + count]
+    x0 = lo - pad_top * width - 1  # input of tap (0, 0) for output lo
+    # The bulk in vector steps (see .stencil); the rest, fewer than two vectors as the
+    # last step must not read past the plane, by the loop below.
+    lanes = VECTOR_BYTES // xp.itemsize
+    n_vectors = max(0, (count + 2) // lanes - 1)
+    if n_vectors > 0:  # (it reads its first vectors before the loop)
+        stencil3x3_span(xf, x0, width, w, bias, of, lo, n_vectors)
+    done = n_vectors * lanes
+    rest = count - done
+    taps = [xf[x0 + done + r * width + s:x0 + done + r * width + s + rest]
+            for r in range(3) for s in range(3)]
     # The taps as scalars: read from an array inside the loop, LLVM would have to reload
     # them after every store (it cannot tell that ``of`` and ``w`` do not overlap).
     w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
     w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
     w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
-    d = of[lo:lo + count]
-    for j in range(count):
+    a0, a1, a2, b0, b1, b2, c0, c1, c2 = taps
+    d = of[lo + done:lo + count]
+    for j in range(rest):
         d[j] = ((bias + w00 * a0[j] + w01 * a1[j] + w02 * a2[j])
                 + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
                 + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
