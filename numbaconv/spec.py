@@ -14,6 +14,7 @@ from __future__ import annotations
 import numbers
 import operator
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -28,6 +29,8 @@ class ConvSpec:
 
     The 2-D geometry always: conv1d is stored as a conv2d with a height of 1.
     ``pad_*`` is the padding still to be applied; ``padding_mode`` says how.
+    Derived sizes are computed once per spec (``cached_property``): every call reads
+    them several times, and a repeated call reuses its spec.
     """
 
     op: str  # public function name, for messages ("conv2d", "conv1d")
@@ -52,19 +55,19 @@ class ConvSpec:
     dtype: str
     batched: bool
 
-    @property
+    @cached_property
     def padded_height(self) -> int:
         return self.in_height + self.pad_top + self.pad_bottom
 
-    @property
+    @cached_property
     def padded_width(self) -> int:
         return self.in_width + self.pad_left + self.pad_right
 
-    @property
+    @cached_property
     def out_height(self) -> int:
         return output_size(self.padded_height, self.kernel_height, self.stride_h, self.dilation_h)
 
-    @property
+    @cached_property
     def out_width(self) -> int:
         return output_size(self.padded_width, self.kernel_width, self.stride_w, self.dilation_w)
 
@@ -81,7 +84,7 @@ class ConvSpec:
         """Channels of the returned array: torch returns none when the input has none."""
         return 0 if self.in_channels == 0 else self.out_channels
 
-    @property
+    @cached_property
     def output_shape(self) -> tuple:
         """Shape of the array returned to the user (unbatched and conv1d dims squeezed)."""
         spatial = (self.out_width,) if self.op.endswith("1d") else (self.out_height, self.out_width)
@@ -92,7 +95,7 @@ class ConvSpec:
     def is_depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.in_channels
 
-    @property
+    @cached_property
     def flops(self) -> int:
         """Multiply-adds x 2 of the direct definition (the figure GFLOP/s is quoted against)."""
         return (
@@ -100,7 +103,7 @@ class ConvSpec:
             * self.in_channels_per_group * self.kernel_height * self.kernel_width
         )
 
-    @property
+    @cached_property
     def itemsize(self) -> int:
         return np.dtype(self.dtype).itemsize
 
@@ -359,17 +362,17 @@ class ConvTransposeSpec:
     dtype: str
     batched: bool
 
-    @property
+    @cached_property
     def out_height(self) -> int:
         return transposed_output_size(self.in_height, self.kernel_height, self.stride[0],
                                       self.padding[0], self.output_padding[0], self.dilation[0])
 
-    @property
+    @cached_property
     def out_width(self) -> int:
         return transposed_output_size(self.in_width, self.kernel_width, self.stride[1],
                                       self.padding[1], self.output_padding[1], self.dilation[1])
 
-    @property
+    @cached_property
     def output_shape(self) -> tuple:
         spatial = (self.out_width,) if self.op.endswith("1d") else (self.out_height, self.out_width)
         head = (self.batch, self.out_channels) if self.batched else (self.out_channels,)
