@@ -207,22 +207,24 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
     Output and input rows then have the same stride, so tap (r, s) of output p (a flat
     index over the plane) is input p + (r - pad_top) * W + s - 1: the rows run as one
     long loop, set up once per plane rather than once per row (the per-row setup cost
-    as much as the row's arithmetic at 112 columns). Its first and last columns, whose
-    outer taps that loop took from the neighbouring rows, are then recomputed.
+    as much as the row's arithmetic at 112 columns). The vector part (.stencil) zeroes
+    the taps that the formula takes from the neighbouring row in the first and last
+    columns; the few outputs after it, and the span's two ends, are done by the scalar
+    loop and recomputed where they fall in those columns.
     xp: (H, W) input plane, C-contiguous; w: (3, 3); op: (OH, W) output plane.
     """
     width = xp.shape[1]
     xf = xp.reshape(-1)
     of = op.reshape(-1)
-    lo = row_lo * width + 1  # neither the row's first column nor (below) the last one
-    count = (row_hi - row_lo) * width - 2
+    lo = row_lo * width + 1  # the span leaves out the first row's first column and the
+    count = (row_hi - row_lo) * width - 2  # last row's last: their taps leave the plane
     x0 = lo - pad_top * width - 1  # input of tap (0, 0) for output lo
-    # The bulk in vector steps (see .stencil); the rest, fewer than two vectors as the
-    # last step must not read past the plane, by the loop below.
+    # The bulk in vector steps; the rest (fewer than two vectors, as the last step must
+    # not read past the plane) by the loop below.
     lanes = VECTOR_BYTES // xp.itemsize
-    n_vectors = max(0, (count + 2) // lanes - 1)
+    n_vectors = max(0, (count + 2) // lanes - 1) if width >= lanes else 0
     if n_vectors > 0:  # (it reads its first vectors before the loop)
-        stencil3x3_span(xf, x0, width, w, bias, of, lo, n_vectors)
+        stencil3x3_span(xf, x0, width, w, bias, of, lo, 1, n_vectors)
     done = n_vectors * lanes
     rest = count - done
     taps = [xf[x0 + done + r * width + s:x0 + done + r * width + s + rest]
@@ -239,7 +241,10 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
                 + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
                 + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
     last = width - 1
+    first_scalar_row = (lo + done) // width
     for oh in range(row_lo, row_hi):
+        if row_lo < oh < first_scalar_row:
+            continue  # the vector part got both its edge columns right
         x0, x1, x2 = xp[oh - pad_top], xp[oh - pad_top + 1], xp[oh - pad_top + 2]
         op[oh, 0] = ((bias + w01 * x0[0] + w02 * x0[1]) + (w11 * x1[0] + w12 * x1[1])
                      + (w21 * x2[0] + w22 * x2[1]))

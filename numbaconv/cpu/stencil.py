@@ -25,77 +25,102 @@ PREFETCH_BYTES = 6144
 
 
 @intrinsic
-def stencil3x3_span(typingctx, x, x_off, row_stride, w, bias, out, out_off, n_vectors):
-    """out[out_off + j] = bias + sum over r, s < 3 of w[r, s] * x[x_off + r * row_stride + j + s]
-    for j < n_vectors * L (L: lanes per vector).
+def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, n_vectors):
+    """One span of a zero-padded (1 left and right) 3x3 stencil over rows of ``width``:
+    out[out_off + j] = bias + sum over r, s < 3 of w[r, s] * x[x_off + r * width + j + s],
+    for j < n_vectors * L (L: lanes per vector), where the tap s = 0 of an output in
+    column 0 and the tap s = 2 of one in column ``width - 1`` count as zero (padding),
+    instead of the neighbouring row's element the formula reaches.
 
     ``x`` and ``out``: arrays of one float dtype, addressed by flat offsets from the start
-    of their data; ``w``: a C-contiguous (3, 3) array of the same dtype; ``bias`` a scalar.
-    Reads x[x_off + r * row_stride + k] for k < (n_vectors + 1) * L: the caller keeps
-    that inside the array (one vector past the last output's taps).
+    of their data, with rows ``width`` apart (``width`` >= L); ``column``: the column of
+    output ``out_off``; ``w``: a C-contiguous (3, 3) array of the same dtype; ``bias``
+    a scalar. Reads x[x_off + r * width + k] for k < (n_vectors + 1) * L: the caller
+    keeps that inside the array (one vector past the last output's taps).
     """
     if not (x.dtype == w.dtype == out.dtype and x.dtype in (types.float32, types.float64)):
         return None
-    sig = types.void(x, x_off, row_stride, w, bias, out, out_off, n_vectors)
+    sig = types.void(x, x_off, width, w, bias, out, out_off, column, n_vectors)
 
     def codegen(context, builder, signature, args):
-        x_v, x_off_v, stride_v, w_v, bias_v, out_v, out_off_v, n_v = args
+        x_v, x_off_v, width_v, w_v, bias_v, out_v, out_off_v, column_v, n_v = args
         dtype = signature.args[0].dtype
         align = dtype.bitwidth // 8
-        width = VECTOR_BYTES // align
-        scalar = context.get_value_type(dtype)
-        vec = ir.VectorType(scalar, width)
+        lanes = VECTOR_BYTES // align
+        vec = ir.VectorType(context.get_value_type(dtype), lanes)
         i32, i64 = ir.IntType(32), ir.IntType(64)
+        columns_type = ir.VectorType(i32, lanes)
         fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{width}f{dtype.bitwidth}")
-
-        def data(position, value):
-            return cgutils.create_struct_proxy(signature.args[position])(
-                context, builder, value=value).data
-
-        undef = ir.Constant(vec, ir.Undefined)
+            builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{lanes}f{dtype.bitwidth}")
         byte_pointer = ir.IntType(8).as_pointer()
         prefetch = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
             "llvm.prefetch.p0")
 
-        def splat(value):
+        def data(position, value):
+            return cgutils.create_struct_proxy(signature.args[position])(
+                context, builder, value=value).data
+
+        def splat(value, vector_type):
+            undef = ir.Constant(vector_type, ir.Undefined)
             one = builder.insert_element(undef, value, ir.Constant(i32, 0))
-            return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, width), None))
+            return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(i32, lanes), None))
 
         def load_vector(pointer, offset):
             address = builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
             return builder.load(address, align=align)
 
         w_ptr = data(3, w_v)
-        taps = [splat(builder.load(builder.gep(w_ptr, [ir.Constant(i64, k)]))) for k in range(9)]
-        bias_splat = splat(context.cast(builder, bias_v, signature.args[4], dtype))
+        taps = [splat(builder.load(builder.gep(w_ptr, [ir.Constant(i64, k)])), vec)
+                for k in range(9)]
+        bias_splat = splat(context.cast(builder, bias_v, signature.args[4], dtype), vec)
+        zero = ir.Constant(vec, None)
         x_ptr = builder.gep(data(0, x_v), [x_off_v])
-        rows = [builder.gep(x_ptr, [builder.mul(stride_v, ir.Constant(i64, r))]) for r in range(3)]
+        rows = [builder.gep(x_ptr, [builder.mul(width_v, ir.Constant(i64, r))]) for r in range(3)]
         out_ptr = builder.gep(data(5, out_v), [out_off_v])
-        shift = [ir.Constant(ir.VectorType(i32, width), [s + k for k in range(width)])
+        shift = [ir.Constant(ir.VectorType(i32, lanes), [s + k for k in range(lanes)])
                  for s in (1, 2)]
+        # The column of each lane, kept in [0, width) by one subtraction per step (a
+        # step moves L <= width columns on).
+        width_splat = splat(builder.trunc(width_v, i32), columns_type)
+        last_splat = builder.sub(width_splat, splat(ir.Constant(i32, 1), columns_type))
+        step_splat = splat(ir.Constant(i32, lanes), columns_type)
+
+        def wrapped(columns):
+            beyond = builder.icmp_signed(">=", columns, width_splat)
+            return builder.select(beyond, builder.sub(columns, width_splat), columns)
+
+        first_columns = wrapped(builder.add(
+            ir.Constant(columns_type, list(range(lanes))),
+            splat(builder.trunc(column_v, i32), columns_type)))
+        columns_slot = cgutils.alloca_once_value(builder, first_columns)
         # Each row's vector at the current j, carried from one step to the next (allocas
         # that LLVM promotes to registers).
         current = [cgutils.alloca_once_value(builder, load_vector(row, ir.Constant(i64, 0)))
                    for row in rows]
         prefetch_distance = ir.Constant(i64, PREFETCH_BYTES // align)
         with cgutils.for_range(builder, n_v) as loop:
-            j = builder.mul(loop.index, ir.Constant(i64, width))
-            following = builder.add(j, ir.Constant(i64, width))
+            j = builder.mul(loop.index, ir.Constant(i64, lanes))
+            following = builder.add(j, ir.Constant(i64, lanes))
+            columns = builder.load(columns_slot)
+            builder.store(wrapped(builder.add(columns, step_splat)), columns_slot)
+            in_first = builder.icmp_signed("==", columns, ir.Constant(columns_type, None))
+            in_last = builder.icmp_signed("==", columns, last_splat)
             partial = []
             for r, row in enumerate(rows):
                 here = builder.load(current[r])
                 ahead = load_vector(row, following)
                 builder.store(ahead, current[r])
+                left = builder.select(in_first, zero, here)
+                middle = builder.shuffle_vector(here, ahead, shift[0])
+                right = builder.select(in_last, zero, builder.shuffle_vector(here, ahead, shift[1]))
                 # One chain per kernel row, summed at the end: shorter dependency chains.
                 if r == 0:
-                    total = builder.call(fma, [taps[0], here, bias_splat])
+                    total = builder.call(fma, [taps[0], left, bias_splat])
                 else:
-                    total = builder.fmul(taps[3 * r], here)
-                for s in (1, 2):
-                    shifted = builder.shuffle_vector(here, ahead, shift[s - 1])
-                    total = builder.call(fma, [taps[3 * r + s], shifted, total])
+                    total = builder.fmul(taps[3 * r], left)
+                total = builder.call(fma, [taps[3 * r + 1], middle, total])
+                total = builder.call(fma, [taps[3 * r + 2], right, total])
                 partial.append(total)
             # (read, keep in all cache levels, data): the last row is the one first read here
             ahead = builder.gep(rows[2], [builder.add(j, prefetch_distance)])
