@@ -226,20 +226,17 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
     if n_vectors > 0:  # (it reads its first vectors before the loop)
         stencil3x3_span(xf, x0, width, w, bias, of, lo, 1, n_vectors)
     done = n_vectors * lanes
-    rest = count - done
-    taps = [xf[x0 + done + r * width + s:x0 + done + r * width + s + rest]
-            for r in range(3) for s in range(3)]
     # The taps as scalars: read from an array inside the loop, LLVM would have to reload
     # them after every store (it cannot tell that ``of`` and ``w`` do not overlap).
     w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
     w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
     w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
-    a0, a1, a2, b0, b1, b2, c0, c1, c2 = taps
-    d = of[lo + done:lo + count]
-    for j in range(rest):
-        d[j] = ((bias + w00 * a0[j] + w01 * a1[j] + w02 * a2[j])
-                + (w10 * b0[j] + w11 * b1[j] + w12 * b2[j])
-                + (w20 * c0[j] + w21 * c1[j] + w22 * c2[j]))
+    for p in range(lo + done, lo + count):
+        t = p - lo + x0  # input of tap (0, 0)
+        of[p] = ((bias + w00 * xf[t] + w01 * xf[t + 1] + w02 * xf[t + 2])
+                 + (w10 * xf[t + width] + w11 * xf[t + width + 1] + w12 * xf[t + width + 2])
+                 + (w20 * xf[t + 2 * width] + w21 * xf[t + 2 * width + 1]
+                    + w22 * xf[t + 2 * width + 2]))
     last = width - 1
     first_scalar_row = (lo + done) // width
     for oh in range(row_lo, row_hi):
@@ -259,29 +256,40 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
 
     Memory-bound (9 multiply-adds per output): one job per (image, channel) plane reads
     the input straight from the NCHW array with no padded copy and writes each output
-    once. With padding 1 left and right the rows that read no padding run as one flat
-    loop (``_depthwise3x3_flat_rows``); the other rows go one at a time, skipping the
-    taps that fall in the padding.
+    once. With padding 1 left and right (the usual case) the rows that read no padding
+    run as one flat loop (``_depthwise3x3_flat_rows``), and each row that does reads a
+    copy of its three input rows with zeros for the padded ones. Other paddings go one
+    row at a time, skipping the taps that fall in the padding.
     x: (N, C, H, W), C-contiguous; weight (C, 1, 3, 3); out (N, C, OH, OW).
     """
     n_batch, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
+    flat = pad_left == 1 and out_w == width and width >= 3
+    row_lo = min(pad_top, out_h)  # the rows whose three input rows are all real
+    row_hi = max(row_lo, min(out_h, height + pad_top - 2))
     lo = min(pad_left, out_w)  # first column whose three taps are all inside the row
     n_interior = max(0, min(out_w, width + pad_left - 2) - lo)
-    row_lo = row_hi = 0  # the rows the flat loop computes
-    if pad_left == 1 and out_w == width and width >= 3:
-        row_lo = min(pad_top, out_h)
-        row_hi = max(row_lo, min(out_h, height + pad_top - 2))
     for job in prange(n_batch * channels):
         c = job % channels
         n = job // channels
         w = weight[c, 0]
-        if row_hi > row_lo:
-            _depthwise3x3_flat_rows(x[n, c], w, bias[c], out[n, c], pad_top, row_lo, row_hi)
+        xp, op = x[n, c], out[n, c]
+        if flat:
+            if row_hi > row_lo:
+                _depthwise3x3_flat_rows(xp, w, bias[c], op, pad_top, row_lo, row_hi)
+            rows = np.empty((3, width), dtype=x.dtype)
+            for oh in range(out_h):
+                if row_lo <= oh < row_hi:
+                    continue
+                for r in range(3):
+                    if 0 <= oh + r - pad_top < height:
+                        rows[r] = xp[oh + r - pad_top]
+                    else:
+                        rows[r] = 0.0
+                _depthwise3x3_flat_rows(rows, w, bias[c], op[oh:oh + 1], 0, 0, 1)
+            continue
         for oh in range(out_h):
-            if row_lo <= oh < row_hi:
-                continue
-            dst = out[n, c, oh]
+            dst = op[oh]
             dst[:] = bias[c]
             first = max(0, pad_top - oh)  # taps r in [first, last) read real rows
             last = min(3, height + pad_top - oh)
@@ -289,9 +297,9 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
             if count == 0:
                 continue
             ih = oh + first - pad_top
-            rows = (x[n, c, ih], x[n, c, ih + min(1, count - 1)], x[n, c, ih + min(2, count - 1)])
+            rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
             weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
-            _depthwise3x3_row(dst, rows, weights, count, lo, n_interior, pad_left, width)
+            _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
     return out
 
 
