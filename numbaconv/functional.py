@@ -83,11 +83,13 @@ def _prepare(op, input, weight, bias, stride, padding, dilation, groups, padding
 
 def _as_4d(spec, x, w, b):
     """Views of the user's arrays in the kernels' 4-D NCHW / KCRS form, in the spec's dtype."""
-    x4 = x.reshape(spec.batch, spec.in_channels, spec.in_height, spec.in_width)
-    w4 = w.reshape(spec.out_channels, spec.in_channels_per_group, spec.kernel_height,
-                   spec.kernel_width)
+    if x.ndim != 4:  # conv1d or unbatched
+        x = x.reshape(spec.batch, spec.in_channels, spec.in_height, spec.in_width)
+    if w.ndim != 4:
+        w = w.reshape(spec.out_channels, spec.in_channels_per_group, spec.kernel_height,
+                      spec.kernel_width)
     cast = lambda a: a if a is None or a.dtype == spec.dtype else a.astype(spec.dtype)
-    return cast(x4), cast(w4), cast(b)
+    return cast(x), cast(w), cast(b)
 
 
 # Repeated calls. A loop over batches calls conv2d with the same shapes and arguments

@@ -260,6 +260,8 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
 
 
 _workqueue_lock = threading.Lock()
+_NO_LOCK = contextlib.nullcontext()
+_concurrent_layer = False  # set once a parallel kernel ran on a layer that allows it
 
 
 def _kernel_guard():
@@ -269,10 +271,14 @@ def _kernel_guard():
     the fallback "workqueue" layer aborts the process instead. Until the first parallel
     kernel has run the layer is unknown, so that first call is serialised too.
     """
+    global _concurrent_layer
+    if _concurrent_layer:  # the layer never changes once chosen
+        return _NO_LOCK
     import numba
 
     try:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet
         return _workqueue_lock
-    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
+    _concurrent_layer = layer != "workqueue"
+    return _workqueue_lock if layer == "workqueue" else _NO_LOCK

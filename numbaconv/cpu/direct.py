@@ -306,11 +306,11 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
     out = new_output(spec, x.dtype)
-    block_rows = direct_block_rows(spec)
     depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
     if (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3 and spec.stride_h == 1
             and spec.stride_w == 1 and spec.dilation_h == 1 and spec.dilation_w == 1):
         return launch(depthwise3x3_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left)
+    block_rows = direct_block_rows(spec)
     if depthwise:
         cols_q = -(-spec.padded_width // spec.stride_w)
         return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left,
