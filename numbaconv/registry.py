@@ -80,10 +80,20 @@ def _phase_split_bytes(spec: ConvSpec) -> int:
     return elements * spec.itemsize
 
 
+#: Direct: output channels per group from which the register-tiled kernel runs
+#: (``direct.tiled_conv2d``; a tile holds 6 channels, fewer would leave it mostly idle).
+TILED_MIN_CHANNELS = 4
+
+
 def _direct_workspace(spec: ConvSpec) -> int:
     threads = os.cpu_count() or 1
     cols_q = -(-spec.padded_width // spec.stride_w)
     block = direct_block_rows(spec) * cols_q  # one accumulator per thread
+    if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
+        tile_rows = -(-spec.out_channels_per_group // 6) * 6
+        slack = 64 + cols_q  # a panel of up to 64 elements and a grid row (direct.tiled_slack)
+        return (_phase_split_bytes(spec) + (slack + threads * tile_rows * (block + 64))
+                * spec.itemsize)
     if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
         # depthwise: no input copy, each thread pads the rows of its block
         reach = ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h + 1

@@ -252,3 +252,88 @@ def test_depthwise_3x3_stride1_edges(rng, torch, size, padding, dtype):
     bias = random(rng, (5,), dtype)
     check_conv("conv2d", x, weight, bias, padding=padding, groups=5, algorithm="direct",
                torch=torch)
+
+
+@st.composite
+def tiled_direct_arguments(draw):
+    """Layers the register-tiled direct kernel runs: >= 4 output channels per group."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    kg = draw(st.sampled_from([4, 5, 6, 7, 12, 13]))
+    cin = draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    reach_h, reach_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    h = draw(st.integers(max(1, reach_h - 2 * padding[0]), 20))
+    w = draw(st.integers(max(1, reach_w - 2 * padding[1]), 40))
+    return dict(xs=(draw(st.integers(1, 3)), groups * cin, h, w), ws=(groups * kg, cin, kh, kw),
+                stride=stride, dilation=dilation, padding=padding, groups=groups,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiled_direct_arguments())
+def test_tiled_direct_kernel(args):
+    """direct.tiled_conv2d: ragged channel tiles, strides, dilations, groups, float64. The
+    input is followed by NaNs: a position that read past it would come out NaN."""
+    rng = np.random.default_rng(args["seed"])
+    size = int(np.prod(args["xs"]))
+    guarded = np.full(size + 256, np.nan, args["dtype"])
+    x = guarded[:size].reshape(args["xs"])
+    x[...] = random(rng, args["xs"], args["dtype"])
+    w = random(rng, args["ws"], args["dtype"])
+    b = random(rng, args["ws"][0], args["dtype"]) if args["bias"] else None
+    kwargs = {k: args[k] for k in ("stride", "padding", "dilation", "groups")}
+    check_conv("conv2d", x, w, b, **kwargs, algorithm="direct", torch=TORCH)
+
+
+def test_tiled_direct_kernel_is_the_one_that_runs(monkeypatch):
+    """The property test above must exercise the tiled kernel, not the per-channel one."""
+    from numbaconv.cpu import direct
+
+    def refuse(*args):
+        raise AssertionError("the per-channel direct kernel ran")
+
+    monkeypatch.setattr(direct, "direct_conv2d", refuse)
+    x = np.ones((1, 2, 9, 9), np.float32)
+    numbaconv.conv2d(x, np.ones((direct.TILED_MIN_CHANNELS, 2, 3, 3), np.float32),
+                     algorithm="direct")
+    with pytest.raises(AssertionError, match="per-channel"):
+        numbaconv.conv2d(x, np.ones((direct.TILED_MIN_CHANNELS - 1, 2, 3, 3), np.float32),
+                         algorithm="direct")
+
+
+def test_tiled_direct_reads_stay_in_its_buffer(rng):
+    """The tiles read whole panels of positions from the phase-split input, past the block
+    and past the output width; run_tiled's slack must cover the furthest read (modelled
+    here as tiled_conv2d addresses it) for every spec, the last image's last block included."""
+    from numbaconv.cpu import direct
+    from numbaconv.cpu.microkernel import NV, VECTOR_BYTES
+    from numbaconv.registry import direct_block_rows
+
+    for _ in range(1500):
+        groups, kg = int(rng.choice([1, 2, 3])), int(rng.integers(4, 14))
+        cin = int(rng.integers(1, 5))
+        kh, kw = int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        sh, sw, dh, dw = (int(v) for v in rng.integers(1, [4, 4, 3, 3]))
+        ph, pw = int(rng.integers(0, 4)), int(rng.integers(0, 4))
+        h = int(rng.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 60))
+        w = int(rng.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 300))
+        dtype = [np.float32, np.float64][int(rng.integers(2))]
+        x = np.empty((2, groups * cin, h, w), dtype)
+        weight = np.empty((groups * kg, cin, kh, kw), dtype)
+        spec = numbaconv.plan(x, weight, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
+                              groups=groups).spec
+        _, offsets = direct.tiled_operands(spec, weight)
+        rows_q, cols_q = -(-spec.padded_height // sh), -(-spec.padded_width // sw)
+        channel = sh * sw * rows_q * cols_q
+        size = 2 * groups * cin * channel
+        panel = NV * (VECTOR_BYTES // x.itemsize)
+        block = direct_block_rows(spec)
+        for oh0 in range(0, spec.out_height, block):
+            n_panels = -(-(min(block, spec.out_height - oh0) * cols_q) // panel)
+            base = (2 * groups - 1) * cin * channel + oh0 * cols_q
+            furthest = base + n_panels * panel - 1 + offsets.max()
+            assert furthest < size + direct.tiled_slack(spec, x.itemsize)

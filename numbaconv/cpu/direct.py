@@ -14,10 +14,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_PARALLEL
-from ..registry import direct_block_rows
-from .layout import new_output, phase_split_input, phase_split_plane
+from ..registry import TILED_MIN_CHANNELS, direct_block_rows
 from .dispatch import launch
-from .microkernel import VECTOR_BYTES
+from .layout import new_output, pad_phase_split, phase_split_input, phase_split_plane
+from .microkernel import MR, NV, VECTOR_BYTES, gather_tile
+from .workspace import scratch
 from .stencil import stencil3x3_span
 
 
@@ -303,6 +304,95 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
     return out
 
 
+@njit(**JIT_PARALLEL)
+def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, cols_q,
+                 block_rows, cin):
+    """Direct convolution as an implicit GEMM in register tiles, for layers with several
+    output channels per group (LeNet's and other thin-input layers).
+
+    For a block of output rows, out[k, p] = sum over taps m of a[k, m] * input[p +
+    offsets[m]], with p a position on the phase-split grid (rows of ``cols_q``) and m
+    running over (input channel, kernel row, kernel column): the microkernel's
+    ``gather_tile`` keeps MR output channels by NV vectors of positions in registers
+    through all the taps, reading each tap's inputs in place (no im2col copy). The
+    grid's columns past the output width are computed into the block buffer and
+    dropped when it is stored.
+    xflat: the phase-split input (N, C, sh, sw, Hq, Wq) flattened, then the slack the
+    last tiles may read (:func:`tiled_slack`); ``image_stride`` and ``channel_stride``:
+    its elements per image and per channel; a: (groups, kg_pad, cin * kH * kW) weights,
+    rows past kg zero; offsets: int64 (cin * kH * kW,); out: (N, K, OH, OW).
+    """
+    n_batch, out_channels, out_h, out_w = out.shape
+    groups, kg_pad, depth = a.shape
+    kg = out_channels // groups
+    panel = NV * (VECTOR_BYTES // out.itemsize)
+    blocks = -(-out_h // block_rows)
+    for job in prange(n_batch * groups * blocks):
+        oh0 = (job % blocks) * block_rows
+        g = (job // blocks) % groups
+        n = job // (blocks * groups)
+        nrows = min(block_rows, out_h - oh0)
+        n_panels = -(-(nrows * cols_q) // panel)
+        ld = n_panels * panel
+        acc = np.empty((kg_pad, ld), dtype=out.dtype)
+        weights = a[g]
+        base = n * image_stride + g * cin * channel_stride + oh0 * cols_q
+        for k0 in range(0, kg_pad, MR):
+            for t in range(n_panels):
+                gather_tile(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
+                            acc, k0 * ld + t * panel, ld, depth, False)
+        for kk in range(kg):
+            k = g * kg + kk
+            bias_k = bias[k]
+            for i in range(nrows):
+                src = acc[kk, i * cols_q:i * cols_q + out_w]
+                dst = out[n, k, oh0 + i]
+                for j in range(out_w):
+                    dst[j] = src[j] + bias_k
+    return out
+
+
+def tiled_operands(spec, weight):
+    """(a, offsets) for :func:`tiled_conv2d`: weights padded to whole tiles of output
+    channels, and each tap's offset on the phase-split grid of one image."""
+    kg, cin = spec.out_channels_per_group, spec.in_channels_per_group
+    kh, kw = spec.kernel_height, spec.kernel_width
+    sh, sw = spec.stride_h, spec.stride_w
+    rows_q = -(-spec.padded_height // sh)
+    cols_q = -(-spec.padded_width // sw)
+    kg_pad = -(-kg // MR) * MR
+    a = np.zeros((spec.groups, kg_pad, cin * kh * kw), dtype=weight.dtype)
+    a[:, :kg] = weight.reshape(spec.groups, kg, cin * kh * kw)
+    c, r, s = np.meshgrid(np.arange(cin), np.arange(kh), np.arange(kw), indexing="ij")
+    rr, cc = r * spec.dilation_h, s * spec.dilation_w
+    phase = (rr % sh) * sw + cc % sw
+    offsets = ((c * sh * sw + phase) * rows_q + rr // sh) * cols_q + cc // sw
+    return a, offsets.reshape(-1).astype(np.int64)
+
+
+def tiled_slack(spec, itemsize) -> int:
+    """Elements :func:`tiled_conv2d` may read past the last image: the last panel's
+    positions beyond the block (under a panel), and the grid columns past the output
+    width, whose taps reach into the next grid row (under a row of Wq)."""
+    return NV * (VECTOR_BYTES // itemsize) + -(-spec.padded_width // spec.stride_w)
+
+
+def run_tiled(spec, x, weight, bias, out):
+    a, offsets = tiled_operands(spec, weight)
+    sh, sw = spec.stride_h, spec.stride_w
+    shape = (spec.batch, spec.in_channels, sh, sw, -(-spec.padded_height // sh),
+             -(-spec.padded_width // sw))
+    size = int(np.prod(shape))
+    slack = tiled_slack(spec, x.itemsize)
+    xflat = scratch("direct_tiled_input", (size + slack,), x.dtype)
+    xflat[size:] = 0
+    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
+    channel_stride = sh * sw * shape[4] * shape[5]
+    return launch(tiled_conv2d)(xflat, spec.in_channels * channel_stride, channel_stride, a,
+                                offsets, bias, out, shape[5], direct_block_rows(spec),
+                                spec.in_channels_per_group)
+
+
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
     out = new_output(spec, x.dtype)
@@ -316,6 +406,8 @@ def run(spec, x, weight, bias):
         return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                         spec.stride_h, spec.stride_w, spec.dilation_h,
                                         spec.dilation_w, cols_q, block_rows)
+    if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
+        return run_tiled(spec, x, weight, bias, out)
     xph = phase_split_input(spec, x, "direct_input")
     return launch(direct_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
                                  spec.groups, block_rows)

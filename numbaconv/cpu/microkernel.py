@@ -46,7 +46,7 @@ MR = 6
 NV = 4 if VECTOR_BYTES == 64 else 2
 
 
-def _tile_kernel(mr, nv):
+def _tile_kernel(mr, nv, gather=False):
     """An intrinsic computing c[0:mr, 0:nv*W] (+)= a[0:mr, 0:depth] @ b[0:depth, 0:nv*W].
 
     Arguments: ``a``, ``a_off``, ``lda``, ``b``, ``b_off``, ``ldb``, ``c``, ``c_off``,
@@ -54,12 +54,19 @@ def _tile_kernel(mr, nv):
     element and its row stride, counted in elements from the start of the array's data
     (the caller guarantees every access is in bounds). With ``accumulate`` false the
     tile starts from zero instead of c's values.
+
+    With ``gather``, ``ldb`` is instead an int64 array: row k of ``b`` starts at
+    ``b_off + ldb[k]``. That is an implicit GEMM: the rows can be the input runs that
+    each kernel tap reads, so a convolution needs no im2col copy (see
+    ``direct.tiled_conv2d``).
     """
 
     @intrinsic
     def tile(typingctx, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
         if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
             return None  # a typing error: one float dtype for all three
+        if gather != isinstance(ldb, types.Array):
+            return None
         sig = types.void(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
 
         def codegen(context, builder, signature, args):
@@ -105,7 +112,12 @@ def _tile_kernel(mr, nv):
             broadcast_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), None)
             with cgutils.for_range(builder, depth_v) as loop:
                 k = loop.index
-                b_row = builder.gep(b_ptr, [builder.mul(k, ldb_v)])
+                if gather:
+                    offsets = cgutils.create_struct_proxy(signature.args[5])(
+                        context, builder, value=ldb_v).data
+                    b_row = builder.gep(b_ptr, [builder.load(builder.gep(offsets, [k]))])
+                else:
+                    b_row = builder.gep(b_ptr, [builder.mul(k, ldb_v)])
                 b_vectors = [builder.load(vector_at(b_row, ir.Constant(i64, v * width)),
                                           align=align)
                              for v in range(nv)]
@@ -217,6 +229,8 @@ def transpose_tile_bias(typingctx, src, src_off, lds, dst, dst_off, ldd, bias, b
     return sig, _transpose_codegen(True)
 
 
+#: The implicit-GEMM tile: MR output channels by NV vectors of output positions.
+gather_tile = _tile_kernel(MR, NV, gather=True)
 _tile1 = _tile_kernel(MR, 1)
 _tile2 = _tile_kernel(MR, 2)
 _tile3 = _tile_kernel(MR, 3)
