@@ -68,8 +68,10 @@ def _input_shape(spec: ConvSpec) -> tuple:
 
 #: Channels per group from which a layer counts as "dense" for the ``auto`` rule.
 DENSE_CHANNELS = 16
-#: Multiply-adds per output (C/groups * kH * kW) from which GEMM beats the direct loops.
-GEMM_MIN_DEPTH = 64
+#: Output positions in one register tile of the direct kernel (float32, AVX-512), and the
+#: share of the positions it computes that must be real outputs for it to be chosen.
+DIRECT_TILE_POSITIONS = 64
+DIRECT_MIN_TILE_USE = 0.5
 #: Output rows and columns (per dilation phase) from which Winograd pays: one 4x4 tile.
 WINOGRAD_MIN_PHASE = 4
 
@@ -85,6 +87,15 @@ def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
             and spec.out_channels_per_group >= DENSE_CHANNELS and phase >= WINOGRAD_MIN_PHASE)
 
 
+def direct_tile_use(spec: ConvSpec) -> float:
+    """The share of the positions the direct kernel's tiles compute per image that are
+    outputs: it computes whole rows of the (phase-split) padded grid, in tiles of
+    DIRECT_TILE_POSITIONS."""
+    grid = spec.out_height * -(-spec.padded_width // spec.stride_w)
+    computed = -(-grid // DIRECT_TILE_POSITIONS) * DIRECT_TILE_POSITIONS
+    return spec.out_height * spec.out_width / computed if computed else 1.0
+
+
 def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     """The deterministic ``auto`` choice: (algorithm name, why).
 
@@ -97,29 +108,43 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        from 7x7 to 56x56 images and 64 to 512 channels. A dilated layer is computed as
        one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
        1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile.
-    2. Thin layers: fewer than 64 multiply-adds per output (C/groups * kH * kW: depthwise,
-       small groups, LeNet's 1-channel 5x5) or fewer than 16 outputs per group: direct.
-       Its vectorised loops stream the input once; matrix products this thin waste
-       most of its time packing (depthwise_b8: direct 2.8 ms, GEMM 6.9 ms).
-    3. Every other dense layer (1x1, strided, dilated, large kernels): GEMM, the
-       register-tiled product (:mod:`numbaconv.cpu.microkernel`) on im2col blocks (pointwise_b8: 0.42 ms against direct's 2.1 ms).
+    2. Pointwise (1x1, stride 1) with >= 16 channels per group in and out: GEMM. The
+       input already is the matrix (no im2col copy), and the packed, depth-blocked
+       product beats the direct tiles on it (pointwise_b8: 0.16 ms against 0.36 ms).
+    3. Small images with >= 16 channels per group in and out: GEMM, when under half
+       of the positions the direct kernel's tiles compute would be outputs (it computes
+       whole rows of the padded grid, 64 positions at a time). Measured: 1024 channels
+       on 2x2 images, direct 4.4x GEMM's time; 512 channels on 7x7 with dilation 3, 3.6x.
+    4. Every other layer: direct. With >= 4 output channels per group it is an
+       implicit GEMM in register tiles (``direct.tiled_conv2d``), which reads each tap's
+       inputs in place; against GEMM's im2col copy it won on every other layer measured,
+       thin or dense, strided, dilated or large-kernel (direct/GEMM time: LeNet 0.49,
+       VGG's and U-Net's first layers 0.58 and 0.40, ResNet stem 0.96, AlexNet's first
+       two 0.79 and 0.73, strided 3x3 64->128 0.79 and 512->512 0.55, Inception 7x1 0.56,
+       dense 5x5 0.41-0.47, ResNeXt groups 0.45; DeepLab-like 256 channels at dilation
+       12 on 33x33, 1.11, the closest). Depthwise layers have their own direct kernels
+       (depthwise_b8: direct 0.4 ms, GEMM 6.9 ms).
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
-    depth = cg * spec.kernel_height * spec.kernel_width
     if winograd_pays(spec, REGISTRY):
         dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
             f"{dilated} does 4x fewer multiplications than direct")
-    if depth < GEMM_MIN_DEPTH or kg < DENSE_CHANNELS:
-        kind = "depthwise" if spec.is_depthwise else f"{cg} -> {kg} channels per group"
-        return "direct", (
-            f"{kind}, {depth} multiply-adds per output: too thin for GEMM, the vectorised "
-            f"direct loops win")
-    return "gemm", (
-        f"dense layer ({cg} -> {kg} channels per group, {spec.kernel_height}x"
-        f"{spec.kernel_width} kernel, stride {(spec.stride_h, spec.stride_w)}): im2col + "
-        f"matrix product")
+    pointwise = (spec.kernel_height == spec.kernel_width == 1
+                 and spec.stride_h == spec.stride_w == 1)
+    if pointwise and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS:
+        return "gemm", (f"pointwise layer ({cg} -> {kg} channels per group): the input is "
+                        f"the matrix, one matrix product per image")
+    use = direct_tile_use(spec)
+    if use < DIRECT_MIN_TILE_USE and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS:
+        return "gemm", (f"{spec.out_height}x{spec.out_width} outputs per image: the direct "
+                        f"tiles would waste {1 - use:.0%} of their work; im2col + matrix "
+                        f"product")
+    kind = "depthwise" if spec.is_depthwise else f"{cg} -> {kg} channels per group"
+    return "direct", (
+        f"{kind}, {spec.kernel_height}x{spec.kernel_width} kernel, stride "
+        f"{(spec.stride_h, spec.stride_w)}: direct convolution, reading the input in place")
 
 
 def cuda_auto_rule(spec: ConvSpec) -> tuple[str, str]:

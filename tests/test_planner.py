@@ -92,15 +92,17 @@ def test_import_compiles_nothing():
     ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((1, 64, 64, 64), (64, 64, 3, 3), dict(padding=2, dilation=2), "winograd_f4x4"),
-    ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab-like
+    ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "direct"),  # DeepLab-like
     ((8, 32, 112, 112), (32, 1, 3, 3), dict(padding=1, groups=32), "direct"),  # depthwise
     ((1, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct"),  # ResNeXt group
     ((8, 256, 14, 14), (64, 256, 1, 1), {}, "gemm"),  # pointwise
-    ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "gemm"),  # ResNet stem
-    ((1, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "gemm"),  # AlexNet conv1
+    ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "direct"),  # ResNet stem
+    ((1, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "direct"),  # AlexNet conv1
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "direct"),  # LeNet
-    ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided 3x3
+    ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "direct"),  # strided 3x3
     ((2, 1024, 2, 2), (1024, 1024, 3, 3), dict(padding=1), "gemm"),  # deep, tiny image
+    ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1, dilation=3), "gemm"),  # tiny, dilated
+    ((64, 6, 14, 14), (16, 6, 5, 5), {}, "direct"),  # LeNet's second layer
 ])
 def test_auto_rule_on_familiar_layers(xs, ws, kwargs, expected):
     assert numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).algorithm == expected

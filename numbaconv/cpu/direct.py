@@ -10,6 +10,7 @@ buffer does several multiply-adds per load and store of the accumulator.
 Depthwise layers skip the padded copy: each job pads the few rows it reads.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -388,8 +389,12 @@ def run_tiled(spec, x, weight, bias, out):
     xflat[size:] = 0
     launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
     channel_stride = sh * sw * shape[4] * shape[5]
+    # Blocks small enough for at least four jobs per thread: one image of a few rows
+    # (AlexNet's first layers at batch 1) would otherwise be one job on one thread.
+    per_image = -(-4 * numba.get_num_threads() // (spec.batch * spec.groups))
+    block_rows = max(1, min(direct_block_rows(spec), -(-spec.out_height // per_image)))
     return launch(tiled_conv2d)(xflat, spec.in_channels * channel_stride, channel_stride, a,
-                                offsets, bias, out, shape[5], direct_block_rows(spec),
+                                offsets, bias, out, shape[5], block_rows,
                                 spec.in_channels_per_group)
 
 
