@@ -239,10 +239,15 @@ DEPTHWISE_3X3_CASES = [(size, padding)
                        if _has_output(size, padding)]
 
 
+@pytest.mark.parametrize("kernel", ["rows", "stacked"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size, padding", DEPTHWISE_3X3_CASES)
-def test_depthwise_3x3_stride1_edges(rng, torch, size, padding, dtype):
-    """The dedicated depthwise 3x3 path: rows and columns whose taps fall in the padding."""
+def test_depthwise_3x3_stride1_edges(rng, torch, size, padding, dtype, kernel, monkeypatch):
+    """The dedicated depthwise 3x3 kernels (row by row with a flat stencil, or images
+    stacked per channel): rows and columns whose taps fall in the padding."""
+    from numbaconv.cpu import direct
+
+    monkeypatch.setattr(direct, "DEPTHWISE_STACKED_BELOW_WIDTH", 0 if kernel == "rows" else 10**6)
     h, w = size
     # The input ends just before NaNs: an output that read past its plane would be NaN.
     guarded = np.full(2 * 5 * h * w + 64, np.nan, dtype)

@@ -226,7 +226,7 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
     lanes = VECTOR_BYTES // xp.itemsize
     n_vectors = max(0, (count + 2) // lanes - 1) if width >= lanes else 0
     if n_vectors > 0:  # (it reads its first vectors before the loop)
-        stencil3x3_span(xf, x0, width, w, bias, of, lo, 1, n_vectors)
+        stencil3x3_span(xf, x0, width, w, bias, of, lo, 1, True, n_vectors)
     done = n_vectors * lanes
     # The taps as scalars: read from an array inside the loop, LLVM would have to reload
     # them after every store (it cannot tell that ``of`` and ``w`` do not overlap).
@@ -302,6 +302,42 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
             rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
             weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
             _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
+    return out
+
+
+@njit(**JIT_PARALLEL)
+def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left):
+    """Depthwise 3x3, stride 1, dilation 1, for small images (MobileNet's 28x28 to 7x7).
+
+    Per plane, the work is too little for the row-by-row kernel (a 7x7 plane has no
+    full vector row). Here one job per channel copies that channel of every image into
+    a zero-padded buffer, the images stacked one above the other with rows (W + padding)
+    apart, runs one stencil span over the whole stack (one weight set: same channel),
+    and copies the outputs out of the padded grid; the copies stay in L1/L2.
+    x: (N, C, H, W), C-contiguous; weight (C, 1, 3, 3); out (N, C, OH, OW).
+    """
+    n_batch, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    grid_w = out_w + 2
+    grid_h = out_h + 2  # padded rows per image
+    lanes = VECTOR_BYTES // x.itemsize
+    count = (n_batch * grid_h - 2) * grid_w  # grid positions with three rows below them
+    n_vectors = -(-count // lanes)
+    # The last vector steps read up to one vector and two rows past ``count``.
+    size = n_batch * grid_h * grid_w + 2 * lanes + 2 * grid_w
+    for c in prange(channels):
+        padded = np.zeros(size, dtype=x.dtype)
+        grid = np.empty(n_vectors * lanes, dtype=x.dtype)
+        for n in range(n_batch):
+            for i in range(height):
+                start = (n * grid_h + pad_top + i) * grid_w + pad_left
+                padded[start:start + width] = x[n, c, i]
+        stencil3x3_span(padded, 0, grid_w, weight[c, 0], bias[c], grid, 0, 0, False,
+                        n_vectors)
+        for n in range(n_batch):
+            for oh in range(out_h):
+                start = (n * grid_h + oh) * grid_w
+                out[n, c, oh, :] = grid[start:start + out_w]
     return out
 
 
@@ -398,12 +434,22 @@ def run_tiled(spec, x, weight, bias, out):
                                 spec.in_channels_per_group)
 
 
+#: Input width below which depthwise 3x3 stride-1 layers stack their images per channel
+#: (:func:`depthwise3x3_stacked`). Measured, MobileNet shapes at batch 8, stacked against
+#: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
+#: vs 0.65, 112x112 1.00 vs 0.58.
+DEPTHWISE_STACKED_BELOW_WIDTH = 48
+
+
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
     out = new_output(spec, x.dtype)
     depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
     if (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3 and spec.stride_h == 1
             and spec.stride_w == 1 and spec.dilation_h == 1 and spec.dilation_w == 1):
+        if spec.in_width < DEPTHWISE_STACKED_BELOW_WIDTH:
+            return launch(depthwise3x3_stacked)(x, weight, bias, out, spec.pad_top,
+                                                spec.pad_left)
         return launch(depthwise3x3_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left)
     block_rows = direct_block_rows(spec)
     if depthwise:

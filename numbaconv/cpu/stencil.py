@@ -25,25 +25,30 @@ PREFETCH_BYTES = 6144
 
 
 @intrinsic
-def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, n_vectors):
-    """One span of a zero-padded (1 left and right) 3x3 stencil over rows of ``width``:
+def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, edges,
+                    n_vectors):
+    """One span of a 3x3 stencil over rows of ``width``:
     out[out_off + j] = bias + sum over r, s < 3 of w[r, s] * x[x_off + r * width + j + s],
-    for j < n_vectors * L (L: lanes per vector), where the tap s = 0 of an output in
-    column 0 and the tap s = 2 of one in column ``width - 1`` count as zero (padding),
-    instead of the neighbouring row's element the formula reaches.
+    for j < n_vectors * L (L: lanes per vector). With ``edges`` true the rows are taken
+    as zero-padded by 1 left and right: the tap s = 0 of an output in column 0 and the
+    tap s = 2 of one in column ``width - 1`` count as zero, instead of the neighbouring
+    row's element the formula reaches (the rows of an unpadded plane, see
+    ``direct._depthwise3x3_flat_rows``); with ``edges`` false every tap counts (rows
+    already padded, see ``direct.depthwise3x3_stacked``).
 
     ``x`` and ``out``: arrays of one float dtype, addressed by flat offsets from the start
-    of their data, with rows ``width`` apart (``width`` >= L); ``column``: the column of
-    output ``out_off``; ``w``: a C-contiguous (3, 3) array of the same dtype; ``bias``
-    a scalar. Reads x[x_off + r * width + k] for k < (n_vectors + 1) * L: the caller
-    keeps that inside the array (one vector past the last output's taps).
+    of their data, with rows ``width`` apart (``width`` >= L when ``edges``);
+    ``column``: the column of output ``out_off``; ``w``: a C-contiguous (3, 3) array of
+    the same dtype; ``bias`` a scalar. Reads x[x_off + r * width + k] for k <
+    (n_vectors + 1) * L: the caller keeps that inside the array (one vector past the
+    last output's taps).
     """
     if not (x.dtype == w.dtype == out.dtype and x.dtype in (types.float32, types.float64)):
         return None
-    sig = types.void(x, x_off, width, w, bias, out, out_off, column, n_vectors)
+    sig = types.void(x, x_off, width, w, bias, out, out_off, column, edges, n_vectors)
 
     def codegen(context, builder, signature, args):
-        x_v, x_off_v, width_v, w_v, bias_v, out_v, out_off_v, column_v, n_v = args
+        x_v, x_off_v, width_v, w_v, bias_v, out_v, out_off_v, column_v, edges_v, n_v = args
         dtype = signature.args[0].dtype
         align = dtype.bitwidth // 8
         lanes = VECTOR_BYTES // align
@@ -94,6 +99,8 @@ def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, n
             ir.Constant(columns_type, list(range(lanes))),
             splat(builder.trunc(column_v, i32), columns_type)))
         columns_slot = cgutils.alloca_once_value(builder, first_columns)
+        edges_on = builder.icmp_unsigned("!=", edges_v, ir.Constant(edges_v.type, 0))
+        edges_mask = splat(edges_on, ir.VectorType(ir.IntType(1), lanes))
         # Each row's vector at the current j, carried from one step to the next (allocas
         # that LLVM promotes to registers).
         current = [cgutils.alloca_once_value(builder, load_vector(row, ir.Constant(i64, 0)))
@@ -104,8 +111,9 @@ def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, n
             following = builder.add(j, ir.Constant(i64, lanes))
             columns = builder.load(columns_slot)
             builder.store(wrapped(builder.add(columns, step_splat)), columns_slot)
-            in_first = builder.icmp_signed("==", columns, ir.Constant(columns_type, None))
-            in_last = builder.icmp_signed("==", columns, last_splat)
+            in_first = builder.and_(
+                builder.icmp_signed("==", columns, ir.Constant(columns_type, None)), edges_mask)
+            in_last = builder.and_(builder.icmp_signed("==", columns, last_splat), edges_mask)
             partial = []
             for r, row in enumerate(rows):
                 here = builder.load(current[r])
@@ -113,7 +121,8 @@ def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, n
                 builder.store(ahead, current[r])
                 left = builder.select(in_first, zero, here)
                 middle = builder.shuffle_vector(here, ahead, shift[0])
-                right = builder.select(in_last, zero, builder.shuffle_vector(here, ahead, shift[1]))
+                right = builder.select(in_last, zero,
+                                       builder.shuffle_vector(here, ahead, shift[1]))
                 # One chain per kernel row, summed at the end: shorter dependency chains.
                 if r == 0:
                     total = builder.call(fma, [taps[0], left, bias_splat])
