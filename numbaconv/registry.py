@@ -95,10 +95,12 @@ def _direct_workspace(spec: ConvSpec) -> int:
         return (_phase_split_bytes(spec) + (slack + threads * tile_rows * (block + 64))
                 * spec.itemsize)
     if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
-        # depthwise: no input copy, each thread pads the rows of its block
+        # depthwise: no input copy, each thread pads the rows of its block, or (3x3
+        # kernels) stacks one channel of every image, padded, and their stride-1 outputs
         reach = ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h + 1
         local = spec.stride_h * spec.stride_w * (direct_block_rows(spec) + reach) * cols_q
-        return threads * (block + local) * spec.itemsize
+        stack = 2 * (spec.batch * spec.padded_height * spec.padded_width + 64 + 2 * cols_q)
+        return threads * (block + max(local, stack)) * spec.itemsize
     return _phase_split_bytes(spec) + threads * block * spec.itemsize
 
 

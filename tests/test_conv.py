@@ -342,3 +342,21 @@ def test_tiled_direct_reads_stay_in_its_buffer(rng):
             base = (2 * groups - 1) * cin * channel + oh0 * cols_q
             furthest = base + n_panels * panel - 1 + offsets.max()
             assert furthest < size + direct.tiled_slack(spec, x.itemsize)
+
+
+@pytest.mark.parametrize("kernel", ["stacked", "general"])
+@pytest.mark.parametrize("stride", [2, (1, 2), (2, 1)])
+@pytest.mark.parametrize("size, padding", [((1, 1), 1), ((5, 6), 0), ((7, 7), 1),
+                                           ((9, 20), (2, 1)), ((14, 15), 1), ((17, 4), (0, 3))])
+def test_depthwise_3x3_strided(rng, torch, size, padding, stride, kernel, monkeypatch):
+    """Strided depthwise 3x3 layers: the stacked kernel picks its outputs at the strides;
+    past DEPTHWISE_STACKED_ELEMENTS the general depthwise kernel runs instead."""
+    from numbaconv.cpu import direct
+
+    if kernel == "general":
+        monkeypatch.setattr(direct, "DEPTHWISE_STACKED_ELEMENTS", 0)
+    h, w = size
+    for dtype in (np.float32, np.float64):
+        x = random(rng, (3, 4, h, w), dtype)
+        check_conv("conv2d", x, random(rng, (4, 1, 3, 3), dtype), random(rng, (4,), dtype),
+                   stride=stride, padding=padding, groups=4, algorithm="direct", torch=torch)

@@ -306,20 +306,22 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
 
 
 @njit(**JIT_PARALLEL)
-def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left):
-    """Depthwise 3x3, stride 1, dilation 1, for small images (MobileNet's 28x28 to 7x7).
+def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w, stride_h,
+                         stride_w):
+    """Depthwise 3x3, dilation 1: small images (MobileNet's 28x28 to 7x7) and strides.
 
     Per plane, the work is too little for the row-by-row kernel (a 7x7 plane has no
-    full vector row). Here one job per channel copies that channel of every image into
-    a zero-padded buffer, the images stacked one above the other with rows (W + padding)
-    apart, runs one stencil span over the whole stack (one weight set: same channel),
-    and copies the outputs out of the padded grid; the copies stay in L1/L2.
+    full vector row), and strided rows cannot use its flat stencil. Here one job per
+    channel copies that channel of every image into a zero-padded buffer, the images
+    stacked one above the other (``grid_h`` x ``grid_w``: the padded image), runs one
+    stencil span over the whole stack (one weight set: same channel) at stride 1, and
+    picks the outputs out of that grid at the layer's strides (a stride-2 layer computes
+    4x the outputs it keeps: cheap vector work against the per-element loops it
+    replaces). The buffers stay in L1/L2.
     x: (N, C, H, W), C-contiguous; weight (C, 1, 3, 3); out (N, C, OH, OW).
     """
     n_batch, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    grid_w = out_w + 2
-    grid_h = out_h + 2  # padded rows per image
     lanes = VECTOR_BYTES // x.itemsize
     count = (n_batch * grid_h - 2) * grid_w  # grid positions with three rows below them
     n_vectors = -(-count // lanes)
@@ -336,8 +338,8 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left):
                         n_vectors)
         for n in range(n_batch):
             for oh in range(out_h):
-                start = (n * grid_h + oh) * grid_w
-                out[n, c, oh, :] = grid[start:start + out_w]
+                start = (n * grid_h + oh * stride_h) * grid_w
+                out[n, c, oh, :] = grid[start:start + stride_w * (out_w - 1) + 1:stride_w]
     return out
 
 
@@ -439,18 +441,25 @@ def run_tiled(spec, x, weight, bias, out):
 #: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
 #: vs 0.65, 112x112 1.00 vs 0.58.
 DEPTHWISE_STACKED_BELOW_WIDTH = 48
+#: The most elements one channel's stack may hold (a buffer per thread, twice): 8
+#: padded 226x226 images (MobileNet's stride-2 layers at 224 input, batch 8) and more.
+DEPTHWISE_STACKED_ELEMENTS = 1 << 20
 
 
 def run(spec, x, weight, bias):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
     out = new_output(spec, x.dtype)
     depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
-    if (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3 and spec.stride_h == 1
-            and spec.stride_w == 1 and spec.dilation_h == 1 and spec.dilation_w == 1):
-        if spec.in_width < DEPTHWISE_STACKED_BELOW_WIDTH:
-            return launch(depthwise3x3_stacked)(x, weight, bias, out, spec.pad_top,
-                                                spec.pad_left)
+    depthwise3x3 = (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3
+                    and spec.dilation_h == 1 and spec.dilation_w == 1)
+    stride1 = spec.stride_h == 1 and spec.stride_w == 1
+    if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
         return launch(depthwise3x3_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left)
+    if depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
+            spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS):
+        return launch(depthwise3x3_stacked)(x, weight, bias, out, spec.pad_top, spec.pad_left,
+                                            spec.padded_height, spec.padded_width,
+                                            spec.stride_h, spec.stride_w)
     block_rows = direct_block_rows(spec)
     if depthwise:
         cols_q = -(-spec.padded_width // spec.stride_w)
