@@ -92,6 +92,15 @@ def _accumulate(planes, w, acc, oh0, dilation_h, dilation_w):
 
 
 @njit(inline="always")
+def _row_block_job(job, blocks, per_image, block_rows, out_h):
+    """(image, index within the image, first row, rows) of a job numbered over
+    (image, ``per_image`` channels or groups, ``blocks`` blocks of output rows)."""
+    oh0 = (job % blocks) * block_rows
+    return (job // (blocks * per_image), (job // blocks) % per_image, oh0,
+            min(block_rows, out_h - oh0))
+
+
+@njit(inline="always")
 def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
     """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias."""
     out_w = dst_plane.shape[1]
@@ -115,10 +124,7 @@ def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_
     kg = out_channels // groups
     blocks = -(-out_h // block_rows)
     for job in prange(n_batch * out_channels * blocks):
-        oh0 = (job % blocks) * block_rows
-        k = (job // blocks) % out_channels
-        n = job // (blocks * out_channels)
-        nrows = min(block_rows, out_h - oh0)
+        n, k, oh0, nrows = _row_block_job(job, blocks, out_channels, block_rows, out_h)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         c0 = (k // kg) * cin
         for c in range(cin):
@@ -367,10 +373,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
     panel = NV * (VECTOR_BYTES // out.itemsize)
     blocks = -(-out_h // block_rows)
     for job in prange(n_batch * groups * blocks):
-        oh0 = (job % blocks) * block_rows
-        g = (job // blocks) % groups
-        n = job // (blocks * groups)
-        nrows = min(block_rows, out_h - oh0)
+        n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
         n_panels = -(-(nrows * cols_q) // panel)
         ld = n_panels * panel
         acc = np.empty((kg_pad, ld), dtype=out.dtype)
