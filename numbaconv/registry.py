@@ -100,7 +100,9 @@ def _direct_workspace(spec: ConvSpec) -> int:
         reach = ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h + 1
         local = spec.stride_h * spec.stride_w * (direct_block_rows(spec) + reach) * cols_q
         stack = 2 * (spec.batch * spec.padded_height * spec.padded_width + 64 + 2 * cols_q)
-        return threads * (block + max(local, stack)) * spec.itemsize
+        channels_last = 16 * (2 * spec.in_height * spec.in_width  # (direct.depthwise_
+                              + spec.padded_height * spec.padded_width)  # channels_last)
+        return threads * (block + max(local, stack, channels_last)) * spec.itemsize
     return _phase_split_bytes(spec) + threads * block * spec.itemsize
 
 

@@ -360,3 +360,51 @@ def test_depthwise_3x3_strided(rng, torch, size, padding, stride, kernel, monkey
         x = random(rng, (3, 4, h, w), dtype)
         check_conv("conv2d", x, random(rng, (4, 1, 3, 3), dtype), random(rng, (4,), dtype),
                    stride=stride, padding=padding, groups=4, algorithm="direct", torch=torch)
+
+
+@st.composite
+def channels_last_depthwise_arguments(draw):
+    """Depthwise layers the channels-last kernel runs: small images, channels in whole
+    vectors (16 float32 or 8 float64 with AVX-512; 32 channels fill both)."""
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    reach_h, reach_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    return dict(n=draw(st.integers(1, 3)), channels=draw(st.sampled_from([32, 64])),
+                h=draw(st.integers(max(1, reach_h - 2 * padding[0]), 19)),
+                w=draw(st.integers(max(1, reach_w - 2 * padding[1]), 19)),
+                kernel=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                dilation=dilation, padding=padding,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(channels_last_depthwise_arguments())
+def test_depthwise_channels_last_kernel(args):
+    """direct.depthwise_channels_last: any kernel, stride, dilation and padding; the
+    positions past the last whole block of transposes; float64."""
+    rng = np.random.default_rng(args["seed"])
+    c = args["channels"]
+    x = random(rng, (args["n"], c, args["h"], args["w"]), args["dtype"])
+    w = random(rng, (c, 1) + args["kernel"], args["dtype"])
+    b = random(rng, (c,), args["dtype"])
+    check_conv("conv2d", x, w, b, stride=args["stride"], padding=args["padding"],
+               dilation=args["dilation"], groups=c, algorithm="direct", torch=TORCH)
+
+
+def test_depthwise_channels_last_kernel_is_the_one_that_runs(monkeypatch):
+    from numbaconv.cpu import direct
+
+    def refuse(*args):
+        raise AssertionError("channels-last kernel ran")
+
+    monkeypatch.setattr(direct, "depthwise_channels_last", refuse)
+    with pytest.raises(AssertionError, match="channels-last"):
+        numbaconv.conv2d(np.ones((1, 32, 7, 7), np.float32), np.ones((32, 1, 3, 3), np.float32),
+                         groups=32, algorithm="direct")
+    # channels that do not fill whole vectors, or wider images, take the other kernels
+    numbaconv.conv2d(np.ones((1, 20, 7, 7), np.float32), np.ones((20, 1, 3, 3), np.float32),
+                     groups=20, algorithm="direct")
+    numbaconv.conv2d(np.ones((1, 32, 7, direct.DEPTHWISE_CHANNELS_LAST_BELOW_WIDTH), np.float32),
+                     np.ones((32, 1, 3, 3), np.float32), groups=32, algorithm="direct")

@@ -141,3 +141,72 @@ def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, e
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _channel_taps(outputs):
+    """An intrinsic for ``outputs`` depthwise outputs of L channels at once, channels last:
+    dst[dst_off + i * L + l] = bias[l] + sum over t of
+    taps[t, l] * src[src_off + i * step + offsets[t] + l], for i < outputs and l < L
+    (one vector each; see ``direct.depthwise_channels_last``).
+
+    ``src``, ``taps`` (n_taps, L), ``bias`` (L,) and ``dst``: C-contiguous arrays of one
+    float dtype; ``offsets``: int64 (n_taps,); ``src_off``, ``step``, ``dst_off`` and the
+    offsets count elements from the start of each array's data. Several outputs per call
+    keep several multiply-add chains in flight: one output's nine taps are one chain,
+    whose latency, not the arithmetic, set the pace.
+    """
+
+    @intrinsic
+    def channel_taps(typingctx, src, src_off, step, offsets, taps, bias, dst, dst_off):
+        if not (src.dtype == taps.dtype == bias.dtype == dst.dtype
+                and src.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(src, src_off, step, offsets, taps, bias, dst, dst_off)
+
+        def codegen(context, builder, signature, args):
+            src_v, src_off_v, step_v, offsets_v, taps_v, bias_v, dst_v, dst_off_v = args
+            dtype = signature.args[0].dtype
+            align = dtype.bitwidth // 8
+            lanes = VECTOR_BYTES // align
+            vec = ir.VectorType(context.get_value_type(dtype), lanes)
+            i64 = ir.IntType(64)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vec, [vec] * 3),
+                f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+
+            def proxy(position, value):
+                return cgutils.create_struct_proxy(signature.args[position])(
+                    context, builder, value=value)
+
+            def load_vector(pointer):
+                return builder.load(builder.bitcast(pointer, vec.as_pointer()), align=align)
+
+            offsets = proxy(3, offsets_v)
+            n_taps = builder.extract_value(offsets.shape, 0)
+            src_ptr = builder.gep(proxy(0, src_v).data, [src_off_v])
+            starts = [builder.gep(src_ptr, [builder.mul(step_v, ir.Constant(i64, i))])
+                      for i in range(outputs)]
+            taps_ptr = proxy(4, taps_v).data
+            bias_vector = load_vector(proxy(5, bias_v).data)
+            totals = [cgutils.alloca_once_value(builder, bias_vector) for _ in range(outputs)]
+            with cgutils.for_range(builder, n_taps) as loop:
+                t = loop.index
+                offset = builder.load(builder.gep(offsets.data, [t]))
+                tap = load_vector(builder.gep(taps_ptr, [builder.mul(t, ir.Constant(i64, lanes))]))
+                for start, total in zip(starts, totals):
+                    value = load_vector(builder.gep(start, [offset]))
+                    builder.store(builder.call(fma, [tap, value, builder.load(total)]), total)
+            out_ptr = builder.gep(proxy(6, dst_v).data, [dst_off_v])
+            for i, total in enumerate(totals):
+                address = builder.gep(out_ptr, [ir.Constant(i64, i * lanes)])
+                builder.store(builder.load(total), builder.bitcast(address, vec.as_pointer()),
+                              align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return channel_taps
+
+
+channel_taps4 = _channel_taps(4)
+channel_taps1 = _channel_taps(1)
