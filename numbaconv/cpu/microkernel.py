@@ -46,6 +46,16 @@ MR = 6
 NV = 4 if VECTOR_BYTES == 64 else 2
 
 
+def vector_setup(context, builder, dtype):
+    """(lanes, vector type, llvm.fma on it) for an intrinsic's code on ``dtype`` values:
+    the widest vector this CPU has (``VECTOR_BYTES``)."""
+    lanes = VECTOR_BYTES // (dtype.bitwidth // 8)
+    vec = ir.VectorType(context.get_value_type(dtype), lanes)
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+    return lanes, vec, fma
+
+
 def _tile_kernel(mr, nv, gather=False):
     """An intrinsic computing c[0:mr, 0:nv*W] (+)= a[0:mr, 0:depth] @ b[0:depth, 0:nv*W].
 
@@ -74,12 +84,8 @@ def _tile_kernel(mr, nv, gather=False):
              accumulate_v) = args
             dtype = signature.args[0].dtype
             align = dtype.bitwidth // 8
-            width = VECTOR_BYTES // align
-            vec = ir.VectorType(context.get_value_type(dtype), width)
+            width, vec, fma = vector_setup(context, builder, dtype)
             i64 = ir.IntType(64)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec] * 3),
-                f"llvm.fma.v{width}f{dtype.bitwidth}")
 
             def start(position, value, offset):
                 array = cgutils.create_struct_proxy(signature.args[position])

@@ -15,7 +15,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .microkernel import VECTOR_BYTES
+from .microkernel import vector_setup
 
 #: How far ahead of the row being read the loop asks for input (``llvm.prefetch``): the
 #: hardware prefetcher alone left the loop waiting on memory when the input is not in the
@@ -51,12 +51,9 @@ def stencil3x3_span(typingctx, x, x_off, width, w, bias, out, out_off, column, e
         x_v, x_off_v, width_v, w_v, bias_v, out_v, out_off_v, column_v, edges_v, n_v = args
         dtype = signature.args[0].dtype
         align = dtype.bitwidth // 8
-        lanes = VECTOR_BYTES // align
-        vec = ir.VectorType(context.get_value_type(dtype), lanes)
+        lanes, vec, fma = vector_setup(context, builder, dtype)
         i32, i64 = ir.IntType(32), ir.IntType(64)
         columns_type = ir.VectorType(i32, lanes)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.v{lanes}f{dtype.bitwidth}")
         byte_pointer = ir.IntType(8).as_pointer()
         prefetch = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]),
@@ -167,12 +164,8 @@ def _channel_taps(outputs):
             src_v, src_off_v, step_v, offsets_v, taps_v, bias_v, dst_v, dst_off_v = args
             dtype = signature.args[0].dtype
             align = dtype.bitwidth // 8
-            lanes = VECTOR_BYTES // align
-            vec = ir.VectorType(context.get_value_type(dtype), lanes)
+            lanes, vec, fma = vector_setup(context, builder, dtype)
             i64 = ir.IntType(64)
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec] * 3),
-                f"llvm.fma.v{lanes}f{dtype.bitwidth}")
 
             def proxy(position, value):
                 return cgutils.create_struct_proxy(signature.args[position])(
