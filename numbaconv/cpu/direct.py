@@ -1,13 +1,21 @@
-"""Direct convolution on the CPU: the general kernel that runs every spec.
+"""Direct convolution on the CPU: the kernels behind ``algorithm="direct"``.
 
-The input is zero padded and split by stride phase (``layout.pad_phase_split``), so
-that for a fixed kernel tap the inputs of a block of output rows form one contiguous
-run, on a grid ``Wq`` wide (the columns past the output width are computed and
-dropped). Each job, one (image, output channel, block of rows), accumulates into an
-L1-sized buffer with long unit-stride loops that LLVM vectorises; taps are fused in
-threes along the kernel width (all nine for 3x3 kernels) so that each pass over the
-buffer does several multiply-adds per load and store of the accumulator.
-Depthwise layers skip the padded copy: each job pads the few rows it reads.
+``run`` picks one by the layer's shape:
+
+* ``tiled_conv2d`` (>= 4 output channels per group): an implicit GEMM. The input is zero
+  padded and split by stride phase (``layout.pad_phase_split``), so that for a fixed
+  kernel tap the inputs of a block of output rows form one contiguous run on a grid
+  ``Wq`` wide; the microkernel's ``gather_tile`` keeps 6 output channels by a panel of
+  positions in registers over all taps (the grid columns past the output width are
+  computed and dropped).
+* ``direct_conv2d`` (1-3 output channels per group): the same phase-split runs, one
+  output channel per job, accumulated in an L1-sized buffer by long loops that LLVM
+  vectorises, taps fused (all nine for 3x3 kernels).
+* depthwise layers, straight from the NCHW input: ``depthwise_channels_last`` on small
+  images (vectorised across channels), the 3x3 stencil kernels
+  (``depthwise3x3_conv2d`` row by row on wide images, ``depthwise3x3_stacked`` on the
+  images of a channel stacked in one padded buffer), and ``depthwise_conv2d``, which
+  pads the few rows each job reads, for everything else.
 """
 
 import numba
@@ -17,7 +25,8 @@ from numba import njit, prange
 from ..config import JIT_PARALLEL
 from ..registry import TILED_MIN_CHANNELS, direct_block_rows
 from .dispatch import launch
-from .layout import new_output, pad_phase_split, phase_split_input, phase_split_plane
+from .layout import (new_output, pad_phase_split, phase_split_input, phase_split_plane,
+                     phase_split_shape)
 from .microkernel import MR, NV, VECTOR_BYTES, gather_tile, transpose_tile
 from .workspace import scratch
 from .stencil import channel_taps1, channel_taps4, stencil3x3_span
@@ -105,9 +114,11 @@ def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
     """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias."""
     out_w = dst_plane.shape[1]
     for i in range(nrows):
+        # (a slice indexed by the loop counter alone: LLVM then vectorises the copy)
+        src = acc[i * cols_q:i * cols_q + out_w]
         dst = dst_plane[oh0 + i]
         for j in range(out_w):
-            dst[j] = acc[i * cols_q + j] + bias_k
+            dst[j] = src[j] + bias_k
 
 
 @njit(**JIT_PARALLEL)
@@ -453,13 +464,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
                 gather_tile(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
                             acc, k0 * ld + t * panel, ld, depth, False)
         for kk in range(kg):
-            k = g * kg + kk
-            bias_k = bias[k]
-            for i in range(nrows):
-                src = acc[kk, i * cols_q:i * cols_q + out_w]
-                dst = out[n, k, oh0 + i]
-                for j in range(out_w):
-                    dst[j] = src[j] + bias_k
+            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
     return out
 
 
@@ -468,9 +473,7 @@ def tiled_operands(spec, weight):
     channels, and each tap's offset on the phase-split grid of one image."""
     kg, cin = spec.out_channels_per_group, spec.in_channels_per_group
     kh, kw = spec.kernel_height, spec.kernel_width
-    sh, sw = spec.stride_h, spec.stride_w
-    rows_q = -(-spec.padded_height // sh)
-    cols_q = -(-spec.padded_width // sw)
+    _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
     kg_pad = -(-kg // MR) * MR
     a = np.zeros((spec.groups, kg_pad, cin * kh * kw), dtype=weight.dtype)
     a[:, :kg] = weight.reshape(spec.groups, kg, cin * kh * kw)
@@ -485,20 +488,17 @@ def tiled_slack(spec, itemsize) -> int:
     """Elements :func:`tiled_conv2d` may read past the last image: the last panel's
     positions beyond the block (under a panel), and the grid columns past the output
     width, whose taps reach into the next grid row (under a row of Wq)."""
-    return NV * (VECTOR_BYTES // itemsize) + -(-spec.padded_width // spec.stride_w)
+    return NV * (VECTOR_BYTES // itemsize) + phase_split_shape(spec)[5]
 
 
 def run_tiled(spec, x, weight, bias, out):
     a, offsets = tiled_operands(spec, weight)
-    sh, sw = spec.stride_h, spec.stride_w
-    shape = (spec.batch, spec.in_channels, sh, sw, -(-spec.padded_height // sh),
-             -(-spec.padded_width // sw))
+    shape = phase_split_shape(spec)
     size = int(np.prod(shape))
-    slack = tiled_slack(spec, x.itemsize)
-    xflat = scratch("direct_tiled_input", (size + slack,), x.dtype)
+    xflat = scratch("direct_tiled_input", (size + tiled_slack(spec, x.itemsize),), x.dtype)
     xflat[size:] = 0
     launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
-    channel_stride = sh * sw * shape[4] * shape[5]
+    channel_stride = int(np.prod(shape[2:]))
     # Blocks small enough for at least four jobs per thread: one image of a few rows
     # (AlexNet's first layers at batch 1) would otherwise be one job on one thread.
     per_image = -(-4 * numba.get_num_threads() // (spec.batch * spec.groups))

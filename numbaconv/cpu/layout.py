@@ -16,6 +16,12 @@ def new_output(spec, dtype) -> np.ndarray:
     return np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype)
 
 
+def phase_split_shape(spec) -> tuple:
+    """(N, C, sh, sw, Hq, Wq): the padded input split by stride phase (see pad_phase_split)."""
+    return (spec.batch, spec.in_channels, spec.stride_h, spec.stride_w,
+            -(-spec.padded_height // spec.stride_h), -(-spec.padded_width // spec.stride_w))
+
+
 def phase_split_input(spec, x, name: str):
     """x (N, C, H, W) zero padded and split by stride phase for ``spec``: (N, C, sh, sw, Hq, Wq).
 
@@ -25,9 +31,7 @@ def phase_split_input(spec, x, name: str):
     unpadded = not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right)
     if unpadded and spec.stride_h == 1 and spec.stride_w == 1:
         return x.reshape(spec.batch, spec.in_channels, 1, 1, spec.in_height, spec.in_width)
-    shape = (spec.batch, spec.in_channels, spec.stride_h, spec.stride_w,
-             -(-spec.padded_height // spec.stride_h), -(-spec.padded_width // spec.stride_w))
-    xph = scratch(name, shape, x.dtype)
+    xph = scratch(name, phase_split_shape(spec), x.dtype)
     launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xph)
     return xph
 

@@ -8,6 +8,9 @@ loaded once per vector: the vector at j + W (W lanes) is loaded, the one at j wa
 loaded by the previous step, and the taps at j + 1 and j + 2 are cut from the pair by
 two shuffles (one ``valignd`` each with AVX-512). Written with
 ``numba.extending.intrinsic``, as :mod:`.microkernel` does for the matrix product.
+
+Also here: ``channel_taps1``/``channel_taps4``, depthwise outputs computed one vector of
+channels at a time from channels-last data (any kernel), for small images.
 """
 
 from llvmlite import ir
