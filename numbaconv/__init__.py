@@ -12,7 +12,7 @@ from ._blas_setup import prefer_avx512_openblas
 prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
 
 from .config import set_memory_limit  # noqa: E402
-from .errors import CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
+from .errors import CompileWarning, CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
 from .functional import conv1d, conv2d, plan  # noqa: E402
 from .transposed import conv_transpose1d, conv_transpose2d  # noqa: E402
 from .activations import leaky_relu, linear, prelu, relu, rrelu, sigmoid, tanh  # noqa: E402,E501
@@ -33,4 +33,5 @@ def algorithms() -> tuple:
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "max_unpool2d", "linear", "relu", "sigmoid", "tanh",
            "leaky_relu", "prelu", "rrelu", "nn", "plan", "algorithms",
-           "set_memory_limit", "UnsupportedAlgorithm", "CudaUnavailable", "__version__"]
+           "set_memory_limit", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
+           "__version__"]

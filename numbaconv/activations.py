@@ -22,19 +22,29 @@ def _number(op: str, name: str, value) -> float:
     return float(value)
 
 
+def _fresh(x):
+    """A new array of x's shape and dtype for a ufunc's ``out=``: a ufunc called on a 0-d
+    array returns a NumPy scalar, where torch returns a 0-d tensor; with ``out=`` it
+    returns the (0-d) array."""
+    return np.empty(x.shape, x.dtype)
+
+
 def relu(input):
     """max(x, 0); NaN stays NaN. ``relu(np.array([-1.0, 2.0]))`` -> ``[0., 2.]``."""
     x = check_float_array("relu", "input", input)
-    return np.maximum(x, x.dtype.type(0))
+    return np.maximum(x, x.dtype.type(0), out=_fresh(x))
 
 
 def sigmoid(input):
     """1 / (1 + exp(-x)), without overflow warnings for large |x|."""
-    return special.expit(check_float_array("sigmoid", "input", input))
+    x = check_float_array("sigmoid", "input", input)
+    return special.expit(x, out=_fresh(x))
 
 
 def tanh(input):
-    return np.tanh(check_float_array("tanh", "input", input))
+    """The hyperbolic tangent, element-wise."""
+    x = check_float_array("tanh", "input", input)
+    return np.tanh(x, out=_fresh(x))
 
 
 def _leaky(x, slope):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .planner import execute, fits, make_plan, memory_error
+from .planner import execute, fits, make_plan, needed_bytes
 from .registry import REGISTRY
 
 FORMAT = 1
@@ -138,9 +138,9 @@ def choose(spec) -> tuple[str, str]:
         return entry["algorithm"], _reason(entry, cached=True)
     candidates = [name for name, algo in REGISTRY.items()
                   if algo.supports(spec) is None and fits(spec, name)]
-    if not candidates:
+    if not candidates:  # nothing to time: the plan says it does not fit
         supported = [name for name, algo in REGISTRY.items() if algo.supports(spec) is None]
-        raise memory_error(spec, supported[0])
+        return min(supported, key=lambda name: needed_bytes(spec, name)), "nothing fits"
     timings = {name: round(measure(spec, name), 4) for name in candidates}
     winner = min(timings, key=timings.get)
     entry = {"algorithm": winner, "ms": timings}

@@ -15,3 +15,11 @@ class CudaUnavailable(RuntimeError):
     The message says what is missing: the ``numba-cuda`` package (``pip install
     'numbaconv[cuda]'``), or a CUDA driver and GPU (``numba.cuda.detect()`` tells why).
     """
+
+
+class CompileWarning(UserWarning):
+    """A kernel is being compiled for this machine (once per environment; then cached).
+
+    Silence it with ``warnings.filterwarnings("ignore", category=numbaconv.CompileWarning)``;
+    ``python -m numbaconv compile`` compiles the common kernels ahead of time.
+    """

@@ -138,7 +138,7 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
                                      groups, padding_mode, device)
     chosen = planner.make_plan(spec, algorithm, where)
     fell_back = algorithm == "auto" and chosen.algorithm != planner.auto_rule(spec)[0]
-    if key is not None and not fell_back:
+    if key is not None and not fell_back and chosen.fits:
         if len(_REPEATS) >= _REPEATS_MAX:
             _REPEATS.clear()
         _REPEATS[key] = (spec, chosen, planner.needed_bytes(spec, chosen.algorithm))

@@ -43,6 +43,9 @@ class Plan:
     reason: str
     spec: ConvSpec = field(repr=False)
     requested: str = field(default="auto", repr=False)  # the algorithm= argument
+    #: False when the call would need more than the memory limit: running the plan
+    #: raises MemoryError (the reason gives the figures) before allocating anything.
+    fits: bool = True
 
     def __repr__(self) -> str:
         s = self.spec
@@ -50,7 +53,7 @@ class Plan:
             f"Plan({s.op}: algorithm={self.algorithm!r} on {self.device}, "
             f"input {_input_shape(s)} -> output {self.output_shape}, "
             f"{self.flops / 1e9:.3g} GFLOP, workspace {self.workspace_bytes / 2**20:.3g} MiB, "
-            f"{s.dtype}; why: {self.reason})"
+            f"{s.dtype}; {'why' if self.fits else 'DOES NOT FIT'}: {self.reason})"
         )
 
     def _repr_pretty_(self, printer, cycle):  # IPython/Jupyter
@@ -200,13 +203,14 @@ def memory_error(spec: ConvSpec, name: str) -> MemoryError:
 
 
 def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, str]:
-    """``name`` if it fits the memory limit, else the supported algorithm needing least."""
+    """``name`` if it fits the memory limit, else the supported algorithm needing least
+    (which may not fit either: the plan then says so)."""
     if fits(spec, name):
         return name, reason
     supported = [n for n, a in REGISTRY.items() if a.supports(spec) is None]
     smallest = min(supported, key=lambda n: needed_bytes(spec, n))
     if not fits(spec, smallest):
-        raise memory_error(spec, smallest)
+        return smallest, reason
     return smallest, (f"{name} would need {needed_bytes(spec, name) / 2**20:.0f} MiB, over the "
                       f"memory limit; {smallest} needs the least memory "
                       f"({needed_bytes(spec, smallest) / 2**20:.0f} MiB)")
@@ -215,10 +219,12 @@ def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, s
 def make_plan(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> Plan:
     """Resolve ``algorithm`` for ``spec`` on ``device`` into a :class:`Plan` (nothing is computed).
 
-    On the CPU, raises MemoryError, before anything is allocated, when the call would need
-    more than the memory limit (see ``config.memory_limit``); ``auto`` and ``autotune``
-    first fall back to the supported algorithm that needs the least memory. On the GPU an
-    allocation that does not fit raises the CUDA driver's out-of-memory error.
+    On the CPU, a call that would need more than the memory limit (see
+    ``config.memory_limit``) gets a plan with ``fits=False`` whose reason gives the
+    figures, and :func:`execute` raises MemoryError for it before allocating anything;
+    ``auto`` and ``autotune`` first fall back to the supported algorithm that needs the
+    least memory. On the GPU an allocation that does not fit raises the CUDA driver's
+    out-of-memory error.
     """
     if not isinstance(algorithm, str) or algorithm not in algorithm_names():
         raise ValueError(
@@ -246,14 +252,14 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> P
             raise UnsupportedAlgorithm(
                 f"{spec.op}: algorithm={algorithm!r} cannot run these arguments: {why_not}"
             )
-        if not fits(spec, algorithm):
-            raise memory_error(spec, algorithm)
         name, reason = algorithm, "requested explicitly"
     chosen = REGISTRY[name]
+    fitting = fits(spec, name)
     return Plan(
         algorithm=name, device=chosen.device, output_shape=spec.output_shape,
-        flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec), reason=reason, spec=spec,
-        requested=algorithm,
+        flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec),
+        reason=reason if fitting else str(memory_error(spec, name)), spec=spec,
+        requested=algorithm, fits=fitting,
     )
 
 
@@ -264,8 +270,11 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     """Run ``plan`` on 4-D float arrays of the spec's dtype; returns the user-shaped result.
 
     ``x`` is (N, C, H, W), ``weight`` (K, C/groups, kH, kW), ``bias`` (K,) or None.
+    Raises MemoryError, before allocating, for a plan that does not fit the memory limit.
     """
     spec = plan.spec
+    if not plan.fits:
+        raise memory_error(spec, plan.algorithm)
     if spec.batch == 0 or spec.in_channels == 0:
         return np.zeros(spec.output_shape, dtype=spec.dtype)
     if spec.padding_mode != "zeros":

@@ -10,16 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import devices
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import check_float_array
-
-
-def _host_input(op, input):
-    if devices.is_device_array(input):
-        raise NotImplementedError(f"{op} runs on the CPU only so far; copy the array to the "
-                                  f"host (device_array.copy_to_host()) first")
-    return check_float_array(op, "input", input)
 
 
 def _as_4d(spec, x):
@@ -30,7 +22,7 @@ def _as_4d(spec, x):
 def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     from .cpu.pool import max_pool2d_kernel
 
-    x = _host_input(op, input)
+    x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     indices = np.empty(out.shape, np.int64)
@@ -72,7 +64,7 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
               divisor_override):
     from .cpu.pool import avg_pool2d_kernel
 
-    x = _host_input(op, input)
+    x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
     override = divisor(op, divisor_override)
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
@@ -126,7 +118,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     from .cpu.pool import max_unpool2d_kernel
 
     op = "max_unpool2d"
-    x = _host_input(op, input)
+    x = check_float_array(op, "input", input)
     index_array = np.asarray(indices)
     if index_array.dtype.kind not in "iu":
         raise TypeError(f"{op}: indices must be an integer array (int64, as max_pool2d returns "

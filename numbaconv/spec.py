@@ -18,6 +18,8 @@ from functools import cached_property
 
 import numpy as np
 
+from . import devices
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("valid", "same")
 DTYPES = ("float32", "float64")
@@ -171,10 +173,30 @@ def check_float_dtype(op: str, name: str, dtype) -> None:
 
 
 def check_float_array(op: str, name: str, value) -> np.ndarray:
-    """``value`` as a float32/float64 ndarray (array-likes accepted, never copied needlessly)."""
-    array = np.asarray(value)
+    """``value`` as a float32/float64 ndarray on the host (array-likes accepted, never copied
+    needlessly); a clear error for anything else, GPU arrays included (CPU-only callers)."""
+    if value is None:
+        raise TypeError(f"{op}: {name} must be a float32 or float64 array, got None")
+    if devices.is_device_array(value):
+        raise NotImplementedError(
+            f"{op} runs on the CPU only so far, but {name} is a GPU array "
+            f"({type(value).__name__}); copy it to the host first "
+            f"(device_array.copy_to_host(), cupy.asnumpy(a) or tensor.cpu().numpy())")
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # a ragged nested sequence
+        raise ValueError(f"{op}: {name} must be a rectangular array of numbers, got a "
+                         f"{type(value).__name__} NumPy cannot make one of ({error})") from None
+    if array.dtype == object:
+        raise TypeError(f"{op}: {name} must be a float32 or float64 array, got "
+                        f"{type(value).__name__} {_short_repr(value)}")
     check_float_dtype(op, name, array.dtype)
     return array
+
+
+def _short_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_float_operands(op: str, input, weight, bias) -> tuple:

@@ -105,3 +105,45 @@ def test_linear_float32_and_reference(rng):
 def test_non_float_input_is_rejected():
     with pytest.raises(TypeError, match="float32 or float64"):
         numbaconv.relu(np.arange(3))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "leaky_relu", "rrelu"])
+def test_zero_dimensional_input_gives_a_zero_dimensional_array(name):
+    # torch returns a 0-d tensor; a NumPy ufunc on a 0-d array returns a scalar instead.
+    x = np.array(-1.5, np.float32)
+    out = getattr(numbaconv, name)(x)
+    assert isinstance(out, np.ndarray) and out.shape == () and out.dtype == np.float32
+    np.testing.assert_allclose(out, getattr(numbaconv, name)(x.reshape(1))[0])
+    assert isinstance(numbaconv.linear(np.ones(3), np.ones(3)), np.ndarray)
+
+
+class FakeDeviceArray:
+    __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False),
+                                "version": 3}
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: numbaconv.relu(a), lambda a: numbaconv.sigmoid(a),
+    lambda a: numbaconv.linear(a, np.ones((4, 3), np.float32)),
+    lambda a: numbaconv.linear(np.ones((2, 3), np.float32), a),
+    lambda a: numbaconv.max_pool2d(a, 2), lambda a: numbaconv.avg_pool1d(a, 2),
+])
+def test_gpu_arrays_on_cpu_only_functions_say_so(call):
+    with pytest.raises(NotImplementedError, match=r"CPU only so far.*GPU array.*copy_to_host"):
+        call(FakeDeviceArray())
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (None, TypeError, "got None"),
+    ([[1.0, 2.0], [3.0]], ValueError, "rectangular array of numbers, got a list"),
+    ({"a": 1.0}, TypeError, "got dict"),
+    (object(), TypeError, "got object"),
+    ("text", TypeError, "float32 or float64"),
+])
+@pytest.mark.parametrize("call", [
+    lambda a: numbaconv.relu(a), lambda a: numbaconv.linear(a, np.ones((2, 2))),
+    lambda a: numbaconv.conv2d(a, np.ones((1, 1, 1, 1))), lambda a: numbaconv.max_pool2d(a, 2),
+])
+def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message):
+    with pytest.raises(error, match=f"input must be .*{message}"):
+        call(bad)

@@ -43,7 +43,11 @@ def test_run_bench_prints_a_row_per_layer_without_torch():
 
 
 def test_bench_on_cuda_without_a_gpu_explains_and_fails():
-    cuda = pytest.importorskip("numba.cuda")
+    # numba-cuda, not Numba's deprecated built-in numba.cuda (which imports without it
+    # and is rejected with another message: see test_missing_numba_cuda_says_what_to_install).
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda: pip install -e '.[cuda]'")
+    from numba import cuda
+
     if cuda.is_available():
         pytest.skip("a GPU is available here")
     result = subprocess.run([sys.executable, "-m", "numbaconv", "bench", "--device", "cuda",

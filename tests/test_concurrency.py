@@ -71,16 +71,26 @@ def _conv_in_worker(seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, 6, 12, 12)).astype(np.float32)
     w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
-    return numbaconv.conv2d(x, w, padding=1, groups=6, algorithm="direct")
+    return (numbaconv.conv2d(x, w, padding=1, groups=6, algorithm="direct"),)
+
+
+def _pool_in_worker(seed):
+    x = np.random.default_rng(seed).standard_normal((2, 5, 12, 12)).astype(np.float32)
+    return (numbaconv.max_pool2d(x, 3, stride=2, padding=1), numbaconv.avg_pool2d(x, 2),
+            numbaconv.max_unpool2d(*numbaconv.max_pool2d(x, 2, return_indices=True), 2))
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_process_pool_workers_compute_correct_results(method):
+@pytest.mark.parametrize("work", [_conv_in_worker, _pool_in_worker])
+def test_process_pool_workers_compute_correct_results(method, work):
+    # Every parallel kernel (convolutions and pooling alike) must run in a child forked
+    # after the parent used it: GNU OpenMP kills such children in a parallel region.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    expected = [_conv_in_worker(seed) for seed in range(3)]  # the parent runs kernels first
+    expected = [work(seed) for seed in range(3)]  # the parent runs kernels first
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context(method)) as pool:
-        results = list(pool.map(_conv_in_worker, range(3)))
+        results = list(pool.map(work, range(3)))
     for got, want in zip(results, expected):
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)

@@ -27,6 +27,17 @@ def test_over_the_limit_raises_memory_error_with_the_figures(limit):
         numbaconv.conv2d(X, W, padding=1)  # auto: nothing fits either
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "winograd_f4x4"])
+def test_plan_over_the_limit_says_it_does_not_fit(limit, algorithm):
+    limit(2**20)
+    plan = numbaconv.plan(X, W, padding=1, algorithm=algorithm)  # no MemoryError: a plan
+    assert not plan.fits and plan.output_shape == X.shape
+    assert "DOES NOT FIT" in repr(plan) and "memory limit" in plan.reason
+    assert f"{needed_bytes(plan.spec, plan.algorithm) / 2**30:.3g} GiB" in plan.reason
+    limit(None)
+    assert numbaconv.plan(X, W, padding=1, algorithm=algorithm).fits
+
+
 def test_auto_falls_back_to_an_algorithm_that_fits(limit):
     x = np.random.default_rng(0).standard_normal((2, 64, 20, 20)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
@@ -52,8 +63,9 @@ def test_memory_limit_syntax(text, expected):
 def test_environment_variable(monkeypatch):
     monkeypatch.setenv("NUMBACONV_MEMORY_LIMIT", "1M")
     assert config.memory_limit() == 2**20
+    assert not numbaconv.plan(X, W, padding=1).fits
     with pytest.raises(MemoryError):
-        numbaconv.plan(X, W, padding=1)
+        numbaconv.conv2d(X, W, padding=1)
     monkeypatch.setenv("NUMBACONV_MEMORY_LIMIT", "1.0")
     assert config.memory_limit() == config.available_memory()
 

@@ -22,9 +22,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..config import JIT_PARALLEL
 from ..registry import TILED_MIN_CHANNELS, direct_block_rows
-from .dispatch import launch
+from .dispatch import parallel_kernel
 from .layout import (new_output, pad_phase_split, phase_split_input, phase_split_plane,
                      phase_split_shape)
 from .microkernel import MR, NV, VECTOR_BYTES, gather_tile, transpose_tile
@@ -121,7 +120,7 @@ def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
             dst[j] = src[j] + bias_k
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows):
     """out[n, k] = bias[k] + sum_{c, r, s} weight[k, c, r, s] * padded[n, g*Cg + c, ...].
 
@@ -144,7 +143,7 @@ def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_
     return out
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w, dilation_h,
                      dilation_w, cols_q, block_rows):
     """The direct kernel for depthwise layers (one input channel per output channel).
@@ -269,7 +268,7 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
                         + (w20 * x2[last - 1] + w21 * x2[last]))
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
     """Depthwise 3x3, stride 1, dilation 1: the layer of MobileNet-style networks.
 
@@ -322,7 +321,7 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
     return out
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w, stride_h,
                          stride_w):
     """Depthwise 3x3, dilation 1: small images (MobileNet's 28x28 to 7x7) and strides.
@@ -360,7 +359,7 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
     return out
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w,
                             stride_h, stride_w, dilation_h, dilation_w):
     """Depthwise convolution vectorised across channels, for small images.
@@ -429,7 +428,7 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     return out
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, cols_q,
                  block_rows, cin):
     """Direct convolution as an implicit GEMM in register tiles, for layers with several
@@ -497,13 +496,13 @@ def run_tiled(spec, x, weight, bias, out):
     size = int(np.prod(shape))
     xflat = scratch("direct_tiled_input", (size + tiled_slack(spec, x.itemsize),), x.dtype)
     xflat[size:] = 0
-    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
     channel_stride = int(np.prod(shape[2:]))
     # Blocks small enough for at least four jobs per thread: one image of a few rows
     # (AlexNet's first layers at batch 1) would otherwise be one job on one thread.
     per_image = -(-4 * numba.get_num_threads() // (spec.batch * spec.groups))
     block_rows = max(1, min(direct_block_rows(spec), -(-spec.out_height // per_image)))
-    return launch(tiled_conv2d)(xflat, spec.in_channels * channel_stride, channel_stride, a,
+    return tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a,
                                 offsets, bias, out, shape[5], block_rows,
                                 spec.in_channels_per_group)
 
@@ -533,25 +532,25 @@ def run(spec, x, weight, bias):
     stride1 = spec.stride_h == 1 and spec.stride_w == 1
     if (depthwise and spec.in_width < DEPTHWISE_CHANNELS_LAST_BELOW_WIDTH
             and spec.in_channels % (VECTOR_BYTES // x.itemsize) == 0):
-        return launch(depthwise_channels_last)(x, weight, bias, out, spec.pad_top, spec.pad_left,
+        return depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                                spec.padded_height, spec.padded_width,
                                                spec.stride_h, spec.stride_w, spec.dilation_h,
                                                spec.dilation_w)
     if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
-        return launch(depthwise3x3_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left)
+        return depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
     if depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
             spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS):
-        return launch(depthwise3x3_stacked)(x, weight, bias, out, spec.pad_top, spec.pad_left,
+        return depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                             spec.padded_height, spec.padded_width,
                                             spec.stride_h, spec.stride_w)
     block_rows = direct_block_rows(spec)
     if depthwise:
         cols_q = -(-spec.padded_width // spec.stride_w)
-        return launch(depthwise_conv2d)(x, weight, bias, out, spec.pad_top, spec.pad_left,
+        return depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                         spec.stride_h, spec.stride_w, spec.dilation_h,
                                         spec.dilation_w, cols_q, block_rows)
     if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
         return run_tiled(spec, x, weight, bias, out)
     xph = phase_split_input(spec, x, "direct_input")
-    return launch(direct_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
+    return direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
                                  spec.groups, block_rows)

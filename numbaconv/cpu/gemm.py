@@ -11,16 +11,15 @@ for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ..config import JIT_PARALLEL
 from ..registry import gemm_block_rows
 from .layout import new_output, phase_split_input
-from .dispatch import launch
+from .dispatch import parallel_kernel
 from .microkernel import matmul, workspace_size
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, workers):
     """out = weight (*) input + bias, one (image, group, block of output rows) at a time.
 
@@ -89,5 +88,5 @@ def run(spec, x, weight, bias):
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     workers = min(numba.get_num_threads(), blocks)
-    return launch(gemm_conv2d)(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
+    return gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
                                spec.groups, block_rows, workers)

@@ -6,8 +6,7 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 import numpy as np
 from numba import njit, prange
 
-from ..config import JIT_PARALLEL
-from .dispatch import launch
+from .dispatch import parallel_kernel
 from .workspace import scratch
 
 
@@ -32,7 +31,7 @@ def phase_split_input(spec, x, name: str):
     if unpadded and spec.stride_h == 1 and spec.stride_w == 1:
         return x.reshape(spec.batch, spec.in_channels, 1, 1, spec.in_height, spec.in_width)
     xph = scratch(name, phase_split_shape(spec), x.dtype)
-    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xph)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
     return xph
 
 
@@ -63,7 +62,7 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
                     row[j] = src[j * stride_w + offset]
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def pad_phase_split(x, pad_top, pad_left, xph):
     """Fill xph (N, C, sh, sw, Hq, Wq) with the zero-padded x split by phase of the strides.
 

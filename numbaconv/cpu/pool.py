@@ -10,12 +10,12 @@ divides as ``count_include_pad``/``divisor_override`` say.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ..config import JIT_PARALLEL
+from .dispatch import parallel_kernel
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
@@ -43,7 +43,7 @@ def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw):
                 indices[n, c, oy, ox] = best_index
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def avg_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
@@ -74,7 +74,7 @@ def avg_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor
                 out[n, c, oy, ox] = total / factor
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def max_unpool2d_kernel(x, indices, out):
     """out.flat-per-plane[indices] = x; returns how many indices fall outside the plane."""
     channels = x.shape[1]

@@ -13,17 +13,16 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from ..config import JIT_PARALLEL
-from .dispatch import launch
+from .dispatch import parallel_kernel
 
 #: Entries kept (least recently used evicted) and the bytes they may hold in total.
 MAX_ENTRIES = 16
 MAX_BYTES = 512 * 2**20
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def count_differences(a, b):
     """Number of positions where the two equal-length integer views differ."""
     differences = 0
@@ -50,7 +49,7 @@ class TransformCache:
         key = (tag, weight.ctypes.data, weight.shape, weight.dtype.str)
         with self._lock:
             entry = self._entries.get(key)
-        if entry is not None and launch(count_differences)(_words(entry[0]), _words(weight)) == 0:
+        if entry is not None and count_differences(_words(entry[0]), _words(weight)) == 0:
             with self._lock:
                 if key in self._entries:
                     self._entries.move_to_end(key)

@@ -25,10 +25,9 @@ import numpy as np
 from numba import njit, prange
 
 from .. import winograd_math
-from ..config import JIT_PARALLEL
 from ..registry import winograd_block_rows
 from .layout import new_output, pad_phase_split
-from .dispatch import launch
+from .dispatch import parallel_kernel
 from .microkernel import VECTOR_BYTES, matmul, transpose_tile, transpose_tile_bias, workspace_size
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
@@ -84,7 +83,7 @@ def _at2_rows(m0, m1, m2, m3, o0, o1):
 # --------------------------------------------------------------------------- weights
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def weight_transform(kernels, g_matrix, u):
     """u[p, c, k] = (G g G^T)[p] for the 3x3 kernel g = kernels[c, :, :, k].
 
@@ -298,7 +297,7 @@ def _output_tile_row(m, t0, s_buf, y_buf, t_buf, tiles_w, bias, k0, out, n, oh0)
 # --------------------------------------------------------------------------- the pipeline
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
                     block_rows, workers):
     """out[:, k0:k0+K] = conv(x[:, c0:c0+C], weights transformed into u) + bias.
@@ -340,7 +339,7 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     return nonfinite
 
 
-@njit(**JIT_PARALLEL)
+@parallel_kernel
 def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
                            v, m, workers):
     """The same result as :func:`winograd_conv2d`, one stage at a time over all tiles.
@@ -386,7 +385,7 @@ def transformed_weights(weight, groups, tile):
         for g in range(groups):
             kernels = np.ascontiguousarray(weight[g * kg:(g + 1) * kg].transpose(1, 2, 3, 0))
             u = np.empty(((tile + 2) ** 2, weight.shape[1], kg), weight.dtype)
-            launch(weight_transform)(kernels, g_typed, u)
+            weight_transform(kernels, g_typed, u)
             transformed.append(u)
         return transformed
 
@@ -403,7 +402,7 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     dh, dw = spec.dilation_h, spec.dilation_w
     rows_q, cols_q = -(-spec.padded_height // dh), -(-spec.padded_width // dw)
     xph = np.empty((spec.batch, spec.in_channels, dh, dw, rows_q, cols_q), x.dtype)
-    launch(pad_phase_split)(x, spec.pad_top, spec.pad_left, xph)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
     phases = np.ascontiguousarray(xph.transpose(2, 3, 0, 1, 4, 5)).reshape(
         dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
     sub = replace(spec, batch=dh * dw * spec.batch, in_height=rows_q, in_width=cols_q,
@@ -449,11 +448,11 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     nonfinite = 0
     for g in range(spec.groups):
         if staged:
-            nonfinite += launch(winograd_conv2d_staged)(
+            nonfinite += winograd_conv2d_staged(
                 x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
                 tiles_h, tiles_w, v, m, workers)
         else:
-            nonfinite += launch(winograd_conv2d)(
+            nonfinite += winograd_conv2d(
                 x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
                 tiles_h, tiles_w, block_rows, workers)
     if nonfinite and match_torch_nonfinite:
