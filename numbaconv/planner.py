@@ -10,8 +10,6 @@ reason it cannot), ``workspace_bytes(spec)`` and ``run(spec, x, weight, bias)``.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -287,32 +285,6 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     # A choice numbaconv made must behave like torch for inf/NaN too; an algorithm the
     # user named behaves as documented for that algorithm.
     chosen_for_user = plan.requested in SPECIAL
-    with _kernel_guard():
-        out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
-                                           match_torch_nonfinite=chosen_for_user)
+    out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
+                                       match_torch_nonfinite=chosen_for_user)
     return out.reshape(spec.output_shape)
-
-
-_workqueue_lock = threading.Lock()
-_NO_LOCK = contextlib.nullcontext()
-_concurrent_layer = False  # set once a parallel kernel ran on a layer that allows it
-
-
-def _kernel_guard():
-    """A lock when Numba's threading layer cannot run parallel kernels concurrently.
-
-    The omp and tbb layers let several Python threads run parallel kernels at once;
-    the fallback "workqueue" layer aborts the process instead. Until the first parallel
-    kernel has run the layer is unknown, so that first call is serialised too.
-    """
-    global _concurrent_layer
-    if _concurrent_layer:  # the layer never changes once chosen
-        return _NO_LOCK
-    import numba
-
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        return _workqueue_lock
-    _concurrent_layer = layer != "workqueue"
-    return _workqueue_lock if layer == "workqueue" else _NO_LOCK

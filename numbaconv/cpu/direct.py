@@ -20,12 +20,12 @@
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..registry import TILED_MIN_CHANNELS, direct_block_rows
 from .dispatch import parallel_kernel
-from .layout import (new_output, pad_phase_split, phase_split_input, phase_split_plane,
-                     phase_split_shape)
+from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
+                     phase_split_plane, phase_split_shape)
 from .microkernel import MR, NV, VECTOR_BYTES, gather_tile, transpose_tile
 from .workspace import scratch
 from .stencil import channel_taps1, channel_taps4, stencil3x3_span
@@ -121,7 +121,8 @@ def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
 
 
 @parallel_kernel
-def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows):
+def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, worker,
+                  workers):
     """out[n, k] = bias[k] + sum_{c, r, s} weight[k, c, r, s] * padded[n, g*Cg + c, ...].
 
     xph: (N, C, sh, sw, Hq, Wq) from ``pad_phase_split``; weight: (K, C/groups, kH, kW);
@@ -133,19 +134,19 @@ def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_
     out_h, out_w = out.shape[2], out.shape[3]
     kg = out_channels // groups
     blocks = -(-out_h // block_rows)
-    for job in prange(n_batch * out_channels * blocks):
+    for job in range(worker, n_batch * out_channels * blocks, workers):
         n, k, oh0, nrows = _row_block_job(job, blocks, out_channels, block_rows, out_h)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         c0 = (k // kg) * cin
         for c in range(cin):
             _accumulate(xph[n, c0 + c], weight[k, c], acc, oh0, dilation_h, dilation_w)
         _store_rows(acc, cols_q, bias[k], out[n, k], oh0, nrows)
-    return out
+    return 0
 
 
 @parallel_kernel
 def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w, dilation_h,
-                     dilation_w, cols_q, block_rows):
+                     dilation_w, cols_q, block_rows, worker, workers):
     """The direct kernel for depthwise layers (one input channel per output channel).
 
     Each input plane feeds one output channel only, so instead of a padded copy of the
@@ -159,7 +160,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
     blocks = -(-out_h // block_rows)
     # Phase rows a block reads: its own rows plus the kernel's reach below them.
     rows_q = block_rows + ((kernel_h - 1) * dilation_h) // stride_h + 1
-    for job in prange(n_batch * channels * blocks):
+    for job in range(worker, n_batch * channels * blocks, workers):
         oh0 = (job % blocks) * block_rows
         c = (job // blocks) % channels
         n = job // (blocks * channels)
@@ -169,7 +170,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         _accumulate(local, weight[c, 0], acc, 0, dilation_h, dilation_w)
         _store_rows(acc, cols_q, bias[c], out[n, c], oh0, nrows)
-    return out
+    return 0
 
 
 @njit(inline="always")
@@ -269,7 +270,7 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
 
 
 @parallel_kernel
-def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
+def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, worker, workers):
     """Depthwise 3x3, stride 1, dilation 1: the layer of MobileNet-style networks.
 
     Memory-bound (9 multiply-adds per output): one job per (image, channel) plane reads
@@ -287,7 +288,7 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
     row_hi = max(row_lo, min(out_h, height + pad_top - 2))
     lo = min(pad_left, out_w)  # first column whose three taps are all inside the row
     n_interior = max(0, min(out_w, width + pad_left - 2) - lo)
-    for job in prange(n_batch * channels):
+    for job in range(worker, n_batch * channels, workers):
         c = job % channels
         n = job // channels
         w = weight[c, 0]
@@ -301,7 +302,7 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
                     continue
                 for r in range(3):
                     if 0 <= oh + r - pad_top < height:
-                        rows[r] = xp[oh + r - pad_top]
+                        copy1d(rows[r], xp[oh + r - pad_top])
                     else:
                         rows[r] = 0.0
                 _depthwise3x3_flat_rows(rows, w, bias[c], op[oh:oh + 1], 0, 0, 1)
@@ -318,12 +319,12 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left):
             rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
             weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
             _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
-    return out
+    return 0
 
 
 @parallel_kernel
 def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w, stride_h,
-                         stride_w):
+                         stride_w, worker, workers):
     """Depthwise 3x3, dilation 1: small images (MobileNet's 28x28 to 7x7) and strides.
 
     Per plane, the work is too little for the row-by-row kernel (a 7x7 plane has no
@@ -343,25 +344,25 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
     n_vectors = -(-count // lanes)
     # The last vector steps read up to one vector and two rows past ``count``.
     size = n_batch * grid_h * grid_w + 2 * lanes + 2 * grid_w
-    for c in prange(channels):
+    for c in range(worker, channels, workers):
         padded = np.zeros(size, dtype=x.dtype)
         grid = np.empty(n_vectors * lanes, dtype=x.dtype)
         for n in range(n_batch):
             for i in range(height):
                 start = (n * grid_h + pad_top + i) * grid_w + pad_left
-                padded[start:start + width] = x[n, c, i]
+                copy1d(padded[start:start + width], x[n, c, i])
         stencil3x3_span(padded, 0, grid_w, weight[c, 0], bias[c], grid, 0, 0, False,
                         n_vectors)
         for n in range(n_batch):
             for oh in range(out_h):
                 start = (n * grid_h + oh * stride_h) * grid_w
-                out[n, c, oh, :] = grid[start:start + stride_w * (out_w - 1) + 1:stride_w]
-    return out
+                copy1d(out[n, c, oh], grid[start:start + stride_w * (out_w - 1) + 1:stride_w])
+    return 0
 
 
 @parallel_kernel
 def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w,
-                            stride_h, stride_w, dilation_h, dilation_w):
+                            stride_h, stride_w, dilation_h, dilation_w, worker, workers):
     """Depthwise convolution vectorised across channels, for small images.
 
     On a 7x7 or 14x14 plane there is little to vectorise along a row; across channels
@@ -384,7 +385,7 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     offsets = np.empty(n_taps, dtype=np.int64)  # of each tap from its output's first
     for t in range(n_taps):
         offsets[t] = ((t // kernel_w) * dilation_h * grid_w + (t % kernel_w) * dilation_w) * lanes
-    for block in prange(channels // lanes):
+    for block in range(worker, channels // lanes, workers):
         c0 = block * lanes
         taps = np.empty((n_taps, lanes), dtype=x.dtype)
         for t in range(n_taps):
@@ -406,7 +407,7 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
                     src[p, lane] = xf[base + lane * plane + p]
             for i in range(height):
                 start = (i + pad_top) * grid_w + pad_left
-                grid[start:start + width] = src[i * width:(i + 1) * width]
+                copy2d(grid[start:start + width], src[i * width:(i + 1) * width])
             step = stride_w * lanes
             for oh in range(out_h):
                 row = oh * stride_h * grid_w * lanes
@@ -425,12 +426,12 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
             for p in range(full_out, out_plane):
                 for lane in range(lanes):
                     of[base + lane * out_plane + p] = dst[p, lane]
-    return out
+    return 0
 
 
 @parallel_kernel
 def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, cols_q,
-                 block_rows, cin):
+                 block_rows, cin, worker, workers):
     """Direct convolution as an implicit GEMM in register tiles, for layers with several
     output channels per group (LeNet's and other thin-input layers).
 
@@ -451,7 +452,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
     kg = out_channels // groups
     panel = NV * (VECTOR_BYTES // out.itemsize)
     blocks = -(-out_h // block_rows)
-    for job in prange(n_batch * groups * blocks):
+    for job in range(worker, n_batch * groups * blocks, workers):
         n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
         n_panels = -(-(nrows * cols_q) // panel)
         ld = n_panels * panel
@@ -464,7 +465,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
                             acc, k0 * ld + t * panel, ld, depth, False)
         for kk in range(kg):
             _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
-    return out
+    return 0
 
 
 def tiled_operands(spec, weight):
@@ -502,9 +503,8 @@ def run_tiled(spec, x, weight, bias, out):
     # (AlexNet's first layers at batch 1) would otherwise be one job on one thread.
     per_image = -(-4 * numba.get_num_threads() // (spec.batch * spec.groups))
     block_rows = max(1, min(direct_block_rows(spec), -(-spec.out_height // per_image)))
-    return tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a,
-                                offsets, bias, out, shape[5], block_rows,
-                                spec.in_channels_per_group)
+    tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a, offsets, bias,
+                 out, shape[5], block_rows, spec.in_channels_per_group)
 
 
 #: Input width below which depthwise 3x3 stride-1 layers stack their images per channel
@@ -532,25 +532,25 @@ def run(spec, x, weight, bias):
     stride1 = spec.stride_h == 1 and spec.stride_w == 1
     if (depthwise and spec.in_width < DEPTHWISE_CHANNELS_LAST_BELOW_WIDTH
             and spec.in_channels % (VECTOR_BYTES // x.itemsize) == 0):
-        return depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
-                                               spec.padded_height, spec.padded_width,
-                                               spec.stride_h, spec.stride_w, spec.dilation_h,
-                                               spec.dilation_w)
-    if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
-        return depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
-    if depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
+        depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
+                                spec.padded_height, spec.padded_width, spec.stride_h,
+                                spec.stride_w, spec.dilation_h, spec.dilation_w)
+    elif depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
+        depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
+    elif depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
             spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS):
-        return depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
-                                            spec.padded_height, spec.padded_width,
-                                            spec.stride_h, spec.stride_w)
-    block_rows = direct_block_rows(spec)
-    if depthwise:
+        depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
+                             spec.padded_height, spec.padded_width, spec.stride_h,
+                             spec.stride_w)
+    elif depthwise:
         cols_q = -(-spec.padded_width // spec.stride_w)
-        return depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left,
-                                        spec.stride_h, spec.stride_w, spec.dilation_h,
-                                        spec.dilation_w, cols_q, block_rows)
-    if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
-        return run_tiled(spec, x, weight, bias, out)
-    xph = phase_split_input(spec, x, "direct_input")
-    return direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
-                                 spec.groups, block_rows)
+        depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
+                         spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
+                         direct_block_rows(spec))
+    elif spec.out_channels_per_group >= TILED_MIN_CHANNELS:
+        run_tiled(spec, x, weight, bias, out)
+    else:
+        xph = phase_split_input(spec, x, "direct_input")
+        direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+                      direct_block_rows(spec))
+    return out

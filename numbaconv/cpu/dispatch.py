@@ -1,18 +1,31 @@
 """The one way CPU kernels are compiled and launched: :func:`parallel_kernel`.
 
-Every ``@njit(parallel=True)`` entry point of numbaconv (convolutions, pooling, and
-whatever comes later) is declared with ``@parallel_kernel``; calling it goes through
-:meth:`Kernel.__call__`, which handles three things no caller should have to remember:
+Every parallel entry point of numbaconv (convolutions, pooling, and whatever comes later)
+is a plain serial function ``kernel(..., worker, workers) -> int`` that does share
+``worker`` of ``workers`` of the work (usually items ``worker, worker + workers, ...``)
+and returns a count (of non-finite outputs, invalid indices...; 0 when it counts
+nothing), declared with ``@parallel_kernel``. Calling the :class:`Kernel` runs every
+share at once on Numba's threads (``numba.get_num_threads()`` of them, or fewer when
+the caller says so) and returns the sum of the counts.
 
-Forks: Numba's parallel kernels run on its threading layer; with the usual GNU OpenMP layer a
-process forked from a parent that already ran parallel code is killed as soon as it
-starts a parallel region ("fork() called from a process already using GNU OpenMP").
-``multiprocessing``'s default start method on Linux is fork, so numbaconv notices such
-children (``os.register_at_fork``) and runs them on serial twins of its kernels:
-the same Python functions compiled without ``parallel=True`` (``prange`` then acts as
-``range``). The twins are compiled in the child on first use, without the disk cache
-(which does not tell the two builds apart); ``spawn`` or ``forkserver`` children keep
-the parallel kernels.
+Why not ``@njit(parallel=True)`` on each kernel: Numba compiles a parallel loop's body
+two extra times (the body is typed again, built into a separate "gufunc", whose code is
+then linked into the kernel and optimised and compiled to machine code once more),
+which made the first call of the Winograd kernel compile for 30 s on 2 cores. Here each
+kernel is compiled once, as a serial function (``nogil``, cached on disk), and one small
+parallel loop, :func:`_parallel_shell`, calls it through its address: the loop is
+compiled once per kernel signature in well under a second and links none of the
+kernel's code. The launch is Numba's own (its threading layer), a few microseconds.
+
+Forks: with the usual GNU OpenMP threading layer a process forked from a parent that
+already ran a parallel region is killed as soon as it starts one ("fork() called from
+a process already using GNU OpenMP"). ``multiprocessing``'s default start method on
+Linux is fork, so numbaconv notices such children (``os.register_at_fork``) and runs
+the shares there one after the other, without a parallel region.
+
+Threads: the omp and tbb layers run parallel regions from several Python threads at
+once; the fallback "workqueue" layer aborts instead, so under it launches are
+serialised (the layer is known once the first parallel region ran).
 
 Broken caches: Numba keeps compiled kernels on disk; a corrupt cache file there makes
 Numba raise while loading it. A kernel whose cache fails is warned about once and
@@ -25,15 +38,19 @@ kernel and process, and the ``numbaconv`` logger records how long each compile t
 disk cache say nothing.
 """
 
+import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
 
-from numba import njit
-from numba.core import event
+import numba
+import numpy as np
+from numba import njit, prange, types
+from numba.core import cgutils, event
 from numba.core.caching import NullCache
+from numba.extending import intrinsic
 
 from ..config import JIT, JIT_PARALLEL
 from ..errors import CompileWarning
@@ -44,51 +61,130 @@ _forked_from_openmp = False
 
 
 class Kernel:
-    """A parallel ``@njit`` kernel behind numbaconv's launch path (see the module docstring).
+    """A serial ``@njit`` kernel run as ``workers`` shares at once (see the module docstring).
 
     ``dispatcher`` is the Numba dispatcher (``py_func``, ``signatures``, ``inspect_asm``...).
     """
 
     def __init__(self, function):
-        self.dispatcher = njit(**JIT_PARALLEL)(function)
+        self.dispatcher = njit(**JIT)(function)
         self.py_func = function
         self.__name__ = function.__name__
         self.__doc__ = function.__doc__
-        self._serial_twin = None
+        self._addresses = {}  # argument kinds -> address of the compiled share function
 
     def __repr__(self) -> str:
         return f"<numbaconv kernel {self.py_func.__module__}.{self.__name__}>"
 
-    def __call__(self, *args):
-        kernel = self.dispatcher
-        if _forked_from_openmp:
-            if self._serial_twin is None:
-                self._serial_twin = njit(**dict(JIT, cache=False))(self.py_func)
-            kernel = self._serial_twin
-        try:
-            return kernel(*args)
-        except Exception as exc:
-            if not _raised_by_numba_cache(exc):
-                raise
-            warnings.warn(
-                f"numbaconv: Numba's on-disk cache for {self.__name__} is unreadable "
-                f"({type(exc).__name__}: {exc}); compiling it without the cache",
-                RuntimeWarning, stacklevel=2)
-            kernel._cache = NullCache()
-            return kernel(*args)
+    def __call__(self, *args, workers=None):
+        """Run every share of the kernel on ``args``; returns the sum of their counts.
+
+        ``workers``: at most this many shares (default and cap: ``numba.get_num_threads()``).
+        """
+        threads = numba.get_num_threads()
+        count = threads if workers is None else max(1, min(int(workers), threads))
+        address = self._address(args)
+        if count == 1 or _forked_from_openmp:
+            return sum(self.dispatcher(*args, share, count) for share in range(count))
+        with _launch_guard():
+            return _parallel_shell(address, args, count)
+
+    def _address(self, args) -> int:
+        """The machine-code address of the share function for these arguments' types,
+        compiled (or loaded from the disk cache) on first use."""
+        key = tuple(map(_kind, args))
+        address = self._addresses.get(key)
+        if address is None:
+            try:
+                address = self._compile(args)
+            except Exception as exc:
+                if not _raised_by_numba_cache(exc):
+                    raise
+                warnings.warn(
+                    f"numbaconv: Numba's on-disk cache for {self.__name__} is unreadable "
+                    f"({type(exc).__name__}: {exc}); compiling it without the cache",
+                    RuntimeWarning, stacklevel=3)
+                self.dispatcher._cache = NullCache()
+                address = self._compile(args)
+            self._addresses[key] = address
+        return address
+
+    def _compile(self, args) -> int:
+        dispatcher = self.dispatcher
+        arg_types = tuple(dispatcher.typeof_pyval(a) for a in args) + (types.int64,) * 2
+        dispatcher.compile(types.int64(*arg_types))  # the count is returned as an int64
+        result = dispatcher.overloads[arg_types]
+        return result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+
+
+def _kind(value):
+    """What decides Numba's type of an argument, cheaply (the key of Kernel._addresses)."""
+    if isinstance(value, np.ndarray):
+        flags = value.flags
+        return (value.dtype.num, value.ndim, flags.c_contiguous, flags.f_contiguous,
+                flags.writeable, flags.aligned)
+    return type(value)
 
 
 def parallel_kernel(function) -> Kernel:
-    """Decorator: ``function`` compiled with ``config.JIT_PARALLEL``, launched by :class:`Kernel`."""
+    """Decorator: ``function(..., worker, workers) -> int`` compiled with ``config.JIT``
+    and run in shares by :class:`Kernel`."""
     return Kernel(function)
 
 
-def _threading_layer():
-    import numba
+@intrinsic
+def _call_share(typingctx, address, args, worker, workers):
+    """args + (worker, workers) passed to the Numba-compiled function at ``address``
+    (which returns an int64), by Numba's own calling convention; errors propagate."""
+    if not isinstance(args, types.BaseTuple):
+        return None
+    argument_types = tuple(args.types) + (types.int64, types.int64)
 
+    def codegen(context, builder, signature, llvm_args):
+        address_v, args_v, worker_v, workers_v = llvm_args
+        function_type = context.call_conv.get_function_type(types.int64, argument_types)
+        callee = builder.inttoptr(address_v, function_type.as_pointer())
+        values = cgutils.unpack_tuple(builder, args_v, len(args.types)) + [worker_v, workers_v]
+        status, result = context.call_conv.call_function(builder, callee, types.int64,
+                                                         argument_types, values)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return result
+
+    return types.int64(address, args, worker, workers), codegen
+
+
+@njit(**JIT_PARALLEL)
+def _parallel_shell(address, args, workers):
+    total = 0
+    for worker in prange(workers):
+        total += _call_share(address, args, np.int64(worker), workers)
+    return total
+
+
+_workqueue_lock = threading.Lock()
+_concurrent_layer = False  # set once a parallel region ran on a layer that allows it
+
+
+def _launch_guard():
+    """A lock when Numba's threading layer cannot run parallel regions concurrently: the
+    fallback "workqueue" layer aborts the process instead. Until the first parallel
+    region has run the layer is unknown, so that first launch is serialised too."""
+    global _concurrent_layer
+    if _concurrent_layer:  # the layer never changes once chosen
+        return contextlib.nullcontext()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return _workqueue_lock
+    _concurrent_layer = layer != "workqueue"
+    return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
+
+
+def _threading_layer():
     try:
         return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run in this process
+    except ValueError:  # no parallel region has run in this process
         return None
 
 
@@ -129,7 +225,8 @@ def _describe(data) -> tuple:
     """(kernel name, dtype names) of a ``numba:compile`` event, or None for other code."""
     dispatcher = data.get("dispatcher")
     function = getattr(dispatcher, "py_func", None)
-    if function is None or not function.__module__.startswith("numbaconv."):
+    if function is None or not function.__module__.startswith("numbaconv.") \
+            or function.__name__.startswith("_"):  # helpers, and _parallel_shell: < 1 s
         return None
     dtypes = sorted({str(getattr(a, "dtype", "")) for a in data.get("args", ())} - {""})
     return function.__name__, "/".join(d for d in dtypes if d.startswith("float")) or "scalar"

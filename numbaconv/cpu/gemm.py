@@ -9,9 +9,7 @@ the product runs near the machine's peak, which makes this the fast path
 for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 """
 
-import numba
 import numpy as np
-from numba import prange
 
 from ..registry import gemm_block_rows
 from .layout import new_output, phase_split_input
@@ -20,13 +18,14 @@ from .microkernel import matmul, workspace_size
 
 
 @parallel_kernel
-def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, workers):
+def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows,
+                worker, workers):
     """out = weight (*) input + bias, one (image, group, block of output rows) at a time.
 
     xph: zero-padded input split by stride phase, (N, C, sh, sw, Hq, Wq) from
     ``layout.pad_phase_split`` (so that every unfolded row is a contiguous copy);
-    weight (K, C/groups, kH, kW); bias (K,); out (N, K, OH, OW). ``workers`` threads each
-    own one unfolding buffer.
+    weight (K, C/groups, kH, kW); bias (K,); out (N, K, OH, OW). Share ``worker`` takes
+    blocks worker, worker + workers, ... with one unfolding buffer of its own.
     """
     n_batch, _, stride_h, stride_w = xph.shape[:4]
     out_channels, cin, kernel_h, kernel_w = weight.shape
@@ -40,46 +39,45 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     columns = block_rows * out_w
     image_is_matrix = (taps == 1 and groups == 1 and block_rows == out_h and stride_h == 1
                        and stride_w == 1 and xph.shape[4] == out_h and xph.shape[5] == out_w)
-    for worker in prange(workers):
-        cols = np.empty((depth, columns), dtype=xph.dtype)
-        result = np.empty((kg, columns), dtype=xph.dtype)
-        work = np.empty(workspace_size(depth), dtype=xph.dtype)
-        for block in range(worker, n_blocks, workers):
-            i0 = (block % blocks_per_plane) * block_rows
-            ng = block // blocks_per_plane
-            g = ng % groups
-            n = ng // groups
-            rows = min(block_rows, out_h - i0)
-            width = rows * out_w
-            if image_is_matrix:
-                # 1x1, stride 1, unpadded, one group, whole image: x[n] already is the
-                # (C, H*W) matrix and out[n] the (K, OH*OW) one: no copies.
-                plane_out = out[n].reshape(out_channels, out_h * out_w)
-                matmul(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out, work)
-                for k in range(out_channels):
-                    plane_out[k] += bias[k]
-                continue
-            # Unfold: cols[(c, r, s), (i - i0) * OW + j] = padded[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
-            for row in range(depth):
-                c = row // taps
-                rr = ((row // kernel_w) % kernel_h) * dilation_h
-                cc = (row % kernel_w) * dilation_w
-                plane = xph[n, g * cin + c, rr % stride_h, cc % stride_w]
-                dst = cols[row]
-                for i in range(rows):
-                    src = plane[i0 + i + rr // stride_h, cc // stride_w:cc // stride_w + out_w]
-                    base = i * out_w
-                    for j in range(out_w):
-                        dst[base + j] = src[j]
-            res = result[:, :width]
-            matmul(wmats[g], cols[:, :width], res, work)
-            for k in range(kg):
-                dst = out[n, g * kg + k].reshape(out_h * out_w)
-                b = bias[g * kg + k]
-                base = i0 * out_w
-                for q in range(width):
-                    dst[base + q] = res[k, q] + b
-    return out
+    cols = np.empty((depth, columns), dtype=xph.dtype)
+    result = np.empty((kg, columns), dtype=xph.dtype)
+    work = np.empty(workspace_size(depth), dtype=xph.dtype)
+    for block in range(worker, n_blocks, workers):
+        i0 = (block % blocks_per_plane) * block_rows
+        ng = block // blocks_per_plane
+        g = ng % groups
+        n = ng // groups
+        rows = min(block_rows, out_h - i0)
+        width = rows * out_w
+        if image_is_matrix:
+            # 1x1, stride 1, unpadded, one group, whole image: x[n] already is the
+            # (C, H*W) matrix and out[n] the (K, OH*OW) one: no copies.
+            plane_out = out[n].reshape(out_channels, out_h * out_w)
+            matmul(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out, work)
+            for k in range(out_channels):
+                plane_out[k] += bias[k]
+            continue
+        # Unfold: cols[(c, r, s), (i - i0) * OW + j] = padded[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
+        for row in range(depth):
+            c = row // taps
+            rr = ((row // kernel_w) % kernel_h) * dilation_h
+            cc = (row % kernel_w) * dilation_w
+            plane = xph[n, g * cin + c, rr % stride_h, cc % stride_w]
+            dst = cols[row]
+            for i in range(rows):
+                src = plane[i0 + i + rr // stride_h, cc // stride_w:cc // stride_w + out_w]
+                base = i * out_w
+                for j in range(out_w):
+                    dst[base + j] = src[j]
+        res = result[:, :width]
+        matmul(wmats[g], cols[:, :width], res, work)
+        for k in range(kg):
+            dst = out[n, g * kg + k].reshape(out_h * out_w)
+            b = bias[g * kg + k]
+            base = i0 * out_w
+            for q in range(width):
+                dst[base + q] = res[k, q] + b
+    return 0
 
 
 def run(spec, x, weight, bias):
@@ -87,6 +85,6 @@ def run(spec, x, weight, bias):
     out = new_output(spec, x.dtype)
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
-    workers = min(numba.get_num_threads(), blocks)
-    return gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w,
-                               spec.groups, block_rows, workers)
+    gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+                block_rows, workers=blocks)
+    return out

@@ -4,10 +4,32 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .dispatch import parallel_kernel
 from .workspace import scratch
+
+
+# Copies between arrays inside kernels are written as these loops, never as slice
+# assignments (``dst[a:b] = src[c:d]``): Numba lowers an array-to-array slice assignment
+# with a shape check whose error message is formatted at run time, which drags Numba's
+# string formatting (thousands of IR lines) into every kernel that has one: measured, 3 s
+# of the first compile in a process and more LLVM work in each kernel's module.
+
+
+@njit(inline="always")
+def copy1d(dst, src):
+    """dst[i] = src[i] for i < len(dst) (``src`` at least as long)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(inline="always")
+def copy2d(dst, src):
+    """dst[i, j] = src[i, j] over dst's shape (``src`` at least as large)."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            dst[i, j] = src[i, j]
 
 
 def new_output(spec, dtype) -> np.ndarray:
@@ -63,7 +85,7 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
 
 
 @parallel_kernel
-def pad_phase_split(x, pad_top, pad_left, xph):
+def pad_phase_split(x, pad_top, pad_left, xph, worker, workers):
     """Fill xph (N, C, sh, sw, Hq, Wq) with the zero-padded x split by phase of the strides.
 
     ``xph[n, c, p, q, i, j] = padded[n, c, i * sh + p, j * sw + q]``, zero outside x.
@@ -72,7 +94,9 @@ def pad_phase_split(x, pad_top, pad_left, xph):
     reads one contiguous run per kernel tap: the direct kernel's loops vectorise.
     """
     n_batch, channels = x.shape[0], x.shape[1]
-    for plane in prange(n_batch * channels):
+    for plane in range(worker, n_batch * channels, workers):
         n = plane // channels
         c = plane % channels
         phase_split_plane(x[n, c], 0, pad_top, pad_left, xph[n, c])
+    return 0
+

@@ -29,6 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..config import JIT
+from .layout import copy2d
 
 
 def _vector_bytes() -> int:
@@ -261,10 +262,10 @@ _DEPTH_BLOCK = 256
 # Called from the cached kernels, whose cache entries hold the compiled callees too; a
 # cache of their own would only add files that, when corrupt, break the callers' recovery
 # (:mod:`.dispatch` recompiles the kernel it launched, not its callees).
-_CALLEE = dict(JIT, cache=False)
+CALLEE = dict(JIT, cache=False)
 
 
-@njit(**_CALLEE)
+@njit(**CALLEE)
 def workspace_size(depth):
     """Elements of the ``work`` buffer :func:`matmul` needs for ``a`` with ``depth`` columns."""
     kc = min(depth, _DEPTH_BLOCK)
@@ -272,7 +273,7 @@ def workspace_size(depth):
     return MR * kc + MR * NV * width + kc * width
 
 
-@njit(**_CALLEE)
+@njit(**CALLEE)
 def matmul(a, b, c, work):
     """c[:, :] = a @ b, single-threaded, for 2-D float arrays of one dtype.
 
@@ -315,14 +316,14 @@ def matmul(a, b, c, work):
         accumulate = k0 > 0
         if tail:
             b_edge[:, :] = 0
-            b_edge[:kc, :tail] = b[k0:k0 + kc, vector_cols:]
+            copy2d(b_edge[:kc, :tail], b[k0:k0 + kc, vector_cols:])
         for i0 in range(0, m, MR):
             rows = min(MR, m - i0)
             if rows == MR:
                 a_src, a_off, a_ld = a, i0 * lda + k0, lda
             else:  # the last rows, fewer than MR
                 a_edge[:, :] = 0
-                a_edge[:rows, :kc] = a[i0:, k0:k0 + kc]
+                copy2d(a_edge[:rows, :kc], a[i0:, k0:k0 + kc])
                 a_src, a_off, a_ld = a_edge, 0, kc_max
             j0 = 0
             while j0 < n:
@@ -333,12 +334,15 @@ def matmul(a, b, c, work):
                 else:
                     nv, cols = 1, tail
                     b_src, b_off, b_ld = b_edge, 0, width
-                if rows == MR and cols == nv * width:
-                    _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c, i0 * ldc + j0, ldc,
-                          kc, accumulate)
-                else:  # an edge tile: through a padded copy of c
-                    c_edge[:rows, :cols] = c[i0:i0 + rows, j0:j0 + cols]
-                    _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_edge, 0, panel, kc,
-                          accumulate)
-                    c[i0:i0 + rows, j0:j0 + cols] = c_edge[:rows, :cols]
+                # One call site: each one inlines the register tiles (compile time).
+                edge = rows < MR or cols < nv * width
+                if edge:  # through a padded copy of c
+                    copy2d(c_edge[:rows, :cols], c[i0:i0 + rows, j0:j0 + cols])
+                    c_dst, c_off, c_ld = c_edge, 0, panel
+                else:
+                    c_dst, c_off, c_ld = c, i0 * ldc + j0, ldc
+                _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_dst, c_off, c_ld, kc,
+                      accumulate)
+                if edge:
+                    copy2d(c[i0:i0 + rows, j0:j0 + cols], c_edge[:rows, :cols])
                 j0 += cols

@@ -1,4 +1,4 @@
-"""Max and average pooling and max unpooling on the CPU: one image plane per Numba thread.
+"""Max and average pooling and max unpooling on the CPU: whole image planes per share.
 
 Pooling is memory-bound (a few operations per value read), so the kernels run each
 (n, c) plane on one thread with the window loops innermost; torch's CPU rules are
@@ -10,16 +10,15 @@ divides as ``count_include_pad``/``divisor_override`` say.
 import math
 
 import numpy as np
-from numba import prange
 
 from .dispatch import parallel_kernel
 
 
 @parallel_kernel
-def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw):
+def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(x.shape[0] * channels):
+    for plane in range(worker, x.shape[0] * channels, workers):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
             y0 = oy * sh - ph
@@ -41,13 +40,15 @@ def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw):
                             best_index = y * width + z
                 out[n, c, oy, ox] = best
                 indices[n, c, oy, ox] = best_index
+    return 0
 
 
 @parallel_kernel
-def avg_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override):
+def avg_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override,
+                      worker, workers):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in prange(x.shape[0] * channels):
+    for plane in range(worker, x.shape[0] * channels, workers):
         n, c = plane // channels, plane % channels
         for oy in range(out_h):
             y0 = oy * sh - ph
@@ -72,15 +73,16 @@ def avg_pool2d_kernel(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor
                 else:
                     factor = (yb - ya) * (xb - xa)
                 out[n, c, oy, ox] = total / factor
+    return 0
 
 
 @parallel_kernel
-def max_unpool2d_kernel(x, indices, out):
+def max_unpool2d_kernel(x, indices, out, worker, workers):
     """out.flat-per-plane[indices] = x; returns how many indices fall outside the plane."""
     channels = x.shape[1]
     plane_size = out.shape[2] * out.shape[3]
     invalid = 0
-    for plane in prange(x.shape[0] * channels):
+    for plane in range(worker, x.shape[0] * channels, workers):
         n, c = plane // channels, plane % channels
         flat = out[n, c].reshape(plane_size)  # out is contiguous: a view
         for i in range(x.shape[2]):
@@ -91,3 +93,4 @@ def max_unpool2d_kernel(x, indices, out):
                 else:
                     invalid += 1
     return invalid
+

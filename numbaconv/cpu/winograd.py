@@ -22,11 +22,11 @@ from dataclasses import replace
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .. import winograd_math
 from ..registry import winograd_block_rows
-from .layout import new_output, pad_phase_split
+from .layout import copy1d, new_output, pad_phase_split
 from .dispatch import parallel_kernel
 from .microkernel import VECTOR_BYTES, matmul, transpose_tile, transpose_tile_bias, workspace_size
 from .weight_cache import TRANSFORMED_WEIGHTS
@@ -84,7 +84,7 @@ def _at2_rows(m0, m1, m2, m3, o0, o1):
 
 
 @parallel_kernel
-def weight_transform(kernels, g_matrix, u):
+def weight_transform(kernels, g_matrix, u, worker, workers):
     """u[p, c, k] = (G g G^T)[p] for the 3x3 kernel g = kernels[c, :, :, k].
 
     ``kernels`` is the weight laid out (C, 3, 3, K) so that every loop runs along the
@@ -92,8 +92,8 @@ def weight_transform(kernels, g_matrix, u):
     """
     cin, _, _, kout = kernels.shape
     alpha = g_matrix.shape[0]
-    for c in prange(cin):
-        tmp = np.empty((alpha, 3, kout), dtype=u.dtype)  # G g, per column s
+    tmp = np.empty((alpha, 3, kout), dtype=u.dtype)  # G g, per column s
+    for c in range(worker, cin, workers):
         for a in range(alpha):
             ga0, ga1, ga2 = g_matrix[a, 0], g_matrix[a, 1], g_matrix[a, 2]
             for s in range(3):
@@ -108,6 +108,7 @@ def weight_transform(kernels, g_matrix, u):
                 dst = u[a * alpha + b, c]
                 for k in range(kout):
                     dst[k] = t0[k] * gb0 + t1[k] * gb1 + t2[k] * gb2
+    return 0
 
 
 # --------------------------------------------------------------------------- tile-row transforms
@@ -164,7 +165,7 @@ def _load_tile_rows(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf):
         _stage_row(x, n, c0, ih, pad_left, row_stage)
         for p in range(tile):
             for q in range(q_count):
-                rows_buf[i, p, q, :] = row_stage[q * tile + p, :]
+                copy1d(rows_buf[i, p, q], row_stage[q * tile + p])
 
 
 @njit(inline="always")
@@ -204,6 +205,17 @@ def _input_tile_row(x, n, c0, h0, pad_top, pad_left, row_stage, rows_buf, tmp_in
                       v[4 * a + 1].reshape(-1)[base:base + seg],
                       v[4 * a + 2].reshape(-1)[base:base + seg],
                       v[4 * a + 3].reshape(-1)[base:base + seg])
+
+
+@njit(inline="always")
+def _input_buffers(tile, tiles_w, channels, like):
+    """Per-share scratch of :func:`_input_tile_row`, of ``like``'s dtype: (row_stage,
+    rows_buf, tmp_in); the stage's padding columns must start zero."""
+    alpha = tile + 2
+    row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=like.dtype)
+    rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=like.dtype)
+    tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=like.dtype)
+    return row_stage, rows_buf, tmp_in
 
 
 @njit(inline="always")
@@ -299,13 +311,14 @@ def _output_tile_row(m, t0, s_buf, y_buf, t_buf, tiles_w, bias, k0, out, n, oh0)
 
 @parallel_kernel
 def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
-                    block_rows, workers):
+                    block_rows, worker, workers):
     """out[:, k0:k0+K] = conv(x[:, c0:c0+C], weights transformed into u) + bias.
 
-    Returns the number of outputs that are not finite. x: NCHW input (zero padding still to apply); u: (P, C, K) transformed weights;
-    out: (N, K_total, OH, OW). Each worker runs the whole pipeline on blocks of
-    ``block_rows`` tile rows (input transform -> P matrix products ->
-    output transform) so that the transform-domain block stays in its core's cache.
+    Returns the number of outputs that are not finite. x: NCHW input (zero padding still
+    to apply); u: (P, C, K) transformed weights; out: (N, K_total, OH, OW). Each share
+    runs the whole pipeline on blocks of ``block_rows`` tile rows (input transform -> P
+    matrix products -> output transform), blocks worker, worker + workers, ..., so that
+    the transform-domain block stays in its core's cache.
     """
     n_batch = x.shape[0]
     positions, channels, kg = u.shape
@@ -313,64 +326,66 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     n_rows = n_batch * tiles_h
     n_blocks = -(-n_rows // block_rows)
     block = block_rows * tiles_w
+    # Rows past the last tile of a short block are never read back: zeros keep them finite.
+    vb = np.zeros((positions, block, channels), dtype=x.dtype)
+    mb = np.empty((positions, block, kg), dtype=x.dtype)
+    row_stage, rows_buf, tmp_in = _input_buffers(tile, tiles_w, channels, x)
+    s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
+    work = np.empty(workspace_size(channels), dtype=x.dtype)
     nonfinite = 0
-    for worker in prange(workers):
-        # Rows past the last tile of a short block are never read back: zeros keep them finite.
-        vb = np.zeros((positions, block, channels), dtype=x.dtype)
-        mb = np.empty((positions, block, kg), dtype=x.dtype)
-        row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=x.dtype)
-        rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=x.dtype)
-        tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=x.dtype)
-        s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
-        work = np.empty(workspace_size(channels), dtype=x.dtype)
-        for blk in range(worker, n_blocks, workers):
-            q0 = blk * block_rows
-            q1 = min(q0 + block_rows, n_rows)
-            for q in range(q0, q1):
-                n, ty = divmod(q, tiles_h)
-                _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf,
-                                tmp_in, tiles_w, vb, (q - q0) * tiles_w)
-            for p in range(positions):
-                matmul(vb[p], u[p], mb[p], work)
-            for q in range(q0, q1):
-                n, ty = divmod(q, tiles_h)
-                nonfinite += _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, t_buf,
-                                              tiles_w, bias, k0, out, n, ty * tile)
+    for blk in range(worker, n_blocks, workers):
+        q0 = blk * block_rows
+        q1 = min(q0 + block_rows, n_rows)
+        for q in range(q0, q1):
+            n, ty = divmod(q, tiles_h)
+            _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf,
+                            tmp_in, tiles_w, vb, (q - q0) * tiles_w)
+        for p in range(positions):
+            matmul(vb[p], u[p], mb[p], work)
+        for q in range(q0, q1):
+            n, ty = divmod(q, tiles_h)
+            nonfinite += _output_tile_row(mb, (q - q0) * tiles_w, s_buf, y_buf, t_buf,
+                                          tiles_w, bias, k0, out, n, ty * tile)
     return nonfinite
 
 
-@parallel_kernel
-def winograd_conv2d_staged(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, tiles_w,
-                           v, m, workers):
-    """The same result as :func:`winograd_conv2d`, one stage at a time over all tiles.
+# The same result one stage at a time over all tiles, each stage a kernel of its own (the
+# stages must finish in order). For deep layers the transformed weights (P * C * K values)
+# outweigh a cache-sized block of tiles; then each position's weights must be read once,
+# by one matrix product over every tile (v: (P, T, C) -> m: (P, T, K)), rather than once
+# per block.
 
-    For deep layers the transformed weights (P * C * K values) outweigh a cache-sized
-    block of tiles; then each position's weights must be read once, by one matrix product
-    over every tile (v: (P, T, C) -> m: (P, T, K)), rather than once per block.
-    """
-    n_batch = x.shape[0]
-    positions, channels, kg = u.shape
-    alpha = tile + 2
-    n_rows = n_batch * tiles_h
-    for worker in prange(workers):
-        row_stage = np.zeros((tile * (tiles_w + 1), channels), dtype=x.dtype)
-        rows_buf = np.empty((alpha, tile, tiles_w + 1, channels), dtype=x.dtype)
-        tmp_in = np.empty((alpha, tile * (tiles_w + 1) * channels), dtype=x.dtype)
-        for q in range(worker, n_rows, workers):
-            n, ty = divmod(q, tiles_h)
-            _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf, tmp_in,
-                            tiles_w, v, q * tiles_w)
-    for worker in prange(workers):
-        work = np.empty(workspace_size(channels), dtype=x.dtype)
-        for p in range(worker, positions, workers):
-            matmul(v[p], u[p], m[p], work)
+
+@parallel_kernel
+def winograd_input_stage(x, c0, pad_top, pad_left, v, tile, tiles_h, tiles_w, worker, workers):
+    """v[:, t] = B^T d B for every tile d of x[:, c0:c0 + C] (tile rows worker, worker +
+    workers, ...)."""
+    row_stage, rows_buf, tmp_in = _input_buffers(tile, tiles_w, v.shape[2], x)
+    for q in range(worker, x.shape[0] * tiles_h, workers):
+        n, ty = divmod(q, tiles_h)
+        _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf, tmp_in,
+                        tiles_w, v, q * tiles_w)
+    return 0
+
+
+@parallel_kernel
+def winograd_product_stage(v, u, m, worker, workers):
+    """m[p] = v[p] @ u[p] for the positions p = worker, worker + workers, ..."""
+    work = np.empty(workspace_size(u.shape[1]), dtype=v.dtype)
+    for p in range(worker, u.shape[0], workers):
+        matmul(v[p], u[p], m[p], work)
+    return 0
+
+
+@parallel_kernel
+def winograd_output_stage(m, bias, k0, out, tile, tiles_h, tiles_w, worker, workers):
+    """out[:, k0:k0 + K] = A^T M A + bias for every tile; returns the non-finite count."""
+    s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, m.shape[2], m)
     nonfinite = 0
-    for worker in prange(workers):
-        s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
-        for q in range(worker, n_rows, workers):
-            n, ty = divmod(q, tiles_h)
-            nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, t_buf, tiles_w, bias, k0,
-                                          out, n, ty * tile)
+    for q in range(worker, out.shape[0] * tiles_h, workers):
+        n, ty = divmod(q, tiles_h)
+        nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, t_buf, tiles_w, bias, k0,
+                                      out, n, ty * tile)
     return nonfinite
 
 
@@ -440,21 +455,19 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     u_groups = transformed_weights(weight, spec.groups, tile)
     staged = block_rows == n_rows
     if staged:
-        workers = numba.get_num_threads()
         v = scratch("winograd_v", ((tile + 2) ** 2, n_rows * tiles_w, cg), x.dtype)
         m = scratch("winograd_m", ((tile + 2) ** 2, n_rows * tiles_w, kg), x.dtype)
-    else:
-        workers = min(numba.get_num_threads(), -(-n_rows // block_rows))
     nonfinite = 0
     for g in range(spec.groups):
         if staged:
-            nonfinite += winograd_conv2d_staged(
-                x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
-                tiles_h, tiles_w, v, m, workers)
+            winograd_input_stage(x, g * cg, spec.pad_top, spec.pad_left, v, tile, tiles_h,
+                                 tiles_w)
+            winograd_product_stage(v, u_groups[g], m)
+            nonfinite += winograd_output_stage(m, bias, g * kg, out, tile, tiles_h, tiles_w)
         else:
             nonfinite += winograd_conv2d(
                 x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
-                tiles_h, tiles_w, block_rows, workers)
+                tiles_h, tiles_w, block_rows, workers=-(-n_rows // block_rows))
     if nonfinite and match_torch_nonfinite:
         from . import gemm
 
