@@ -87,7 +87,8 @@ class Kernel:
         if count == 1 or _forked_from_openmp:
             return sum(self.dispatcher(*args, share, count) for share in range(count))
         with _launch_guard():
-            return _parallel_shell(address, args, count)
+            return _despite_broken_cache(_parallel_shell, "the parallel launcher",
+                                         lambda: _parallel_shell(address, args, count))
 
     def _address(self, args) -> int:
         """The machine-code address of the share function for these arguments' types,
@@ -95,18 +96,8 @@ class Kernel:
         key = tuple(map(_kind, args))
         address = self._addresses.get(key)
         if address is None:
-            try:
-                address = self._compile(args)
-            except Exception as exc:
-                if not _raised_by_numba_cache(exc):
-                    raise
-                warnings.warn(
-                    f"numbaconv: Numba's on-disk cache for {self.__name__} is unreadable "
-                    f"({type(exc).__name__}: {exc}); compiling it without the cache",
-                    RuntimeWarning, stacklevel=3)
-                self.dispatcher._cache = NullCache()
-                address = self._compile(args)
-            self._addresses[key] = address
+            address = self._addresses[key] = _despite_broken_cache(
+                self.dispatcher, self.__name__, lambda: self._compile(args))
         return address
 
     def _compile(self, args) -> int:
@@ -115,6 +106,22 @@ class Kernel:
         dispatcher.compile(types.int64(*arg_types))  # the count is returned as an int64
         result = dispatcher.overloads[arg_types]
         return result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+
+
+def _despite_broken_cache(dispatcher, name: str, call):
+    """``call()``; if Numba's disk cache of ``dispatcher`` breaks it, warn and retry
+    with that cache switched off (the dispatcher then compiles)."""
+    try:
+        return call()
+    except Exception as exc:
+        if not _raised_by_numba_cache(exc):
+            raise
+        warnings.warn(
+            f"numbaconv: Numba's on-disk cache for {name} is unreadable "
+            f"({type(exc).__name__}: {exc}); compiling it without the cache",
+            RuntimeWarning, stacklevel=4)
+        dispatcher._cache = NullCache()
+        return call()
 
 
 def _kind(value):
