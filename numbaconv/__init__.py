@@ -18,6 +18,7 @@ from .transposed import conv_transpose1d, conv_transpose2d  # noqa: E402
 from .activations import leaky_relu, linear, prelu, relu, rrelu, sigmoid, tanh  # noqa: E402,E501
 from .pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, max_unpool2d  # noqa: E402
 from . import nn  # noqa: E402  (modules: numbaconv.nn.Conv2d, ...)
+from .precompile import compile  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,5 +34,5 @@ def algorithms() -> tuple:
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "max_unpool2d", "linear", "relu", "sigmoid", "tanh",
            "leaky_relu", "prelu", "rrelu", "nn", "plan", "algorithms",
-           "set_memory_limit", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
+           "set_memory_limit", "compile", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
            "__version__"]

@@ -1,6 +1,7 @@
 """``python -m numbaconv``: a correctness self-check and the benchmark table.
 
-    python -m numbaconv                 # self-check, then the full bench table
+    python -m numbaconv                 # self-check, then the bench table
+    python -m numbaconv compile         # compile the common kernels now, on every core
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv layers          # pooling, transposed conv and linear against torch
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
@@ -19,6 +20,12 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("selfcheck", help="check every algorithm against a NumPy oracle")
+    compile_ = sub.add_parser("compile", help="compile the common kernels into Numba's disk "
+                                              "cache now, one process per core")
+    compile_.add_argument("--dtype", nargs="+", default=["float32"],
+                          choices=["float32", "float64"])
+    compile_.add_argument("--processes", type=int, default=None,
+                          help="compiling at once (default: every core)")
     layers = sub.add_parser("layers", help="time pooling, transposed conv and linear against "
                                            "torch")
     layers.add_argument("--repeat", type=int, default=15)
@@ -38,11 +45,17 @@ def main(argv=None) -> int:
                        help="cuda: time the GPU kernels on device arrays (needs a GPU and "
                             "numbaconv[cuda]), against torch CUDA when available")
     args = parser.parse_args(argv)
+    _plain_compile_messages()
 
     from . import bench as bench_module
     from . import selfcheck
     from .errors import CudaUnavailable
 
+    if args.command == "compile":
+        from .precompile import compile
+
+        compile(tuple(args.dtype), processes=args.processes)
+        return 0
     if args.command in (None, "selfcheck"):
         if not selfcheck.run():
             return 1
@@ -63,6 +76,23 @@ def main(argv=None) -> int:
             print(f"numbaconv bench --device cuda: {error}", file=sys.stderr)
             return 2
     return 0
+
+
+def _plain_compile_messages():
+    """On the command line, a CompileWarning prints as its message alone."""
+    import warnings
+
+    from .errors import CompileWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CompileWarning):
+            print(message, file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":
