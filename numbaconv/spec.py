@@ -187,7 +187,7 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
     except ValueError as error:  # a ragged nested sequence
         raise ValueError(f"{op}: {name} must be a rectangular array of numbers, got a "
                          f"{type(value).__name__} NumPy cannot make one of ({error})") from None
-    if array.dtype == object:
+    if array.dtype == object and not isinstance(value, np.ndarray):  # not array-like at all
         raise TypeError(f"{op}: {name} must be a float32 or float64 array, got "
                         f"{type(value).__name__} {_short_repr(value)}")
     check_float_dtype(op, name, array.dtype)

@@ -85,7 +85,8 @@ class Kernel:
         count = threads if workers is None else max(1, min(int(workers), threads))
         address = self._address(args)
         if count == 1 or _forked_from_openmp:
-            return sum(self.dispatcher(*args, share, count) for share in range(count))
+            return _despite_broken_cache(_serial_shell, "the serial launcher",
+                                         lambda: _serial_shell(address, args, count))
         with _launch_guard():
             return _despite_broken_cache(_parallel_shell, "the parallel launcher",
                                          lambda: _parallel_shell(address, args, count))
@@ -102,7 +103,8 @@ class Kernel:
 
     def _compile(self, args) -> int:
         dispatcher = self.dispatcher
-        arg_types = tuple(dispatcher.typeof_pyval(a) for a in args) + (types.int64,) * 2
+        arg_types = tuple(_canonical(dispatcher.typeof_pyval(a)) for a in args)
+        arg_types += (types.int64, types.int64)
         dispatcher.compile(types.int64(*arg_types))  # the count is returned as an int64
         result = dispatcher.overloads[arg_types]
         return result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
@@ -124,12 +126,21 @@ def _despite_broken_cache(dispatcher, name: str, call):
         return call()
 
 
+def _canonical(numba_type):
+    """The type a kernel is compiled for: read-only arrays as writeable ones. Kernels never
+    write their inputs, and both are passed alike, so one compiled kernel serves read-only
+    inputs too instead of a second copy compiled for them."""
+    if isinstance(numba_type, types.Array) and not numba_type.mutable:
+        return numba_type.copy(readonly=False)
+    return numba_type
+
+
 def _kind(value):
-    """What decides Numba's type of an argument, cheaply (the key of Kernel._addresses)."""
+    """What decides a kernel's compiled argument type, cheaply (the key of
+    Kernel._addresses; see :func:`_canonical`)."""
     if isinstance(value, np.ndarray):
         flags = value.flags
-        return (value.dtype.num, value.ndim, flags.c_contiguous, flags.f_contiguous,
-                flags.writeable, flags.aligned)
+        return value.dtype.num, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.aligned
     return type(value)
 
 
@@ -145,7 +156,7 @@ def _call_share(typingctx, address, args, worker, workers):
     (which returns an int64), by Numba's own calling convention; errors propagate."""
     if not isinstance(args, types.BaseTuple):
         return None
-    argument_types = tuple(args.types) + (types.int64, types.int64)
+    argument_types = tuple(map(_canonical, args.types)) + (types.int64, types.int64)
 
     def codegen(context, builder, signature, llvm_args):
         address_v, args_v, worker_v, workers_v = llvm_args
@@ -159,6 +170,15 @@ def _call_share(typingctx, address, args, worker, workers):
         return result
 
     return types.int64(address, args, worker, workers), codegen
+
+
+@njit(**JIT)
+def _serial_shell(address, args, workers):
+    """The shares one after the other, on the calling thread."""
+    total = 0
+    for worker in range(workers):
+        total += _call_share(address, args, worker, workers)
+    return total
 
 
 @njit(**JIT_PARALLEL)
