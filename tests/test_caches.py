@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = """
 import warnings, numpy as np, numbaconv
 warnings.simplefilter("always")
@@ -32,6 +34,7 @@ def test_unusable_cache_directory(tmp_path):
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 def test_corrupt_cache_files_are_recompiled_with_a_warning(tmp_path):
     first = run(tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -50,6 +50,7 @@ def test_eight_threads_calling_at_once_get_correct_results():
     assert results == [0] * THREADS
 
 
+@pytest.mark.slow
 def test_workqueue_threading_layer_is_serialised_not_aborted(tmp_path):
     # Numba's workqueue layer aborts the process on concurrent parallel calls; numbaconv
     # must serialise them instead. Run the threaded test in a process forced onto it.

@@ -91,6 +91,7 @@ def documented_divergence(x, kwargs, op):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(TORCH is None, reason="the fuzz compares with torch")
 @pytest.mark.parametrize("op", ["conv1d", "conv2d"])
 def test_fuzz_against_torch(op):
