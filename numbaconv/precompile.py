@@ -27,7 +27,7 @@ def _winograd(dtype):
 
     x, w = _data((2, 32, 12, 12), dtype), _data((32, 32, 3, 3), dtype)
     conv2d(x, w, padding=1)  # blocked pipeline
-    conv2d(_data((1, 256, 6, 6), dtype), _data((256, 256, 3, 3), dtype), padding=1)  # staged
+    conv2d(_data((1, 512, 4, 4), dtype), _data((512, 512, 3, 3), dtype), padding=1)  # staged
 
 
 def _direct(dtype):

@@ -238,10 +238,11 @@ def _raised_by_numba_cache(exc) -> bool:
 # --------------------------------------------------------------------------- saying so
 
 #: Seconds a first compile took on the 2-core reference machine (AVX-512, empty cache),
-#: by kernel: what the warning promises. Kernels not listed compile in a few seconds.
+#: by kernel: what the notice promises. Kernels not listed compile in about a second.
 COMPILE_SECONDS = {
-    "winograd_conv2d": 8, "winograd_conv2d_staged": 8, "gemm_conv2d": 5, "tiled_conv2d": 3,
-    "depthwise3x3_conv2d": 3, "depthwise3x3_stacked": 3, "depthwise_channels_last": 3,
+    "winograd_conv2d": 9, "winograd_input_stage": 3, "winograd_output_stage": 3,
+    "gemm_conv2d": 6, "direct_conv2d": 3, "depthwise_conv2d": 3, "depthwise3x3_conv2d": 3,
+    "matmul": 2,
 }
 
 _announced = set()
@@ -273,7 +274,7 @@ class _CompileAnnouncer(event.Listener):
         if name in _announced:
             return
         _announced.add(name)
-        seconds = COMPILE_SECONDS.get(name, 2)
+        seconds = COMPILE_SECONDS.get(name, 1)
         warnings.warn(
             f"numbaconv: compiling {name} ({dtypes}) for this CPU, about {seconds} s on 2 "
             f"cores, once per environment (then cached on disk; `python -m numbaconv compile` "
