@@ -254,8 +254,10 @@ def _describe(data) -> tuple:
     dispatcher = data.get("dispatcher")
     function = getattr(dispatcher, "py_func", None)
     if function is None or not function.__module__.startswith("numbaconv.") \
-            or function.__name__.startswith("_"):  # helpers, and _parallel_shell: < 1 s
+            or function.__name__.startswith("_"):  # helpers, and the launchers: < 1 s
         return None
+    if isinstance(getattr(dispatcher, "_cache", None), NullCache):
+        return None  # a callee (compiled into its callers' cache entries), or no disk cache
     dtypes = sorted({str(getattr(a, "dtype", "")) for a in data.get("args", ())} - {""})
     return function.__name__, "/".join(d for d in dtypes if d.startswith("float")) or "scalar"
 
