@@ -88,8 +88,14 @@ class Kernel:
             return _despite_broken_cache(_serial_shell, "the serial launcher",
                                          lambda: _serial_shell(address, args, count))
         with _launch_guard():
-            return _despite_broken_cache(_parallel_shell, "the parallel launcher",
-                                         lambda: _parallel_shell(address, args, count))
+            total, failed = _despite_broken_cache(
+                _parallel_shell, "the parallel launcher",
+                lambda: _parallel_shell(address, args, count))
+        if failed:  # run the shares again, serially, for the error to be raised here
+            _serial_shell(address, args, count)
+            raise RuntimeError(f"numbaconv: {failed} share(s) of {self.__name__} failed in "
+                               f"parallel but not when run again serially")
+        return total
 
     def _address(self, args) -> int:
         """The machine-code address of the share function for these arguments' types,
@@ -141,6 +147,8 @@ def _kind(value):
     if isinstance(value, np.ndarray):
         flags = value.flags
         return value.dtype.num, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.aligned
+    if isinstance(value, tuple):
+        return tuple(map(_kind, value))
     return type(value)
 
 
@@ -150,31 +158,49 @@ def parallel_kernel(function) -> Kernel:
     return Kernel(function)
 
 
-@intrinsic
-def _call_share(typingctx, address, args, worker, workers):
-    """args + (worker, workers) passed to the Numba-compiled function at ``address``
-    (which returns an int64), by Numba's own calling convention; errors propagate."""
-    if not isinstance(args, types.BaseTuple):
-        return None
-    argument_types = tuple(map(_canonical, args.types)) + (types.int64, types.int64)
+def _share_call(propagate: bool):
+    """An intrinsic passing args + (worker, workers) to the Numba-compiled function at
+    ``address`` (which returns an int64), by Numba's own calling convention.
 
-    def codegen(context, builder, signature, llvm_args):
-        address_v, args_v, worker_v, workers_v = llvm_args
-        function_type = context.call_conv.get_function_type(types.int64, argument_types)
-        callee = builder.inttoptr(address_v, function_type.as_pointer())
-        values = cgutils.unpack_tuple(builder, args_v, len(args.types)) + [worker_v, workers_v]
-        status, result = context.call_conv.call_function(builder, callee, types.int64,
-                                                         argument_types, values)
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return result
+    With ``propagate`` an error raised by the share is raised by the caller. Without, it
+    returns (count, failed) instead: a parallel region cannot raise (Numba would run a
+    loop with a ``raise`` serially), so the launcher reports failed shares and the
+    caller re-runs them serially to raise the error itself.
+    """
 
-    return types.int64(address, args, worker, workers), codegen
+    @intrinsic
+    def call_share(typingctx, address, args, worker, workers):
+        if not isinstance(args, types.BaseTuple):
+            return None
+        argument_types = tuple(map(_canonical, args.types)) + (types.int64, types.int64)
+        returned = types.int64 if propagate else types.UniTuple(types.int64, 2)
+
+        def codegen(context, builder, signature, llvm_args):
+            address_v, args_v, worker_v, workers_v = llvm_args
+            function_type = context.call_conv.get_function_type(types.int64, argument_types)
+            callee = builder.inttoptr(address_v, function_type.as_pointer())
+            values = cgutils.unpack_tuple(builder, args_v, len(args.types))
+            status, result = context.call_conv.call_function(
+                builder, callee, types.int64, argument_types, values + [worker_v, workers_v])
+            if propagate:
+                with cgutils.if_unlikely(builder, status.is_error):
+                    context.call_conv.return_status_propagate(builder, status)
+                return result
+            failed = builder.zext(status.is_error, result.type)
+            return context.make_tuple(builder, returned, [result, failed])
+
+        return returned(address, args, worker, workers), codegen
+
+    return call_share
+
+
+_call_share = _share_call(propagate=True)
+_try_share = _share_call(propagate=False)
 
 
 @njit(**JIT)
 def _serial_shell(address, args, workers):
-    """The shares one after the other, on the calling thread."""
+    """The shares one after the other, on the calling thread; errors propagate."""
     total = 0
     for worker in range(workers):
         total += _call_share(address, args, worker, workers)
@@ -183,10 +209,14 @@ def _serial_shell(address, args, workers):
 
 @njit(**JIT_PARALLEL)
 def _parallel_shell(address, args, workers):
+    """The shares at once on Numba's threads: (sum of the counts, shares that failed)."""
     total = 0
+    failed = 0
     for worker in prange(workers):
-        total += _call_share(address, args, np.int64(worker), workers)
-    return total
+        count, error = _try_share(address, args, np.int64(worker), workers)
+        total += count
+        failed += error
+    return total, failed
 
 
 _workqueue_lock = threading.Lock()
