@@ -322,7 +322,6 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     """
     n_batch = x.shape[0]
     positions, channels, kg = u.shape
-    alpha = tile + 2
     n_rows = n_batch * tiles_h
     n_blocks = -(-n_rows // block_rows)
     block = block_rows * tiles_w
