@@ -4,6 +4,7 @@
     python -m numbaconv compile         # compile the common kernels now, on every core
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv layers          # pooling, transposed conv and linear against torch
+    python -m numbaconv bench --set networks [--batch 8]   # 16 torchvision models' layers
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
                               [--no-numpy] [--device cuda]
@@ -31,11 +32,17 @@ def main(argv=None) -> int:
     layers.add_argument("--repeat", type=int, default=15)
     layers.add_argument("--threads", type=int, default=None)
     bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
+    bench.add_argument("--set", default="public", choices=["public", "networks"],
+                       help="public: the 10-layer table (default); networks: every layer "
+                            "call of 16 torchvision models, by kind and by model")
+    bench.add_argument("--batch", type=int, default=1,
+                       help="--set networks: times the recorded batch (default 1)")
     bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
     bench.add_argument("--algorithm", default="auto",
                        help="auto (default), autotune, direct, gemm, winograd_f2x2, winograd_f4x4")
-    bench.add_argument("--repeat", type=int, default=15,
-                       help="timed calls per library and layer, interleaved (best is shown)")
+    bench.add_argument("--repeat", type=int, default=None,
+                       help="timed calls per library and layer, interleaved (best is shown; "
+                            "default 15, 7 with --set networks)")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for numbaconv and torch alike (default: all cores)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -66,10 +73,15 @@ def main(argv=None) -> int:
         bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)
     elif args.command is None:
         bench_module.run_bench()
+    elif args.set == "networks":
+        from .bench_networks import run_network_bench
+
+        run_network_bench(batch=args.batch, repeat=args.repeat or 7, threads=args.threads,
+                          use_torch=not args.no_torch)
     else:
         try:
             bench_module.run_bench(args.layers, algorithm=args.algorithm, dtype=args.dtype,
-                                   repeat=args.repeat, threads=args.threads,
+                                   repeat=args.repeat or 15, threads=args.threads,
                                    use_torch=not args.no_torch, numpy_peer=not args.no_numpy,
                                    device=args.device)
         except CudaUnavailable as error:

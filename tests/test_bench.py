@@ -62,3 +62,40 @@ def test_layer_bench_prints_every_case_without_torch():
     bench.run_layer_bench(repeat=1, use_torch=False, out=out)
     text = out.getvalue()
     assert all(name in text for name in bench.LAYER_CASES)
+
+
+def test_network_set_ships_with_the_package_and_every_conv_has_a_kind():
+    from numbaconv.bench_networks import conv_kind, load_network_layers
+
+    entries = load_network_layers()
+    ops = {e["op"] for e in entries}
+    assert ops == {"conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "linear"}
+    kinds = {conv_kind(e) for e in entries if e["op"] == "conv2d"}
+    assert {"depthwise", "grouped", "dilated", "strided", "pointwise 1x1", "3x3 stride 1",
+            "1x1 on 1x1 image (SE)", "large kernel"} <= kinds
+    assert conv_kind(dict(x=[1, 8, 1, 1], w=[4, 8, 1, 1], groups=1, stride=[1, 1],
+                          dilation=[1, 1])) == "1x1 on 1x1 image (SE)"
+
+
+def test_network_bench_reports_kinds_models_and_worst_layers(torch):
+    from numbaconv.bench_networks import load_network_layers, run_network_bench
+
+    entries = load_network_layers()
+    picked = [next(e for e in entries if e["op"] == op)
+              for op in ("conv2d", "max_pool2d", "linear", "conv_transpose2d")]
+    out = io.StringIO()
+    rows = run_network_bench(repeat=1, entries=picked, out=out, progress=io.StringIO())
+    text = out.getvalue()
+    assert len(rows) == 4 and all(r["ratio"] > 0 for r in rows)
+    assert "vector ISA" in text and "all conv2d" in text and "resnet18" in text
+    assert "worst" in text and rows[0]["algorithm"] in text
+
+
+def test_network_bench_without_torch_still_times_numbaconv():
+    from numbaconv.bench_networks import load_network_layers, run_network_bench
+
+    picked = load_network_layers()[:2]
+    out = io.StringIO()
+    rows = run_network_bench(repeat=1, use_torch=False, entries=picked, out=out,
+                             progress=io.StringIO())
+    assert all(r["ms"] > 0 and r["torch_ms"] is None for r in rows)
