@@ -16,6 +16,9 @@ Environment variables (read once, at import):
     unit (``512M``, ``8G``), or a fraction of the memory available at the time of the
     call (``0.5``). Default: 0.8 of available memory. Also settable at run time through
     :func:`set_memory_limit`.
+``NUMBACONV_WEIGHT_CACHE`` bytes Winograd's transformed-weight cache may hold (``1G``,
+    ``300M``; ``0`` turns it off). Default: an eighth of the machine's memory, between
+    256 MiB and 2 GiB (see ``cpu.weight_cache``).
 """
 
 import os

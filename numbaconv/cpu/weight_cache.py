@@ -9,16 +9,33 @@ therefore gives a fresh transform, never a stale one. Comparing costs one read o
 the weights, far less than the transform.
 """
 
+import os
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from ..config import parse_memory_limit
 from .dispatch import parallel_kernel
 
-#: Entries kept (least recently used evicted) and the bytes they may hold in total.
-MAX_ENTRIES = 16
-MAX_BYTES = 512 * 2**20
+
+def default_max_bytes() -> int:
+    """The bytes the cache may hold (least recently used entries evicted beyond): an
+    eighth of the machine's memory, between 256 MiB and 2 GiB, or
+    ``NUMBACONV_WEIGHT_CACHE`` (``1G``, ``300M``; ``0`` turns the cache off).
+
+    Sized by memory, not by a count of entries: a forward pass of googlenet has 19
+    Winograd layers and densenet121 58, and a cache of 16 entries thrashed on both
+    (each layer evicting the one the next pass needs first).
+    """
+    text = os.environ.get("NUMBACONV_WEIGHT_CACHE")
+    if text:
+        return int(parse_memory_limit(text))
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 4 << 30
+    return int(min(max(total // 8, 256 << 20), 2 << 30))
 
 
 @parallel_kernel
@@ -41,11 +58,22 @@ def _words(array):
 
 
 class TransformCache:
-    def __init__(self, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES):
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
+    """Transformed weights by (tag, weight array), at most ``max_bytes`` of them (weight
+    copies included), least recently used evicted first."""
+
+    def __init__(self, max_bytes=None):
+        self.max_bytes = default_max_bytes() if max_bytes is None else max_bytes
         self._entries = OrderedDict()  # key -> (weight copy, transformed)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: the weight copies and their transforms."""
+        with self._lock:
+            return sum(_entry_bytes(w, ts) for w, ts in self._entries.values())
 
     def get(self, tag, weight, compute):
         """``compute()``'s result for ``weight`` (C-contiguous), reusing an equal earlier one."""
@@ -59,8 +87,7 @@ class TransformCache:
                     self._entries.move_to_end(key)
             return entry[1]
         transformed = compute()
-        size = weight.nbytes + sum(np.asarray(t).nbytes for t in transformed)
-        if size <= self.max_bytes:
+        if _entry_bytes(weight, transformed) <= self.max_bytes:
             with self._lock:
                 self._entries[key] = (weight.copy(), transformed)
                 self._entries.move_to_end(key)
@@ -68,15 +95,18 @@ class TransformCache:
         return transformed
 
     def _evict(self):
-        total = sum(w.nbytes + sum(np.asarray(t).nbytes for t in ts)
-                    for w, ts in self._entries.values())
-        while self._entries and (len(self._entries) > self.max_entries or total > self.max_bytes):
+        total = sum(_entry_bytes(w, ts) for w, ts in self._entries.values())
+        while self._entries and total > self.max_bytes:
             _, (w, ts) = self._entries.popitem(last=False)
-            total -= w.nbytes + sum(np.asarray(t).nbytes for t in ts)
+            total -= _entry_bytes(w, ts)
 
     def clear(self):
         with self._lock:
             self._entries.clear()
+
+
+def _entry_bytes(weight, transformed) -> int:
+    return weight.nbytes + sum(np.asarray(t).nbytes for t in transformed)
 
 
 TRANSFORMED_WEIGHTS = TransformCache()
