@@ -21,7 +21,9 @@ Environment variables (read once, at import):
     256 MiB and 2 GiB (see ``cpu.weight_cache``).
 """
 
+import contextlib
 import os
+import threading
 import time
 
 
@@ -41,6 +43,34 @@ AUTOTUNE = _flag("NUMBACONV_AUTOTUNE", False)
 #: Options for the serial helpers and for the parallel kernels.
 JIT = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
 JIT_PARALLEL = dict(JIT, parallel=True)
+
+
+# --------------------------------------------------------------------------- small calls
+
+#: Work (multiply-adds, or values read) below which a call's kernels run on the calling
+#: thread alone: waking Numba's threads and gathering them costs about as much as doing
+#: it (a squeeze-and-excitation 1x1 convolution on a 1x1 image is ~250 multiply-adds).
+SMALL_WORK = 250_000
+_small_work = threading.local()
+
+
+@contextlib.contextmanager
+def one_share_for(work: int):
+    """A block whose kernels run as one share on the calling thread when ``work`` (about
+    the multiply-adds or values read of the call) is below ``SMALL_WORK``."""
+    if work >= SMALL_WORK or small_work():
+        yield
+        return
+    _small_work.active = True
+    try:
+        yield
+    finally:
+        _small_work.active = False
+
+
+def small_work() -> bool:
+    """True inside a :func:`one_share_for` block for small work (on this thread)."""
+    return getattr(_small_work, "active", False)
 
 
 # --------------------------------------------------------------------------- memory

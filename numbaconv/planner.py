@@ -285,6 +285,7 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     # A choice numbaconv made must behave like torch for inf/NaN too; an algorithm the
     # user named behaves as documented for that algorithm.
     chosen_for_user = plan.requested in SPECIAL
-    out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
-                                       match_torch_nonfinite=chosen_for_user)
+    with config.one_share_for(spec.flops // 2):
+        out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
+                                           match_torch_nonfinite=chosen_for_user)
     return out.reshape(spec.output_shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import config
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import check_float_array
 
@@ -27,8 +28,9 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     indices = np.empty(out.shape, np.int64)
     if out.size:
-        max_pool2d_kernel(_as_4d(spec, x), out, indices, *spec.kernel, *spec.stride,
-                          *spec.padding, *spec.dilation)
+        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]):
+            max_pool2d_kernel(_as_4d(spec, x), out, indices, *spec.kernel, *spec.stride,
+                              *spec.padding, *spec.dilation)
     out = out.reshape(spec.output_shape)
     return (out, indices.reshape(spec.output_shape)) if return_indices else out
 
@@ -69,8 +71,9 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     override = divisor(op, divisor_override)
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     if out.size:
-        avg_pool2d_kernel(_as_4d(spec, x), out, *spec.kernel, *spec.stride, *spec.padding,
-                          bool(count_include_pad), 0 if override is None else override)
+        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]):
+            avg_pool2d_kernel(_as_4d(spec, x), out, *spec.kernel, *spec.stride, *spec.padding,
+                              bool(count_include_pad), 0 if override is None else override)
     return out.reshape(spec.output_shape)
 
 
@@ -126,8 +129,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     spec = unpool_spec(op, x.shape, index_array.shape, kernel_size, stride, padding, output_size)
     out = np.zeros((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     if x.size:
-        invalid = max_unpool2d_kernel(_as_4d(spec, x),
-                                      _as_4d(spec, index_array.astype(np.int64, copy=False)), out)
+        with config.one_share_for(x.size):
+            invalid = max_unpool2d_kernel(
+                _as_4d(spec, x), _as_4d(spec, index_array.astype(np.int64, copy=False)), out)
         if invalid:
             raise ValueError(f"{op}: found {invalid} invalid max indices (each must be in "
                              f"[0, {spec.out_height * spec.out_width}) for an output plane of "

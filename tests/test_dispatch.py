@@ -64,3 +64,22 @@ def test_read_only_arrays_run_the_kernel_compiled_for_writeable_ones(threads):
     doubled(values, out)
     np.testing.assert_array_equal(out, 2 * np.arange(5.0))
     assert doubled.dispatcher.signatures == compiled  # no read-only copy compiled
+
+
+def test_small_work_runs_as_one_share_on_the_calling_thread(threads):
+    from numbaconv import config
+
+    shares = np.zeros(2, np.int64)
+
+    @parallel_kernel
+    def count_shares(out, worker, workers):
+        out[0] = workers
+        return 0
+
+    with config.one_share_for(config.SMALL_WORK - 1):
+        count_shares(shares)
+        assert shares[0] == 1 and config.small_work()
+    assert not config.small_work()
+    with config.one_share_for(config.SMALL_WORK):
+        count_shares(shares)
+    assert shares[0] == threads

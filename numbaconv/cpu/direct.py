@@ -18,6 +18,9 @@
   pads the few rows each job reads, for everything else.
 """
 
+import functools
+import math
+
 import numba
 import numpy as np
 from numba import njit
@@ -472,16 +475,25 @@ def tiled_operands(spec, weight):
     """(a, offsets) for :func:`tiled_conv2d`: weights padded to whole tiles of output
     channels, and each tap's offset on the phase-split grid of one image."""
     kg, cin = spec.out_channels_per_group, spec.in_channels_per_group
-    kh, kw = spec.kernel_height, spec.kernel_width
+    depth = cin * spec.kernel_height * spec.kernel_width
+    a = np.zeros((spec.groups, -(-kg // MR) * MR, depth), dtype=weight.dtype)
+    a[:, :kg] = weight.reshape(spec.groups, kg, depth)
+    return a, tap_offsets(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def tap_offsets(spec):
+    """Each tap's offset on the phase-split grid of one image (read-only; kept per spec,
+    as a network calls each layer again and again)."""
+    cin, kh, kw = spec.in_channels_per_group, spec.kernel_height, spec.kernel_width
     _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
-    kg_pad = -(-kg // MR) * MR
-    a = np.zeros((spec.groups, kg_pad, cin * kh * kw), dtype=weight.dtype)
-    a[:, :kg] = weight.reshape(spec.groups, kg, cin * kh * kw)
     c, r, s = np.meshgrid(np.arange(cin), np.arange(kh), np.arange(kw), indexing="ij")
     rr, cc = r * spec.dilation_h, s * spec.dilation_w
     phase = (rr % sh) * sw + cc % sw
     offsets = ((c * sh * sw + phase) * rows_q + rr // sh) * cols_q + cc // sw
-    return a, offsets.reshape(-1).astype(np.int64)
+    offsets = offsets.reshape(-1).astype(np.int64)
+    offsets.setflags(write=False)
+    return offsets
 
 
 def tiled_slack(spec, itemsize) -> int:
@@ -494,11 +506,11 @@ def tiled_slack(spec, itemsize) -> int:
 def run_tiled(spec, x, weight, bias, out):
     a, offsets = tiled_operands(spec, weight)
     shape = phase_split_shape(spec)
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     xflat = scratch("direct_tiled_input", (size + tiled_slack(spec, x.itemsize),), x.dtype)
     xflat[size:] = 0
     pad_phase_split(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
-    channel_stride = int(np.prod(shape[2:]))
+    channel_stride = math.prod(shape[2:])
     # Blocks small enough for at least four jobs per thread: one image of a few rows
     # (AlexNet's first layers at batch 1) would otherwise be one job on one thread.
     per_image = -(-4 * numba.get_num_threads() // (spec.batch * spec.groups))

@@ -52,7 +52,7 @@ from numba.core import cgutils, event
 from numba.core.caching import NullCache
 from numba.extending import intrinsic
 
-from ..config import JIT, JIT_PARALLEL
+from ..config import JIT, JIT_PARALLEL, small_work
 from ..errors import CompileWarning
 
 log = logging.getLogger("numbaconv")
@@ -79,9 +79,10 @@ class Kernel:
     def __call__(self, *args, workers=None):
         """Run every share of the kernel on ``args``; returns the sum of their counts.
 
-        ``workers``: at most this many shares (default and cap: ``numba.get_num_threads()``).
+        ``workers``: at most this many shares (default and cap: ``numba.get_num_threads()``,
+        and 1 inside a ``config.one_share_for`` block for small work).
         """
-        threads = numba.get_num_threads()
+        threads = 1 if small_work() else numba.get_num_threads()
         count = threads if workers is None else max(1, min(int(workers), threads))
         address = self._address(args)
         if count == 1 or _forked_from_openmp:
@@ -144,9 +145,8 @@ def _canonical(numba_type):
 def _kind(value):
     """What decides a kernel's compiled argument type, cheaply (the key of
     Kernel._addresses; see :func:`_canonical`)."""
-    if isinstance(value, np.ndarray):
-        flags = value.flags
-        return value.dtype.num, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.aligned
+    if isinstance(value, np.ndarray):  # C_CONTIGUOUS | F_CONTIGUOUS | ALIGNED
+        return value.dtype.num, value.ndim, value.flags.num & 0x103
     if isinstance(value, tuple):
         return tuple(map(_kind, value))
     return type(value)

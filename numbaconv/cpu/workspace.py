@@ -8,6 +8,7 @@ needed; threads never share one, so concurrent calls stay independent.
 ``release()`` frees the calling thread's buffers.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -18,7 +19,7 @@ _local = threading.local()
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape``, reusing this thread's buffer ``name``."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     pool = _local.__dict__.setdefault("pool", {})
     buffer = pool.get(name)
     if buffer is None or buffer.nbytes < nbytes:
