@@ -141,7 +141,7 @@ def run_network_bench(batch: int = 1, repeat: int = 7, threads=None, use_torch=T
         if peer is not None:
             peer()
         t_ours, t_peer = interleaved_best(ours, peer, repeat)
-        row = dict(entry=entry, algorithm=algorithm, ms=t_ours * 1e3,
+        row = dict(entry=entry, x_shape=x.shape, algorithm=algorithm, ms=t_ours * 1e3,
                    torch_ms=t_peer * 1e3 if peer is not None else None,
                    kind=conv_kind(entry) if entry["op"] == "conv2d" else entry["op"])
         row["ratio"] = row["ms"] / row["torch_ms"] if peer is not None else None
@@ -198,7 +198,7 @@ _DEFAULTS = {"padding": 0, "dilation": 1, "groups": 1, "padding_mode": "zeros",
              "divisor_override": None}
 
 
-def _describe(entry) -> str:
+def _describe(entry, x_shape) -> str:
     def default(key, value):
         if key not in _DEFAULTS:
             return False
@@ -206,7 +206,7 @@ def _describe(entry) -> str:
         return value == expected or (isinstance(value, tuple) and set(value) == {expected})
 
     kwargs = {k: v for k, v in _kwargs(entry).items() if not default(k, v)}
-    shapes = f"x{tuple(entry['x'])}" + (f" w{tuple(entry['w'])}" if "w" in entry else "")
+    shapes = f"x{tuple(x_shape)}" + (f" w{tuple(entry['w'])}" if "w" in entry else "")
     return f"{entry['op']} {shapes} {kwargs}" if kwargs else f"{entry['op']} {shapes}"
 
 
@@ -215,7 +215,7 @@ def _print_worst(rows, count, out):
           f"algorithm", file=out)
     for row in sorted(rows, key=lambda r: -r["ratio"])[:count]:
         print(f"  {row['ratio']:6.2f} {row['ms']:12.3f} {row['torch_ms']:9.3f} "
-              f"{row['algorithm']:14s} {_describe(row['entry'])}", file=out)
+              f"{row['algorithm']:14s} {_describe(row['entry'], row['x_shape'])}", file=out)
 
 
 def _print_numbaconv_only(rows, out):
