@@ -294,6 +294,34 @@ def test_tiled_direct_kernel(args):
     check_conv("conv2d", x, w, b, **kwargs, algorithm="direct", torch=TORCH)
 
 
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((1, 40, 7, 9), (50, 20, 3, 3), dict(groups=2, padding=1)),       # ragged channel tiles
+    ((1, 64, 14, 14), (96, 64, 3, 3), dict(stride=2, padding=1)),
+    ((1, 32, 6, 6), (200, 32, 1, 1), dict(stride=2)),
+    ((2, 16, 5, 5), (30, 16, 2, 2), dict(dilation=2, padding=1)),
+])
+@pytest.mark.parametrize("threads", [1, 2, 7])
+def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threads):
+    """Small batch-1 images run as jobs of output-channel blocks (tiled_jobs), not as row
+    blocks thinner than a register tile; every split must give the reference result."""
+    from numbaconv.cpu import direct
+    from numbaconv.cpu.microkernel import MR
+
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    spec = numbaconv.plan(x, w, **kwargs).spec
+    block_rows, channel_block = direct.tiled_jobs(spec, x.itemsize, threads)
+    assert channel_block % MR == 0 and 1 <= block_rows <= spec.out_height
+    if threads == 7:  # plenty of threads wanted, few rows: channel blocks are split
+        assert channel_block < -(-spec.out_channels_per_group // MR) * MR
+    out = np.empty(spec.output_shape, np.float32)
+    xp = np.ascontiguousarray(x)
+    direct.run_tiled(spec, xp, np.ascontiguousarray(w), np.zeros(ws[0], np.float32), out)
+    full = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
+    np.testing.assert_allclose(out, reference_conv("conv2d", x, w, None, **full),
+                               rtol=1e-4, atol=1e-4)
+
+
 def test_tiled_direct_kernel_is_the_one_that_runs(monkeypatch):
     """The property test above must exercise the tiled kernel, not the per-channel one."""
     from numbaconv.cpu import direct
