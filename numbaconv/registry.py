@@ -67,6 +67,15 @@ def padded_copy_bytes(spec: ConvSpec) -> int:
 DIRECT_BLOCK_ELEMENTS = 4096
 
 
+def is_vector_product(spec: ConvSpec) -> bool:
+    """A 1x1, stride-1, unpadded, ungrouped convolution of 1x1 images (squeeze-and-
+    excitation layers): N dot products per output channel, which ``gemm`` computes as
+    such (``gemm.vector_products``)."""
+    return (spec.kernel_height == spec.kernel_width == 1 and spec.in_height == 1
+            and spec.in_width == 1 and spec.groups == 1 and spec.in_channels > 0
+            and not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right))
+
+
 def direct_block_rows(spec: ConvSpec) -> int:
     cols_q = -(-spec.padded_width // spec.stride_w)
     return max(1, min(spec.out_height, DIRECT_BLOCK_ELEMENTS // cols_q))

@@ -322,6 +322,21 @@ def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threa
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batch, cin, cout, stride", [
+    (1, 48, 1152, 1), (8, 1152, 48, 1), (1, 32, 8, 1), (3, 5, 7, 2), (2, 1, 1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_squeeze_and_excitation_1x1_on_1x1_images(rng, batch, cin, cout, stride, dtype, bias):
+    """1x1 convolutions of 1x1 images run as dot products (gemm.vector_products)."""
+    x = rng.standard_normal((batch, cin, 1, 1)).astype(dtype)
+    w = rng.standard_normal((cout, cin, 1, 1)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype) if bias else None
+    plan = numbaconv.plan(x, w, b, stride=stride)
+    assert plan.algorithm == "gemm" and "dot product" in plan.reason
+    check_conv("conv2d", x, w, b, stride=stride, torch=TORCH)
+    check_conv("conv2d", x[0], w, b, stride=stride, torch=TORCH)  # unbatched
+
+
 def test_tiled_direct_kernel_is_the_one_that_runs(monkeypatch):
     """The property test above must exercise the tiled kernel, not the per-channel one."""
     from numbaconv.cpu import direct

@@ -11,7 +11,7 @@ for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 
 import numpy as np
 
-from ..registry import gemm_block_rows
+from ..registry import gemm_block_rows, is_vector_product
 from .layout import new_output, phase_split_input
 from .dispatch import parallel_kernel
 from .microkernel import matmul, workspace_size
@@ -80,7 +80,37 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     return 0
 
 
+@parallel_kernel
+def vector_products(x2, w2, bias, out2, worker, workers):
+    """out2[n, k] = bias[k] + w2[k] . x2[n]: a 1x1 convolution of 1x1 images (the
+    squeeze-and-excitation layers of MobileNet-v3 and EfficientNet), output channels
+    worker, worker + workers, ...
+
+    Each output is one dot product over contiguous rows, which LLVM vectorises; the
+    register-tiled product would pad every one-column image to a whole vector of columns
+    and copy each tile through its edge buffers (measured: 48 -> 1152 channels at batch
+    1, 89 us a call against torch's 16 us, most of it those copies).
+    x2: (N, C); w2: (K, C); out2: (N, K).
+    """
+    batch, channels = x2.shape
+    for k in range(worker, w2.shape[0], workers):
+        row = w2[k]
+        for n in range(batch):
+            image = x2[n]
+            total = row[0] * image[0]
+            for c in range(1, channels):
+                total += row[c] * image[c]
+            out2[n, k] = total + bias[k]
+    return 0
+
+
 def run(spec, x, weight, bias):
+    if is_vector_product(spec):
+        out = new_output(spec, x.dtype)
+        vector_products(x.reshape(spec.batch, spec.in_channels),
+                        weight.reshape(spec.out_channels, spec.in_channels), bias,
+                        out.reshape(spec.batch, spec.out_channels))
+        return out
     xph = phase_split_input(spec, x, "gemm_input")
     out = new_output(spec, x.dtype)
     block_rows = gemm_block_rows(spec)
