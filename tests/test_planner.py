@@ -95,6 +95,11 @@ def test_import_compiles_nothing():
     ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "direct"),  # DeepLab-like
     ((8, 32, 112, 112), (32, 1, 3, 3), dict(padding=1, groups=32), "direct"),  # depthwise
     ((1, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct"),  # ResNeXt group
+    ((1, 512, 14, 14), (512, 16, 3, 3), dict(padding=1, groups=32), "direct"),  # ResNeXt 32x16
+    ((1, 1024, 7, 7), (1024, 32, 3, 3), dict(padding=1, groups=32), "direct"),  # 32x32
+    ((1, 256, 14, 14), (256, 128, 3, 3), dict(padding=1, groups=2), "winograd_f4x4"),
+    ((1, 48, 1, 1), (1152, 48, 1, 1), {}, "gemm"),  # squeeze-and-excitation
+    ((1, 32, 1, 1), (8, 32, 1, 1), {}, "gemm"),  # squeeze-and-excitation, thin
     ((8, 256, 14, 14), (64, 256, 1, 1), {}, "gemm"),  # pointwise
     ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "direct"),  # ResNet stem
     ((1, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "direct"),  # AlexNet conv1
