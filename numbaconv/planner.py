@@ -73,6 +73,13 @@ DENSE_CHANNELS = 16
 #: share of the positions it computes that must be real outputs for it to be chosen.
 DIRECT_TILE_POSITIONS = 64
 DIRECT_MIN_TILE_USE = 0.5
+#: Bytes of input one direct register tile reads through all its taps (channels x taps x
+#: DIRECT_TILE_POSITIONS values), beyond which the tile re-streams them from beyond L2
+#: for every 6 output channels and GEMM's L2-blocked im2col wins. Measured (2 threads,
+#: AVX-512, batch 1): DeepLab's 2048 -> 256 3x3 at dilation 12 (4.5 MiB) direct 104-131
+#: ms, GEMM 67-69 ms; 512 -> 512 3x3 stride 2 (1.1 MiB) 2.1 against 1.9 ms; 256 -> 512
+#: 3x3 stride 2 (0.6 MiB) direct 1.1 ms, GEMM 1.8 ms.
+DIRECT_MAX_TILE_BYTES = 1 << 20
 #: Output rows and columns (per dilation phase) from which Winograd pays: one 4x4 tile.
 WINOGRAD_MIN_PHASE = 4
 #: Channels per group from which a grouped layer (groups > 1) runs Winograd: it runs one
@@ -124,7 +131,9 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        Pointwise (1x1, stride 1) with >= 16 channels per group in and out: GEMM. The
        input already is the matrix (no im2col copy), and the packed, depth-blocked
        product beats the direct tiles on it (pointwise_b8: 0.16 ms against 0.36 ms).
-    3. Small images with >= 16 channels per group in and out: GEMM, when under half
+    3. Deep inputs: GEMM when one direct tile's inputs over all taps exceed the L2
+       cache (``DIRECT_MAX_TILE_BYTES``; DeepLab's dilated 2048-channel layers).
+       Small images with >= 16 channels per group in and out: GEMM, when under half
        of the positions the direct kernel's tiles compute would be outputs (it computes
        whole rows of the padded grid, 64 positions at a time). Measured: 1024 channels
        on 2x2 images, direct 4.4x GEMM's time; 512 channels on 7x7 with dilation 3, 3.6x.
@@ -152,6 +161,13 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     if pointwise and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS:
         return "gemm", (f"pointwise layer ({cg} -> {kg} channels per group): the input is "
                         f"the matrix, one matrix product per image")
+    taps_bytes = cg * spec.kernel_height * spec.kernel_width * DIRECT_TILE_POSITIONS \
+        * spec.itemsize
+    if taps_bytes > DIRECT_MAX_TILE_BYTES and kg >= DENSE_CHANNELS:
+        return "gemm", (f"{cg} channels x {spec.kernel_height}x{spec.kernel_width} taps: each "
+                        f"direct tile would stream {taps_bytes / 2**20:.1f} MiB of inputs per "
+                        f"6 output channels, more than a core's L2 cache; im2col in L2-sized "
+                        f"blocks + matrix product")
     use = direct_tile_use(spec)
     if use < DIRECT_MIN_TILE_USE and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS:
         return "gemm", (f"{spec.out_height}x{spec.out_width} outputs per image: the direct "
