@@ -196,3 +196,42 @@ class ColdStart:
 
     track_empty_cache_seconds.unit = "s"
     track_warm_cache_seconds.unit = "s"
+
+
+#: The first call of each common kind of layer, as a newcomer makes it (float32).
+_FIRST_CALLS = {
+    "winograd_3x3": "numbaconv.conv2d(r((1, 64, 56, 56)), r((64, 64, 3, 3)), padding=1)",
+    "direct_strided": "numbaconv.conv2d(r((1, 64, 56, 56)), r((64, 64, 3, 3)), stride=2, padding=1)",
+    "pointwise": "numbaconv.conv2d(r((1, 64, 56, 56)), r((64, 64, 1, 1)))",
+    "depthwise": "numbaconv.conv2d(r((1, 64, 56, 56)), r((64, 1, 3, 3)), padding=1, groups=64)",
+    "max_pool2d": "numbaconv.max_pool2d(r((1, 64, 56, 56)), 3, 2, 1)",
+    "cnn_forward": "from numbaconv import nn; nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), "
+                   "nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), "
+                   "nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 10)).eval()("
+                   "r((4, 1, 28, 28)))",
+}
+
+
+class FirstCallCompile:
+    """Seconds of the first call of each kind in a fresh process with an empty JIT cache
+    (the import excluded): what a newcomer waits for while the kernels compile."""
+
+    params = list(_FIRST_CALLS)
+    param_names = ["kind"]
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def track_first_call_seconds(self, kind):
+        code = ("import time, warnings, numpy as np, numbaconv\n"
+                "warnings.simplefilter('ignore')\n"
+                "r = lambda s: np.random.default_rng(0).standard_normal(s).astype(np.float32)\n"
+                f"t0 = time.perf_counter()\n{_FIRST_CALLS[kind]}\n"
+                "print(time.perf_counter() - t0)")
+        env = dict(os.environ, NUMBA_CACHE_DIR=tempfile.mkdtemp(prefix="numbaconv-asv-cold-"))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    track_first_call_seconds.unit = "s"
+
