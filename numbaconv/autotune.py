@@ -50,7 +50,8 @@ def _warn_once(kind: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -68,7 +69,7 @@ def machine_key() -> str:
 
     from . import __version__
 
-    return f"{_cpu_model()}|threads={numba.get_num_threads()}|numbaconv={__version__}"
+    return f"{cpu_model()}|threads={numba.get_num_threads()}|numbaconv={__version__}"
 
 
 def spec_key(spec) -> str:

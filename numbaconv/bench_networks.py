@@ -25,6 +25,7 @@ from importlib import resources
 
 import numpy as np
 
+from .autotune import cpu_model
 from .bench import import_torch, interleaved_best, set_threads
 
 
@@ -66,17 +67,6 @@ def vector_isa() -> str:
     if features.get("avx2", False):
         return "AVX2"
     return "no AVX2 (" + (platform.machine() or "unknown") + ")"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _arrays(entry: dict, batch: int, rng):
