@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, devices, planner
-from .spec import check_float_dtype, check_float_operands, conv_spec
+from .spec import check_float_dtype, check_float_operands, conv_spec, exact_argument as _exact
 
 _SHAPES_DOC = """
     Parameters
@@ -102,11 +102,6 @@ def _as_4d(spec, x, w, b):
 # still checked on every call; a plan that fell back for lack of memory is not kept.
 _REPEATS: dict = {}
 _REPEATS_MAX = 256
-
-
-def _exact(value) -> bool:
-    kind = type(value)
-    return kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value))
 
 
 def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import _int_tuple, _is_int
+from .spec import _int_tuple, _is_int, exact_argument
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,31 @@ def pool_options(op: str, nsp: int, kernel_size, stride, padding, dilation,
     return kernel, stride, padding, dilation, ceil_mode
 
 
+# Repeated calls (a model's pooling layer, batch after batch) reuse the spec checked the
+# first time, when every argument is an exact int, str or tuple of ints (as for conv2d).
+_REPEATS: dict = {}
+_REPEATS_MAX = 256
+
+
 def pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
               ceil_mode) -> PoolSpec:
     """Validate max/avg pooling arguments; ``op`` ends in "1d" or "2d"."""
+    repeatable = (all(exact_argument(a) for a in (kernel_size, padding, dilation))
+                  and (stride is None or exact_argument(stride)) and type(ceil_mode) is bool)
+    if not repeatable:
+        return _pool_spec(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+    key = (op, tuple(input_shape), kernel_size, stride, padding, dilation, ceil_mode)
+    spec = _REPEATS.get(key)
+    if spec is None:
+        spec = _pool_spec(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+        if len(_REPEATS) >= _REPEATS_MAX:
+            _REPEATS.clear()
+        _REPEATS[key] = spec
+    return spec
+
+
+def _pool_spec(op: str, input_shape, kernel_size, stride, padding, dilation,
+               ceil_mode) -> PoolSpec:
     nsp = 1 if op.endswith("1d") else 2
     kernel, stride, padding, dilation, ceil_mode = pool_options(
         op, nsp, kernel_size, stride, padding, dilation, ceil_mode)

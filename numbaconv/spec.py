@@ -163,6 +163,14 @@ def _int_tuple(op: str, name: str, value, ndim: int) -> tuple:
                     f"of type {type(value).__name__}")
 
 
+def exact_argument(value) -> bool:
+    """True for an int, a str or a tuple of ints: arguments whose equality means the same
+    meaning (True == 1 and 1.0 == 1, but both must still reach validation), so that a
+    repeated call's checked spec can be reused by them."""
+    kind = type(value)
+    return kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value))
+
+
 def check_float_dtype(op: str, name: str, dtype) -> None:
     dtype = np.dtype(dtype)
     if dtype.kind != "f" or dtype.name not in DTYPES:

@@ -165,3 +165,15 @@ def test_random_pooling_agrees_with_torch(torch, data):
         np.testing.assert_array_equal(out[1], expected[1])
     else:
         np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_repeated_calls_reuse_the_checked_spec_and_invalid_ones_still_raise():
+    from numbaconv import pool_spec
+
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    first = pool_spec.pool_spec("max_pool2d", x.shape, 2, None, 0, 1, False)
+    assert pool_spec.pool_spec("max_pool2d", x.shape, 2, None, 0, 1, False) is first
+    for bad in (dict(kernel_size=True), dict(kernel_size=2.0), dict(kernel_size=0)):
+        for _ in range(2):  # the second time too: failures are never remembered
+            with pytest.raises((TypeError, ValueError)):
+                numbaconv.max_pool2d(x, **bad)
