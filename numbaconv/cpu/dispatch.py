@@ -17,6 +17,14 @@ parallel loop, :func:`_parallel_shell`, calls it through its address: the loop i
 compiled once per kernel signature in well under a second and links none of the
 kernel's code. The launch is Numba's own (its threading layer), a few microseconds.
 
+Errors: a parallel region cannot raise (Numba runs a loop holding a ``raise`` serially),
+so the launcher counts the shares that failed and runs them again serially, where the
+error is raised to the caller as usual.
+
+Small calls: inside a ``config.one_share_for`` block for little work (the planner and
+pooling open one per call) every kernel runs as one share on the calling thread: waking
+Numba's threads would cost about as much as the work.
+
 Forks: with the usual GNU OpenMP threading layer a process forked from a parent that
 already ran a parallel region is killed as soon as it starts one ("fork() called from
 a process already using GNU OpenMP"). ``multiprocessing``'s default start method on
