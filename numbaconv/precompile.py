@@ -89,8 +89,8 @@ def compile(dtypes=("float32",), processes: int | None = None, progress: bool = 
     depthwise, pooling) for ``dtypes`` into Numba's disk cache; returns the seconds taken.
 
     ``processes``: how many compile at once (default: every core). Later calls in any
-    process of this environment then start without compiling. ``progress`` shows a bar
-    (tqdm, when installed) or a line per group on stderr.
+    process of this environment then start without compiling. ``progress`` shows a tqdm
+    bar on stderr.
     """
     for dtype in dtypes:
         if dtype not in DTYPES:
@@ -119,25 +119,16 @@ def compile(dtypes=("float32",), processes: int | None = None, progress: bool = 
 
 
 def _progress_bar(total: int, show: bool):
-    """A function advancing a progress display by one step with a message."""
+    """A function advancing a tqdm progress bar on stderr by one step with a message."""
     if not show:
         return lambda message: None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    if tqdm is not None:
-        bar = tqdm(total=total, desc="numbaconv compile", unit="group", file=sys.stderr)
+    from tqdm import tqdm
 
-        def step(message):
-            bar.set_postfix_str(message)
-            bar.update(1)
-            if bar.n == total:
-                bar.close()
-        return step
-    done = [0]
+    bar = tqdm(total=total, desc="numbaconv compile", unit="group", file=sys.stderr)
 
     def step(message):
-        done[0] += 1
-        print(f"numbaconv compile [{done[0]}/{total}] {message}", file=sys.stderr, flush=True)
+        bar.set_postfix_str(message)
+        bar.update(1)
+        if bar.n == total:
+            bar.close()
     return step

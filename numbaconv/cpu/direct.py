@@ -534,7 +534,7 @@ def tiled_jobs(spec, itemsize, threads):
     3x3 stride 2 on 14x14 at batch 1: 8.6 ms with one-row blocks, 1.1 ms split by channels
     (torch 0.8 ms); 1024 -> 2048 1x1 stride 2: 19 ms -> 2.1 ms (torch 1.6 ms).
     """
-    cols_q = -(-spec.padded_width // spec.stride_w)
+    cols_q = phase_split_shape(spec)[5]
     panel = NV * (VECTOR_BYTES // itemsize)
     images = spec.batch * spec.groups
     per_image = -(-4 * threads // images)

@@ -238,9 +238,8 @@ def _launch_guard():
     global _concurrent_layer
     if _concurrent_layer:  # the layer never changes once chosen
         return contextlib.nullcontext()
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel region has run yet
+    layer = _threading_layer()
+    if layer is None:  # no parallel region has run yet
         return _workqueue_lock
     _concurrent_layer = layer != "workqueue"
     return _workqueue_lock if layer == "workqueue" else contextlib.nullcontext()
@@ -280,7 +279,6 @@ def _raised_by_numba_cache(exc) -> bool:
 COMPILE_SECONDS = {
     "winograd_conv2d": 9, "winograd_input_stage": 3, "winograd_output_stage": 3,
     "gemm_conv2d": 6, "direct_conv2d": 3, "depthwise_conv2d": 3, "depthwise3x3_conv2d": 3,
-    "matmul": 2,
 }
 
 _announced = set()

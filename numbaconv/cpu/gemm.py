@@ -105,14 +105,13 @@ def vector_products(x2, w2, bias, out2, worker, workers):
 
 
 def run(spec, x, weight, bias):
+    out = new_output(spec, x.dtype)
     if is_vector_product(spec):
-        out = new_output(spec, x.dtype)
         vector_products(x.reshape(spec.batch, spec.in_channels),
                         weight.reshape(spec.out_channels, spec.in_channels), bias,
                         out.reshape(spec.batch, spec.out_channels))
         return out
     xph = phase_split_input(spec, x, "gemm_input")
-    out = new_output(spec, x.dtype)
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
