@@ -27,9 +27,12 @@ class Algorithm:
 
     def function(self) -> Callable:
         """The kernel module's entry point (importing, and so compiling, on first use)."""
-        module_name, func_name = self.runner.split(":")
-        module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
-        return getattr(module, func_name)
+        run = _RUNNERS.get(self.runner)
+        if run is None:
+            module_name, func_name = self.runner.split(":")
+            module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
+            run = _RUNNERS[self.runner] = getattr(module, func_name)
+        return run
 
     def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False):
         """Compute on the CPU; ``match_torch_nonfinite`` asks for torch's inf/NaN propagation
@@ -39,6 +42,9 @@ class Algorithm:
         if self.mixes_nonfinite:
             return run(spec, x, weight, bias, match_torch_nonfinite)
         return run(spec, x, weight, bias)
+
+
+_RUNNERS: dict = {}  # Algorithm.runner -> the imported function
 
 
 #: The CPU algorithms and the GPU ones, by name; one name means the same method on both.
@@ -73,6 +79,13 @@ def is_vector_product(spec: ConvSpec) -> bool:
     such (``gemm.vector_products``)."""
     return (spec.kernel_height == spec.kernel_width == 1 and spec.in_height == 1
             and spec.in_width == 1 and spec.groups == 1 and spec.in_channels > 0
+            and not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right))
+
+
+def is_pointwise(spec: ConvSpec) -> bool:
+    """A 1x1, stride-1, unpadded convolution: each image already is the (C, H*W) matrix
+    that ``gemm`` multiplies (``gemm.pointwise_conv2d``, no input copy)."""
+    return (spec.kernel_height == spec.kernel_width == 1 and spec.stride_h == spec.stride_w == 1
             and not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right))
 
 
@@ -138,6 +151,11 @@ def gemm_block_rows(spec: ConvSpec) -> int:
 
 def _gemm_workspace(spec: ConvSpec) -> int:
     threads = os.cpu_count() or 1
+    if is_vector_product(spec):
+        return 0
+    if is_pointwise(spec):  # the images are the matrices: a matmul edge buffer per thread
+        depth = min(spec.in_channels_per_group, 256)
+        return threads * (6 * depth + 6 * 64 + 16 * depth) * spec.itemsize
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize

@@ -322,6 +322,38 @@ def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threa
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("xs, ws, groups", [
+    ((1, 64, 7, 7), (200, 64, 1, 1), 1),     # few positions, many channels: cut by channels
+    ((1, 16, 30, 41), (20, 16, 1, 1), 1),    # many positions: cut by columns, ragged panel
+    ((2, 12, 5, 3), (18, 4, 1, 1), 3),       # groups, fewer positions than one vector
+    ((5, 40, 6, 6), (7, 40, 1, 1), 1),       # enough images: whole products
+])
+@pytest.mark.parametrize("threads", [1, 2, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_kernel_every_job_split(rng, xs, ws, groups, threads, dtype):
+    """1x1 stride-1 layers multiply the images in place (gemm.pointwise_conv2d), cut into
+    blocks of output channels and positions (pointwise_jobs); every cut must give the
+    reference result, bias included."""
+    from numbaconv.cpu import gemm
+    from numbaconv.cpu.microkernel import MR
+
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    spec = numbaconv.plan(x, w, b, groups=groups).spec
+    rows, cols = gemm.pointwise_jobs(spec, x.itemsize, threads)
+    assert rows == spec.out_channels_per_group or rows % MR == 0
+    if threads == 7 and xs[0] == 1:  # many threads, one image: the product is cut
+        assert (rows, cols) != (spec.out_channels_per_group, xs[2] * xs[3])
+    positions = xs[2] * xs[3]
+    out = np.full((xs[0], ws[0], positions), np.nan, dtype)
+    gemm.pointwise_conv2d(x.reshape(xs[0], xs[1], positions), w.reshape(ws[0], ws[1]), b,
+                          out, groups, rows, cols)
+    expected = reference_conv("conv2d", x, w, b, stride=1, padding=0, dilation=1,
+                              groups=groups, padding_mode="zeros")
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=tol, atol=tol)
+    check_conv("conv2d", x, w, b, groups=groups, algorithm="gemm", torch=TORCH)
+
+
 @pytest.mark.parametrize("batch, cin, cout, stride", [
     (1, 48, 1152, 1), (8, 1152, 48, 1), (1, 32, 8, 1), (3, 5, 7, 2), (2, 1, 1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

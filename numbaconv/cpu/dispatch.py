@@ -57,6 +57,7 @@ import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils, event
+from numba._dispatcher import compute_fingerprint
 from numba.core.caching import NullCache
 from numba.extending import intrinsic
 
@@ -90,9 +91,19 @@ class Kernel:
         ``workers``: at most this many shares (default and cap: ``numba.get_num_threads()``,
         and 1 inside a ``config.one_share_for`` block for small work).
         """
-        threads = 1 if small_work() else numba.get_num_threads()
-        count = threads if workers is None else max(1, min(int(workers), threads))
-        address = self._address(args)
+        if small_work():
+            count = 1
+        else:
+            threads = numba.get_num_threads()
+            count = threads if workers is None else max(1, min(int(workers), threads))
+        try:  # Numba's own type key, computed in C: a few hundred ns for all the arguments
+            key = compute_fingerprint(args)
+        except NotImplementedError:  # a value Numba fingerprints the slow way
+            key = tuple(map(_kind, args))
+        address = self._addresses.get(key)
+        if address is None:
+            address = self._addresses[key] = _despite_broken_cache(
+                self.dispatcher, self.__name__, lambda: self._compile(args))
         if count == 1 or _forked_from_openmp:
             return _despite_broken_cache(_serial_shell, "the serial launcher",
                                          lambda: _serial_shell(address, args, count))
@@ -106,17 +117,9 @@ class Kernel:
                                f"parallel but not when run again serially")
         return total
 
-    def _address(self, args) -> int:
+    def _compile(self, args) -> int:
         """The machine-code address of the share function for these arguments' types,
         compiled (or loaded from the disk cache) on first use."""
-        key = tuple(map(_kind, args))
-        address = self._addresses.get(key)
-        if address is None:
-            address = self._addresses[key] = _despite_broken_cache(
-                self.dispatcher, self.__name__, lambda: self._compile(args))
-        return address
-
-    def _compile(self, args) -> int:
         dispatcher = self.dispatcher
         arg_types = tuple(_canonical(dispatcher.typeof_pyval(a)) for a in args)
         arg_types += (types.int64, types.int64)
@@ -142,17 +145,23 @@ def _despite_broken_cache(dispatcher, name: str, call):
 
 
 def _canonical(numba_type):
-    """The type a kernel is compiled for: read-only arrays as writeable ones. Kernels never
-    write their inputs, and both are passed alike, so one compiled kernel serves read-only
-    inputs too instead of a second copy compiled for them."""
-    if isinstance(numba_type, types.Array) and not numba_type.mutable:
-        return numba_type.copy(readonly=False)
+    """The type a kernel is compiled for: arrays as writeable and aligned ones.
+
+    Kernels never write their inputs, and both kinds are passed alike, so one compiled
+    kernel serves read-only inputs too instead of a second copy compiled for them. Numba
+    types a view whose elements are not aligned to their size as another type only to
+    drop alignment hints from its loads; the ISAs Numba compiles for (x86-64, AArch64,
+    POWER) load such elements and vectors without fault, and the key under which a
+    compiled kernel is found (Numba's fingerprint) does not tell them apart either.
+    """
+    if isinstance(numba_type, types.Array) and not (numba_type.mutable and numba_type.aligned):
+        return types.Array(numba_type.dtype, numba_type.ndim, numba_type.layout)
     return numba_type
 
 
 def _kind(value):
-    """What decides a kernel's compiled argument type, cheaply (the key of
-    Kernel._addresses; see :func:`_canonical`)."""
+    """What decides a kernel's compiled argument type (the key of Kernel._addresses for
+    arguments Numba cannot fingerprint; see :func:`_canonical`)."""
     if isinstance(value, np.ndarray):  # C_CONTIGUOUS | F_CONTIGUOUS | ALIGNED
         return value.dtype.num, value.ndim, value.flags.num & 0x103
     if isinstance(value, tuple):

@@ -9,12 +9,13 @@ the product runs near the machine's peak, which makes this the fast path
 for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 """
 
+import numba
 import numpy as np
 
-from ..registry import gemm_block_rows, is_vector_product
+from ..registry import gemm_block_rows, is_pointwise, is_vector_product
 from .layout import new_output, phase_split_input
 from .dispatch import parallel_kernel
-from .microkernel import matmul, workspace_size
+from .microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
 
 
 @parallel_kernel
@@ -104,12 +105,84 @@ def vector_products(x2, w2, bias, out2, worker, workers):
     return 0
 
 
+@parallel_kernel
+def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker, workers):
+    """out3[n, k] = w2[k] @ x3[n, channels of k's group] + bias[k]: a 1x1, stride-1,
+    unpadded convolution, where each image already is the (C, H*W) matrix and the output
+    the (K, OH*OW) one, so nothing is copied.
+
+    x3 (N, C, P); w2 (K, C/groups); bias (K,); out3 (N, K, P). The jobs are blocks of
+    ``block_rows`` output channels by ``block_cols`` positions of one image and group
+    (see :func:`pointwise_jobs`); share ``worker`` takes jobs worker, worker + workers, ...
+    """
+    n_batch, _, positions = x3.shape
+    out_channels, cin = w2.shape
+    kg = out_channels // groups
+    row_blocks = -(-kg // block_rows)
+    col_blocks = -(-positions // block_cols)
+    per_matrix = row_blocks * col_blocks
+    work = np.empty(workspace_size(cin), dtype=x3.dtype)
+    for job in range(worker, n_batch * groups * per_matrix, workers):
+        matrix = job // per_matrix
+        n, g = matrix // groups, matrix % groups
+        k0 = g * kg + (job % per_matrix) // col_blocks * block_rows
+        k1 = min(k0 + block_rows, (g + 1) * kg)
+        j0 = (job % col_blocks) * block_cols
+        j1 = min(j0 + block_cols, positions)
+        block = out3[n, k0:k1, j0:j1]
+        matmul(w2[k0:k1], x3[n, g * cin:(g + 1) * cin, j0:j1], block, work)
+        for k in range(k1 - k0):
+            row = block[k]
+            b = bias[k0 + k]
+            for q in range(j1 - j0):
+                row[q] += b
+    return 0
+
+
+#: Jobs per thread a pointwise layer is cut into when its images are too few to share
+#: (a ragged last job then idles a thread for a quarter of a job, not a whole one).
+POINTWISE_JOBS_PER_THREAD = 4
+
+
+def pointwise_jobs(spec, itemsize, threads):
+    """(block_rows, block_cols) of :func:`pointwise_conv2d`'s jobs: whole (K/groups, P)
+    products when there are enough images and groups for every thread, else each cut
+    into about ``POINTWISE_JOBS_PER_THREAD * threads`` blocks in all, in whole register
+    tiles (MR rows, NV vectors of columns). Every job reads all of its operand along the
+    dimension it does not cut, so the cut goes along the larger output dimension: output
+    channels for small images (a 7x7 image's 49 positions by 2048 channels), positions
+    for large ones.
+    """
+    rows, cols = spec.out_channels_per_group, spec.out_height * spec.out_width
+    matrices = spec.batch * spec.groups
+    wanted = -(-POINTWISE_JOBS_PER_THREAD * threads // matrices)
+    if matrices >= threads * POINTWISE_JOBS_PER_THREAD or wanted <= 1:
+        return rows, cols
+    panel = NV * (VECTOR_BYTES // itemsize)
+    row_tiles, col_panels = -(-rows // MR), -(-cols // panel)
+    if rows >= cols:
+        row_cuts = min(wanted, row_tiles)
+        col_cuts = min(col_panels, -(-wanted // row_cuts))
+    else:
+        col_cuts = min(wanted, col_panels)
+        row_cuts = min(row_tiles, -(-wanted // col_cuts))
+    return -(-row_tiles // row_cuts) * MR, -(-col_panels // col_cuts) * panel
+
+
 def run(spec, x, weight, bias):
     out = new_output(spec, x.dtype)
     if is_vector_product(spec):
         vector_products(x.reshape(spec.batch, spec.in_channels),
                         weight.reshape(spec.out_channels, spec.in_channels), bias,
                         out.reshape(spec.batch, spec.out_channels))
+        return out
+    if is_pointwise(spec):
+        positions = spec.in_height * spec.in_width
+        block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
+        pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
+                         weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,
+                         out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
+                         block_rows, block_cols)
         return out
     xph = phase_split_input(spec, x, "gemm_input")
     block_rows = gemm_block_rows(spec)
