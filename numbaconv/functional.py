@@ -88,8 +88,14 @@ def _as_4d(spec, x, w, b):
     if w.ndim != 4:
         w = w.reshape(spec.out_channels, spec.in_channels_per_group, spec.kernel_height,
                       spec.kernel_width)
-    cast = lambda a: a if a is None or a.dtype == spec.dtype else a.astype(spec.dtype)
-    return cast(x), cast(w), cast(b)
+    dtype = spec.dtype
+    if x.dtype != dtype:
+        x = x.astype(dtype)
+    if w.dtype != dtype:
+        w = w.astype(dtype)
+    if b is not None and b.dtype != dtype:
+        b = b.astype(dtype)
+    return x, w, b
 
 
 # Repeated calls. A loop over batches calls conv2d with the same shapes and arguments

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import config
 from .errors import UnsupportedAlgorithm
-from .registry import CUDA_REGISTRY, REGISTRY, is_vector_product, padded_copy_bytes
+from .registry import CUDA_REGISTRY, REGISTRY, padded_copy_bytes
 from .spec import ConvSpec
 
 
@@ -153,7 +153,7 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
             f"{dilated} does 4x fewer multiplications than direct")
-    if is_vector_product(spec):
+    if spec.is_vector_product:
         return "gemm", (f"1x1 convolution of 1x1 images ({cg} -> {kg} channels): "
                         f"one dot product per output, vectorised along the channels")
     pointwise = (spec.kernel_height == spec.kernel_width == 1

@@ -73,22 +73,6 @@ def padded_copy_bytes(spec: ConvSpec) -> int:
 DIRECT_BLOCK_ELEMENTS = 4096
 
 
-def is_vector_product(spec: ConvSpec) -> bool:
-    """A 1x1, stride-1, unpadded, ungrouped convolution of 1x1 images (squeeze-and-
-    excitation layers): N dot products per output channel, which ``gemm`` computes as
-    such (``gemm.vector_products``)."""
-    return (spec.kernel_height == spec.kernel_width == 1 and spec.in_height == 1
-            and spec.in_width == 1 and spec.groups == 1 and spec.in_channels > 0
-            and not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right))
-
-
-def is_pointwise(spec: ConvSpec) -> bool:
-    """A 1x1, stride-1, unpadded convolution: each image already is the (C, H*W) matrix
-    that ``gemm`` multiplies (``gemm.pointwise_conv2d``, no input copy)."""
-    return (spec.kernel_height == spec.kernel_width == 1 and spec.stride_h == spec.stride_w == 1
-            and not (spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right))
-
-
 def direct_block_rows(spec: ConvSpec) -> int:
     cols_q = -(-spec.padded_width // spec.stride_w)
     return max(1, min(spec.out_height, DIRECT_BLOCK_ELEMENTS // cols_q))
@@ -151,9 +135,9 @@ def gemm_block_rows(spec: ConvSpec) -> int:
 
 def _gemm_workspace(spec: ConvSpec) -> int:
     threads = os.cpu_count() or 1
-    if is_vector_product(spec):
+    if spec.is_vector_product:
         return 0
-    if is_pointwise(spec):  # the images are the matrices: a matmul edge buffer per thread
+    if spec.is_pointwise:  # the images are the matrices: a matmul edge buffer per thread
         depth = min(spec.in_channels_per_group, 256)
         return threads * (6 * depth + 6 * 64 + 16 * depth) * spec.itemsize
     columns = gemm_block_rows(spec) * spec.out_width

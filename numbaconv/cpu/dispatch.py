@@ -105,8 +105,12 @@ class Kernel:
             address = self._addresses[key] = _despite_broken_cache(
                 self.dispatcher, self.__name__, lambda: self._compile(args))
         if count == 1 or _forked_from_openmp:
-            return _despite_broken_cache(_serial_shell, "the serial launcher",
-                                         lambda: _serial_shell(address, args, count))
+            if key in _serial_shell_loaded:
+                return _serial_shell(address, args, count)
+            total = _despite_broken_cache(_serial_shell, "the serial launcher",
+                                          lambda: _serial_shell(address, args, count))
+            _serial_shell_loaded.add(key)
+            return total
         with _launch_guard():
             total, failed = _despite_broken_cache(
                 _parallel_shell, "the parallel launcher",
@@ -213,6 +217,9 @@ def _share_call(propagate: bool):
 
 _call_share = _share_call(propagate=True)
 _try_share = _share_call(propagate=False)
+
+
+_serial_shell_loaded = set()  # argument keys for which _serial_shell is compiled or loaded
 
 
 @njit(**JIT)

@@ -12,7 +12,7 @@ for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 import numba
 import numpy as np
 
-from ..registry import gemm_block_rows, is_pointwise, is_vector_product
+from ..registry import gemm_block_rows
 from .layout import new_output, phase_split_input
 from .dispatch import parallel_kernel
 from .microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
@@ -171,12 +171,12 @@ def pointwise_jobs(spec, itemsize, threads):
 
 def run(spec, x, weight, bias):
     out = new_output(spec, x.dtype)
-    if is_vector_product(spec):
+    if spec.is_vector_product:
         vector_products(x.reshape(spec.batch, spec.in_channels),
                         weight.reshape(spec.out_channels, spec.in_channels), bias,
                         out.reshape(spec.batch, spec.out_channels))
         return out
-    if is_pointwise(spec):
+    if spec.is_pointwise:
         positions = spec.in_height * spec.in_width
         block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
         pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
