@@ -137,9 +137,12 @@ def _gemm_workspace(spec: ConvSpec) -> int:
     threads = os.cpu_count() or 1
     if spec.is_vector_product:
         return 0
-    if spec.is_pointwise:  # the images are the matrices: a matmul edge buffer per thread
+    if spec.is_unpadded_1x1:  # the images are the matrices: a matmul edge buffer per thread
         depth = min(spec.in_channels_per_group, 256)
-        return threads * (6 * depth + 6 * 64 + 16 * depth) * spec.itemsize
+        edges = threads * (6 * depth + 6 * 64 + 16 * depth)
+        sampled = 0 if spec.is_pointwise else \
+            spec.batch * spec.in_channels * spec.out_height * spec.out_width
+        return (edges + sampled) * spec.itemsize
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize

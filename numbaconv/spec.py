@@ -98,21 +98,23 @@ class ConvSpec:
         return self.groups > 1 and self.groups == self.in_channels
 
     @cached_property
-    def is_pointwise(self) -> bool:
-        """A 1x1, stride-1, unpadded convolution: each image already is the (C, H*W)
-        matrix to multiply (``gemm.pointwise_conv2d``, no input copy)."""
+    def is_unpadded_1x1(self) -> bool:
+        """A 1x1 kernel and no padding (any stride): each output reads one input pixel."""
         return (self.kernel_height == self.kernel_width == 1
-                and self.stride_h == self.stride_w == 1
                 and not (self.pad_top or self.pad_bottom or self.pad_left or self.pad_right))
+
+    @cached_property
+    def is_pointwise(self) -> bool:
+        """An unpadded 1x1 convolution of stride 1: each image already is the (C, H*W)
+        matrix to multiply (``gemm.pointwise_conv2d``, no input copy)."""
+        return self.is_unpadded_1x1 and self.stride_h == self.stride_w == 1
 
     @cached_property
     def is_vector_product(self) -> bool:
         """A 1x1, unpadded, ungrouped convolution of 1x1 images (squeeze-and-excitation
         layers; any stride): N dot products per output channel (``gemm.vector_products``)."""
-        return (self.kernel_height == self.kernel_width == 1
-                and self.in_height == self.in_width == 1 and self.groups == 1
-                and self.in_channels > 0
-                and not (self.pad_top or self.pad_bottom or self.pad_left or self.pad_right))
+        return (self.is_unpadded_1x1 and self.in_height == self.in_width == 1
+                and self.groups == 1 and self.in_channels > 0)
 
     @cached_property
     def flops(self) -> int:

@@ -354,6 +354,21 @@ def test_pointwise_kernel_every_job_split(rng, xs, ws, groups, threads, dtype):
     check_conv("conv2d", x, w, b, groups=groups, algorithm="gemm", torch=TORCH)
 
 
+@pytest.mark.parametrize("xs, ws, stride, groups", [
+    ((1, 32, 13, 11), (40, 32, 1, 1), 2, 1),
+    ((2, 16, 9, 14), (24, 8, 1, 1), (3, 2), 2),
+    ((3, 20, 5, 5), (18, 20, 1, 1), (1, 4), 1),  # one stride 1, one larger than a row
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_1x1_runs_on_the_pixels_it_reads(rng, xs, ws, stride, groups, dtype):
+    """Unpadded strided 1x1 layers: subsampled copy + the pointwise product (gemm)."""
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    if groups == 1 and min(xs[1], ws[0]) >= 16:
+        plan = numbaconv.plan(x, w, b, stride=stride)
+        assert plan.algorithm == "gemm" and "strided 1x1" in plan.reason
+    check_conv("conv2d", x, w, b, stride=stride, groups=groups, algorithm="gemm", torch=TORCH)
+
+
 @pytest.mark.parametrize("batch, cin, cout, stride", [
     (1, 48, 1152, 1), (8, 1152, 48, 1), (1, 32, 8, 1), (3, 5, 7, 2), (2, 1, 1, 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -13,7 +13,8 @@ import numba
 import numpy as np
 
 from ..registry import gemm_block_rows
-from .layout import new_output, phase_split_input
+from .layout import new_output, phase_split_input, subsample
+from .workspace import scratch
 from .dispatch import parallel_kernel
 from .microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
 
@@ -109,7 +110,8 @@ def vector_products(x2, w2, bias, out2, worker, workers):
 def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker, workers):
     """out3[n, k] = w2[k] @ x3[n, channels of k's group] + bias[k]: a 1x1, stride-1,
     unpadded convolution, where each image already is the (C, H*W) matrix and the output
-    the (K, OH*OW) one, so nothing is copied.
+    the (K, OH*OW) one, so nothing is copied (strided 1x1 layers run it on the pixels
+    they read, ``layout.subsample``).
 
     x3 (N, C, P); w2 (K, C/groups); bias (K,); out3 (N, K, P). The jobs are blocks of
     ``block_rows`` output channels by ``block_cols`` positions of one image and group
@@ -176,8 +178,13 @@ def run(spec, x, weight, bias):
                         weight.reshape(spec.out_channels, spec.in_channels), bias,
                         out.reshape(spec.batch, spec.out_channels))
         return out
-    if spec.is_pointwise:
-        positions = spec.in_height * spec.in_width
+    if spec.is_unpadded_1x1:
+        if not spec.is_pointwise:  # strided: the pixels it reads, then a pointwise layer
+            sampled = scratch("gemm_subsampled", (spec.batch, spec.in_channels,
+                                                  spec.out_height, spec.out_width), x.dtype)
+            subsample(x, spec.stride_h, spec.stride_w, sampled)
+            x = sampled
+        positions = spec.out_height * spec.out_width
         block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
         pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
                          weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,

@@ -43,6 +43,22 @@ def phase_split_shape(spec) -> tuple:
             -(-spec.padded_height // spec.stride_h), -(-spec.padded_width // spec.stride_w))
 
 
+@parallel_kernel
+def subsample(x, stride_h, stride_w, out, worker, workers):
+    """out[n, c, i, j] = x[n, c, i * stride_h, j * stride_w] over out's shape (N, C, OH, OW):
+    the pixels an unpadded strided 1x1 convolution reads, one plane per job."""
+    n_batch, channels, rows, cols = out.shape
+    for plane in range(worker, n_batch * channels, workers):
+        n = plane // channels
+        c = plane % channels
+        for i in range(rows):
+            src = x[n, c, i * stride_h]
+            dst = out[n, c, i]
+            for j in range(cols):
+                dst[j] = src[j * stride_w]
+    return 0
+
+
 def phase_split_input(spec, x, name: str):
     """x (N, C, H, W) zero padded and split by stride phase for ``spec``: (N, C, sh, sw, Hq, Wq).
 
