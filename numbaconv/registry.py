@@ -7,9 +7,12 @@ module is imported on first use.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+import numpy as np
 
 from .spec import ConvSpec
 
@@ -133,11 +136,117 @@ def gemm_block_rows(spec: ConvSpec) -> int:
     return max(1, min(rows, spec.out_height))
 
 
+#: tap_products runs a layer when the (position, tap) pairs it computes are at most this
+#: share of all of them (the rest read only padding, and it skips them).
+TAP_WORK_AT_MOST = 0.7
+#: Bytes of gathered input per tap_products job (a share of a core's L2 cache).
+TAP_GATHER_BYTES = 1 << 20
+
+
+#: Rows or columns below which a stripe of outputs with its own taps merges into the next
+#: (its taps then run over both, zeros gathered where they read padding): thin stripes
+#: would each stream every tap's weights for a handful of outputs.
+TAP_MIN_SIDE = 4
+
+
+def tap_positions(spec: ConvSpec) -> int:
+    """Output positions per tap_products job: TAP_GATHER_BYTES of gathered input, in
+    multiples of 64 (whole register tiles of float32 and float64 on AVX2 and AVX-512)."""
+    return max(64, TAP_GATHER_BYTES // (spec.in_channels * spec.itemsize) // 64 * 64)
+
+
+def _inside_range(out_size, in_size, pad, stride, offset):
+    """Output indices [lo, hi) whose tap at ``offset`` (dilation * index) reads inside the
+    input: 0 <= o * stride + offset - pad < in_size."""
+    shift = offset - pad
+    lo = min(out_size, max(0, -(shift // stride)))
+    hi = min(out_size, max(lo, -(-(in_size - shift) // stride)))
+    return lo, hi
+
+
+def _merged_cuts(cuts, min_side):
+    """The sorted cuts, less those that would leave a piece shorter than ``min_side``
+    (merged into its neighbour; the ends stay)."""
+    cuts = sorted(cuts)
+    kept = [cuts[0]]
+    for cut in cuts[1:-1]:
+        if cut - kept[-1] >= min_side and cuts[-1] - cut >= min_side:
+            kept.append(cut)
+    return kept + [cuts[-1]]
+
+
+@functools.lru_cache(maxsize=256)
+def tap_jobs(spec: ConvSpec, max_positions: int):
+    """(jobs, tap_start, tap_list, work) for :func:`tap_products`: the output cut at the
+    rows and columns where a tap starts or stops reading inside the input (stripes
+    thinner than ``TAP_MIN_SIDE`` merged), each rectangle running the taps that read
+    inside it anywhere, then cut into jobs of at most ``max_positions`` positions (whole
+    rows where they fit). ``work``: the (position, tap) pairs computed, as a share of
+    all of them (the rest read only padding and are skipped)."""
+    kh, kw = spec.kernel_height, spec.kernel_width
+    oh, ow = spec.out_height, spec.out_width
+    rows = [_inside_range(oh, spec.in_height, spec.pad_top, spec.stride_h, r * spec.dilation_h)
+            for r in range(kh)]
+    cols = [_inside_range(ow, spec.in_width, spec.pad_left, spec.stride_w, s * spec.dilation_w)
+            for s in range(kw)]
+    row_cuts = _merged_cuts({0, oh, *(b for r in rows for b in r)}, TAP_MIN_SIDE)
+    col_cuts = _merged_cuts({0, ow, *(b for c in cols for b in c)}, TAP_MIN_SIDE)
+    jobs, tap_start, tap_list = [], [0], []
+    used = 0
+    for i0, i1 in zip(row_cuts, row_cuts[1:]):
+        row_taps = [r for r, (lo, hi) in enumerate(rows) if lo < i1 and i0 < hi]
+        for j0, j1 in zip(col_cuts, col_cuts[1:]):
+            taps = [r * kw + s for r in row_taps
+                    for s, (lo, hi) in enumerate(cols) if lo < j1 and j0 < hi]
+            used += (i1 - i0) * (j1 - j0) * len(taps)
+            width = min(j1 - j0, max_positions)
+            for c0 in range(j0, j1, width):
+                c1 = min(j1, c0 + width)
+                step = max(1, max_positions // (c1 - c0))
+                for r0 in range(i0, i1, step):
+                    jobs.append((r0, min(i1, r0 + step), c0, c1))
+                    tap_list.extend(taps)
+                    tap_start.append(len(tap_list))
+    work = used / max(1, oh * ow * kh * kw)
+    arrays = (np.array(jobs, dtype=np.int64).reshape(-1, 4),
+              np.array(tap_start, dtype=np.int64), np.array(tap_list, dtype=np.int64))
+    for array in arrays:  # shared by every call of the spec
+        array.setflags(write=False)
+    return arrays + (work,)
+
+
+def gemm_kernel(spec: ConvSpec) -> str:
+    """The kernel the ``gemm`` algorithm runs for ``spec`` (``gemm.run`` dispatches on it):
+
+    * ``vector_products``: 1x1 convolutions of 1x1 images, one dot product per output;
+    * ``pointwise``: other unpadded 1x1 layers, the images multiplied in place (strided
+      ones on a copy of the pixels they read);
+    * ``tap_products``: ungrouped layers whose taps read mostly padding (computing at
+      most ``TAP_WORK_AT_MOST`` of the (position, tap) pairs when the ones that read only
+      padding are skipped: DeepLab's dilated 3x3 layers), one product per tap;
+    * ``im2col``: the rest, unfolded in L2-sized blocks of output rows.
+    """
+    if spec.is_vector_product:
+        return "vector_products"
+    if spec.is_unpadded_1x1:
+        return "pointwise"
+    if spec.groups == 1 and spec.padding_mode == "zeros" and \
+            tap_jobs(spec, tap_positions(spec))[3] <= TAP_WORK_AT_MOST:
+        return "tap_products"
+    return "im2col"
+
+
 def _gemm_workspace(spec: ConvSpec) -> int:
     threads = os.cpu_count() or 1
-    if spec.is_vector_product:
+    kernel = gemm_kernel(spec)
+    if kernel == "vector_products":
         return 0
-    if spec.is_unpadded_1x1:  # the images are the matrices: a matmul edge buffer per thread
+    if kernel == "tap_products":  # tap-major weights, a gathered input and a result per thread
+        positions = tap_positions(spec)
+        per_thread = (spec.in_channels + spec.out_channels) * positions
+        return (spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
+                + threads * per_thread) * spec.itemsize
+    if kernel == "pointwise":  # the images are the matrices: a matmul edge buffer per thread
         depth = min(spec.in_channels_per_group, 256)
         edges = threads * (6 * depth + 6 * 64 + 16 * depth)
         sampled = 0 if spec.is_pointwise else \

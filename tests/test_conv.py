@@ -322,6 +322,66 @@ def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threa
                                rtol=1e-4, atol=1e-4)
 
 
+@st.composite
+def padded_layer_arguments(draw):
+    """Ungrouped layers with wide padding and dilation, up to more padding than image."""
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dilation = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    padding = (draw(st.integers(0, 12)), draw(st.integers(0, 12)))
+    reach_h, reach_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    h = draw(st.integers(max(1, reach_h - 2 * padding[0]), 24))
+    w = draw(st.integers(max(1, reach_w - 2 * padding[1]), 30))
+    return dict(xs=(draw(st.integers(1, 2)), draw(st.integers(1, 9)), h, w),
+                ws=(draw(st.integers(1, 13)), None, kh, kw),
+                stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                dilation=dilation, padding=padding,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(padded_layer_arguments())
+def test_tap_products_kernel(args):
+    """gemm.tap_products, forced onto every layer (its rule otherwise picks only layers
+    whose taps read mostly padding), with jobs of 64 positions: stripes with their own
+    taps, merged thin stripes, zeros gathered where a tap reads padding, strides."""
+    from numbaconv import registry
+
+    rng = np.random.default_rng(args["seed"])
+    xs, (k, _, kh, kw) = args["xs"], args["ws"]
+    x, w = random(rng, xs, args["dtype"]), random(rng, (k, xs[1], kh, kw), args["dtype"])
+    b = random(rng, k, args["dtype"]) if args["bias"] else None
+    kwargs = {key: args[key] for key in ("stride", "padding", "dilation")}
+    spec = numbaconv.plan(x, w, b, **kwargs).spec
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "TAP_WORK_AT_MOST", 1.0)
+        patch.setattr(registry, "TAP_GATHER_BYTES", 1)  # the fewest positions per job: 64
+        registry.tap_jobs.cache_clear()
+        try:
+            if spec.kernel_height * spec.kernel_width > 1:
+                assert registry.gemm_kernel(spec) == "tap_products"
+            check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
+        finally:
+            registry.tap_jobs.cache_clear()
+
+
+def test_tap_jobs_skip_the_taps_that_read_only_padding():
+    """DeepLab's dilation-24 layer on a 28x28 map: the middle 20x20 outputs read inside the
+    input with the centre tap alone; the planner picks tap_products for it and says so."""
+    from numbaconv import registry
+
+    x, w = np.empty((1, 2048, 28, 28), np.float32), np.empty((256, 2048, 3, 3), np.float32)
+    plan = numbaconv.plan(x, w, padding=24, dilation=24)
+    assert plan.algorithm == "gemm" and "padding" in plan.reason
+    assert registry.gemm_kernel(plan.spec) == "tap_products"
+    jobs, start, taps, work = registry.tap_jobs(plan.spec, 400)
+    centre = [list(taps[start[j]:start[j + 1]]) for j, job in enumerate(jobs)
+              if tuple(job) == (4, 24, 4, 24)]
+    assert centre == [[4]]
+    # corners 4x4 x 4 taps, edges 4x20 x 2 taps, centre 20x20 x 1 tap, of 28x28 x 9
+    assert work == pytest.approx((4 * 16 * 4 + 4 * 80 * 2 + 400) / (784 * 9))
+
+
 @pytest.mark.parametrize("xs, ws, groups", [
     ((1, 64, 7, 7), (200, 64, 1, 1), 1),     # few positions, many channels: cut by channels
     ((1, 16, 30, 41), (20, 16, 1, 1), 1),    # many positions: cut by columns, ragged panel

@@ -92,7 +92,7 @@ def test_import_compiles_nothing():
     ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((1, 64, 64, 64), (64, 64, 3, 3), dict(padding=2, dilation=2), "winograd_f4x4"),
-    ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "direct"),  # DeepLab-like
+    ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab-like
     ((1, 2048, 28, 28), (256, 2048, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab
     ((1, 1024, 14, 14), (2048, 1024, 1, 1), dict(stride=2), "gemm"),  # 1x1 stride 2
     ((8, 32, 112, 112), (32, 1, 3, 3), dict(padding=1, groups=32), "direct"),  # depthwise

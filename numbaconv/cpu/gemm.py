@@ -12,8 +12,9 @@ for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 import numba
 import numpy as np
 
-from ..registry import gemm_block_rows
+from ..registry import gemm_block_rows, gemm_kernel, tap_jobs, tap_positions
 from .layout import new_output, phase_split_input, subsample
+from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 from .dispatch import parallel_kernel
 from .microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
@@ -39,8 +40,6 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     blocks_per_plane = -(-out_h // block_rows)
     n_blocks = n_batch * groups * blocks_per_plane
     columns = block_rows * out_w
-    image_is_matrix = (taps == 1 and groups == 1 and block_rows == out_h and stride_h == 1
-                       and stride_w == 1 and xph.shape[4] == out_h and xph.shape[5] == out_w)
     cols = np.empty((depth, columns), dtype=xph.dtype)
     result = np.empty((kg, columns), dtype=xph.dtype)
     work = np.empty(workspace_size(depth), dtype=xph.dtype)
@@ -51,14 +50,6 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
         n = ng // groups
         rows = min(block_rows, out_h - i0)
         width = rows * out_w
-        if image_is_matrix:
-            # 1x1, stride 1, unpadded, one group, whole image: x[n] already is the
-            # (C, H*W) matrix and out[n] the (K, OH*OW) one: no copies.
-            plane_out = out[n].reshape(out_channels, out_h * out_w)
-            matmul(wmats[0], xph[n].reshape(cin, out_h * out_w), plane_out, work)
-            for k in range(out_channels):
-                plane_out[k] += bias[k]
-            continue
         # Unfold: cols[(c, r, s), (i - i0) * OW + j] = padded[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
         for row in range(depth):
             c = row // taps
@@ -79,6 +70,77 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
             base = i0 * out_w
             for q in range(width):
                 dst[base + q] = res[k, q] + b
+    return 0
+
+
+@parallel_kernel
+def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h, stride_w,
+                 dilation_h, dilation_w, pad_top, pad_left, kernel_w, max_positions,
+                 worker, workers):
+    """out = weight (*) input + bias as one matrix product per kernel tap, over rectangles
+    of the output in which the same taps read inside the input (see :func:`tap_jobs`).
+
+    Taps that read only padding in a rectangle are skipped, not multiplied by zeros: a
+    dilated layer whose reach is most of the image (DeepLab's 3x3 at dilation 24 on a
+    28x28 map) reads inside it with 1.7 of its 9 taps on average. For each other tap the
+    rectangle's input pixels, (C, positions), are gathered into a buffer (zeros where
+    that tap reads padding) and multiplied by the tap's (K, C) weights, accumulating; no
+    padded copy of the input is made.
+
+    x (N, C, H, W), unpadded; tap_weights (kH * kW, K, C), tap-major; bias (K,);
+    out (N, K, OH, OW). jobs (J, 4): output rows [i0, i1) x columns [j0, j1), at most
+    ``max_positions`` of them; the taps of job j are tap_list[tap_start[j]:tap_start[j+1]].
+    A job of image n is job index n * J + j; share ``worker`` takes worker, worker +
+    workers, ... (groups: 1).
+    """
+    n_batch, channels, height, in_width = x.shape
+    out_channels = tap_weights.shape[1]
+    n_jobs = jobs.shape[0]
+    gathered = np.empty((channels, max_positions), dtype=x.dtype)
+    result = np.empty((out_channels, max_positions), dtype=x.dtype)
+    work = np.empty(workspace_size(channels), dtype=x.dtype)
+    for job in range(worker, n_batch * n_jobs, workers):
+        n = job // n_jobs
+        r = job % n_jobs
+        i0, i1, j0, j1 = jobs[r, 0], jobs[r, 1], jobs[r, 2], jobs[r, 3]
+        width = j1 - j0
+        positions = (i1 - i0) * width
+        res = result[:, :positions]
+        for t in range(tap_start[r], tap_start[r + 1]):
+            tap = tap_list[t]
+            row_offset = (tap // kernel_w) * dilation_h - pad_top
+            col0 = j0 * stride_w + (tap % kernel_w) * dilation_w - pad_left
+            # The job's rows [ia, ib) and columns [ja, jb) this tap reads inside the input;
+            # the rest of the gathered rows is padding, zero.
+            ia = min(i1 - i0, max(0, -((i0 * stride_h + row_offset) // stride_h)))
+            ib = min(i1 - i0, max(ia, -(-(height - i0 * stride_h - row_offset) // stride_h)))
+            ja = min(width, max(0, -(col0 // stride_w)))
+            jb = min(width, max(ja, -(-(in_width - col0) // stride_w)))
+            for c in range(channels):
+                dst = gathered[c]
+                for i in range(i1 - i0):
+                    base = i * width
+                    if i < ia or i >= ib:
+                        for j in range(width):
+                            dst[base + j] = 0
+                        continue
+                    src = x[n, c, (i0 + i) * stride_h + row_offset]
+                    for j in range(ja):
+                        dst[base + j] = 0
+                    for j in range(ja, jb):
+                        dst[base + j] = src[col0 + j * stride_w]
+                    for j in range(jb, width):
+                        dst[base + j] = 0
+            matmul(tap_weights[tap], gathered[:, :positions], res, work,
+                   t > tap_start[r])
+        no_tap = tap_start[r] == tap_start[r + 1]  # all padding: the bias alone
+        for k in range(out_channels):
+            b = bias[k]
+            for i in range(i1 - i0):
+                dst = out[n, k, i0 + i]
+                base = i * width
+                for j in range(width):
+                    dst[j0 + j] = b if no_tap else res[k, base + j] + b
     return 0
 
 
@@ -172,13 +234,15 @@ def pointwise_jobs(spec, itemsize, threads):
 
 
 def run(spec, x, weight, bias):
+    """Run the GEMM algorithm for ``spec`` with the kernel :func:`registry.gemm_kernel` names."""
     out = new_output(spec, x.dtype)
-    if spec.is_vector_product:
+    kernel = gemm_kernel(spec)
+    if kernel == "vector_products":
         vector_products(x.reshape(spec.batch, spec.in_channels),
                         weight.reshape(spec.out_channels, spec.in_channels), bias,
                         out.reshape(spec.batch, spec.out_channels))
         return out
-    if spec.is_unpadded_1x1:
+    if kernel == "pointwise":
         if not spec.is_pointwise:  # strided: the pixels it reads, then a pointwise layer
             sampled = scratch("gemm_subsampled", (spec.batch, spec.in_channels,
                                                   spec.out_height, spec.out_width), x.dtype)
@@ -190,6 +254,19 @@ def run(spec, x, weight, bias):
                          weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,
                          out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
                          block_rows, block_cols)
+        return out
+    if kernel == "tap_products":
+        max_positions = tap_positions(spec)
+        jobs, tap_start, tap_list, _ = tap_jobs(spec, max_positions)
+        tap_weights = TRANSFORMED_WEIGHTS.get(
+            "tap_major", weight, lambda: np.ascontiguousarray(
+                weight.transpose(2, 3, 0, 1).reshape(
+                    spec.kernel_height * spec.kernel_width, spec.out_channels,
+                    spec.in_channels)))
+        tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, spec.stride_h,
+                     spec.stride_w, spec.dilation_h, spec.dilation_w, spec.pad_top,
+                     spec.pad_left, spec.kernel_width, max_positions,
+                     workers=spec.batch * len(jobs))
         return out
     xph = phase_split_input(spec, x, "gemm_input")
     block_rows = gemm_block_rows(spec)

@@ -274,8 +274,9 @@ def workspace_size(depth):
 
 
 @njit(**CALLEE)
-def matmul(a, b, c, work):
-    """c[:, :] = a @ b, single-threaded, for 2-D float arrays of one dtype.
+def matmul(a, b, c, work, accumulate=False):
+    """c[:, :] = a @ b (``accumulate``: c += a @ b), single-threaded, for 2-D float arrays
+    of one dtype.
 
     a (M, K), b (K, N), c (M, N): any row strides, but each row contiguous. ``work``: a
     1-D array of a's dtype with at least ``workspace_size(K)`` elements, so that callers
@@ -291,7 +292,8 @@ def matmul(a, b, c, work):
     if m == 0 or n == 0:
         return
     if depth == 0:
-        c[:, :] = 0
+        if not accumulate:
+            c[:, :] = 0
         return
     item = a.itemsize
     if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
@@ -313,7 +315,7 @@ def matmul(a, b, c, work):
     full_rows = m // MR * MR
     for k0 in range(0, depth, kc_max):
         kc = min(kc_max, depth - k0)
-        accumulate = k0 > 0
+        onto_c = accumulate or k0 > 0
         if tail:
             b_edge[:, :] = 0
             copy2d(b_edge[:kc, :tail], b[k0:k0 + kc, vector_cols:])
@@ -342,7 +344,7 @@ def matmul(a, b, c, work):
                 else:
                     c_dst, c_off, c_ld = c, i0 * ldc + j0, ldc
                 _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_dst, c_off, c_ld, kc,
-                      accumulate)
+                      onto_c)
                 if edge:
                     copy2d(c[i0:i0 + rows, j0:j0 + cols], c_edge[:rows, :cols])
                 j0 += cols
