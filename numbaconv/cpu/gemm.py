@@ -65,11 +65,12 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
         res = result[:, :width]
         matmul(wmats[g], cols[:, :width], res, work)
         for k in range(kg):
-            dst = out[n, g * kg + k].reshape(out_h * out_w)
+            # Rows typed contiguous (a row of a 2-D slice is not): the loop vectorises.
+            dst = out[n, g * kg + k].reshape(out_h * out_w)[i0 * out_w:i0 * out_w + width]
+            src = result[k, :width]
             b = bias[g * kg + k]
-            base = i0 * out_w
             for q in range(width):
-                dst[base + q] = res[k, q] + b
+                dst[q] = src[q] + b
     return 0
 
 
@@ -137,10 +138,10 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
         for k in range(out_channels):
             b = bias[k]
             for i in range(i1 - i0):
-                dst = out[n, k, i0 + i]
-                base = i * width
+                dst = out[n, k, i0 + i, j0:j1]
+                src = result[k, i * width:(i + 1) * width]
                 for j in range(width):
-                    dst[j0 + j] = b if no_tap else res[k, base + j] + b
+                    dst[j] = b if no_tap else src[j] + b
     return 0
 
 
@@ -193,12 +194,11 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker,
         k1 = min(k0 + block_rows, (g + 1) * kg)
         j0 = (job % col_blocks) * block_cols
         j1 = min(j0 + block_cols, positions)
-        block = out3[n, k0:k1, j0:j1]
-        matmul(w2[k0:k1], x3[n, g * cin:(g + 1) * cin, j0:j1], block, work)
-        for k in range(k1 - k0):
-            row = block[k]
-            b = bias[k0 + k]
-            for q in range(j1 - j0):
+        matmul(w2[k0:k1], x3[n, g * cin:(g + 1) * cin, j0:j1], out3[n, k0:k1, j0:j1], work)
+        for k in range(k0, k1):
+            row = out3[n, k, j0:j1]  # typed contiguous (a row of a 2-D block is not): vectorised
+            b = bias[k]
+            for q in range(row.shape[0]):
                 row[q] += b
     return 0
 
