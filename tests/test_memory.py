@@ -73,3 +73,17 @@ def test_environment_variable(monkeypatch):
 def test_bad_limit_is_rejected():
     with pytest.raises(ValueError, match="set_memory_limit"):
         numbaconv.set_memory_limit(-5)
+
+
+def test_environment_lookup_sees_every_change(monkeypatch):
+    """memory_limit reads the environment through a fast lookup; it must see variables
+    set, changed and removed after numbaconv was imported, as os.environ.get does."""
+    lookup = config._environment_lookup("NUMBACONV_TEST_VARIABLE")
+    monkeypatch.delenv("NUMBACONV_TEST_VARIABLE", raising=False)
+    assert lookup() is None
+    monkeypatch.setenv("NUMBACONV_TEST_VARIABLE", "2G")
+    assert lookup() == "2G"
+    monkeypatch.setenv("NUMBACONV_TEST_VARIABLE", "3M")
+    assert lookup() == "3M"
+    monkeypatch.delenv("NUMBACONV_TEST_VARIABLE")
+    assert lookup() is None
