@@ -78,6 +78,9 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
     """dst[p, q, i, j] = padded plane[(row0 + i) * sh + p, j * sw + q], zero outside the plane.
 
     ``plane``: one (H, W) channel; ``dst``: (sh, sw, rows, cols), from phase row ``row0``.
+    Rows are short (a 14x14 map's are 16 values with its padding), so the loops stay
+    plain: contiguous 1-D rows indexed from 0, no slice assignments (measured: 50 ns a
+    row with them, most of a layer's copy time).
     """
     height, width = plane.shape
     stride_h, stride_w, rows, cols = dst.shape
@@ -86,18 +89,27 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
             # Columns j whose source j * sw + q - pad_left lies inside the row: [j0, j1).
             j0 = min(cols, max(0, -(-(pad_left - q) // stride_w)))
             j1 = min(cols, max(j0, -(-(pad_left + width - q) // stride_w)))
+            first = j0 * stride_w + q - pad_left  # the source column of j0
             for i in range(rows):
                 ih = (row0 + i) * stride_h + p - pad_top
                 row = dst[p, q, i]
                 if ih < 0 or ih >= height:
-                    row[:] = 0
+                    for j in range(cols):
+                        row[j] = 0
                     continue
-                row[:j0] = 0
-                row[j1:] = 0
+                for j in range(j0):
+                    row[j] = 0
+                for j in range(j1, cols):
+                    row[j] = 0
+                inside = row[j0:j1]
                 src = plane[ih]
-                offset = q - pad_left
-                for j in range(j0, j1):  # no test inside: vectorises (a plain copy at stride 1)
-                    row[j] = src[j * stride_w + offset]
+                if stride_w == 1:  # a plain copy, vectorised
+                    run = src[first:first + inside.shape[0]]
+                    for j in range(inside.shape[0]):
+                        inside[j] = run[j]
+                else:
+                    for j in range(inside.shape[0]):
+                        inside[j] = src[first + j * stride_w]
 
 
 @parallel_kernel
