@@ -21,18 +21,24 @@ def _as_4d(spec, x):
 
 
 def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    from .cpu.pool import max_pool2d_kernel
+    from .cpu.pool import max_pool2d_kernel, max_pool2d_rows
 
     x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
+    geometry = (*spec.kernel, *spec.stride, *spec.padding, *spec.dilation)
+    if not return_indices:
+        if out.size:
+            with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]
+                                          * config.WORK_PER_VALUE_READ):
+                max_pool2d_rows(_as_4d(spec, x), out, *geometry)
+        return out.reshape(spec.output_shape)
     indices = np.empty(out.shape, np.int64)
     if out.size:
-        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]):
-            max_pool2d_kernel(_as_4d(spec, x), out, indices, *spec.kernel, *spec.stride,
-                              *spec.padding, *spec.dilation)
-    out = out.reshape(spec.output_shape)
-    return (out, indices.reshape(spec.output_shape)) if return_indices else out
+        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]
+                                          * config.WORK_PER_VALUE_READ):
+            max_pool2d_kernel(_as_4d(spec, x), out, indices, *geometry)
+    return out.reshape(spec.output_shape), indices.reshape(spec.output_shape)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -64,16 +70,17 @@ def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
-    from .cpu.pool import avg_pool2d_kernel
+    from .cpu.pool import avg_pool2d_rows
 
     x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
     override = divisor(op, divisor_override)
     out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     if out.size:
-        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]):
-            avg_pool2d_kernel(_as_4d(spec, x), out, *spec.kernel, *spec.stride, *spec.padding,
-                              bool(count_include_pad), 0 if override is None else override)
+        with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]
+                                          * config.WORK_PER_VALUE_READ):
+            avg_pool2d_rows(_as_4d(spec, x), out, *spec.kernel, *spec.stride, *spec.padding,
+                            bool(count_include_pad), 0 if override is None else override)
     return out.reshape(spec.output_shape)
 
 
@@ -129,7 +136,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     spec = unpool_spec(op, x.shape, index_array.shape, kernel_size, stride, padding, output_size)
     out = np.zeros((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     if x.size:
-        with config.one_share_for(x.size):
+        with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
             invalid = max_unpool2d_kernel(
                 _as_4d(spec, x), _as_4d(spec, index_array.astype(np.int64, copy=False)), out)
         if invalid:

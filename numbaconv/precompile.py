@@ -61,6 +61,7 @@ def _pooling(dtype):
     x = _data((1, 4, 12, 12), dtype)
     out, indices = max_pool2d(x, 2, return_indices=True)
     max_unpool2d(out, indices, 2)
+    max_pool2d(x, 2)
     avg_pool2d(x, 2)
 
 

@@ -147,7 +147,7 @@ def test_random_pooling_agrees_with_torch(torch, data):
         kwargs["stride"] = _ints(draw, 0, 3, nsp)
     if op.startswith("max"):
         kwargs["dilation"] = _ints(draw, 1, 2, nsp)
-        kwargs["return_indices"] = True
+        kwargs["return_indices"] = draw(st.booleans())
     else:
         kwargs["count_include_pad"] = draw(st.booleans())
         if op == "avg_pool2d" and draw(st.booleans()):
@@ -160,11 +160,39 @@ def test_random_pooling_agrees_with_torch(torch, data):
             getattr(numbaconv, op)(x, **kwargs)
         return
     out = getattr(numbaconv, op)(x, **kwargs)
-    if op.startswith("max"):
+    if op.startswith("max") and kwargs["return_indices"]:
         np.testing.assert_array_equal(out[0], expected[0])
         np.testing.assert_array_equal(out[1], expected[1])
+    elif op.startswith("max"):
+        np.testing.assert_array_equal(out, expected)
     else:
         np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(2, 2), (3, 2), (3, 1), (2, 1), (3, 3), ((2, 3), 2)])
+@pytest.mark.parametrize("padding, ceil_mode", [(0, False), (1, True), (1, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_kernels_on_wide_rows(torch, rng, kernel_size, stride, padding, ceil_mode, dtype):
+    """max_pool2d without indices and avg_pool2d run a row at a time (unrolled loops for
+    2x2 and 3x3 windows at stride 1 and 2, per-tap passes otherwise, the row's ends
+    window by window): rows of 37 and 40 values, NaN and infinities among them."""
+    if padding * 2 > min(np.broadcast_to(kernel_size, 2)):
+        pytest.skip("torch allows padding of at most half the kernel")
+    x = rng.standard_normal((2, 3, 11, 37)).astype(dtype)
+    x[0, 0, 4, 5], x[0, 1, 0, 36], x[1, 2, 7, 0] = np.nan, np.inf, -np.inf
+    kwargs = dict(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    out = numbaconv.max_pool2d(x, **kwargs)
+    np.testing.assert_array_equal(out, torch_call(torch, "max_pool2d", x, **kwargs))
+    np.testing.assert_array_equal(out, numbaconv.max_pool2d(x, **kwargs, return_indices=True)[0])
+    for count_include_pad in (True, False):
+        out = numbaconv.avg_pool2d(x, **kwargs, count_include_pad=count_include_pad)
+        expected = torch_call(torch, "avg_pool2d", x, **kwargs,
+                              count_include_pad=count_include_pad)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    wide = rng.standard_normal((1, 2, 6, 40)).astype(dtype)  # whole vectors and a remainder
+    xr, k, s, p, d = as_2d("max_pool2d", wide, kernel_size, stride, padding)
+    np.testing.assert_array_equal(numbaconv.max_pool2d(wide, **kwargs),
+                                  reference.max_pool2d(xr, k, s, p, d, ceil_mode)[0])
 
 
 def test_repeated_calls_reuse_the_checked_spec_and_invalid_ones_still_raise():
