@@ -8,12 +8,12 @@ module is imported on first use.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
+from . import config
 from .spec import ConvSpec
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ TILED_MIN_CHANNELS = 4
 
 
 def _direct_workspace(spec: ConvSpec) -> int:
-    threads = os.cpu_count() or 1
+    threads = config.CPU_COUNT
     cols_q = -(-spec.padded_width // spec.stride_w)
     block = direct_block_rows(spec) * cols_q  # one accumulator per thread
     if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
@@ -237,7 +237,7 @@ def gemm_kernel(spec: ConvSpec) -> str:
 
 
 def _gemm_workspace(spec: ConvSpec) -> int:
-    threads = os.cpu_count() or 1
+    threads = config.CPU_COUNT
     kernel = gemm_kernel(spec)
     if kernel == "vector_products":
         return 0
@@ -304,7 +304,7 @@ def winograd_block_rows(spec: ConvSpec, tile: int, threads: int) -> int:
 
 def _winograd_workspace(tile: int):
     def workspace(spec: ConvSpec) -> int:
-        threads = os.cpu_count() or 1
+        threads = config.CPU_COUNT
         alpha = tile + 2
         rows = -(-spec.out_height // tile) * tile + 2
         cols = -(-spec.out_width // tile) * tile + 2

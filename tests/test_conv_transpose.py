@@ -52,7 +52,7 @@ CASES = [  # (op, x shape, w shape, kwargs)
     ("conv_transpose2d", (1, 2, 1, 1), (2, 3, 3, 3), dict(padding=1)),  # 1x1 output
     ("conv_transpose2d", (1, 2, 4, 4), (2, 2, 4, 4), dict(stride=3, padding=(3, 0))),
     ("conv_transpose2d", (2, 3, 4, 5), (3, 2, 1, 2), dict(stride=3, padding=(0, 1),
-                                                         output_padding=2)),  # tapless phases
+                                                         output_padding=2)),  # outputs no tap reaches
     ("conv_transpose2d", (8, 16, 7, 7), (16, 8, 4, 4), dict(stride=2, padding=1)),  # DCGAN-like
     ("conv_transpose1d", (2, 4, 7), (4, 3, 3), dict(stride=3, padding=2, output_padding=1)),
     ("conv_transpose1d", (4, 7), (4, 1, 5), dict(dilation=2, groups=2, padding=3)),
@@ -88,19 +88,49 @@ def test_every_algorithm_runs_transposed(rng, algorithm):
     assert relative_error(out, expected) < 1e-12
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 6, 5, 7), (6, 4, 4, 4), dict(stride=2, padding=1)),            # windows overlap
+    ((3, 4, 6, 9), (4, 5, 2, 2), dict(stride=2)),                       # they do not
+    ((1, 6, 7, 4), (6, 2, 3, 2), dict(stride=(3, 2), dilation=(1, 2), padding=(2, 1),
+                                      output_padding=(1, 0), groups=3)),
+])
+@pytest.mark.parametrize("block_rows, block_cols", [(1, 5), (4, 13), (7, 1000)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matrix_product_kernel_every_job_split(rng, monkeypatch, x_shape, w_shape, kwargs,
+                                               block_rows, block_cols, dtype):
+    """cpu.transposed_gemm with jobs cut every way: blocks of a few output channels, of
+    columns starting mid-row (windows that do not overlap) or of whole images (they do,
+    so no two jobs add into one output); against the scatter reference."""
+    from numbaconv.cpu import transposed_gemm
+
+    def jobs(batch, in_h, in_w, kg, groups, taps, overlapping, itemsize, threads):
+        plane = in_h * in_w
+        return min(block_rows, kg), (-(-block_cols // plane) * plane if overlapping
+                                     else block_cols)
+
+    monkeypatch.setattr(transposed_gemm, "transposed_jobs", jobs)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[1] * kwargs.get("groups", 1)).astype(dtype)
+    out = numbaconv.conv_transpose2d(x, w, b, **kwargs)
+    expected = reference_transpose("conv_transpose2d", x, w, b, **(
+        dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1) | kwargs))
+    assert relative_error(out, expected) < TOLERANCE[np.dtype(dtype).name]
+
+
 @pytest.mark.parametrize("kwargs", [dict(stride=2, padding=1), dict(stride=(3, 2), padding=(4, 0),
                                                                   output_padding=(2, 1)),
                                     dict(stride=4, padding=3, groups=2)])
-def test_phase_decomposition_equals_zero_insertion(rng, kwargs):
-    """auto splits a strided transposed convolution into stride-1 phases; an explicit
-    algorithm runs the zero-inserted form. Both are the same sum."""
+def test_matrix_product_equals_zero_insertion(rng, kwargs):
+    """auto runs a strided transposed convolution as a matrix product and scatter-add,
+    an explicit algorithm the zero-inserted form: the same sum."""
     x = rng.standard_normal((2, 4, 5, 6))
     w = rng.standard_normal((4, 3, 3, 5))
     bias = np.arange(3.0 * kwargs.get("groups", 1))
-    phases = numbaconv.conv_transpose2d(x, w, bias, **kwargs)
+    product = numbaconv.conv_transpose2d(x, w, bias, **kwargs)
     inserted = numbaconv.conv_transpose2d(x, w, bias, **kwargs, algorithm="direct")
-    assert phases.shape == inserted.shape
-    assert relative_error(phases, inserted) < 1e-12
+    assert product.shape == inserted.shape
+    assert relative_error(product, inserted) < 1e-12
 
 
 def test_empty_batch():

@@ -1,0 +1,111 @@
+"""Transposed convolution as one matrix product and a scatter-add (GEMM + col2im) on the CPU.
+
+out[n, k, i * s - p + r * d, j * s - p + t * d] += w[c, k, r, t] * x[n, c, i, j]: every
+input pixel, multiplied by the (K * kH * kW, C) matrix of the weights, gives the
+contributions of its window to the output; adding them where they land is the whole
+transposed convolution, with no zeros inserted and no multiply wasted. The product runs
+on the register-tiled :func:`.microkernel.matmul` with the input pixels of all images as
+columns (a DCGAN layer's 4x4 images give 16 columns each, too few for a product of
+their own), a block of output channels and of columns per job; the job then adds its
+block of contributions into the output, which holds the bias beforehand. Jobs never
+share an output: a block of columns holds whole images whenever windows overlap
+(kernel larger than the stride), and the output channels of two jobs differ otherwise.
+"""
+
+import numpy as np
+
+from .dispatch import parallel_kernel
+from .microkernel import MR, matmul, workspace_size
+
+
+@parallel_kernel
+def fill_channels(out, bias, worker, workers):
+    """out[n, k] = bias[k] everywhere, one (n, k) plane per job."""
+    n_batch, channels = out.shape[0], out.shape[1]
+    for plane in range(worker, n_batch * channels, workers):
+        flat = out[plane // channels, plane % channels].reshape(out.shape[2] * out.shape[3])
+        b = bias[plane % channels]
+        for q in range(flat.shape[0]):
+            flat[q] = b
+    return 0
+
+
+@parallel_kernel
+def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh, dw,
+                    block_rows, block_cols, worker, workers):
+    """out += the transposed convolution of the input (see the module docstring).
+
+    xt (C, N * H * W): the input, channel-major (its columns are the pixels of image 0,
+    then image 1...); wt (K * kH * kW, C / groups): row (k, r, t) holds w[:, k, r, t] of
+    k's group; out (N, K, OH, OW), already holding the bias. A job is a block of
+    ``block_rows`` output channels of one group by ``block_cols`` columns.
+    """
+    cin, positions = xt.shape
+    out_channels, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
+    taps = kh * kw
+    kg, cg = out_channels // groups, cin // groups
+    plane = in_h * in_w
+    row_blocks = -(-kg // block_rows)
+    col_blocks = -(-positions // block_cols)
+    result = np.empty((block_rows * taps, block_cols), dtype=xt.dtype)
+    work = np.empty(workspace_size(cg), dtype=xt.dtype)
+    for job in range(worker, groups * row_blocks * col_blocks, workers):
+        g = job // (row_blocks * col_blocks)
+        k0 = g * kg + (job // col_blocks) % row_blocks * block_rows
+        k1 = min(k0 + block_rows, (g + 1) * kg)
+        p0 = (job % col_blocks) * block_cols
+        p1 = min(p0 + block_cols, positions)
+        contributions = result[:(k1 - k0) * taps, :p1 - p0]
+        matmul(wt[k0 * taps:k1 * taps], xt[g * cg:(g + 1) * cg, p0:p1], contributions, work)
+        for kk in range(k1 - k0):
+            for r in range(kh):
+                for t in range(kw):
+                    src = result[kk * taps + r * kw + t]
+                    shift = t * dw - pw  # output column of pixel j: j * sw + shift
+                    # the pixels of a whole row whose output column is inside [0, OW)
+                    full_a = min(in_w, max(0, -(shift // sw)))
+                    full_b = min(in_w, max(full_a, -(-(out_w - shift) // sw)))
+                    n, i, j0 = p0 // plane, (p0 % plane) // in_w, p0 % in_w
+                    p = p0
+                    while p < p1:  # one input row (or what of it the block holds) at a time
+                        run = min(in_w - j0, p1 - p)
+                        oy = i * sh - ph + r * dh
+                        if 0 <= oy < out_h:
+                            if j0 == 0 and run == in_w:
+                                ja, jb = full_a, full_b
+                            else:
+                                first = j0 * sw + shift
+                                ja = min(run, max(0, -(first // sw)))
+                                jb = min(run, max(ja, -(-(out_w - first) // sw)))
+                            dst = out[n, k0 + kk, oy]
+                            values = src[p - p0:p - p0 + run]
+                            for jj in range(ja, jb):
+                                dst[(j0 + jj) * sw + shift] += values[jj]
+                        p += run
+                        j0 = 0
+                        i += 1
+                        if i == in_h:
+                            i = 0
+                            n += 1
+    return 0
+
+
+def transposed_jobs(batch, in_h, in_w, out_channels_per_group, groups, taps, overlapping,
+                    itemsize, threads):
+    """(block_rows, block_cols) of :func:`transposed_gemm`: blocks of whole images when
+    windows overlap, else of ~512 columns; output channels cut so that there are about
+    four jobs per thread and a job's contributions stay within 2 MiB."""
+    plane = in_h * in_w
+    positions = batch * plane
+    if overlapping:
+        images = max(1, min(batch, 512 // max(1, plane)))
+        block_cols = images * plane
+        col_blocks = -(-positions // block_cols)
+    else:  # even blocks: a short last one would leave its thread idle
+        col_blocks = -(-positions // 512)
+        block_cols = -(-positions // col_blocks)
+    wanted = -(-4 * threads // (col_blocks * groups))
+    rows = max(1, -(-out_channels_per_group // wanted))
+    rows = -(-rows // MR) * MR if rows > MR else rows
+    most = max(1, (2 << 20) // (taps * block_cols * itemsize))
+    return max(1, min(rows, most, out_channels_per_group)), block_cols
