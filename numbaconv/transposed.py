@@ -3,13 +3,13 @@
 A transposed convolution with stride s, padding p, output padding q and dilation d is
 the stride-1 convolution, with the same dilation, of the input with s - 1 zeros inserted
 between neighbours, padded by d * (k - 1) - p before and that plus q after (cropped where
-negative), with the kernel flipped and its in/out channel axes swapped per group. At
-stride 1 there are no zeros to insert, and ``auto`` runs it so, on the planner and
-kernels of :func:`numbaconv.conv2d` (Winograd included for 3x3 layers); so does any
-explicitly named ``algorithm=``, at every stride.
+negative), with the kernel flipped and its in/out channel axes swapped per group. An
+explicitly named ``algorithm=`` runs it so, on the planner and kernels of
+:func:`numbaconv.conv2d`; so does ``auto`` where that convolution runs Winograd (3x3,
+stride 1: no zeros to insert, 4x fewer multiplies).
 
-For stride s > 1 the inserted zeros would cost s^2 times the arithmetic, so ``auto``
-runs :func:`by_matrix_product` instead: one matrix product of the weights by the input
+Elsewhere the inserted zeros would cost s^2 times the arithmetic, so ``auto`` runs
+:func:`by_matrix_product` instead: one matrix product of the weights by the input
 pixels and a scatter-add of the products into the output, exactly the transposed
 convolution's multiplies (``cpu.transposed_gemm``). It replaced a split of the output
 into its s_h * s_w stride phases, each a stride-1 convolution with a sub-kernel, that did
@@ -24,6 +24,14 @@ import numpy as np
 
 from . import config, devices, planner
 from .spec import check_float_operands, conv_spec, conv_transpose_spec
+
+
+def zero_inserted_shape(tspec) -> tuple:
+    """The shape of :func:`zero_inserted_input`'s result."""
+    (top, bottom), (left, right) = tspec.equivalent_padding()
+    up_h = (tspec.in_height - 1) * tspec.stride[0] + 1
+    up_w = (tspec.in_width - 1) * tspec.stride[1] + 1
+    return (tspec.batch, tspec.in_channels, up_h + top + bottom, up_w + left + right)
 
 
 def zero_inserted_input(tspec, x: np.ndarray) -> np.ndarray:
@@ -100,6 +108,9 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
     ph, pw = tspec.padding
     positions = tspec.batch * tspec.in_height * tspec.in_width
     small = config.one_share_for(positions * tspec.in_channels * kg * kh * kw)
+    if (tspec.in_height, tspec.in_width, g, tspec.dilation, tspec.padding,
+            tspec.output_padding) == (1, 1, 1, (1, 1), (0, 0), (0, 0)):
+        return _from_one_pixel(tspec, x, w, bias, small)
     with small:  # the weight cache compares the weights in a kernel too
         # the tag holds what the regrouping depends on besides the weights: the groups
         wt = TRANSFORMED_WEIGHTS.get(("transposed_gemm", g), np.ascontiguousarray(w), lambda: (
@@ -121,6 +132,31 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
     return out
 
 
+def _from_one_pixel(tspec, x, w, bias, small):
+    """A 1x1 input, unpadded (a GAN generator's first layer, from its latent vector): the
+    output (N, C_out, kH, kW) is the product of x (N, C_in) by w (C_in, C_out * kH * kW),
+    computed in place, with no scatter (one contribution per output)."""
+    import numba
+
+    from .cpu.gemm import pointwise_conv2d
+
+    columns = tspec.out_channels * tspec.kernel_height * tspec.kernel_width
+    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
+                   tspec.dtype)
+    # As pointwise_conv2d sees it: one "image", the weights, whose rows are the channels;
+    # the input rows are its "output channels" (no bias: that runs per output channel).
+    jobs = max(1, 4 * numba.get_num_threads())
+    block_cols = max(64, -(-columns // jobs // 64) * 64)
+    with small:
+        pointwise_conv2d(np.ascontiguousarray(w).reshape(1, tspec.in_channels, columns),
+                         np.ascontiguousarray(x).reshape(tspec.batch, tspec.in_channels),
+                         np.zeros(tspec.batch, tspec.dtype), out.reshape(1, tspec.batch, columns),
+                         1, tspec.batch, block_cols)
+    if bias is not None:
+        out += bias[:, None, None]
+    return out
+
+
 def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
                     algorithm):
     if devices.placement(op, None, {"input": input, "weight": weight, "bias": bias}) != "cpu":
@@ -134,13 +170,17 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     x4 = x.reshape(tspec.batch, tspec.in_channels, tspec.in_height, tspec.in_width)
     w4 = w.reshape(tspec.in_channels, tspec.out_channels // tspec.groups, tspec.kernel_height,
                    tspec.kernel_width).astype(tspec.dtype, copy=False)
-    if tspec.stride != (1, 1) and algorithm in planner.SPECIAL:
+    w_shape = (tspec.out_channels, tspec.in_channels // tspec.groups, tspec.kernel_height,
+               tspec.kernel_width)
+    spec = conv_spec("conv2d", zero_inserted_shape(tspec), w_shape,
+                     None if b is None else b.shape, 1, 0, tspec.dilation, tspec.groups,
+                     "zeros", tspec.dtype)
+    if algorithm in planner.SPECIAL and (tspec.stride != (1, 1) or
+                                         not planner.winograd_pays(spec, planner.REGISTRY)):
         out = by_matrix_product(tspec, x4, w4, None if b is None else b.astype(tspec.dtype))
         return out.reshape(tspec.output_shape)
     up = zero_inserted_input(tspec, x4)
     w_conv = equivalent_weight(tspec, w4)
-    spec = conv_spec("conv2d", up.shape, w_conv.shape, None if b is None else b.shape, 1, 0,
-                     tspec.dilation, tspec.groups, "zeros", tspec.dtype)
     chosen = planner.make_plan(spec, algorithm)
     out = planner.execute(chosen, up, w_conv, None if b is None else b.astype(tspec.dtype))
     return out.reshape(tspec.output_shape)

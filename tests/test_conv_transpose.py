@@ -211,3 +211,23 @@ def test_random_arguments_agree_with_torch(torch, data):
     assert out.shape == expected.shape
     assert relative_error(out, expected) < 1e-10
     assert relative_error(out, reference_transpose(op, x, w, b, **args)) < 1e-10
+
+
+@pytest.mark.parametrize("x_shape", [(3, 5, 1, 1), (5, 1, 1), (1, 70, 1, 1)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_pixel_input_is_a_product(torch, rng, x_shape, stride, with_bias, dtype):
+    """A 1x1 unpadded input (a GAN generator's first layer) runs as one matrix product
+    written in place (transposed._from_one_pixel), bias added per output channel."""
+    c_in = x_shape[-3]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((c_in, 67, 4, 3)).astype(dtype)
+    b = rng.standard_normal(67).astype(dtype) if with_bias else None
+    out = numbaconv.conv_transpose2d(x, w, b, stride=stride)
+    expected = torch_transpose(torch, "conv_transpose2d", x, w, b, stride, 0, 0, 1, 1)
+    assert out.shape == expected.shape == x_shape[:-3] + (67, 4, 3)
+    tolerance = TOLERANCE[np.dtype(dtype).name]
+    assert relative_error(out, expected) < tolerance
+    assert relative_error(out, reference_transpose("conv_transpose2d", x, w, b, stride, 0, 0, 1,
+                                                   1)) < tolerance
