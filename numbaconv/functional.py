@@ -133,8 +133,11 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
                       algorithm, device, stream)
     repeat = _REPEATS.get(key) if key is not None else None
     if repeat is not None and repeat[2] <= config.memory_limit():
-        spec, chosen, _ = repeat
-        return planner.execute(chosen, *_as_4d(spec, input, weight, bias))
+        spec, chosen, _, prepared = repeat
+        if prepared is None:  # the second call: from now on, the plan's own runner
+            prepared = planner.prepare(chosen)
+            _REPEATS[key] = (spec, chosen, repeat[2], prepared)
+        return prepared(*_as_4d(spec, input, weight, bias))
     spec, where, operands = _prepare(op, input, weight, bias, stride, padding, dilation,
                                      groups, padding_mode, device)
     chosen = planner.make_plan(spec, algorithm, where)
@@ -142,7 +145,7 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
     if key is not None and not fell_back and chosen.fits:
         if len(_REPEATS) >= _REPEATS_MAX:
             _REPEATS.clear()
-        _REPEATS[key] = (spec, chosen, planner.needed_bytes(spec, chosen.algorithm))
+        _REPEATS[key] = (spec, chosen, planner.needed_bytes(spec, chosen.algorithm), None)
     if where == "cuda":
         from .cuda.runtime import require_gpu
 

@@ -46,6 +46,17 @@ class Algorithm:
             return run(spec, x, weight, bias, match_torch_nonfinite)
         return run(spec, x, weight, bias)
 
+    def prepare(self, spec: ConvSpec, match_torch_nonfinite=False) -> Callable:
+        """``run`` for this spec as a function of (x, weight, bias) alone, for calls that
+        repeat it: the kernel module's ``prepare(spec)`` when it has one (choices made
+        once), else a closure over ``run``."""
+        module_name, func_name = self.runner.split(":")
+        module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
+        prepare = getattr(module, "prepare", None)
+        if prepare is not None and not self.mixes_nonfinite:
+            return prepare(spec)
+        return lambda x, weight, bias: self.run(spec, x, weight, bias, match_torch_nonfinite)
+
 
 _RUNNERS: dict = {}  # Algorithm.runner -> the imported function
 

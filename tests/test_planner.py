@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import numbaconv
+from helpers import reference_conv
 from numbaconv.planner import REGISTRY, auto_rule
 from numbaconv.spec import conv_spec, output_size
 
@@ -139,6 +140,38 @@ class TestRepeatedCalls:
         fresh = numbaconv.conv2d(x2, w, padding=(1, 1))  # another key, planned anew
         assert len(empty_cache) == 2
         np.testing.assert_array_equal(again, fresh)
+
+    @pytest.mark.parametrize("xs, ws, kwargs", [
+        ((1, 48, 1, 1), (24, 48, 1, 1), {}),                    # vector products
+        ((2, 32, 7, 9), (40, 32, 1, 1), {}),                    # pointwise
+        ((2, 32, 7, 9), (40, 16, 1, 1), dict(groups=2)),        # grouped pointwise
+        ((1, 32, 9, 9), (20, 32, 1, 1), dict(stride=2)),        # strided 1x1
+        ((1, 16, 10, 10), (16, 16, 3, 3), dict(padding=1)),     # Winograd
+        ((48, 3, 7), (5, 3, 3), dict(padding=2)),               # conv1d, unbatched
+    ])
+    @pytest.mark.parametrize("with_bias", [True, False])
+    def test_prepared_repeats_compute_what_first_calls_do(self, rng, xs, ws, kwargs, with_bias):
+        """From its second call a layer runs planner.prepare's runner: every call, with new
+        data, a non-contiguous input and another thread count, must match the reference."""
+        import numba
+
+        w = rng.standard_normal(ws).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32) if with_bias else None
+        conv = numbaconv.conv1d if len(ws) == 3 else numbaconv.conv2d
+        op = "conv1d" if len(ws) == 3 else "conv2d"
+        full = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
+        threads = numba.get_num_threads()
+        try:
+            for call in range(4):
+                x = rng.standard_normal(xs[:-1] + (2 * xs[-1],)).astype(np.float32)
+                x = x[..., ::2] if call == 2 else np.ascontiguousarray(x[..., ::2])
+                if call == 3:
+                    numba.set_num_threads(1)
+                expected = reference_conv(op, x, w, b, **full)
+                np.testing.assert_allclose(conv(x, w, b, **kwargs), expected, rtol=2e-4,
+                                           atol=2e-4)
+        finally:
+            numba.set_num_threads(threads)
 
     @pytest.mark.parametrize("kwargs, error", [
         (dict(stride=1.0), TypeError), (dict(stride=True), TypeError),

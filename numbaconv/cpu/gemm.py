@@ -233,6 +233,43 @@ def pointwise_jobs(spec, itemsize, threads):
     return -(-row_tiles // row_cuts) * MR, -(-col_panels // col_cuts) * panel
 
 
+def prepare(spec):
+    """:func:`run` for ``spec`` as a function of (x, weight, bias), for repeated calls:
+    the 1x1 kernels, the fastest (squeeze-and-excitation layers cost as much Python as
+    arithmetic), skip the choice of kernel and, per thread count, of their jobs."""
+    kernel = gemm_kernel(spec)
+    out_shape = (spec.batch, spec.out_channels, spec.out_height, spec.out_width)
+    if kernel == "vector_products":
+        x_shape, w_shape = (spec.batch, spec.in_channels), (spec.out_channels, spec.in_channels)
+        out2 = (spec.batch, spec.out_channels)
+
+        def vector_run(x, weight, bias):
+            out = np.empty(out_shape, x.dtype)
+            vector_products(x.reshape(x_shape), weight.reshape(w_shape), bias, out.reshape(out2))
+            return out
+
+        return vector_run
+    if kernel == "pointwise" and spec.is_pointwise:
+        positions = spec.out_height * spec.out_width
+        x3, w2 = (spec.batch, spec.in_channels, positions), \
+            (spec.out_channels, spec.in_channels_per_group)
+        out3 = (spec.batch, spec.out_channels, positions)
+        jobs = {}  # threads -> (block_rows, block_cols)
+
+        def pointwise_run(x, weight, bias):
+            threads = numba.get_num_threads()
+            blocks = jobs.get(threads)
+            if blocks is None:
+                blocks = jobs[threads] = pointwise_jobs(spec, x.itemsize, threads)
+            out = np.empty(out_shape, x.dtype)
+            pointwise_conv2d(x.reshape(x3), weight.reshape(w2), bias, out.reshape(out3),
+                             spec.groups, *blocks)
+            return out
+
+        return pointwise_run
+    return lambda x, weight, bias: run(spec, x, weight, bias)
+
+
 def run(spec, x, weight, bias):
     """Run the GEMM algorithm for ``spec`` with the kernel :func:`registry.gemm_kernel` names."""
     out = new_output(spec, x.dtype)
