@@ -84,6 +84,9 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
     """
     height, width = plane.shape
     stride_h, stride_w, rows, cols = dst.shape
+    if stride_w == 2:
+        _phase_split_plane_by_2(plane, row0, pad_top, pad_left, dst)
+        return
     for p in range(stride_h):
         for q in range(stride_w):
             # Columns j whose source j * sw + q - pad_left lies inside the row: [j0, j1).
@@ -110,6 +113,47 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
                 else:
                     for j in range(inside.shape[0]):
                         inside[j] = src[first + j * stride_w]
+
+
+@njit(inline="always")
+def _phase_split_plane_by_2(plane, row0, pad_top, pad_left, dst):
+    """:func:`phase_split_plane` for a column stride of 2 (strided 3x3 layers): both column
+    phases of a source row in one pass, whose loads of even and odd columns LLVM turns
+    into whole vectors and shuffles (a pass per phase loads every other value: 3.5x
+    slower measured on 512 x 28x28)."""
+    height, width = plane.shape
+    stride_h, _, rows, cols = dst.shape
+    # Column j of phase q reads source column 2j + q - pad_left, inside the row for j in
+    # [j0a, j1a) (q = 0) and [j0b, j1b) (q = 1); [lo, hi) is inside for both.
+    j0a = min(cols, max(0, -(-pad_left // 2)))
+    j1a = min(cols, max(j0a, -(-(pad_left + width) // 2)))
+    j0b = min(cols, max(0, -(-(pad_left - 1) // 2)))
+    j1b = min(cols, max(j0b, -(-(pad_left + width - 1) // 2)))
+    lo, hi = max(j0a, j0b), min(j1a, j1b)  # both phases inside
+    for p in range(stride_h):
+        for i in range(rows):
+            ih = (row0 + i) * stride_h + p - pad_top
+            even = dst[p, 0, i]
+            odd = dst[p, 1, i]
+            if ih < 0 or ih >= height:
+                for j in range(cols):
+                    even[j] = 0
+                    odd[j] = 0
+                continue
+            src = plane[ih]
+            for j in range(lo):  # the few columns where a phase reads padding
+                even[j] = src[2 * j - pad_left] if j0a <= j < j1a else 0
+                odd[j] = src[2 * j + 1 - pad_left] if j0b <= j < j1b else 0
+            for j in range(max(lo, hi), cols):
+                even[j] = src[2 * j - pad_left] if j0a <= j < j1a else 0
+                odd[j] = src[2 * j + 1 - pad_left] if j0b <= j < j1b else 0
+            if lo < hi:
+                run = src[2 * lo - pad_left:]
+                even_in = even[lo:hi]
+                odd_in = odd[lo:hi]
+                for j in range(hi - lo):
+                    even_in[j] = run[2 * j]
+                    odd_in[j] = run[2 * j + 1]
 
 
 @parallel_kernel
