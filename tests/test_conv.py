@@ -304,16 +304,17 @@ def test_tiled_direct_kernel(args):
 def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threads):
     """Small batch-1 images run as jobs of output-channel blocks (tiled_jobs), not as row
     blocks thinner than a register tile; every split must give the reference result."""
+    from numbaconv import registry
     from numbaconv.cpu import direct
-    from numbaconv.cpu.microkernel import MR
 
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     spec = numbaconv.plan(x, w, **kwargs).spec
     block_rows, channel_block = direct.tiled_jobs(spec, x.itemsize, threads)
-    assert channel_block % MR == 0 and 1 <= block_rows <= spec.out_height
+    assert channel_block % registry.direct_tile_rows(spec) == 0 and 1 <= block_rows <= spec.out_height
     if threads == 7:  # plenty of threads wanted, few rows: channel blocks are split
-        assert channel_block < -(-spec.out_channels_per_group // MR) * MR
+        rows = registry.direct_tile_rows(spec)
+        assert channel_block < -(-spec.out_channels_per_group // rows) * rows
     out = np.empty(spec.output_shape, np.float32)
     xp = np.ascontiguousarray(x)
     direct.run_tiled(spec, xp, np.ascontiguousarray(w), np.zeros(ws[0], np.float32), out)

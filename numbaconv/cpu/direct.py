@@ -29,7 +29,8 @@ from ..registry import TILED_MIN_CHANNELS, direct_block_rows
 from .dispatch import parallel_kernel
 from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
                      phase_split_plane, phase_split_shape)
-from .microkernel import MR, NV, VECTOR_BYTES, gather_tile, transpose_tile
+from ..registry import direct_tile_rows
+from .microkernel import NV, VECTOR_BYTES, gather_tile, gather_tile4, transpose_tile
 from .workspace import scratch
 from .stencil import channel_taps1, channel_taps4, stencil3x3_span
 
@@ -434,18 +435,19 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
 
 @parallel_kernel
 def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, cols_q,
-                 block_rows, channel_block, cin, worker, workers):
+                 block_rows, channel_block, cin, tile_rows, worker, workers):
     """Direct convolution as an implicit GEMM in register tiles, for layers with several
     output channels per group (LeNet's and other thin-input layers).
 
     For a block of output rows, out[k, p] = sum over taps m of a[k, m] * input[p +
     offsets[m]], with p a position on the phase-split grid (rows of ``cols_q``) and m
     running over (input channel, kernel row, kernel column): the microkernel's
-    ``gather_tile`` keeps MR output channels by NV vectors of positions in registers
+    ``gather_tile`` keeps MR (``tile_rows``: 6, or 4 with ``gather_tile4``) output
+    channels by NV vectors of positions in registers
     through all the taps, reading each tap's inputs in place (no im2col copy). The
     grid's columns past the output width are computed into the block buffer and
     dropped when it is stored. A job is one image, group, block of ``block_rows`` output
-    rows and block of ``channel_block`` (a multiple of MR) output channels: small images
+    rows and block of ``channel_block`` (a multiple of the tile's rows) output channels: small images
     split by channels rather than into row blocks thinner than a register tile.
     xflat: the phase-split input (N, C, sh, sw, Hq, Wq) flattened, then the slack the
     last tiles may read (:func:`tiled_slack`); ``image_stride`` and ``channel_stride``:
@@ -468,10 +470,14 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
         ld = acc.shape[1]
         weights = a[g]
         base = n * image_stride + g * cin * channel_stride + oh0 * cols_q
-        for k0 in range(k_lo, k_hi, MR):
+        for k0 in range(k_lo, k_hi, tile_rows):
             for t in range(n_panels):
-                gather_tile(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
-                            acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
+                if tile_rows == 4:
+                    gather_tile4(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
+                                 acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
+                else:
+                    gather_tile(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
+                                acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
         for kk in range(k_lo, min(k_hi, kg)):
             _store_rows(acc[kk - k_lo], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0,
                         nrows)
@@ -483,7 +489,8 @@ def tiled_operands(spec, weight):
     channels, and each tap's offset on the phase-split grid of one image."""
     kg, cin = spec.out_channels_per_group, spec.in_channels_per_group
     depth = cin * spec.kernel_height * spec.kernel_width
-    a = np.zeros((spec.groups, -(-kg // MR) * MR, depth), dtype=weight.dtype)
+    rows = direct_tile_rows(spec)
+    a = np.zeros((spec.groups, -(-kg // rows) * rows, depth), dtype=weight.dtype)
     a[:, :kg] = weight.reshape(spec.groups, kg, depth)
     return a, tap_offsets(spec)
 
@@ -520,7 +527,8 @@ def run_tiled(spec, x, weight, bias, out):
     channel_stride = math.prod(shape[2:])
     block_rows, channel_block = tiled_jobs(spec, x.itemsize, numba.get_num_threads())
     tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a, offsets, bias,
-                 out, shape[5], block_rows, channel_block, spec.in_channels_per_group)
+                 out, shape[5], block_rows, channel_block, spec.in_channels_per_group,
+                 direct_tile_rows(spec))
 
 
 def tiled_jobs(spec, itemsize, threads):
@@ -542,9 +550,10 @@ def tiled_jobs(spec, itemsize, threads):
     block_rows = min(direct_block_rows(spec),
                      max(whole_tile_rows, -(-spec.out_height // per_image)))
     row_jobs = images * -(-spec.out_height // block_rows)
-    channel_tiles = -(-spec.out_channels_per_group // MR)
+    rows = direct_tile_rows(spec)
+    channel_tiles = -(-spec.out_channels_per_group // rows)
     channel_blocks = min(channel_tiles, -(-4 * threads // row_jobs))
-    return block_rows, -(-channel_tiles // channel_blocks) * MR
+    return block_rows, -(-channel_tiles // channel_blocks) * rows
 
 
 #: Input width below which depthwise 3x3 stride-1 layers stack their images per channel

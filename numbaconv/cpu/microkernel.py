@@ -236,8 +236,11 @@ def transpose_tile_bias(typingctx, src, src_off, lds, dst, dst_off, ldd, bias, b
     return sig, _transpose_codegen(True)
 
 
-#: The implicit-GEMM tile: MR output channels by NV vectors of output positions.
+#: The implicit-GEMM tile: MR output channels by NV vectors of output positions; and one
+#: of 4 channels, for layers whose channels per group come in fours (grouped layers with
+#: 8, 16 or 32: in tiles of 6 a third, a ninth or a ninth of the work would be padding).
 gather_tile = _tile_kernel(MR, NV, gather=True)
+gather_tile4 = _tile_kernel(4, NV, gather=True)
 _tile1 = _tile_kernel(MR, 1)
 _tile2 = _tile_kernel(MR, 2)
 _tile3 = _tile_kernel(MR, 3)
