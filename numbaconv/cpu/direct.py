@@ -561,12 +561,15 @@ def tiled_jobs(spec, itemsize, threads):
 #: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
 #: vs 0.65, 112x112 1.00 vs 0.58.
 DEPTHWISE_STACKED_BELOW_WIDTH = 48
-#: Input width below which depthwise layers whose channels fill whole vectors run
-#: channels-last (:func:`depthwise_channels_last`). Measured at batch 8 against the
-#: kernels before it: 3x3 7x7 1024 ch 0.19 ms vs 0.34-0.41 (stacked), 14x14 512 ch 0.31
-#: vs 0.36-0.48; 5x5 14x14 512 ch 0.47 vs 2.36 and 7x7 1152 ch 0.33 vs 4.12 (general
-#: depthwise kernel); at 28x28 it was no faster than the stacked kernel.
-DEPTHWISE_CHANNELS_LAST_BELOW_WIDTH = 20
+#: Padded planes up to which depthwise layers whose channels fill whole vectors run
+#: channels-last (:func:`depthwise_channels_last`), except 3x3 stride-1 layers from
+#: DEPTHWISE_STACKED_BELOW_WIDTH wide, whose row stencil wins. Measured (2 threads,
+#: AVX-512) against the other kernels: batch 8, 3x3 7x7 1024 ch 0.19 ms vs 0.34-0.41
+#: (stacked), 5x5 14x14 512 ch 0.47 vs 2.36, 7x7 1152 ch 0.33 vs 4.12 (general kernel);
+#: batch 1, 5x5 28x28 240 ch 0.12 vs 0.31, 7x7 28x28 192 ch 0.14 vs 0.32, 7x7 56x56 96 ch
+#: 0.27 vs 0.40, 3x3 stride 2 112x112 96 ch 0.23 vs 0.32; the 3x3 stride-1 stencil on
+#: 112x112 32 ch: 0.10 against 0.14. Beyond, each job's three plane buffers outgrow L2.
+DEPTHWISE_CHANNELS_LAST_MAX_PLANE = 128 * 128
 #: The most elements one channel's stack may hold (a buffer per thread, twice): 8
 #: padded 226x226 images (MobileNet's stride-2 layers at 224 input, batch 8) and more.
 DEPTHWISE_STACKED_ELEMENTS = 1 << 20
@@ -579,13 +582,13 @@ def run(spec, x, weight, bias):
     depthwise3x3 = (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3
                     and spec.dilation_h == 1 and spec.dilation_w == 1)
     stride1 = spec.stride_h == 1 and spec.stride_w == 1
-    if (depthwise and spec.in_width < DEPTHWISE_CHANNELS_LAST_BELOW_WIDTH
-            and spec.in_channels % (VECTOR_BYTES // x.itemsize) == 0):
+    if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
+        depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
+    elif (depthwise and spec.in_channels % (VECTOR_BYTES // x.itemsize) == 0
+          and spec.padded_height * spec.padded_width <= DEPTHWISE_CHANNELS_LAST_MAX_PLANE):
         depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                 spec.padded_height, spec.padded_width, spec.stride_h,
                                 spec.stride_w, spec.dilation_h, spec.dilation_w)
-    elif depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
-        depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
     elif depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
             spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS):
         depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
