@@ -244,6 +244,10 @@ def gemm_kernel(spec: ConvSpec) -> str:
     * ``tap_products``: ungrouped layers whose taps read mostly padding (computing at
       most ``TAP_WORK_AT_MOST`` of the (position, tap) pairs when the ones that read only
       padding are skipped: DeepLab's dilated 3x3 layers), one product per tap;
+    * ``im2col_whole``: the rest, when every image's im2col matrix together takes at most
+      ``GEMM_WHOLE_UNFOLD_BYTES``: unfolded at once, then multiplied as the pointwise
+      kernel multiplies its images (jobs cut by output channels or positions, so the
+      weights are read once per job, not once per block of rows);
     * ``im2col``: the rest, unfolded in L2-sized blocks of output rows.
     """
     if spec.is_vector_product:
@@ -253,7 +257,18 @@ def gemm_kernel(spec: ConvSpec) -> str:
     if spec.groups == 1 and spec.padding_mode == "zeros" and \
             tap_jobs(spec, tap_positions(spec))[3] <= TAP_WORK_AT_MOST:
         return "tap_products"
+    if _unfolded_bytes(spec) <= GEMM_WHOLE_UNFOLD_BYTES:
+        return "im2col_whole"
     return "im2col"
+
+
+#: The most bytes of im2col matrix (all images) the ``im2col_whole`` kernel unfolds.
+GEMM_WHOLE_UNFOLD_BYTES = 8 << 20
+
+
+def _unfolded_bytes(spec: ConvSpec) -> int:
+    return (spec.batch * spec.in_channels * spec.kernel_height * spec.kernel_width
+            * spec.out_height * spec.out_width * spec.itemsize)
 
 
 def _gemm_workspace(spec: ConvSpec) -> int:
@@ -266,6 +281,9 @@ def _gemm_workspace(spec: ConvSpec) -> int:
         per_thread = (spec.in_channels + spec.out_channels) * positions
         return (spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
                 + threads * per_thread) * spec.itemsize
+    if kernel == "im2col_whole":  # the padded input and the whole im2col matrix
+        edges = threads * (6 * 256 + 6 * 64 + 16 * 256) * spec.itemsize
+        return _phase_split_bytes(spec) + _unfolded_bytes(spec) + edges
     if kernel == "pointwise":  # the images are the matrices: a matmul edge buffer per thread
         depth = min(spec.in_channels_per_group, 256)
         edges = threads * (6 * depth + 6 * 64 + 16 * depth)

@@ -55,6 +55,29 @@ CASES_2D = [
 ]
 
 
+@pytest.mark.parametrize("kernel", ["im2col_whole", "im2col", "tap_products"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", CASES_2D)
+def test_every_gemm_kernel(xs, ws, kwargs, dtype, kernel, rng, monkeypatch):
+    """gemm's kernels for layers that are not 1x1 (registry.gemm_kernel), each forced onto
+    every case: the whole im2col matrix at once, in blocks of rows, per tap."""
+    from numbaconv import registry
+
+    monkeypatch.setattr(registry, "GEMM_WHOLE_UNFOLD_BYTES",
+                        1 << 40 if kernel == "im2col_whole" else 0)
+    monkeypatch.setattr(registry, "TAP_WORK_AT_MOST", 1.0 if kernel == "tap_products" else 0.0)
+    registry.tap_jobs.cache_clear()
+    try:
+        x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+        spec = numbaconv.plan(x, w, b, **kwargs).spec
+        if spec.kernel_height * spec.kernel_width > 1 and spec.padding_mode == "zeros":
+            assert registry.gemm_kernel(spec) == kernel or kernel == "tap_products" and \
+                spec.groups > 1
+        check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
+    finally:
+        registry.tap_jobs.cache_clear()
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", CASES_2D)

@@ -107,7 +107,8 @@ def test_import_compiles_nothing():
     ((1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), "direct"),  # ResNet stem
     ((1, 3, 227, 227), (96, 3, 11, 11), dict(stride=4), "direct"),  # AlexNet conv1
     ((64, 1, 28, 28), (6, 1, 5, 5), dict(padding=2), "direct"),  # LeNet
-    ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "direct"),  # strided 3x3
+    ((1, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "gemm"),  # strided 3x3
+    ((8, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), "direct"),  # batch 8
     ((2, 1024, 2, 2), (1024, 1024, 3, 3), dict(padding=1), "gemm"),  # deep, tiny image
     ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1, dilation=3), "gemm"),  # tiny, dilated
     ((64, 6, 14, 14), (16, 6, 5, 5), {}, "direct"),  # LeNet's second layer

@@ -75,6 +75,32 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
 
 
 @parallel_kernel
+def unfold(xph, dilation_h, dilation_w, kernel_h, kernel_w, out_h, out_w, cols, worker,
+           workers):
+    """cols[n, (c, r, s), i * OW + j] = padded x[n, c, i * sh + r * dh, j * sw + s * dw]:
+    the whole im2col matrix of every image (N, C * kH * kW, OH * OW), one row per job.
+
+    xph: the zero-padded input split by stride phase (``layout.pad_phase_split``), in
+    which each row of the matrix is OH contiguous runs.
+    """
+    n_batch, _, stride_h, stride_w = xph.shape[:4]
+    depth = cols.shape[1]
+    taps = kernel_h * kernel_w
+    for job in range(worker, n_batch * depth, workers):
+        n, row = job // depth, job % depth
+        rr = ((row // kernel_w) % kernel_h) * dilation_h
+        cc = (row % kernel_w) * dilation_w
+        plane = xph[n, row // taps, rr % stride_h, cc % stride_w]
+        dst = cols[n, row]
+        for i in range(out_h):
+            src = plane[i + rr // stride_h, cc // stride_w:cc // stride_w + out_w]
+            run = dst[i * out_w:(i + 1) * out_w]
+            for j in range(out_w):
+                run[j] = src[j]
+    return 0
+
+
+@parallel_kernel
 def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h, stride_w,
                  dilation_h, dilation_w, pad_top, pad_left, kernel_w, max_positions,
                  worker, workers):
@@ -306,6 +332,17 @@ def run(spec, x, weight, bias):
                      workers=spec.batch * len(jobs))
         return out
     xph = phase_split_input(spec, x, "gemm_input")
+    if kernel == "im2col_whole":
+        depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+        positions = spec.out_height * spec.out_width
+        cols = scratch("gemm_columns", (spec.batch, spec.groups * depth, positions), x.dtype)
+        unfold(xph, spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
+               spec.out_height, spec.out_width, cols)
+        block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
+        pointwise_conv2d(cols, weight.reshape(spec.out_channels, depth), bias,
+                         out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
+                         block_rows, block_cols)
+        return out
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
