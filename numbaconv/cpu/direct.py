@@ -466,21 +466,69 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
         k_hi = min(kg_pad, k_lo + channel_block)
         n, g, oh0, nrows = _row_block_job(job // channel_blocks, blocks, groups, block_rows,
                                           out_h)
-        n_panels = -(-(nrows * cols_q) // panel)
-        ld = acc.shape[1]
-        weights = a[g]
         base = n * image_stride + g * cin * channel_stride + oh0 * cols_q
-        for k0 in range(k_lo, k_hi, tile_rows):
-            for t in range(n_panels):
-                if tile_rows == 4:
-                    gather_tile4(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
-                                 acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
-                else:
-                    gather_tile(weights, k0 * depth, depth, xflat, base + t * panel, offsets,
-                                acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
+        _tiles(a[g], xflat, base, offsets, acc, k_lo, k_hi, -(-(nrows * cols_q) // panel),
+               depth, tile_rows, panel)
         for kk in range(k_lo, min(k_hi, kg)):
             _store_rows(acc[kk - k_lo], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0,
                         nrows)
+    return 0
+
+
+@njit(inline="always")
+def _tiles(weights, src, base, offsets, acc, k_lo, k_hi, n_panels, depth, tile_rows, panel):
+    """acc[k - k_lo, p] = sum over taps m of weights[k, m] * src[base + p + offsets[m]] for
+    output channels k in [k_lo, k_hi) and positions p in ``n_panels`` panels."""
+    ld = acc.shape[1]
+    for k0 in range(k_lo, k_hi, tile_rows):
+        for t in range(n_panels):
+            if tile_rows == 4:
+                gather_tile4(weights, k0 * depth, depth, src, base + t * panel, offsets,
+                             acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
+            else:
+                gather_tile(weights, k0 * depth, depth, src, base + t * panel, offsets,
+                            acc, (k0 - k_lo) * ld + t * panel, ld, depth, False)
+
+
+@parallel_kernel
+def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block_rows,
+                         tile_rows, worker, workers):
+    """:func:`tiled_conv2d` for grouped layers, without the padded copy of the input.
+
+    A job is one image, group and block of output rows, all the group's output channels;
+    it gathers the group's input channels, padded and phase-split, just the rows the
+    block reads, into a buffer of its own that stays in cache, and runs the register
+    tiles on it (``offsets`` address that buffer). The gather follows ``gathers[b]``,
+    for row block b the source index in the (H * W) plane of each buffer element, -1
+    for padding (:func:`grouped_gathers`): one vectorised loop per channel, where the
+    short rows of a small map each cost a loop of their own. A grouped layer's jobs read
+    disjoint channels, so nothing is gathered twice; the padded copy of the whole input,
+    a pass over memory there and back, cost more than the arithmetic of groups of 8
+    channels (measured: RegNet's 8 x 440 channels of 14x14, 55 groups, stride 2: copy
+    0.66 ms, tiles 0.22 ms). x: (N, C, H, W); a, bias, out as in :func:`tiled_conv2d`.
+    """
+    n_batch, out_channels, out_h, out_w = out.shape
+    groups, kg_pad, depth = a.shape
+    kg = out_channels // groups
+    cin, plane_in = x.shape[1] // groups, x.shape[2] * x.shape[3]
+    panel = NV * (VECTOR_BYTES // out.itemsize)
+    blocks, plane = gathers.shape
+    local = np.zeros(cin * plane + slack, dtype=x.dtype)  # the slack stays zero
+    acc = np.empty((kg_pad, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
+    for job in range(worker, n_batch * groups * blocks, workers):
+        n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
+        gather = gathers[oh0 // block_rows]
+        for c in range(cin):
+            src = x[n, g * cin + c].reshape(plane_in)
+            dst = local[c * plane:(c + 1) * plane]
+            for k in range(plane):
+                index = gather[k]
+                value = src[max(index, 0)]
+                dst[k] = value if index >= 0 else 0
+        _tiles(a[g], local, 0, offsets, acc, 0, kg_pad, -(-(nrows * cols_q) // panel), depth,
+               tile_rows, panel)
+        for kk in range(kg):
+            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
     return 0
 
 
@@ -496,11 +544,12 @@ def tiled_operands(spec, weight):
 
 
 @functools.lru_cache(maxsize=256)
-def tap_offsets(spec):
-    """Each tap's offset on the phase-split grid of one image (read-only; kept per spec,
-    as a network calls each layer again and again)."""
+def tap_offsets(spec, rows=None):
+    """Each tap's offset on the phase-split grid of one image, or of a block of ``rows``
+    phase rows (read-only; kept per spec, as a network calls each layer again and again)."""
     cin, kh, kw = spec.in_channels_per_group, spec.kernel_height, spec.kernel_width
     _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
+    rows_q = rows_q if rows is None else rows
     c, r, s = np.meshgrid(np.arange(cin), np.arange(kh), np.arange(kw), indexing="ij")
     rr, cc = r * spec.dilation_h, s * spec.dilation_w
     phase = (rr % sh) * sw + cc % sw
@@ -518,6 +567,9 @@ def tiled_slack(spec, itemsize) -> int:
 
 
 def run_tiled(spec, x, weight, bias, out):
+    if spec.groups > 1:
+        run_grouped_tiled(spec, x, weight, bias, out)
+        return
     a, offsets = tiled_operands(spec, weight)
     shape = phase_split_shape(spec)
     size = math.prod(shape)
@@ -529,6 +581,36 @@ def run_tiled(spec, x, weight, bias, out):
     tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a, offsets, bias,
                  out, shape[5], block_rows, channel_block, spec.in_channels_per_group,
                  direct_tile_rows(spec))
+
+
+def run_grouped_tiled(spec, x, weight, bias, out):
+    """:func:`grouped_tiled_conv2d` for ``spec``: blocks of rows as :func:`tiled_jobs` cuts
+    them, each job all of its group's channels."""
+    a, _ = tiled_operands(spec, weight)
+    block_rows, _ = tiled_jobs(spec, x.itemsize, numba.get_num_threads())
+    gathers, rows_local = grouped_gathers(spec, block_rows)
+    grouped_tiled_conv2d(x, a, tap_offsets(spec, rows_local), bias, out, gathers,
+                         phase_split_shape(spec)[5], tiled_slack(spec, x.itemsize), block_rows,
+                         direct_tile_rows(spec))
+
+
+@functools.lru_cache(maxsize=64)
+def grouped_gathers(spec, block_rows):
+    """(gathers, rows_local) for :func:`grouped_tiled_conv2d`: per block of output rows,
+    the source index in one input plane of each element of its padded, phase-split
+    (sh, sw, rows_local, Wq) buffer, -1 where that is padding (read-only, kept per spec)."""
+    _, _, sh, sw, _, cols_q = phase_split_shape(spec)
+    rows_local = block_rows + ((spec.kernel_height - 1) * spec.dilation_h) // sh
+    blocks = -(-spec.out_height // block_rows)
+    b, p, q, i, j = np.meshgrid(np.arange(blocks), np.arange(sh), np.arange(sw),
+                                np.arange(rows_local), np.arange(cols_q), indexing="ij")
+    ih = (b * block_rows + i) * sh + p - spec.pad_top
+    iw = j * sw + q - spec.pad_left
+    inside = (ih >= 0) & (ih < spec.in_height) & (iw >= 0) & (iw < spec.in_width)
+    gathers = np.where(inside, ih * spec.in_width + iw, -1).reshape(blocks, -1)
+    gathers = gathers.astype(np.int64)
+    gathers.setflags(write=False)
+    return gathers, rows_local
 
 
 def tiled_jobs(spec, itemsize, threads):
