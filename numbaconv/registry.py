@@ -281,9 +281,11 @@ def _gemm_workspace(spec: ConvSpec) -> int:
         per_thread = (spec.in_channels + spec.out_channels) * positions
         return (spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
                 + threads * per_thread) * spec.itemsize
-    if kernel == "im2col_whole":  # the padded input and the whole im2col matrix
+    if kernel == "im2col_whole":  # the padded input, the whole im2col matrix, the product
         edges = threads * (6 * 256 + 6 * 64 + 16 * 256) * spec.itemsize
-        return _phase_split_bytes(spec) + _unfolded_bytes(spec) + edges
+        product = (spec.batch > 1) * spec.batch * spec.out_channels * spec.out_height \
+            * spec.out_width * spec.itemsize
+        return _phase_split_bytes(spec) + _unfolded_bytes(spec) + edges + product
     if kernel == "pointwise":  # the images are the matrices: a matmul edge buffer per thread
         depth = min(spec.in_channels_per_group, 256)
         edges = threads * (6 * depth + 6 * 64 + 16 * depth)

@@ -77,26 +77,41 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
 @parallel_kernel
 def unfold(xph, dilation_h, dilation_w, kernel_h, kernel_w, out_h, out_w, cols, worker,
            workers):
-    """cols[n, (c, r, s), i * OW + j] = padded x[n, c, i * sh + r * dh, j * sw + s * dw]:
-    the whole im2col matrix of every image (N, C * kH * kW, OH * OW), one row per job.
+    """cols[(c, r, s), n * OH * OW + i * OW + j] = padded x[n, c, i * sh + r * dh, j * sw
+    + s * dw]: the im2col matrices of all images side by side (C * kH * kW, N * OH * OW),
+    so that one product serves the whole batch, one (image, row) per job.
 
     xph: the zero-padded input split by stride phase (``layout.pad_phase_split``), in
-    which each row of the matrix is OH contiguous runs.
+    which each row of the matrix is OH contiguous runs per image.
     """
     n_batch, _, stride_h, stride_w = xph.shape[:4]
-    depth = cols.shape[1]
+    depth = cols.shape[0]
     taps = kernel_h * kernel_w
+    positions = out_h * out_w
     for job in range(worker, n_batch * depth, workers):
         n, row = job // depth, job % depth
         rr = ((row // kernel_w) % kernel_h) * dilation_h
         cc = (row % kernel_w) * dilation_w
         plane = xph[n, row // taps, rr % stride_h, cc % stride_w]
-        dst = cols[n, row]
+        dst = cols[row, n * positions:(n + 1) * positions]
         for i in range(out_h):
             src = plane[i + rr // stride_h, cc // stride_w:cc // stride_w + out_w]
             run = dst[i * out_w:(i + 1) * out_w]
             for j in range(out_w):
                 run[j] = src[j]
+    return 0
+
+
+@parallel_kernel
+def images_first(product, out, worker, workers):
+    """out[n, k, p] = product[k, n * P + p]: (K, N * P) to (N, K, P), a row per job."""
+    n_batch, channels, positions = out.shape
+    for job in range(worker, n_batch * channels, workers):
+        n, k = job // channels, job % channels
+        src = product[k, n * positions:(n + 1) * positions]
+        dst = out[n, k]
+        for p in range(positions):
+            dst[p] = src[p]
     return 0
 
 
@@ -243,8 +258,12 @@ def pointwise_jobs(spec, itemsize, threads):
     channels for small images (a 7x7 image's 49 positions by 2048 channels), positions
     for large ones.
     """
-    rows, cols = spec.out_channels_per_group, spec.out_height * spec.out_width
-    matrices = spec.batch * spec.groups
+    return product_jobs(spec.out_channels_per_group, spec.out_height * spec.out_width,
+                        spec.batch * spec.groups, itemsize, threads)
+
+
+def product_jobs(rows, cols, matrices, itemsize, threads):
+    """:func:`pointwise_jobs` for ``matrices`` products of (rows, cols) outputs."""
     wanted = -(-POINTWISE_JOBS_PER_THREAD * threads // matrices)
     if matrices >= threads * POINTWISE_JOBS_PER_THREAD or wanted <= 1:
         return rows, cols
@@ -335,13 +354,21 @@ def run(spec, x, weight, bias):
     if kernel == "im2col_whole":
         depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
         positions = spec.out_height * spec.out_width
-        cols = scratch("gemm_columns", (spec.batch, spec.groups * depth, positions), x.dtype)
+        columns = spec.batch * positions
+        cols = scratch("gemm_columns", (1, spec.groups * depth, columns), x.dtype)
         unfold(xph, spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-               spec.out_height, spec.out_width, cols)
-        block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
-        pointwise_conv2d(cols, weight.reshape(spec.out_channels, depth), bias,
-                         out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
-                         block_rows, block_cols)
+               spec.out_height, spec.out_width, cols[0])
+        # One product for the whole batch (its weights read once, not once per image),
+        # into (K, N * OH * OW): the output itself for one image, else a buffer.
+        product = out.reshape(1, spec.out_channels, positions) if spec.batch == 1 else \
+            scratch("gemm_product", (1, spec.out_channels, columns), x.dtype)
+        block_rows, block_cols = product_jobs(spec.out_channels_per_group, columns,
+                                              spec.groups, x.itemsize,
+                                              numba.get_num_threads())
+        pointwise_conv2d(cols, weight.reshape(spec.out_channels, depth), bias, product,
+                         spec.groups, block_rows, block_cols)
+        if spec.batch > 1:
+            images_first(product[0], out.reshape(spec.batch, spec.out_channels, positions))
         return out
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
