@@ -35,14 +35,24 @@ def _direct(dtype):
 
     conv2d(_data((1, 8, 12, 12), dtype), _data((16, 8, 3, 3), dtype), stride=2, padding=1)
     conv2d(_data((1, 4, 10, 10), dtype), _data((2, 4, 3, 3), dtype), padding=1)  # few channels
+    conv2d(_data((1, 16, 10, 10), dtype), _data((16, 8, 3, 3), dtype), padding=1,
+           groups=2)  # grouped
 
 
 def _gemm(dtype):
     from . import conv2d
 
+    from . import conv_transpose2d
+
     conv2d(_data((1, 32, 8, 8), dtype), _data((32, 32, 1, 1), dtype))  # pointwise
-    conv2d(_data((1, 32, 3, 3), dtype), _data((32, 32, 3, 3), dtype), padding=1,
-           algorithm="gemm")
+    conv2d(_data((1, 32, 8, 8), dtype), _data((32, 32, 1, 1), dtype), stride=2)  # subsampled
+    conv2d(_data((1, 32, 1, 1), dtype), _data((32, 32, 1, 1), dtype))  # vector products
+    conv2d(_data((1, 32, 16, 16), dtype), _data((32, 32, 3, 3), dtype), padding=12,
+           dilation=12)  # per tap (mostly padding)
+    conv2d(_data((2, 32, 6, 6), dtype), _data((32, 32, 3, 3), dtype), stride=2,
+           padding=1)  # im2col of the whole batch
+    conv_transpose2d(_data((2, 16, 4, 4), dtype), _data((16, 8, 4, 4), dtype), stride=2,
+                     padding=1)  # matrix product + scatter-add
 
 
 def _depthwise(dtype):
@@ -68,8 +78,8 @@ def _pooling(dtype):
 #: Name shown -> function of the dtype making the first calls. Each group compiles kernels
 #: the others do not, except small shared ones (the padding kernel, the launcher), which
 #: the last pass completes.
-GROUPS = {"Winograd 3x3": _winograd, "direct": _direct, "GEMM / pointwise": _gemm,
-          "depthwise": _depthwise, "pooling": _pooling}
+GROUPS = {"Winograd 3x3": _winograd, "direct": _direct,
+          "GEMM / pointwise / transposed": _gemm, "depthwise": _depthwise, "pooling": _pooling}
 DTYPES = ("float32", "float64")
 
 
@@ -87,7 +97,8 @@ def _run_group(name: str, dtype: str) -> float:
 
 def compile(dtypes=("float32",), processes: int | None = None, progress: bool = True) -> float:
     """Compile the kernels of the common layers (3x3 Winograd, direct, pointwise/GEMM,
-    depthwise, pooling) for ``dtypes`` into Numba's disk cache; returns the seconds taken.
+    transposed, depthwise, pooling) for ``dtypes`` into Numba's disk cache; returns the
+    seconds taken.
 
     ``processes``: how many compile at once (default: every core). Later calls in any
     process of this environment then start without compiling. ``progress`` shows a tqdm
