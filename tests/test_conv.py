@@ -539,13 +539,13 @@ def test_depthwise_3x3_strided(rng, torch, size, padding, stride, kernel, monkey
 @st.composite
 def channels_last_depthwise_arguments(draw):
     """Depthwise layers the channels-last kernel runs: planes up to its limit (3x3 stride
-    1 only below the stencil's width), channels in whole vectors (16 float32 or 8
-    float64 with AVX-512; 32 channels fill both)."""
+    1 only below the stencil's width), at least a vector of channels (16 float32 or 8
+    float64 with AVX-512), in whole vectors (32, 64) or with a last partial one (20, 37)."""
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     reach_h, reach_w = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
-    return dict(n=draw(st.integers(1, 3)), channels=draw(st.sampled_from([32, 64])),
+    return dict(n=draw(st.integers(1, 3)), channels=draw(st.sampled_from([32, 64, 20, 37])),
                 h=draw(st.integers(max(1, reach_h - 2 * padding[0]), 19)),
                 w=draw(st.integers(max(1, reach_w - 2 * padding[1]), 45)),
                 kernel=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
@@ -581,10 +581,13 @@ def test_depthwise_channels_last_kernel_is_the_one_that_runs(monkeypatch):
     with pytest.raises(AssertionError, match="channels-last"):  # 5x5 on a wide image too
         numbaconv.conv2d(np.ones((1, 32, 9, 60), np.float32), np.ones((32, 1, 5, 5), np.float32),
                          groups=32, algorithm="direct")
-    # channels that do not fill whole vectors, 3x3 stride 1 from the stencil's width, and
-    # planes beyond the limit take the other kernels
-    numbaconv.conv2d(np.ones((1, 20, 7, 7), np.float32), np.ones((20, 1, 3, 3), np.float32),
-                     groups=20, algorithm="direct")
+    with pytest.raises(AssertionError, match="channels-last"):  # a last partial vector
+        numbaconv.conv2d(np.ones((1, 20, 7, 7), np.float32), np.ones((20, 1, 3, 3), np.float32),
+                         groups=20, algorithm="direct")
+    # fewer channels than a vector, 3x3 stride 1 from the stencil's width, and planes
+    # beyond the limit take the other kernels
+    numbaconv.conv2d(np.ones((1, 6, 7, 7), np.float32), np.ones((6, 1, 3, 3), np.float32),
+                     groups=6, algorithm="direct")
     numbaconv.conv2d(np.ones((1, 32, 7, direct.DEPTHWISE_STACKED_BELOW_WIDTH), np.float32),
                      np.ones((32, 1, 3, 3), np.float32), groups=32, algorithm="direct")
     side = int(direct.DEPTHWISE_CHANNELS_LAST_MAX_PLANE ** 0.5) + 1

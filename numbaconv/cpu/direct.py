@@ -375,7 +375,8 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     with in-register block transposes (``transpose_tile``) into a zero-padded grid
     (``grid_h`` x ``grid_w`` positions of LANES values), computes each output as one
     vector (``channel_taps``: a multiply-add per tap) and turns the result back. Any
-    kernel size, stride and dilation; channels in whole vectors (C % LANES == 0).
+    kernel size, stride and dilation, any channel count (a last block of fewer channels
+    than a vector moves one value at a time, its other lanes zero).
     x: (N, C, H, W), C-contiguous; weight (C, 1, kH, kW); out (N, C, OH, OW).
     """
     n_batch, channels, height, width = x.shape
@@ -389,25 +390,28 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     offsets = np.empty(n_taps, dtype=np.int64)  # of each tap from its output's first
     for t in range(n_taps):
         offsets[t] = ((t // kernel_w) * dilation_h * grid_w + (t % kernel_w) * dilation_w) * lanes
-    for block in range(worker, channels // lanes, workers):
+    for block in range(worker, -(-channels // lanes), workers):
         c0 = block * lanes
-        taps = np.empty((n_taps, lanes), dtype=x.dtype)
-        for t in range(n_taps):
-            for lane in range(lanes):
+        used = min(lanes, channels - c0)  # a last block of fewer channels: lanes left zero
+        taps = np.zeros((n_taps, lanes), dtype=x.dtype)
+        shift = np.zeros(lanes, dtype=x.dtype)
+        for lane in range(used):
+            for t in range(n_taps):
                 taps[t, lane] = weight[c0 + lane, 0, t // kernel_w, t % kernel_w]
-        shift = bias[c0:c0 + lanes].copy()
-        src = np.empty((plane, lanes), dtype=x.dtype)
+            shift[lane] = bias[c0 + lane]
+        src = np.zeros((plane, lanes), dtype=x.dtype)
         grid = np.zeros((grid_h * grid_w, lanes), dtype=x.dtype)  # borders stay zero
         flat = grid.reshape(-1)
         dst = np.empty((out_plane, lanes), dtype=x.dtype)
-        full_in = plane // lanes * lanes
-        full_out = out_plane // lanes * lanes
+        # whole blocks of positions move as in-register transposes (all lanes real)
+        full_in = plane // lanes * lanes if used == lanes else 0
+        full_out = out_plane // lanes * lanes if used == lanes else 0
         for n in range(n_batch):
             base = (n * channels + c0) * plane
             for p0 in range(0, full_in, lanes):
                 transpose_tile(xf, base + p0, plane, src, p0 * lanes, lanes)
-            for p in range(full_in, plane):
-                for lane in range(lanes):
+            for lane in range(used):  # (a loop per channel: contiguous reads)
+                for p in range(full_in, plane):
                     src[p, lane] = xf[base + lane * plane + p]
             for i in range(height):
                 start = (i + pad_top) * grid_w + pad_left
@@ -427,8 +431,8 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
             base = (n * channels + c0) * out_plane
             for p0 in range(0, full_out, lanes):
                 transpose_tile(dst, p0 * lanes, lanes, of, base + p0, out_plane)
-            for p in range(full_out, out_plane):
-                for lane in range(lanes):
+            for lane in range(used):
+                for p in range(full_out, out_plane):
                     of[base + lane * out_plane + p] = dst[p, lane]
     return 0
 
@@ -666,7 +670,7 @@ def run(spec, x, weight, bias):
     stride1 = spec.stride_h == 1 and spec.stride_w == 1
     if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
         depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
-    elif (depthwise and spec.in_channels % (VECTOR_BYTES // x.itemsize) == 0
+    elif (depthwise and spec.in_channels >= VECTOR_BYTES // x.itemsize
           and spec.padded_height * spec.padded_width <= DEPTHWISE_CHANNELS_LAST_MAX_PLANE):
         depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                 spec.padded_height, spec.padded_width, spec.stride_h,
