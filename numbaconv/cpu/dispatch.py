@@ -297,8 +297,10 @@ def _raised_by_numba_cache(exc) -> bool:
 #: Seconds a first compile took on the 2-core reference machine (AVX-512, empty cache),
 #: by kernel: what the notice promises. Kernels not listed compile in about a second.
 COMPILE_SECONDS = {
-    "winograd_conv2d": 9, "winograd_input_stage": 3, "winograd_output_stage": 3,
-    "gemm_conv2d": 6, "direct_conv2d": 3, "depthwise_conv2d": 3, "depthwise3x3_conv2d": 3,
+    "winograd_conv2d": 9, "winograd_input_stage": 3, "winograd_output_stage": 4,
+    "gemm_conv2d": 6, "direct_conv2d": 3, "depthwise_conv2d": 4, "depthwise3x3_conv2d": 3,
+    "pointwise_conv2d": 2, "tap_products": 3, "pad_phase_split": 2, "max_pool2d_rows": 3,
+    "avg_pool2d_rows": 2,
 }
 
 _announced = set()
