@@ -104,6 +104,26 @@ def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
             and spec.out_channels_per_group >= least and phase >= WINOGRAD_MIN_PHASE)
 
 
+#: Transformed Winograd F(4x4) weights beyond which (6x6 positions: 4x the weights, more
+#: than the L3 cache of the reference machine can keep for a network's next call) a
+#: call with fewer than WINOGRAD_MIN_STREAMED_POSITIONS outputs runs GEMM: Winograd then
+#: spends its time reading the transformed weights from memory. Measured (2 threads,
+#: AVX-512), ResNet's 512 -> 512 3x3 on 7x7 at batch 1 (38 MiB): Winograd 4.4 ms, GEMM
+#: 2.3 ms, torch 2.0; at batch 8 (392 outputs) Winograd 11.8, GEMM 12.5; on 14x14 at
+#: batch 1 (196) 5.0 against 5.5.
+WINOGRAD_STREAMED_WEIGHT_BYTES = 16 << 20
+WINOGRAD_MIN_STREAMED_POSITIONS = 128
+
+
+def winograd_streams_weights(spec: ConvSpec) -> bool:
+    """True when F(4x4)'s transformed weights outgrow the caches and the call has too few
+    outputs to pay for reading them (see WINOGRAD_STREAMED_WEIGHT_BYTES)."""
+    weights = 36 * spec.in_channels_per_group * spec.out_channels * spec.itemsize
+    positions = spec.batch * spec.out_height * spec.out_width
+    return (weights > WINOGRAD_STREAMED_WEIGHT_BYTES
+            and positions < WINOGRAD_MIN_STREAMED_POSITIONS)
+
+
 def direct_tile_use(spec: ConvSpec) -> float:
     """The share of the positions the direct kernel's tiles compute per image that are
     outputs: it computes whole rows of the (phase-split) padded grid, in tiles of
@@ -125,7 +145,9 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        (4 multiplies) and every other algorithm on all such layers of the public set,
        from 7x7 to 56x56 images and 64 to 512 channels. A dilated layer is computed as
        one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
-       1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile.
+       1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile, and a
+       call with few outputs whose transformed weights outgrow the caches goes on to the
+       next rules (``winograd_streams_weights``).
     2. A 1x1 convolution of 1x1 images (squeeze-and-excitation blocks), any channel
        counts: GEMM, which computes it as one dot product per output (48 -> 1152
        channels at batch 1: 89 us a call as a tiled matrix product, 22 us so; torch 10-16).
@@ -162,7 +184,7 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        (depthwise_b8: direct 0.4 ms, GEMM 6.9 ms).
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
-    if winograd_pays(spec, REGISTRY):
+    if winograd_pays(spec, REGISTRY) and not winograd_streams_weights(spec):
         dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"

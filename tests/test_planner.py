@@ -92,6 +92,8 @@ def test_import_compiles_nothing():
 @pytest.mark.parametrize("xs, ws, kwargs, expected", [
     ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),
+    ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "gemm"),  # 38 MiB transformed, 49 out
+    ((1, 512, 14, 14), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),  # 196 outputs
     ((1, 64, 64, 64), (64, 64, 3, 3), dict(padding=2, dilation=2), "winograd_f4x4"),
     ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab-like
     ((1, 2048, 28, 28), (256, 2048, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab
