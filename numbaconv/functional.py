@@ -127,6 +127,17 @@ def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padd
             stride, padding, dilation, groups, padding_mode, algorithm)
 
 
+def _prepared_call(spec, chosen, input, weight, bias):
+    """The function computing a repeated call from the user's arrays: the plan's runner
+    (``planner.prepare``), behind :func:`_as_4d` unless the arrays already are 4-D in the
+    spec's dtype (the repeat key holds their shapes and dtypes, so then every repeat's are)."""
+    run = planner.prepare(chosen)
+    if input.ndim == weight.ndim == 4 and input.dtype == weight.dtype == spec.dtype \
+            and (bias is None or bias.dtype == spec.dtype):
+        return run
+    return lambda x, w, b: run(*_as_4d(spec, x, w, b))
+
+
 def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
           device, stream):
     key = _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
@@ -135,9 +146,9 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
     if repeat is not None and repeat[2] <= config.memory_limit():
         spec, chosen, _, prepared = repeat
         if prepared is None:  # the second call: from now on, the plan's own runner
-            prepared = planner.prepare(chosen)
+            prepared = _prepared_call(spec, chosen, input, weight, bias)
             _REPEATS[key] = (spec, chosen, repeat[2], prepared)
-        return prepared(*_as_4d(spec, input, weight, bias))
+        return prepared(input, weight, bias)
     spec, where, operands = _prepare(op, input, weight, bias, stride, padding, dilation,
                                      groups, padding_mode, device)
     chosen = planner.make_plan(spec, algorithm, where)

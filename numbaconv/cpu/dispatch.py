@@ -91,7 +91,7 @@ class Kernel:
         ``workers``: at most this many shares (default and cap: ``numba.get_num_threads()``,
         and 1 inside a ``config.one_share_for`` block for small work).
         """
-        if small_work():
+        if workers == 1 or small_work():
             count = 1
         else:
             threads = numba.get_num_threads()

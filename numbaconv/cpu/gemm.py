@@ -12,6 +12,7 @@ for dense layers Winograd cannot take (1x1, strided, dilated, large kernels).
 import numba
 import numpy as np
 
+from ..config import SMALL_WORK
 from ..registry import gemm_block_rows, gemm_kernel, tap_jobs, tap_positions
 from .layout import new_output, phase_split_input, subsample
 from .weight_cache import TRANSFORMED_WEIGHTS
@@ -287,12 +288,15 @@ def prepare(spec):
     if kernel == "vector_products":
         x_shape, w_shape = (spec.batch, spec.in_channels), (spec.out_channels, spec.in_channels)
         out2 = (spec.batch, spec.out_channels)
+        shares = 1 if spec.flops // 2 < SMALL_WORK else None  # (the small-work rule)
 
         def vector_run(x, weight, bias):
-            out = np.empty(out_shape, x.dtype)
-            vector_products(x.reshape(x_shape), weight.reshape(w_shape), bias, out.reshape(out2))
+            out = np.empty(out2, x.dtype)  # (N, K): the planner gives it the output's shape
+            vector_products(x.reshape(x_shape), weight.reshape(w_shape), bias, out,
+                            workers=shares)
             return out
 
+        vector_run.sizes_shares = True
         return vector_run
     if kernel == "pointwise" and spec.is_pointwise:
         positions = spec.out_height * spec.out_width
