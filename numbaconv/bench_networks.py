@@ -58,9 +58,13 @@ def conv_kind(entry: dict) -> str:
 
 
 def vector_isa() -> str:
-    """The widest vector instructions of this CPU (what the kernels were compiled for)."""
+    """The widest vector instructions of this CPU (what the kernels were compiled for), or
+    the CPU named by NUMBA_CPU_NAME, which the kernels are then compiled for instead."""
     import llvmlite.binding as llvm
+    import numba
 
+    if numba.config.CPU_NAME:  # a portable build: microkernel assumes 32-byte vectors at most
+        return f"NUMBA_CPU_NAME={numba.config.CPU_NAME} (vectors of at most 32 bytes)"
     features = llvm.get_host_cpu_features()
     if features.get("avx512f", False):
         return "AVX-512"
