@@ -162,6 +162,16 @@ def _environment_lookup(name: str):
 _memory_limit_text = _environment_lookup("NUMBACONV_MEMORY_LIMIT")
 
 
+def memory_error(subject: str, needed: int) -> MemoryError:
+    """The MemoryError of a call that would need ``needed`` bytes, more than the limit;
+    ``subject`` names it ("conv2d: algorithm 'gemm'")."""
+    gib = 2**30
+    return MemoryError(
+        f"{subject} would need {needed / gib:.3g} GiB (output and scratch), more than the "
+        f"memory limit of {memory_limit() / gib:.3g} GiB; lower the batch size, or raise the "
+        f"limit with NUMBACONV_MEMORY_LIMIT or numbaconv.set_memory_limit()")
+
+
 def memory_limit() -> int:
     """The current per-call memory limit in bytes (see NUMBACONV_MEMORY_LIMIT)."""
     limit = _memory_limit_override

@@ -274,12 +274,7 @@ def fits(spec: ConvSpec, name: str) -> bool:
 
 
 def memory_error(spec: ConvSpec, name: str) -> MemoryError:
-    gib = 2**30
-    return MemoryError(
-        f"{spec.op}: algorithm {name!r} would need {needed_bytes(spec, name) / gib:.3g} GiB "
-        f"(output and scratch), more than the memory limit of "
-        f"{config.memory_limit() / gib:.3g} GiB; lower the batch size, or raise the limit with "
-        f"NUMBACONV_MEMORY_LIMIT or numbaconv.set_memory_limit()")
+    return config.memory_error(f"{spec.op}: algorithm {name!r}", needed_bytes(spec, name))
 
 
 def _fitting_alternative(spec: ConvSpec, name: str, reason: str) -> tuple[str, str]:

@@ -95,12 +95,7 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
 
     needed = matrix_product_bytes(tspec)
     if needed > config.memory_limit():
-        gib = 2**30
-        raise MemoryError(
-            f"{tspec.op}: would need {needed / gib:.3g} GiB (output and scratch), more than "
-            f"the memory limit of {config.memory_limit() / gib:.3g} GiB; lower the batch "
-            f"size, or raise the limit with NUMBACONV_MEMORY_LIMIT or "
-            f"numbaconv.set_memory_limit()")
+        raise config.memory_error(tspec.op, needed)
     g, kh, kw = tspec.groups, tspec.kernel_height, tspec.kernel_width
     cg, kg = tspec.in_channels // g, tspec.out_channels // g
     sh, sw = tspec.stride
@@ -138,20 +133,20 @@ def _from_one_pixel(tspec, x, w, bias, small):
     computed in place, with no scatter (one contribution per output)."""
     import numba
 
-    from .cpu.gemm import pointwise_conv2d
+    from .cpu.gemm import pointwise_conv2d, product_jobs
 
     columns = tspec.out_channels * tspec.kernel_height * tspec.kernel_width
     out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
                    tspec.dtype)
     # As pointwise_conv2d sees it: one "image", the weights, whose rows are the channels;
     # the input rows are its "output channels" (no bias: that runs per output channel).
-    jobs = max(1, 4 * numba.get_num_threads())
-    block_cols = max(64, -(-columns // jobs // 64) * 64)
+    block_rows, block_cols = product_jobs(tspec.batch, columns, 1, out.itemsize,
+                                          numba.get_num_threads())
     with small:
         pointwise_conv2d(np.ascontiguousarray(w).reshape(1, tspec.in_channels, columns),
                          np.ascontiguousarray(x).reshape(tspec.batch, tspec.in_channels),
                          np.zeros(tspec.batch, tspec.dtype), out.reshape(1, tspec.batch, columns),
-                         1, tspec.batch, block_cols)
+                         1, block_rows, block_cols)
     if bias is not None:
         out += bias[:, None, None]
     return out

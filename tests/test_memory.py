@@ -87,3 +87,16 @@ def test_environment_lookup_sees_every_change(monkeypatch):
     assert lookup() == "3M"
     monkeypatch.delenv("NUMBACONV_TEST_VARIABLE")
     assert lookup() is None
+
+
+def test_transposed_matrix_product_is_guarded_too(limit):
+    """The strided transposed convolution's matrix product checks the limit before
+    allocating, with the same figures in its message."""
+    x = np.zeros((8, 64, 28, 28), np.float32)
+    w = np.zeros((64, 32, 4, 4), np.float32)
+    limit(2**20)  # the (8, 32, 56, 56) output alone is 3 MiB
+    with pytest.raises(MemoryError, match=r"conv_transpose2d.*GiB.*memory limit.*"
+                                          r"NUMBACONV_MEMORY_LIMIT"):
+        numbaconv.conv_transpose2d(x, w, stride=2, padding=1)
+    limit(None)
+    assert numbaconv.conv_transpose2d(x, w, stride=2, padding=1).shape == (8, 32, 56, 56)
