@@ -8,6 +8,7 @@ module is imported on first use.
 from __future__ import annotations
 
 import functools
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -50,9 +51,7 @@ class Algorithm:
         """``run`` for this spec as a function of (x, weight, bias) alone, for calls that
         repeat it: the kernel module's ``prepare(spec)`` when it has one (choices made
         once), else a closure over ``run``."""
-        module_name, func_name = self.runner.split(":")
-        module = __import__(f"numbaconv.{module_name}", fromlist=[func_name])
-        prepare = getattr(module, "prepare", None)
+        prepare = getattr(sys.modules[self.function().__module__], "prepare", None)
         if prepare is not None and not self.mixes_nonfinite:
             return prepare(spec)
         return lambda x, weight, bias: self.run(spec, x, weight, bias, match_torch_nonfinite)
@@ -271,6 +270,13 @@ def _unfolded_bytes(spec: ConvSpec) -> int:
             * spec.out_height * spec.out_width * spec.itemsize)
 
 
+def _matmul_work_bytes(depth: int, itemsize: int) -> int:
+    """Bytes of microkernel.matmul's ``work`` buffer for ``depth`` (workspace_size, with its
+    widest tiles: 6 rows, 4 vectors of 16 lanes, depth blocks of 256)."""
+    block = min(depth, 256)
+    return (6 * block + 6 * 64 + 16 * block) * itemsize
+
+
 def _gemm_workspace(spec: ConvSpec) -> int:
     threads = config.CPU_COUNT
     kernel = gemm_kernel(spec)
@@ -281,17 +287,16 @@ def _gemm_workspace(spec: ConvSpec) -> int:
         per_thread = (spec.in_channels + spec.out_channels) * positions
         return (spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
                 + threads * per_thread) * spec.itemsize
+    taps = spec.kernel_height * spec.kernel_width
+    edges = threads * _matmul_work_bytes(spec.in_channels_per_group * taps, spec.itemsize)
     if kernel == "im2col_whole":  # the padded input, the whole im2col matrix, the product
-        edges = threads * (6 * 256 + 6 * 64 + 16 * 256) * spec.itemsize
         product = (spec.batch > 1) * spec.batch * spec.out_channels * spec.out_height \
             * spec.out_width * spec.itemsize
         return _phase_split_bytes(spec) + _unfolded_bytes(spec) + edges + product
     if kernel == "pointwise":  # the images are the matrices: a matmul edge buffer per thread
-        depth = min(spec.in_channels_per_group, 256)
-        edges = threads * (6 * depth + 6 * 64 + 16 * depth)
         sampled = 0 if spec.is_pointwise else \
             spec.batch * spec.in_channels * spec.out_height * spec.out_width
-        return (edges + sampled) * spec.itemsize
+        return edges + sampled * spec.itemsize
     columns = gemm_block_rows(spec) * spec.out_width
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     blocks = threads * (depth + spec.out_channels_per_group) * columns * spec.itemsize

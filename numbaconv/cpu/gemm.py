@@ -279,30 +279,41 @@ def product_jobs(rows, cols, matrices, itemsize, threads):
     return -(-row_tiles // row_cuts) * MR, -(-col_panels // col_cuts) * panel
 
 
+def _vector_products(spec, x, weight, bias, shares=None):
+    """The vector-product kernel on the spec's arrays -> (N, K)."""
+    out = np.empty((spec.batch, spec.out_channels), x.dtype)
+    vector_products(x.reshape(spec.batch, spec.in_channels),
+                    weight.reshape(spec.out_channels, spec.in_channels), bias, out,
+                    workers=shares)
+    return out
+
+
+def _pointwise(spec, x, weight, bias, blocks):
+    """The pointwise kernel on images of the output's size (x (N, C, OH, OW)), in jobs of
+    ``blocks`` = (block_rows, block_cols) -> (N, K, OH, OW)."""
+    positions = spec.out_height * spec.out_width
+    out = new_output(spec, x.dtype)
+    pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
+                     weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,
+                     out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
+                     *blocks)
+    return out
+
+
 def prepare(spec):
     """:func:`run` for ``spec`` as a function of (x, weight, bias), for repeated calls:
     the 1x1 kernels, the fastest (squeeze-and-excitation layers cost as much Python as
     arithmetic), skip the choice of kernel and, per thread count, of their jobs."""
     kernel = gemm_kernel(spec)
-    out_shape = (spec.batch, spec.out_channels, spec.out_height, spec.out_width)
     if kernel == "vector_products":
-        x_shape, w_shape = (spec.batch, spec.in_channels), (spec.out_channels, spec.in_channels)
-        out2 = (spec.batch, spec.out_channels)
         shares = 1 if spec.flops // 2 < SMALL_WORK else None  # (the small-work rule)
 
-        def vector_run(x, weight, bias):
-            out = np.empty(out2, x.dtype)  # (N, K): the planner gives it the output's shape
-            vector_products(x.reshape(x_shape), weight.reshape(w_shape), bias, out,
-                            workers=shares)
-            return out
+        def vector_run(x, weight, bias):  # (N, K): the planner gives it the output's shape
+            return _vector_products(spec, x, weight, bias, shares)
 
         vector_run.sizes_shares = True
         return vector_run
     if kernel == "pointwise" and spec.is_pointwise:
-        positions = spec.out_height * spec.out_width
-        x3, w2 = (spec.batch, spec.in_channels, positions), \
-            (spec.out_channels, spec.in_channels_per_group)
-        out3 = (spec.batch, spec.out_channels, positions)
         jobs = {}  # threads -> (block_rows, block_cols)
 
         def pointwise_run(x, weight, bias):
@@ -310,10 +321,7 @@ def prepare(spec):
             blocks = jobs.get(threads)
             if blocks is None:
                 blocks = jobs[threads] = pointwise_jobs(spec, x.itemsize, threads)
-            out = np.empty(out_shape, x.dtype)
-            pointwise_conv2d(x.reshape(x3), weight.reshape(w2), bias, out.reshape(out3),
-                             spec.groups, *blocks)
-            return out
+            return _pointwise(spec, x, weight, bias, blocks)
 
         return pointwise_run
     return lambda x, weight, bias: run(spec, x, weight, bias)
@@ -321,26 +329,19 @@ def prepare(spec):
 
 def run(spec, x, weight, bias):
     """Run the GEMM algorithm for ``spec`` with the kernel :func:`registry.gemm_kernel` names."""
-    out = new_output(spec, x.dtype)
     kernel = gemm_kernel(spec)
     if kernel == "vector_products":
-        vector_products(x.reshape(spec.batch, spec.in_channels),
-                        weight.reshape(spec.out_channels, spec.in_channels), bias,
-                        out.reshape(spec.batch, spec.out_channels))
-        return out
+        return _vector_products(spec, x, weight, bias).reshape(
+            spec.batch, spec.out_channels, spec.out_height, spec.out_width)
     if kernel == "pointwise":
         if not spec.is_pointwise:  # strided: the pixels it reads, then a pointwise layer
             sampled = scratch("gemm_subsampled", (spec.batch, spec.in_channels,
                                                   spec.out_height, spec.out_width), x.dtype)
             subsample(x, spec.stride_h, spec.stride_w, sampled)
             x = sampled
-        positions = spec.out_height * spec.out_width
-        block_rows, block_cols = pointwise_jobs(spec, x.itemsize, numba.get_num_threads())
-        pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
-                         weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,
-                         out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
-                         block_rows, block_cols)
-        return out
+        return _pointwise(spec, x, weight, bias,
+                          pointwise_jobs(spec, x.itemsize, numba.get_num_threads()))
+    out = new_output(spec, x.dtype)
     if kernel == "tap_products":
         max_positions = tap_positions(spec)
         jobs, tap_start, tap_list, _ = tap_jobs(spec, max_positions)
