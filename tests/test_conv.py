@@ -334,7 +334,8 @@ def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threa
     w = rng.standard_normal(ws).astype(np.float32)
     spec = numbaconv.plan(x, w, **kwargs).spec
     block_rows, channel_block = direct.tiled_jobs(spec, x.itemsize, threads)
-    assert channel_block % registry.direct_tile_rows(spec) == 0 and 1 <= block_rows <= spec.out_height
+    assert channel_block % registry.direct_tile_rows(spec) == 0
+    assert 1 <= block_rows <= spec.out_height
     if threads == 7:  # plenty of threads wanted, few rows: channel blocks are split
         rows = registry.direct_tile_rows(spec)
         assert channel_block < -(-spec.out_channels_per_group // rows) * rows

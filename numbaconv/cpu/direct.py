@@ -447,12 +447,12 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
     offsets[m]], with p a position on the phase-split grid (rows of ``cols_q``) and m
     running over (input channel, kernel row, kernel column): the microkernel's
     ``gather_tile`` keeps MR (``tile_rows``: 6, or 4 with ``gather_tile4``) output
-    channels by NV vectors of positions in registers
-    through all the taps, reading each tap's inputs in place (no im2col copy). The
-    grid's columns past the output width are computed into the block buffer and
-    dropped when it is stored. A job is one image, group, block of ``block_rows`` output
-    rows and block of ``channel_block`` (a multiple of the tile's rows) output channels: small images
-    split by channels rather than into row blocks thinner than a register tile.
+    channels by NV vectors of positions in registers through all the taps, reading each
+    tap's inputs in place (no im2col copy). The grid's columns past the output width are
+    computed into the block buffer and dropped when it is stored. A job is one image, group, block of ``block_rows`` output
+    rows and block of ``channel_block`` (a multiple of the tile's rows) output channels:
+    small images split by channels rather than into row blocks thinner than a register
+    tile.
     xflat: the phase-split input (N, C, sh, sw, Hq, Wq) flattened, then the slack the
     last tiles may read (:func:`tiled_slack`); ``image_stride`` and ``channel_stride``:
     its elements per image and per channel; a: (groups, kg_pad, cin * kH * kW) weights,
@@ -651,7 +651,7 @@ def tiled_jobs(spec, itemsize, threads):
 #: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
 #: vs 0.65, 112x112 1.00 vs 0.58.
 DEPTHWISE_STACKED_BELOW_WIDTH = 48
-#: Padded planes up to which depthwise layers whose channels fill whole vectors run
+#: Padded planes up to which depthwise layers with at least a vector of channels run
 #: channels-last (:func:`depthwise_channels_last`), except 3x3 stride-1 layers from
 #: DEPTHWISE_STACKED_BELOW_WIDTH wide, whose row stencil wins. Measured (2 threads,
 #: AVX-512) against the other kernels: batch 8, 3x3 7x7 1024 ch 0.19 ms vs 0.34-0.41

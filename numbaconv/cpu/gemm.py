@@ -51,7 +51,8 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
         n = ng // groups
         rows = min(block_rows, out_h - i0)
         width = rows * out_w
-        # Unfold: cols[(c, r, s), (i - i0) * OW + j] = padded[n, g*cin + c, i*sh + r*dh, j*sw + s*dw]
+        # Unfold: cols[(c, r, s), (i - i0) * OW + j]
+        #       = padded[n, g * cin + c, i * sh + r * dh, j * sw + s * dw]
         for row in range(depth):
             c = row // taps
             rr = ((row // kernel_w) % kernel_h) * dilation_h

@@ -119,8 +119,8 @@ def phase_split_plane(plane, row0, pad_top, pad_left, dst):
 def _phase_split_plane_by_2(plane, row0, pad_top, pad_left, dst):
     """:func:`phase_split_plane` for a column stride of 2 (strided 3x3 layers): both column
     phases of a source row in one pass, whose loads of even and odd columns LLVM turns
-    into whole vectors and shuffles (a pass per phase loads every other value: 3.5x
-    slower measured on 512 x 28x28)."""
+    into whole vectors and shuffles (a pass per phase loads every other value; measured
+    on 512 x 28x28: 0.31 ms a pass per phase, 0.20 ms so)."""
     height, width = plane.shape
     stride_h, _, rows, cols = dst.shape
     # Column j of phase q reads source column 2j + q - pad_left, inside the row for j in
