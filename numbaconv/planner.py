@@ -89,6 +89,17 @@ WINOGRAD_MIN_PHASE = 4
 #: Winograd: 32 groups of 16 channels on 14x14 0.42 ms against 0.93 (batch 8: 2.5 against
 #: 3.7), 32 groups of 32 on 7x7 0.54 against 0.90.
 WINOGRAD_MIN_GROUP_CHANNELS = 64
+#: F(4x4) output tiles per call (over the batch and the dilation phases) below which the
+#: CPU runs F(2x2) instead: with a handful of tiles F(4x4)'s per-position products are a
+#: few rows each (a register tile holds 6) and its transformed weights, 36/16 of
+#: F(2x2)'s, are read for little work; a 13x13 or 14x14 image has 16 tiles, a 7x7 one 4.
+#: Measured at batch 1 (2 threads, AVX-512, time / torch's, each size run in whichever
+#: of blocks or stages is faster): 192 -> 384 on 13x13 F(4x4) 1.06, F(2x2) 0.78; 160 ->
+#: 320 on 7x7 0.73 against 0.61; densenet's 128 -> 32 on 14x14 0.94 against 0.83; 256 ->
+#: 256 on 14x14 0.60 against 0.58; from 28x28 (49 tiles) F(4x4) wins: 128 -> 128 0.48
+#: against 0.64, densenet's 128 -> 32 0.74 against 0.77; at batch 8, 512 -> 512 on 7x7
+#: (32 tiles) 0.82 against 0.97.
+WINOGRAD_F4_MIN_TILES = 32
 
 
 def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
@@ -113,6 +124,13 @@ def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
 #: batch 1 (196) 5.0 against 5.5.
 WINOGRAD_STREAMED_WEIGHT_BYTES = 16 << 20
 WINOGRAD_MIN_STREAMED_POSITIONS = 128
+
+
+def winograd_f4_tiles(spec: ConvSpec) -> int:
+    """Output tiles F(4x4) computes for ``spec``, over its batch and dilation phases."""
+    dh, dw = spec.dilation_h, spec.dilation_w
+    phase_h, phase_w = -(-spec.out_height // dh), -(-spec.out_width // dw)
+    return spec.batch * dh * dw * -(-phase_h // 4) * -(-phase_w // 4)
 
 
 def winograd_streams_weights(spec: ConvSpec) -> bool:
@@ -143,7 +161,9 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        layers, see ``WINOGRAD_MIN_GROUP_CHANNELS``): Winograd F(4x4, 3x3).
        It does 2.25 multiplies per output and channel instead of 9, and beat F(2x2)
        (4 multiplies) and every other algorithm on all such layers of the public set,
-       from 7x7 to 56x56 images and 64 to 512 channels. A dilated layer is computed as
+       from 7x7 to 56x56 images and 64 to 512 channels, wherever the call has at least
+       ``WINOGRAD_F4_MIN_TILES`` 4x4 output tiles; with fewer (a 14x14 image at batch
+       1), F(2x2), whose products have 4x the rows, wins. A dilated layer is computed as
        one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
        1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile, and a
        call with few outputs whose transformed weights outgrow the caches goes on to the
@@ -186,6 +206,12 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
     if winograd_pays(spec, REGISTRY) and not winograd_streams_weights(spec):
         dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
+        tiles = winograd_f4_tiles(spec)
+        if tiles < WINOGRAD_F4_MIN_TILES:
+            return "winograd_f2x2", (
+                f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd"
+                f"{dilated} does fewer multiplications than direct; F(2x2,3x3), as F(4x4)"
+                f" would compute only {tiles} output tiles")
         return "winograd_f4x4", (
             f"3x3 stride-1 layer with {cg} -> {kg} channels per group: Winograd F(4x4,3x3)"
             f"{dilated} does 4x fewer multiplications than direct")

@@ -326,6 +326,9 @@ def _winograd_supports(spec: ConvSpec):
 #: running stage by stage (each weight read once) beats blocks (measured, see below).
 WINOGRAD_BLOCK_TILES = 196
 WINOGRAD_STAGED_WEIGHT_BYTES = 16 << 20
+#: What running stage by stage costs beyond its traffic, in bytes of traffic: two more
+#: parallel launches, ~10 us each on 2 threads.
+WINOGRAD_STAGE_LAUNCH_BYTES = 512 << 10
 
 
 def winograd_block_rows(spec: ConvSpec, tile: int, threads: int) -> int:
@@ -337,14 +340,27 @@ def winograd_block_rows(spec: ConvSpec, tile: int, threads: int) -> int:
     (2 threads, F(4x4): resnet_3x3_64_b8 4.5 ms against 5.6 ms stage by stage,
     resnet_3x3_128_b8 3.2 against 4.1, resnet_3x3_64_b1 0.58 against 0.80, 256
     channels even); with 512 channels (36 MiB of weights) reading them once wins
-    (4.9 ms against 6.1 ms).
+    (4.9 ms against 6.1 ms). Small images too run stage by stage when the blocks'
+    extra reads of the weights outweigh the transform-domain data (V and M, P * T * (C
+    + K) values) that stages write and read back: measured at batch 1 (2 threads,
+    AVX-512, time / torch's), 256 -> 256 on 14x14 with F(4x4), two blocks of 8 tiles
+    each reading 9 MiB: 1.18 in blocks, 0.60 by stages; googlenet's 160 -> 320 on 7x7
+    with F(2x2): 1.10 against 0.61; densenet's 128 -> 32 on 14x14 (0.26 MiB): 0.83 in
+    blocks against 0.95. More threads mean more blocks, each reading the weights again.
     """
     tiles_w = -(-spec.out_width // tile)
     rows = spec.batch * -(-spec.out_height // tile)
-    weight_bytes = (tile + 2) ** 2 * spec.in_channels_per_group * spec.out_channels_per_group
-    if weight_bytes * spec.itemsize > WINOGRAD_STAGED_WEIGHT_BYTES:
+    alpha2 = (tile + 2) ** 2
+    cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
+    weight_bytes = alpha2 * cg * kg * spec.itemsize
+    if weight_bytes > WINOGRAD_STAGED_WEIGHT_BYTES:
         return rows
-    return max(1, min(-(-rows // max(1, threads)), -(-WINOGRAD_BLOCK_TILES // tiles_w)))
+    block_rows = max(1, min(-(-rows // max(1, threads)), -(-WINOGRAD_BLOCK_TILES // tiles_w)))
+    extra_weight_reads = (-(-rows // block_rows) - 1) * weight_bytes
+    staged_bytes = 2 * alpha2 * rows * tiles_w * (cg + kg) * spec.itemsize
+    if extra_weight_reads > staged_bytes + WINOGRAD_STAGE_LAUNCH_BYTES:
+        return rows
+    return block_rows
 
 
 def _winograd_workspace(tile: int):

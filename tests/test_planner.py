@@ -93,7 +93,8 @@ def test_import_compiles_nothing():
     ((8, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),
     ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "gemm"),  # 38 MiB transformed, 49 out
-    ((1, 512, 14, 14), (512, 512, 3, 3), dict(padding=1), "winograd_f4x4"),  # 196 outputs
+    ((1, 512, 14, 14), (512, 512, 3, 3), dict(padding=1), "winograd_f2x2"),  # 16 F(4x4) tiles
+    ((1, 128, 28, 28), (32, 128, 3, 3), dict(padding=1), "winograd_f4x4"),  # 49 tiles
     ((1, 64, 64, 64), (64, 64, 3, 3), dict(padding=2, dilation=2), "winograd_f4x4"),
     ((1, 256, 33, 33), (256, 256, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab-like
     ((1, 2048, 28, 28), (256, 2048, 3, 3), dict(padding=12, dilation=12), "gemm"),  # DeepLab
@@ -102,7 +103,8 @@ def test_import_compiles_nothing():
     ((1, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct"),  # ResNeXt group
     ((1, 512, 14, 14), (512, 16, 3, 3), dict(padding=1, groups=32), "direct"),  # ResNeXt 32x16
     ((1, 1024, 7, 7), (1024, 32, 3, 3), dict(padding=1, groups=32), "direct"),  # 32x32
-    ((1, 256, 14, 14), (256, 128, 3, 3), dict(padding=1, groups=2), "winograd_f4x4"),
+    ((1, 256, 14, 14), (256, 128, 3, 3), dict(padding=1, groups=2), "winograd_f2x2"),
+    ((8, 256, 14, 14), (256, 128, 3, 3), dict(padding=1, groups=2), "winograd_f4x4"),
     ((1, 48, 1, 1), (1152, 48, 1, 1), {}, "gemm"),  # squeeze-and-excitation
     ((1, 32, 1, 1), (8, 32, 1, 1), {}, "gemm"),  # squeeze-and-excitation, thin
     ((8, 256, 14, 14), (64, 256, 1, 1), {}, "gemm"),  # pointwise
@@ -117,6 +119,20 @@ def test_import_compiles_nothing():
 ])
 def test_auto_rule_on_familiar_layers(xs, ws, kwargs, expected):
     assert numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).algorithm == expected
+
+
+def test_winograd_blocks_or_stages():
+    from numbaconv.registry import winograd_block_rows
+    # Many tiles, small weights: blocks, one per thread, each under 196 tiles.
+    assert winograd_block_rows(spec_of((8, 64, 56, 56), (64, 64, 3, 3), padding=1), 4, 2) == 14
+    # Two blocks of 8 tiles would each read 9 MiB of weights: stage by stage (all 4 rows).
+    assert winograd_block_rows(spec_of((1, 256, 14, 14), (256, 256, 3, 3), padding=1), 4, 2) == 4
+    # The same layer's 0.25 MiB of F(2x2) weights at 64 channels: blocks.
+    assert winograd_block_rows(spec_of((1, 64, 14, 14), (64, 64, 3, 3), padding=1), 2, 2) == 4
+    # More threads, more blocks re-reading the weights.
+    spec = spec_of((1, 128, 28, 28), (128, 128, 3, 3), padding=1)
+    assert winograd_block_rows(spec, 4, 2) == 4
+    assert winograd_block_rows(spec, 4, 8) == 7
 
 
 class TestRepeatedCalls:
