@@ -52,6 +52,8 @@ CASES_2D = [
     ((1, 2048, 1, 1), (16, 2048, 1, 1), {}),  # huge channel count, 1x1 image
     ((2, 512, 2, 3), (8, 512, 3, 3), dict(padding=1)),  # huge channel count, tiny image
     ((1, 3, 1, 40), (4, 3, 1, 5), dict(padding=(0, 2))),  # a 1-pixel-high image
+    # Padding wider than the image: whole rows and columns of taps read only zeros.
+    ((2, 2, 3, 4), (3, 2, 3, 3), dict(padding=(4, 5), stride=(2, 3), dilation=(1, 2))),
 ]
 
 
