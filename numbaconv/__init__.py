@@ -19,6 +19,8 @@ from .activations import leaky_relu, linear, prelu, relu, rrelu, sigmoid, tanh  
 from .pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, max_unpool2d  # noqa: E402
 from . import nn  # noqa: E402  (modules: numbaconv.nn.Conv2d, ...)
 from .precompile import compile  # noqa: E402
+from . import random  # noqa: E402  (numbaconv.random.default_generator)
+from .random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,6 @@ def algorithms() -> tuple:
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "max_unpool2d", "linear", "relu", "sigmoid", "tanh",
-           "leaky_relu", "prelu", "rrelu", "nn", "plan", "algorithms",
+           "leaky_relu", "prelu", "rrelu", "nn", "plan", "algorithms", "manual_seed",
            "set_memory_limit", "compile", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
            "__version__"]

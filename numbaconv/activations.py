@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 from scipy import special
 
+from .random import as_generator
 from .spec import check_float_array
 
 
@@ -77,7 +78,8 @@ def prelu(input, weight):
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
     """Randomised leaky ReLU. Evaluation (``training=False``) uses the mean slope
     (lower + upper) / 2; training draws a slope per element, uniform in [lower, upper],
-    from ``rng`` (a ``numpy.random.Generator``; a fresh one when None)."""
+    from ``rng`` (a ``numpy.random.Generator`` or an int seed; None: numbaconv's default
+    generator, which ``numbaconv.manual_seed`` seeds)."""
     x = check_float_array("rrelu", "input", input)
     lower, upper = _number("rrelu", "lower", lower), _number("rrelu", "upper", upper)
     if lower > upper:
@@ -85,8 +87,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
                          f"got lower={lower}, upper={upper}")
     if not training:
         return _leaky(x, x.dtype.type((lower + upper) / 2))
-    rng = np.random.default_rng() if rng is None else rng
-    slopes = rng.uniform(lower, upper, size=x.shape).astype(x.dtype)
+    slopes = as_generator(rng).uniform(lower, upper, size=x.shape).astype(x.dtype)
     return _leaky(x, slopes)
 
 

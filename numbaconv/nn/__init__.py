@@ -13,6 +13,7 @@ initialises them, and state dicts load a torch model's weights.
 
 To run a model trained in torch: build the same architecture here, then
 ``model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()})``.
+:mod:`numbaconv.nn.init` has torch.nn.init's functions (``nn.init.xavier_normal_(w)``).
 """
 
 from . import functional, init

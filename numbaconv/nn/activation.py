@@ -123,7 +123,8 @@ class RReLU(_Inplace):
     lower, upper : float
     inplace : bool
     rng : None, int or numpy.random.Generator, keyword only
-        Where training-mode slopes come from (a seed makes them reproducible).
+        Where training-mode slopes come from (a seed makes them reproducible); None:
+        numbaconv's default generator at each call (``numbaconv.manual_seed`` seeds it).
     """
 
     def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False, *, rng=None):
@@ -134,11 +135,11 @@ class RReLU(_Inplace):
         if lower > upper:
             raise ValueError(f"{name}: lower bound should be less than or equal to the upper "
                              f"bound, got lower={lower}, upper={upper}")
-        self.rng = generator(rng)
+        self.rng = None if rng is None else generator(rng)
 
     def forward(self, input):
         return self._result(input, rrelu(input, self.lower, self.upper, self.training,
-                                         self.rng))
+                                         generator(self.rng)))
 
     def extra_repr(self) -> str:
         return self._repr_with_inplace(f"lower={self.lower}", f"upper={self.upper}")

@@ -47,6 +47,8 @@ class Module:
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
 
@@ -61,6 +63,40 @@ class Module:
             raise KeyError(f"parameter name must be a non-empty string without '.', got {name!r}")
         self._parameters[name] = _as_parameter(type(self).__name__, name, value)
 
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Register the array ``tensor`` (any numeric dtype: running statistics, integer
+        counters; or None) under ``name``: state that is not a parameter. A persistent
+        buffer is part of :meth:`state_dict` and loaded by :meth:`load_state_dict`; a
+        non-persistent one only lives on the module. Reassigning ``module.name = array``
+        replaces it.
+
+        >>> import numpy as np
+        >>> from numbaconv import nn
+        >>> m = nn.Module()
+        >>> m.register_buffer("steps", np.array(0, np.int64))
+        >>> m.register_buffer("cache", np.zeros(3), persistent=False)
+        >>> list(m.state_dict()), [name for name, _ in m.named_buffers()]
+        (['steps'], ['steps', 'cache'])
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        if not isinstance(name, str):
+            raise TypeError(f"buffer name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError('buffer name can\'t contain "."')
+        if name == "":
+            raise KeyError('buffer name can\'t be empty string ""')
+        if name not in self._buffers and (name in self._parameters or name in self._modules
+                                          or name in self.__dict__):
+            raise KeyError(f"attribute '{name}' already exists")
+        if not isinstance(persistent, bool):
+            raise TypeError(f"register_buffer: persistent must be a bool, got {persistent!r}")
+        self._buffers[name] = _as_buffer(name, tensor)
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
+
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() call")
@@ -70,6 +106,8 @@ class Module:
             self._modules[name] = value
         elif name in self._parameters:
             self._parameters[name] = _as_parameter(type(self).__name__, name, value)
+        elif name in self.__dict__.get("_buffers", {}):
+            self._buffers[name] = _as_buffer(name, value)
         elif name in self._modules:
             if value is not None:
                 raise TypeError(f"cannot assign {type(value).__name__} as child module {name!r} "
@@ -80,16 +118,17 @@ class Module:
 
     def __getattr__(self, name):
         # Only called when normal lookup fails: parameters and children live in dicts.
-        for registry in ("_parameters", "_modules"):
+        for registry in ("_parameters", "_buffers", "_modules"):
             entries = self.__dict__.get(registry, {})
             if name in entries:
                 return entries[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name):
-        for registry in (self._parameters, self._modules):
+        for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
+                self._non_persistent_buffers.discard(name)
                 return
         object.__delattr__(self, name)
 
@@ -124,30 +163,166 @@ class Module:
 
     def named_parameters(self) -> Iterator[tuple]:
         """(dotted name, array) for every parameter that is not None, in registration order."""
-        for prefix, module in self.named_modules():
-            for name, value in module._parameters.items():
-                if value is not None:
-                    yield (f"{prefix}.{name}" if prefix else name), value
+        return self._named_entries("_parameters")
 
     def parameters(self) -> Iterator[np.ndarray]:
         for _, value in self.named_parameters():
             yield value
 
+    def named_buffers(self) -> Iterator[tuple]:
+        """(dotted name, array) for every buffer that is not None, persistent or not."""
+        return self._named_entries("_buffers")
+
+    def _named_entries(self, registry: str) -> Iterator[tuple]:
+        for prefix, module in self.named_modules():
+            for name, value in module.__dict__[registry].items():
+                if value is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
+    def buffers(self) -> Iterator[np.ndarray]:
+        for _, value in self.named_buffers():
+            yield value
+
+    def get_submodule(self, target: str) -> "Module":
+        """The descendant named by the dotted path ``target`` ('' for this module).
+
+        >>> from numbaconv import nn
+        >>> model = nn.Sequential(nn.Sequential(nn.Linear(2, 2)), nn.ReLU())
+        >>> model.get_submodule("0.0")
+        Linear(in_features=2, out_features=2, bias=True)
+        """
+        if not isinstance(target, str):
+            raise TypeError(f"get_submodule: target must be a str, got {target!r}")
+        module = self
+        if target == "":
+            return module
+        for item in target.split("."):
+            child = module._modules.get(item)
+            if not isinstance(child, Module):
+                if item in module._modules or hasattr(module, item):
+                    raise AttributeError(f"`{item}` is not an nn.Module")
+                raise AttributeError(f"{type(module).__name__} has no attribute `{item}`")
+            module = child
+        return module
+
+    def get_parameter(self, target: str) -> np.ndarray:
+        """The parameter named by the dotted path ``target`` (``'0.weight'``)."""
+        return self._get_entry(target, "_parameters", "an nn.Parameter")
+
+    def get_buffer(self, target: str) -> np.ndarray:
+        """The buffer named by the dotted path ``target`` (``'bn.running_mean'``)."""
+        return self._get_entry(target, "_buffers", "a buffer")
+
+    def _get_entry(self, target, registry, kind):
+        if not isinstance(target, str):
+            raise TypeError(f"target must be a str, got {target!r}")
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        entries = module.__dict__[registry]
+        if name not in entries:
+            if hasattr(module, name):
+                raise AttributeError(f"`{name}` is not {kind}")
+            raise AttributeError(f"{type(module).__name__} has no attribute `{name}`")
+        return entries[name]
+
+    def apply(self, fn) -> "Module":
+        """Call ``fn(module)`` on every descendant (children first, as torch) and then on
+        this module; returns self. The usual use, a custom initialisation:
+
+        >>> from numbaconv import nn
+        >>> def init_weights(m):
+        ...     if isinstance(m, nn.Linear):
+        ...         nn.init.xavier_uniform_(m.weight)
+        ...         nn.init.zeros_(m.bias)
+        >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).apply(init_weights)
+        >>> model[0].bias
+        array([0., 0., 0.], dtype=float32)
+        """
+        if not callable(fn):
+            raise TypeError(f"apply: fn must be callable, got {fn!r}")
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ dtypes
+
+    def to(self, *args, dtype=None, device=None):
+        """Cast every floating-point parameter and buffer to ``dtype`` (float32 or
+        float64; integer buffers stay as they are), as ``torch.nn.Module.to`` does;
+        returns self. ``to("cpu")`` is accepted (and changes nothing): numbaconv's
+        modules live on the CPU.
+
+        >>> import numpy as np
+        >>> from numbaconv import nn
+        >>> nn.Linear(2, 3).to(np.float64).weight.dtype
+        dtype('float64')
+        """
+        for arg in args:
+            if isinstance(arg, str) and (arg == "cpu" or arg.startswith("cuda")):
+                if device is not None:
+                    raise TypeError("to: device given twice")
+                device = arg
+            elif dtype is None:
+                dtype = arg
+            else:
+                raise TypeError(f"to: expected a dtype and/or a device, got {args!r}")
+        if device is not None and device != "cpu":
+            raise NotImplementedError(f"numbaconv.nn modules run on the CPU only so far; "
+                                      f"to(device={device!r}) is not supported")
+        if dtype is None:
+            return self
+        try:
+            target = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"to: {dtype!r} is not a dtype or a device") from None
+        if target not in (np.float32, np.float64):
+            raise TypeError(f"nn.Module.to only accepts floating point dtypes (float32, "
+                            f"float64), but got desired dtype={target}")
+        for module in self.modules():
+            for registry in (module._parameters, module._buffers):
+                for name, value in registry.items():
+                    if value is not None and value.dtype.kind == "f":
+                        registry[name] = value.astype(target, copy=False)
+            if isinstance(module.__dict__.get("dtype"), np.dtype):
+                object.__setattr__(module, "dtype", target)  # what reset_parameters draws
+        return self
+
+    def float(self) -> "Module":
+        """Cast floating-point parameters and buffers to float32 (``to(np.float32)``)."""
+        return self.to(np.float32)
+
+    def double(self) -> "Module":
+        """Cast floating-point parameters and buffers to float64 (``to(np.float64)``)."""
+        return self.to(np.float64)
+
     # ------------------------------------------------------------------ state dicts
 
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Every parameter by dotted name (``'0.weight'``, ``'conv1.bias'``), as torch names
-        them. The values are the module's own arrays, not copies (as in torch): take
-        ``{k: v.copy() for k, v in m.state_dict().items()}`` for a snapshot."""
-        return OrderedDict(self.named_parameters())
+        """Every parameter and persistent buffer by dotted name (``'0.weight'``,
+        ``'bn1.running_mean'``), in torch's order and with torch's names. The values are
+        the module's own arrays, not copies (as in torch): take ``{k: v.copy() for k, v
+        in m.state_dict().items()}`` for a snapshot."""
+        entries = OrderedDict()
+        for prefix, module in self.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            for name, value in module._parameters.items():
+                if value is not None:
+                    entries[dot + name] = value
+            for name, value in module._buffers.items():
+                if value is not None and name not in module._non_persistent_buffers:
+                    entries[dot + name] = value
+        return entries
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
-        """Copy parameters from ``state_dict`` (name -> array-like) into this module.
+        """Copy parameters and persistent buffers from ``state_dict`` (name -> array-like)
+        into this module.
 
         Accepts a torch model's state dict converted to NumPy,
         ``{k: v.numpy() for k, v in torch_model.state_dict().items()}`` (CPU tensors also
-        work as they are). Values are cast to each parameter's dtype and copied into the
-        existing arrays. With ``strict`` (default) a missing or unexpected key is an error;
+        work as they are), integer buffers such as BatchNorm's ``num_batches_tracked``
+        included. Values are cast to each entry's dtype and copied into the existing
+        arrays. With ``strict`` (default) a missing or unexpected key is an error;
         a shape mismatch always is. Nothing is copied unless every check passes.
 
         Returns
@@ -173,7 +348,7 @@ class Module:
             if key not in state_dict:
                 continue
             value = np.asarray(state_dict[key])
-            if value.dtype.kind not in "fiu":
+            if value.dtype.kind not in "fiub":
                 raise TypeError(f"load_state_dict: {key!r} must be a numeric array, got dtype "
                                 f"{value.dtype}")
             if value.shape != target.shape:
@@ -229,6 +404,15 @@ def _indent(text: str) -> str:
     """Indent every line of a child's repr but the first by two spaces (torch's layout)."""
     first, *rest = text.split("\n")
     return "\n".join([first] + ["  " + line for line in rest])
+
+
+def _as_buffer(name: str, value):
+    if value is not None and not isinstance(value, np.ndarray):
+        raise TypeError(f"cannot assign '{type(value).__name__}' object to buffer '{name}' "
+                        f"(a NumPy array or None required)")
+    if value is not None and value.dtype.kind not in "fiub":
+        raise TypeError(f"buffer '{name}' must be a numeric array, got dtype {value.dtype}")
+    return value
 
 
 def _as_parameter(owner: str, name: str, value):
