@@ -303,3 +303,25 @@ def test_kaiming_on_zero_elements_warns_and_does_nothing(torch):
     for fill in (init.kaiming_uniform_, init.kaiming_normal_):
         with pytest.warns(UserWarning, match="zero-element"):
             assert fill(np.empty((0, 3))).shape == (0, 3)
+
+
+def test_every_public_function_of_torch_nn_init_exists(torch):
+    assert set(torch.nn.init.__all__) <= set(init.__all__)
+    for name in torch.nn.init.__all__:
+        assert callable(getattr(init, name)), name
+
+
+@pytest.mark.parametrize("old", ["uniform", "normal", "xavier_uniform", "xavier_normal",
+                                 "kaiming_uniform", "kaiming_normal", "orthogonal", "sparse"])
+def test_deprecated_names_warn_and_fill_as_torch(torch, old):
+    args = (0.5,) if old == "sparse" else ()
+    with pytest.warns(FutureWarning, match=f"nn.init.{old}` is now deprecated"):
+        getattr(torch.nn.init, old)(torch.empty(4, 3), *args)
+    with pytest.warns(FutureWarning, match=f"nn.init.{old}` is now deprecated"):
+        a = getattr(init, old)(np.empty((4, 3)), *args, generator=2)
+    np.testing.assert_array_equal(a, getattr(init, old + "_")(np.empty((4, 3)), *args,
+                                                              generator=2))
+    with pytest.warns(FutureWarning):
+        assert (init.constant(np.empty(2), 3.0) == 3).all()
+        assert (init.eye(np.empty((2, 2))) == np.eye(2)).all()
+        assert init.dirac(np.empty((2, 2, 3)))[0, 0, 1] == 1
