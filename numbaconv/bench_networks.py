@@ -4,7 +4,8 @@
 pass of 16 torchvision models at batch 1 (224x224 inputs), plus the transposed
 convolutions of a DCGAN generator (batch 8) and a U-Net decoder, with how often each
 model makes it. Each call runs in numbaconv and in torch on the same threads, in this one
-process, interleaved call by call; the best of ``repeat`` is kept. The report:
+process, taking turns call by call (``bench.interleaved_best``); the best of ``repeat``
+is kept. The report:
 
 * convolutions by kind (pointwise, squeeze-and-excitation 1x1 on a 1x1 image, depthwise,
   grouped, dilated, strided, large kernel, 3x3 stride 1): geometric-mean time ratio
@@ -125,7 +126,7 @@ def run_network_bench(batch: int = 1, repeat: int = 7, threads=None, use_torch=T
     entries = load_network_layers() if entries is None else entries
     rng = np.random.default_rng(0)
     print(f"numbaconv bench --set networks: float32, batch x{batch}, {threads} threads, best "
-          f"of {repeat}, interleaved with torch; CPU {cpu_model()!r}, vector ISA "
+          f"of {repeat}, taking turns with torch; CPU {cpu_model()!r}, vector ISA "
           f"{vector_isa()}; ratio = numbaconv / torch time (< 1: numbaconv faster)", file=out)
     rows = []
     for i, entry in enumerate(entries, 1):
