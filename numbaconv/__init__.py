@@ -15,8 +15,16 @@ from .config import set_memory_limit  # noqa: E402
 from .errors import CompileWarning, CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
 from .functional import conv1d, conv2d, plan  # noqa: E402
 from .transposed import conv_transpose1d, conv_transpose2d  # noqa: E402
-from .activations import leaky_relu, linear, prelu, relu, rrelu, sigmoid, tanh  # noqa: E402,E501
-from .pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, max_unpool2d  # noqa: E402
+from .activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu,  # noqa: E402
+                          linear, log_softmax, prelu, relu, relu6, rrelu, sigmoid, silu,
+                          softmax, tanh)
+from .dropout import dropout, dropout2d  # noqa: E402
+from .interpolation import interpolate  # noqa: E402
+from .normalization import batch_norm, group_norm, layer_norm  # noqa: E402
+from .padding import pad  # noqa: E402
+from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
+                      adaptive_max_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d,
+                      max_unpool2d)
 from . import nn  # noqa: E402  (modules: numbaconv.nn.Conv2d, ...)
 from .precompile import compile  # noqa: E402
 from . import random  # noqa: E402  (numbaconv.random.default_generator)
@@ -34,7 +42,11 @@ def algorithms() -> tuple:
 
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
-           "avg_pool1d", "avg_pool2d", "max_unpool2d", "linear", "relu", "sigmoid", "tanh",
-           "leaky_relu", "prelu", "rrelu", "nn", "plan", "algorithms", "manual_seed",
+           "avg_pool1d", "avg_pool2d", "max_unpool2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d", "adaptive_max_pool2d", "linear", "relu", "relu6", "sigmoid",
+           "tanh", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid",
+           "silu", "gelu", "softmax", "log_softmax", "batch_norm", "layer_norm", "group_norm",
+           "dropout", "dropout2d", "interpolate", "pad", "nn", "plan", "algorithms",
+           "manual_seed",
            "set_memory_limit", "compile", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
            "__version__"]

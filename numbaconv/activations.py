@@ -1,7 +1,8 @@
 """Activations with PyTorch's semantics, for NumPy arrays.
 
 Element-wise and memory-bound: NumPy's (and SciPy's) ufuncs already run them at memory
-speed, so these are thin, validated wrappers rather than Numba kernels. Every function
+speed, so most are thin, validated wrappers rather than Numba kernels; hardsigmoid and
+hardswish, three ufunc passes each, are one Numba pass (:mod:`numbaconv.cpu.elementwise`). Every function
 returns a new array of the input's float dtype; NaN propagates and inf saturates as in
 torch.
 """
@@ -9,12 +10,14 @@ torch.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from scipy import special
 
+from . import config
 from .random import as_generator
-from .spec import check_float_array
+from .spec import _is_int, check_float_array
 
 
 def _number(op: str, name: str, value) -> float:
@@ -89,6 +92,158 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
         return _leaky(x, x.dtype.type((lower + upper) / 2))
     slopes = as_generator(rng).uniform(lower, upper, size=x.shape).astype(x.dtype)
     return _leaky(x, slopes)
+
+
+def _in_place(op: str, input, result, inplace):
+    """``result``, or with ``inplace`` (torch's option) ``input`` overwritten by it."""
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
+    if not inplace:
+        return result
+    if not (isinstance(input, np.ndarray) and input.flags.writeable):
+        raise ValueError(f"{op}: inplace=True needs a writeable NumPy array as input, got "
+                         f"{type(input).__name__}")
+    input[...] = result
+    return input
+
+
+def relu6(input, inplace=False):
+    """min(max(x, 0), 6), as ``torch.nn.functional.relu6`` (MobileNet's activation).
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.relu6(np.array([-1.0, 3.0, 7.0]))
+    array([0., 3., 6.])
+    """
+    x = check_float_array("relu6", "input", input)
+    return _in_place("relu6", input, np.clip(x, 0, 6, out=_fresh(x)), inplace)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """x clipped to [min_val, max_val], as ``torch.nn.functional.hardtanh``."""
+    x = check_float_array("hardtanh", "input", input)
+    low, high = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
+    if low > high:
+        raise ValueError("hardtanh: min_val cannot be greater than max_val")
+    return _in_place("hardtanh", input, np.clip(x, low, high, out=_fresh(x)), inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    """relu6(x + 3) / 6, as ``torch.nn.functional.hardsigmoid`` (0 below -3, 1 above 3)."""
+    x = check_float_array("hardsigmoid", "input", input)
+    return _in_place("hardsigmoid", input, _hard_sigmoid_or_swish(x, False), inplace)
+
+
+def hardswish(input, inplace=False):
+    """x * relu6(x + 3) / 6, as ``torch.nn.functional.hardswish`` (MobileNetV3).
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.hardswish(np.array([-4.0, 0.0, 1.0, 4.0]))
+    array([-0.        ,  0.        ,  0.66666667,  4.        ])
+    """
+    x = check_float_array("hardswish", "input", input)
+    return _in_place("hardswish", input, _hard_sigmoid_or_swish(x, True), inplace)
+
+
+def _hard_sigmoid_or_swish(x, swish: bool):
+    from .cpu.elementwise import hard_sigmoid_or_swish
+
+    out = _fresh(x)
+    if x.size:
+        with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
+            hard_sigmoid_or_swish(np.ascontiguousarray(x).reshape(-1), swish, out.reshape(-1))
+    return out
+
+
+def silu(input, inplace=False):
+    """x * sigmoid(x), as ``torch.nn.functional.silu`` (swish; EfficientNet)."""
+    x = check_float_array("silu", "input", input)
+    out = special.expit(x, out=_fresh(x))
+    np.multiply(out, x, out=out)
+    return _in_place("silu", input, out, inplace)
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+
+
+def gelu(input, approximate="none"):
+    """Gaussian error linear unit, as ``torch.nn.functional.gelu``: x * Phi(x) with Phi the
+    standard normal CDF, 0.5 * x * (1 + erf(x / sqrt(2))); ``approximate='tanh'``: 0.5 * x
+    * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.gelu(np.array([-1.0, 0.0, 1.0]))
+    array([-0.15865525,  0.        ,  0.84134475])
+    """
+    x = check_float_array("gelu", "input", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate argument must be either none or tanh, got "
+                         f"{approximate!r}")
+    out = _fresh(x)
+    if approximate == "none":
+        np.multiply(x, x.dtype.type(1 / np.sqrt(2.0)), out=out)
+        special.erf(out, out=out)
+    else:
+        np.multiply(x, x, out=out)
+        np.multiply(out, x.dtype.type(0.044715), out=out)
+        np.add(out, x.dtype.type(1), out=out)
+        np.multiply(out, x, out=out)
+        np.multiply(out, x.dtype.type(_SQRT_2_OVER_PI), out=out)
+        np.tanh(out, out=out)
+    np.add(out, x.dtype.type(1), out=out)
+    np.multiply(out, x, out=out)
+    np.multiply(out, x.dtype.type(0.5), out=out)
+    return out
+
+
+def _softmax_dim(op: str, x, dim, stacklevel: int = 4) -> int:
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the "
+                      f"call to include dim=X as an argument.", stacklevel=stacklevel)
+        return 0 if x.ndim in (0, 1, 3) else 1
+    if not _is_int(dim):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    rank = max(x.ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
+                         f"[{-rank}, {rank - 1}], but got {dim})")
+    return dim % rank
+
+
+def _softmax_input(op, input, dtype):
+    x = check_float_array(op, "input", input)
+    if dtype is not None:
+        target = np.dtype(dtype)
+        if target.kind != "f":
+            raise TypeError(f"{op}: dtype must be a float dtype, got {target}")
+        x = x.astype(target)
+    return x
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.functional.softmax`` (computed
+    as exp(x - max), so large inputs do not overflow; ``dtype`` casts the input first).
+    Without ``dim``, torch's deprecated implicit choice (with its warning).
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.softmax(np.log(np.array([[1.0, 3.0], [2.0, 2.0]])), dim=1)
+    array([[0.25, 0.75],
+           [0.5 , 0.5 ]])
+    """
+    x = _softmax_input("softmax", input, dtype)
+    axis = _softmax_dim("softmax", x, dim, _stacklevel + 1)
+    if x.ndim == 0:
+        return np.ones_like(x) if np.isfinite(x) else x - x
+    return special.softmax(x, axis=axis).astype(x.dtype, copy=False)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """x - log(sum(exp(x))) along ``dim``, as ``torch.nn.functional.log_softmax``
+    (computed stably; arguments as :func:`softmax`)."""
+    x = _softmax_input("log_softmax", input, dtype)
+    axis = _softmax_dim("log_softmax", x, dim, _stacklevel + 1)
+    if x.ndim == 0:
+        return x - x
+    return special.log_softmax(x, axis=axis).astype(x.dtype, copy=False)
 
 
 def linear(input, weight, bias=None):

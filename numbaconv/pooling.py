@@ -12,7 +12,7 @@ import numpy as np
 
 from . import config
 from .pool_spec import divisor, pool_spec, unpool_spec
-from .spec import check_float_array
+from .spec import _is_int, check_float_array
 
 
 def _as_4d(spec, x):
@@ -145,3 +145,91 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
                              f"{spec.out_height}x{spec.out_width})")
     head = (spec.batch, spec.channels) if spec.batched else (spec.channels,)
     return out.reshape(head + (spec.out_height, spec.out_width))
+
+
+def _adaptive_output_size(op: str, output_size, in_size: tuple) -> tuple:
+    """torch's output_size: an int, or one entry per pooled axis (None keeps that axis)."""
+    dims = len(in_size)
+    if _is_int(output_size) or output_size is None:
+        sizes = (output_size,) * dims
+    else:
+        try:
+            sizes = tuple(output_size)
+        except TypeError:
+            raise TypeError(f"{op}: output_size must be an int or a tuple of {dims} ints, got "
+                            f"{output_size!r}") from None
+        if len(sizes) != dims:
+            raise ValueError(f"{op}: output_size must be {dims}, got {output_size!r}")
+    resolved = []
+    for size, keep in zip(sizes, in_size):
+        if size is None and dims > 1:
+            size = keep
+        if not _is_int(size):
+            raise TypeError(f"{op}: output_size must be an int or a tuple of {dims} ints, "
+                            f"got {output_size!r}")
+        if size < 0:
+            raise ValueError(f"{op}: elements of output_size must be greater than or equal "
+                             f"to 0, got {output_size!r}")
+        resolved.append(int(size))
+    return tuple(resolved)
+
+
+def _adaptive_pool(op, input, output_size, dims, take_max, return_indices=False):
+    from .cpu.adaptive import adaptive_pool2d
+
+    x = check_float_array(op, "input", input)
+    if x.ndim not in (dims + 1, dims + 2):
+        raise ValueError(f"{op}: expected a {dims + 1}-D or {dims + 2}-D input ((C, *) or "
+                         f"(N, C, *) with {dims} pooled axes), got shape {x.shape}")
+    if 0 in x.shape[-dims - 1:]:
+        raise ValueError(f"{op}: expected input to have non-zero size for non-batch "
+                         f"dimensions, got shape {x.shape}")
+    size = _adaptive_output_size(op, output_size, x.shape[-dims:])
+    x4 = np.ascontiguousarray(x.reshape((-1, x.shape[-dims - 1]) + (1,) * (2 - dims)
+                                        + x.shape[-dims:]))
+    out = np.empty(x4.shape[:2] + (1,) * (2 - dims) + size, x.dtype)
+    indices = np.empty(out.shape if take_max else (0, 0, 0, 0), np.int64)
+    if out.size:
+        with config.one_share_for(x4.size * config.WORK_PER_VALUE_READ):
+            adaptive_pool2d(x4, take_max, out, indices)
+    shape = x.shape[:-dims] + size
+    if return_indices:
+        return out.reshape(shape), indices.reshape(shape)
+    return out.reshape(shape)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``:
+    input (N, C, H, W) or (C, H, W) -> (..., OH, OW), ``output_size`` an int or (OH, OW)
+    (None keeps that axis). Output cell i of OH averages input rows [floor(i * H / OH),
+    ceil((i + 1) * H / OH)), and likewise for columns: ``output_size=1`` is global
+    average pooling.
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.adaptive_avg_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 1)
+    array([[[[7.5]]]])
+    """
+    return _adaptive_pool("adaptive_avg_pool2d", input, output_size, 2, False)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``: input
+    (N, C, L) or (C, L), ``output_size`` an int; see :func:`adaptive_avg_pool2d`."""
+    return _adaptive_pool("adaptive_avg_pool1d", input, output_size, 1, False)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``: windows as
+    :func:`adaptive_avg_pool2d`; NaN in a window gives NaN. With ``return_indices`` also
+    the int64 position of each maximum (its first occurrence), flat within its (H, W)
+    plane.
+
+    >>> import numpy as np, numbaconv
+    >>> numbaconv.adaptive_max_pool2d(np.arange(6.0).reshape(1, 2, 3), (1, 2),
+    ...                               return_indices=True)
+    (array([[[4., 5.]]]), array([[[4, 5]]]))
+    """
+    if not isinstance(return_indices, (bool, np.bool_)):
+        raise TypeError(f"adaptive_max_pool2d: return_indices must be a bool, got "
+                        f"{return_indices!r}")
+    return _adaptive_pool("adaptive_max_pool2d", input, output_size, 2, True, return_indices)

@@ -17,14 +17,23 @@ To run a model trained in torch: build the same architecture here, then
 """
 
 from . import functional, init
-from .activation import LeakyReLU, PReLU, ReLU, RReLU, Sigmoid, Tanh
-from .container import Sequential
+from .activation import (GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, PReLU,
+                         ReLU, ReLU6, RReLU, Sigmoid, SiLU, Softmax, Tanh)
+from .container import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
-from .linear import Flatten, Linear
+from .dropout import Dropout, Dropout2d
+from .linear import Flatten, Identity, Linear
 from .module import IncompatibleKeys, Module
-from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool2d
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d,
+                      AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool2d)
+from .upsampling import Upsample
 
-__all__ = ["Module", "Sequential", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
-           "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "MaxUnpool2d", "Linear",
-           "Flatten", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "PReLU", "RReLU",
-           "IncompatibleKeys", "functional", "init"]
+__all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d",
+           "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
+           "AvgPool2d", "MaxUnpool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+           "AdaptiveMaxPool2d", "Linear", "Identity", "Flatten", "ReLU", "ReLU6", "Sigmoid",
+           "Tanh", "LeakyReLU", "PReLU", "RReLU", "Hardtanh", "Hardswish", "Hardsigmoid",
+           "SiLU", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+           "GroupNorm", "Dropout", "Dropout2d", "Upsample", "IncompatibleKeys", "functional",
+           "init"]

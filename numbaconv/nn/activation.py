@@ -1,6 +1,8 @@
-"""Activation modules: ``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``PReLU``, ``RReLU``.
+"""Activation modules: ``ReLU``, ``Sigmoid``, ``Tanh``, ``LeakyReLU``, ``PReLU``, ``RReLU``,
+``ReLU6``, ``Hardtanh``, ``Hardswish``, ``Hardsigmoid``, ``SiLU``, ``GELU``, ``Softmax``,
+``LogSoftmax``.
 
-``inplace=True`` (ReLU, LeakyReLU, RReLU) writes the result into the input array and
+``inplace=True`` (where torch has it) writes the result into the input array and
 returns it, as torch does; it needs a writable float NumPy array. Without it the input
 is never modified.
 """
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import leaky_relu, prelu, relu, rrelu, sigmoid, tanh
+from ..activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, log_softmax,
+                           prelu, relu, relu6, rrelu, sigmoid, silu, softmax, tanh)
 from .init import generator
 from .module import Module
 from .options import check_bool, check_int, check_number, module_dtype
@@ -143,3 +146,113 @@ class RReLU(_Inplace):
 
     def extra_repr(self) -> str:
         return self._repr_with_inplace(f"lower={self.lower}", f"upper={self.upper}")
+
+
+class ReLU6(_Inplace):
+    """min(max(x, 0), 6) element-wise, as ``torch.nn.ReLU6``."""
+
+    def forward(self, input):
+        return self._result(input, relu6(input))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace()
+
+
+class Hardtanh(_Inplace):
+    """x clipped to [min_val, max_val], as ``torch.nn.Hardtanh``."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__(inplace)
+        name = type(self).__name__
+        self.min_val = check_number(name, "min_val", min_val)
+        self.max_val = check_number(name, "max_val", max_val)
+        if min_val > max_val:
+            raise ValueError("min_val cannot be greater than max_val")
+
+    def forward(self, input):
+        return self._result(input, hardtanh(input, self.min_val, self.max_val))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace(f"min_val={self.min_val}", f"max_val={self.max_val}")
+
+
+class Hardswish(_Inplace):
+    """x * relu6(x + 3) / 6 element-wise, as ``torch.nn.Hardswish`` (MobileNetV3)."""
+
+    def forward(self, input):
+        return self._result(input, hardswish(input))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace()
+
+
+class Hardsigmoid(_Inplace):
+    """relu6(x + 3) / 6 element-wise, as ``torch.nn.Hardsigmoid``."""
+
+    def forward(self, input):
+        return self._result(input, hardsigmoid(input))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace()
+
+
+class SiLU(_Inplace):
+    """x * sigmoid(x) element-wise, as ``torch.nn.SiLU`` (EfficientNet's swish)."""
+
+    def forward(self, input):
+        return self._result(input, silu(input))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace()
+
+
+class GELU(Module):
+    """x * Phi(x) element-wise, as ``torch.nn.GELU`` (``approximate='tanh'`` for the tanh
+    formula); see :func:`numbaconv.gelu`."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate argument must be either none or tanh, got "
+                             f"{approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, input):
+        return gelu(input, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class _SoftmaxNd(Module):
+    _function = None
+
+    def __init__(self, dim=None):
+        super().__init__()
+        if dim is not None:
+            check_int(type(self).__name__, "dim", dim)
+        self.dim = dim
+
+    def forward(self, input):
+        return type(self)._function(input, self.dim, _stacklevel=5)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmax(_SoftmaxNd):
+    """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.Softmax``.
+
+    >>> import numpy as np
+    >>> from numbaconv import nn
+    >>> nn.Softmax(dim=1)(np.zeros((1, 4)))
+    array([[0.25, 0.25, 0.25, 0.25]])
+    """
+
+    _function = staticmethod(softmax)
+
+
+class LogSoftmax(_SoftmaxNd):
+    """log(softmax(x)) along ``dim``, computed stably, as ``torch.nn.LogSoftmax``."""
+
+    _function = staticmethod(log_softmax)

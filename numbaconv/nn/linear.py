@@ -100,3 +100,21 @@ def _axis(name: str, axis: int, ndim: int) -> int:
         raise ValueError(f"Flatten: {name}={axis} is out of range for a {ndim}-D input "
                          f"(expected in [{-ndim}, {ndim - 1}])")
     return axis % ndim
+
+
+class Identity(Module):
+    """Returns its input unchanged, as ``torch.nn.Identity`` (any constructor arguments
+    are accepted and ignored, as torch does): a placeholder, e.g. for a removed head.
+
+    >>> import numpy as np
+    >>> from numbaconv import nn
+    >>> x = np.ones(3)
+    >>> nn.Identity(54, unused="argument")(x) is x
+    True
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input

@@ -97,6 +97,24 @@ class Module:
         else:
             self._non_persistent_buffers.add(name)
 
+    def add_module(self, name: str, module) -> None:
+        """Register ``module`` (a Module, or None) as the child ``name``, as ``setattr``
+        does but with torch's checks of the name (``register_module`` is the same)."""
+        if not isinstance(module, Module) and module is not None:
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f'module name can\'t contain ".", got: {name}')
+        if name == "":
+            raise KeyError('module name can\'t be empty string ""')
+        if name not in self._modules and (name in self._parameters or name in self._buffers
+                                          or name in self.__dict__):
+            raise KeyError(f"attribute '{name}' already exists")
+        self._modules[name] = module
+
+    register_module = add_module
+
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"cannot assign {name!r} before Module.__init__() call")

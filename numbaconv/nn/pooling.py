@@ -1,4 +1,5 @@
-"""Pooling modules: ``MaxPool1d/2d``, ``AvgPool1d/2d``, ``MaxUnpool2d``.
+"""Pooling modules: ``MaxPool1d/2d``, ``AvgPool1d/2d``, ``MaxUnpool2d``,
+``AdaptiveAvgPool1d/2d``, ``AdaptiveMaxPool2d``.
 
 Options are kept as given (``MaxPool2d(2).stride == 2``), like torch, and checked when
 the module is built; ``forward`` calls the functional API.
@@ -7,7 +8,8 @@ the module is built; ``forward`` calls the functional API.
 from __future__ import annotations
 
 from ..pool_spec import _stride, divisor, pool_options
-from ..pooling import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, max_unpool2d
+from ..pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool2d,
+                       avg_pool1d, avg_pool2d, max_pool1d, max_pool2d, max_unpool2d)
 from ..spec import _int_tuple
 from .module import Module
 from .options import check_bool
@@ -140,3 +142,50 @@ class MaxUnpool2d(Module):
                             output_size)
 
     extra_repr = _window_repr
+
+
+class _AdaptivePool(Module):
+    _function = None
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, input):
+        return type(self)._function(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool2d(_AdaptivePool):
+    """Average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d``
+    (``AdaptiveAvgPool2d(1)``: global average pooling, as in ResNet's head); see
+    :func:`numbaconv.adaptive_avg_pool2d`.
+
+    >>> import numpy as np
+    >>> from numbaconv import nn
+    >>> nn.AdaptiveAvgPool2d((1, 1))(np.ones((2, 512, 7, 7))).shape
+    (2, 512, 1, 1)
+    """
+
+    _function = staticmethod(adaptive_avg_pool2d)
+
+
+class AdaptiveAvgPool1d(_AdaptivePool):
+    """1-D average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool1d``."""
+
+    _function = staticmethod(adaptive_avg_pool1d)
+
+
+class AdaptiveMaxPool2d(_AdaptivePool):
+    """Max pooling to a fixed output size, as ``torch.nn.AdaptiveMaxPool2d`` (with
+    ``return_indices`` also the int64 positions of the maxima)."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__(output_size)
+        self.return_indices = check_bool(type(self).__name__, "return_indices",
+                                         return_indices)
+
+    def forward(self, input):
+        return adaptive_max_pool2d(input, self.output_size, self.return_indices)

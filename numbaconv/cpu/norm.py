@@ -1,0 +1,106 @@
+"""Normalisation kernels on the CPU: per-channel statistics and one-pass affine maps.
+
+Statistics accumulate in float64 whatever the data's dtype, two passes over the values
+(the mean, then the squared deviations from it: exact where the one-pass sum of squares
+cancels catastrophically for data far from zero). Every output is written in one pass.
+"""
+
+import numpy as np
+
+from .dispatch import parallel_kernel
+
+
+@parallel_kernel
+def channel_affine(x3, scale, shift, out3, worker, workers):
+    """out3[n, c, p] = x3[n, c, p] * scale[c] + shift[c]: eval-mode batch norm, one (n, c)
+    plane per job. x3, out3 (N, C, P); scale, shift (C,) in the data's dtype."""
+    n_batch, channels, positions = x3.shape
+    for plane in range(worker, n_batch * channels, workers):
+        n, c = plane // channels, plane % channels
+        src, dst = x3[n, c], out3[n, c]
+        a, b = scale[c], shift[c]
+        for p in range(positions):
+            dst[p] = src[p] * a + b
+    return 0
+
+
+@parallel_kernel
+def channel_moments(x3, mean, var, worker, workers):
+    """mean[c], var[c] (float64): the mean and the biased variance of x3[:, c, :] over N
+    and P, one channel per job."""
+    n_batch, channels, positions = x3.shape
+    count = n_batch * positions
+    for c in range(worker, channels, workers):
+        total = 0.0
+        for n in range(n_batch):
+            src = x3[n, c]
+            for p in range(positions):
+                total += src[p]
+        m = total / count
+        squares = 0.0
+        for n in range(n_batch):
+            src = x3[n, c]
+            for p in range(positions):
+                d = src[p] - m
+                squares += d * d
+        mean[c] = m
+        var[c] = squares / count
+    return 0
+
+
+@parallel_kernel
+def group_normalize(x3, groups, weight, bias, eps, out3, worker, workers):
+    """Group (and layer) normalisation, one (n, group) per job: over each group's
+    channels and positions, out = (x - mean) / sqrt(var + eps) * weight[c] + bias[c]
+    (biased variance). x3, out3 (N, C, P); weight, bias (C,) in the data's dtype (ones
+    and zeros for none). A layer norm over K values is N*rows groups of one "channel".
+    """
+    n_batch, channels, positions = x3.shape
+    per_group = channels // groups
+    count = per_group * positions
+    for job in range(worker, n_batch * groups, workers):
+        n, g = job // groups, job % groups
+        total = 0.0
+        for c in range(g * per_group, (g + 1) * per_group):
+            src = x3[n, c]
+            for p in range(positions):
+                total += src[p]
+        m = total / count
+        squares = 0.0
+        for c in range(g * per_group, (g + 1) * per_group):
+            src = x3[n, c]
+            for p in range(positions):
+                d = src[p] - m
+                squares += d * d
+        rstd = 1.0 / np.sqrt(squares / count + eps)
+        for c in range(g * per_group, (g + 1) * per_group):
+            src, dst = x3[n, c], out3[n, c]
+            a = rstd * weight[c]
+            b = bias[c] - m * a
+            a_t, b_t = dst.dtype.type(a), dst.dtype.type(b)
+            for p in range(positions):
+                dst[p] = src[p] * a_t + b_t
+    return 0
+
+
+@parallel_kernel
+def row_normalize(x2, weight, bias, eps, out2, worker, workers):
+    """Layer normalisation of each row of x2 (M, K): out = (x - mean) / sqrt(var + eps) *
+    weight + bias, weight and bias (K,) element-wise (ones and zeros for none); rows
+    worker, worker + workers, ..."""
+    rows, size = x2.shape
+    for r in range(worker, rows, workers):
+        src, dst = x2[r], out2[r]
+        total = 0.0
+        for k in range(size):
+            total += src[k]
+        m = total / size
+        squares = 0.0
+        for k in range(size):
+            d = src[k] - m
+            squares += d * d
+        rstd = 1.0 / np.sqrt(squares / size + eps)
+        m_t, rstd_t = dst.dtype.type(m), dst.dtype.type(rstd)
+        for k in range(size):
+            dst[k] = (src[k] - m_t) * rstd_t * weight[k] + bias[k]
+    return 0
