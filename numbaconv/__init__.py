@@ -27,7 +27,7 @@ from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
                       max_unpool2d)
 from . import nn  # noqa: E402  (modules: numbaconv.nn.Conv2d, ...)
 from .precompile import compile  # noqa: E402
-from . import random  # noqa: E402  (numbaconv.random.default_generator)
+from . import random  # noqa: E402,F401  (numbaconv.random.default_generator)
 from .random import manual_seed  # noqa: E402
 
 __version__ = "0.1.0"

@@ -206,6 +206,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
         raise ValueError(f"{op}: Expected number of channels in input to be divisible by "
                          f"num_groups, but got input of shape {list(x.shape)} and "
                          f"num_groups={num_groups}")
+    if x.shape[0] * channels // num_groups * math.prod(x.shape[2:]) == 1:  # torch's rule
+        raise ValueError(f"{op}: expected more than 1 value per group, got input of shape "
+                         f"{x.shape} and num_groups={num_groups}")
     eps = _number(op, "eps", eps)
     dtype = x.dtype
     affine = []

@@ -75,11 +75,26 @@ def _pooling(dtype):
     avg_pool2d(x, 2)
 
 
+def _layers(dtype):
+    from . import (adaptive_avg_pool2d, adaptive_max_pool2d, batch_norm, group_norm,
+                   hardswish, layer_norm)
+
+    x = _data((2, 4, 6, 6), dtype)
+    stats = np.zeros(4, dtype), np.ones(4, dtype)
+    batch_norm(x, *stats, training=True)
+    adaptive_avg_pool2d(x, 1)
+    adaptive_max_pool2d(x, 2, return_indices=True)
+    group_norm(x, 2)
+    layer_norm(x, 6)
+    hardswish(x)
+
+
 #: Name shown -> function of the dtype making the first calls. Each group compiles kernels
 #: the others do not, except small shared ones (the padding kernel, the launcher), which
 #: the last pass completes.
 GROUPS = {"Winograd 3x3": _winograd, "direct": _direct,
-          "GEMM / pointwise / transposed": _gemm, "depthwise": _depthwise, "pooling": _pooling}
+          "GEMM / pointwise / transposed": _gemm, "depthwise": _depthwise, "pooling": _pooling,
+          "normalisation, adaptive pooling": _layers}
 DTYPES = ("float32", "float64")
 
 
@@ -97,8 +112,8 @@ def _run_group(name: str, dtype: str) -> float:
 
 def compile(dtypes=("float32",), processes: int | None = None, progress: bool = True) -> float:
     """Compile the kernels of the common layers (3x3 Winograd, direct, pointwise/GEMM,
-    transposed, depthwise, pooling) for ``dtypes`` into Numba's disk cache; returns the
-    seconds taken.
+    transposed, depthwise, pooling, normalisation) for ``dtypes`` into Numba's disk cache;
+    returns the seconds taken.
 
     ``processes``: how many compile at once (default: every core). Later calls in any
     process of this environment then start without compiling. ``progress`` shows a tqdm

@@ -73,13 +73,13 @@ def group_normalize(x3, groups, weight, bias, eps, out3, worker, workers):
                 d = src[p] - m
                 squares += d * d
         rstd = 1.0 / np.sqrt(squares / count + eps)
+        m_t = out3.dtype.type(m)
         for c in range(g * per_group, (g + 1) * per_group):
             src, dst = x3[n, c], out3[n, c]
-            a = rstd * weight[c]
-            b = bias[c] - m * a
-            a_t, b_t = dst.dtype.type(a), dst.dtype.type(b)
+            # (x - mean) first: x * a - mean * a would cancel when the variance is small.
+            a_t, b_t = dst.dtype.type(rstd * weight[c]), dst.dtype.type(bias[c])
             for p in range(positions):
-                dst[p] = src[p] * a_t + b_t
+                dst[p] = (src[p] - m_t) * a_t + b_t
     return 0
 
 

@@ -22,7 +22,7 @@ class _BatchNorm(Module):
     _expected = "4D"
 
     def __init__(self, num_features, eps=1e-05, momentum=0.1, affine=True,
-                 track_running_stats=True, *, dtype=None):
+                 track_running_stats=True, *, bias=True, dtype=None):
         super().__init__()
         name = type(self).__name__
         self.num_features = check_int(name, "num_features", num_features, 1)
@@ -33,8 +33,10 @@ class _BatchNorm(Module):
         self.affine = check_bool(name, "affine", affine)
         self.track_running_stats = check_bool(name, "track_running_stats", track_running_stats)
         self.dtype = module_dtype(name, dtype)
+        with_bias = affine and check_bool(name, "bias", bias)
         self.register_parameter("weight", np.ones(num_features, self.dtype) if affine else None)
-        self.register_parameter("bias", np.zeros(num_features, self.dtype) if affine else None)
+        self.register_parameter("bias", np.zeros(num_features, self.dtype) if with_bias
+                                else None)
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, self.dtype))
             self.register_buffer("running_var", np.ones(num_features, self.dtype))
@@ -53,8 +55,9 @@ class _BatchNorm(Module):
     def reset_parameters(self) -> None:
         """Running statistics reset; weight 1 and bias 0."""
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             self.weight[...] = 1
+        if self.bias is not None:
             self.bias[...] = 0
 
     def forward(self, input):
@@ -74,11 +77,13 @@ class _BatchNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch normalisation of (N, C, H, W) inputs, as ``torch.nn.BatchNorm2d``: in training
+    """Batch normalisation of (N, C, H, W) inputs, as ``torch.nn.BatchNorm2d`` (``weight``
+    ones and ``bias`` zeros when ``affine``, no bias with ``bias=False``): in training
     mode (after construction or :meth:`train`) each channel is normalised with the batch's
     statistics, which update the running ones; after :meth:`eval` with the running ones.
     See :func:`numbaconv.batch_norm`.
@@ -87,7 +92,7 @@ class BatchNorm2d(_BatchNorm):
     >>> from numbaconv import nn
     >>> bn = nn.BatchNorm2d(3)
     >>> bn
-    BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)
+    BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, bias=True, track_running_stats=True)
     >>> list(bn.state_dict())
     ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked']
     >>> _ = bn(np.random.default_rng(0).normal(5.0, 1.0, (8, 3, 4, 4)))
@@ -111,7 +116,7 @@ class LayerNorm(Module):
 
     >>> from numbaconv import nn
     >>> nn.LayerNorm(96)
-    LayerNorm((96,), eps=1e-05, elementwise_affine=True)
+    LayerNorm((96,), eps=1e-05, elementwise_affine=True, bias=True)
     """
 
     def __init__(self, normalized_shape, eps=1e-05, elementwise_affine=True, bias=True, *,
@@ -134,36 +139,41 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class GroupNorm(Module):
     """Group normalisation, as ``torch.nn.GroupNorm``: ``num_channels`` split into
-    ``num_groups`` groups; per-channel ``weight`` (ones) and ``bias`` (zeros) when
-    ``affine``. See :func:`numbaconv.group_norm`.
+    ``num_groups`` groups; per-channel ``weight`` (ones) and ``bias`` (zeros, unless
+    ``bias=False``) when ``affine``. See :func:`numbaconv.group_norm`.
 
     >>> from numbaconv import nn
     >>> nn.GroupNorm(2, 4)
-    GroupNorm(2, 4, eps=1e-05, affine=True)
+    GroupNorm(2, 4, eps=1e-05, affine=True, bias=True)
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-05, affine=True, *, dtype=None):
+    def __init__(self, num_groups, num_channels, eps=1e-05, affine=True, *, bias=True,
+                 dtype=None):
         super().__init__()
         name = type(self).__name__
         self.num_groups = check_int(name, "num_groups", num_groups, 1)
         self.num_channels = check_int(name, "num_channels", num_channels, 1)
         if num_channels % num_groups:
-            raise ValueError("num_channels must be divisible by num_groups")
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups "
+                             f"({num_groups})")
         self.eps = _eps(name, eps)
         self.affine = check_bool(name, "affine", affine)
         self.dtype = module_dtype(name, dtype)
+        with_bias = affine and check_bool(name, "bias", bias)
         self.register_parameter("weight", np.ones(num_channels, self.dtype) if affine else None)
-        self.register_parameter("bias", np.zeros(num_channels, self.dtype) if affine else None)
+        self.register_parameter("bias", np.zeros(num_channels, self.dtype) if with_bias
+                                else None)
 
     def forward(self, input):
         return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
