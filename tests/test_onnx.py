@@ -1,0 +1,303 @@
+"""numbaconv.onnx: models exported by torch (torch.onnx.export, dynamo=False) run with
+numbaconv's kernels and agree with torch, and with onnxruntime where it is installed;
+hand-built graphs cover ONNX semantics torch does not export (auto_pad, asymmetric pads);
+untrusted files are refused with clear errors."""
+
+import io
+
+import numpy as np
+import pytest
+
+from conftest import REQUIRE_TORCH
+from test_cnn_layers import mobilenet_v2_like, resnet18
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:
+    if REQUIRE_TORCH:  # CI installs the onnx extra: these tests must run there
+        raise
+    pytest.skip("onnx is not installed (pip install 'numbaconv[onnx]')", allow_module_level=True)
+
+import numbaconv.onnx
+from numbaconv.onnx import OnnxError
+
+try:
+    import onnxruntime
+except ImportError:
+    onnxruntime = None
+
+
+def export(torch, model, x, opset=17, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    model.eval()
+    torch.onnx.export(model, torch.from_numpy(x), buffer, dynamo=False, opset_version=opset,
+                      **kwargs)
+    return buffer.getvalue()
+
+
+def check_against_torch_and_onnxruntime(torch, model, x, opset=17, rtol=1e-4):
+    data = export(torch, model, x, opset)
+    ours = numbaconv.onnx.load(data)
+    got = ours(x)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * scale)
+    if onnxruntime is not None:
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        runtime = session.run(None, {session.get_inputs()[0].name: x})[0]
+        np.testing.assert_allclose(got, runtime, rtol=rtol, atol=rtol * scale)
+    return ours
+
+
+def small_models(nn, torch):
+    """torchvision-like pieces: each model exports the operators of a family of nets."""
+
+    class DenseLike(nn.Module):  # densenet: BN before conv (not folded), concat, avg pool
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+            self.bn = nn.BatchNorm2d(8)
+            self.conv = nn.Conv2d(8, 4, 3, padding=1, bias=False)
+            self.pool = nn.AvgPool2d(2, 2)
+            self.head = nn.Linear(12, 5)
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = torch.cat([x, self.conv(torch.relu(self.bn(x)))], 1)
+            x = self.pool(x)
+            return torch.softmax(self.head(x.mean((2, 3))), dim=1)
+
+    class EfficientLike(nn.Module):  # SiLU, squeeze-and-excitation, Hardswish, dropout
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, 2, 1)
+            self.dw = nn.Conv2d(16, 16, 5, 1, 2, groups=16)
+            self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(16, 4, 1), nn.SiLU(),
+                                    nn.Conv2d(4, 16, 1), nn.Hardsigmoid())
+            self.act = nn.Hardswish()
+            self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(16, 3))
+
+        def forward(self, x):
+            x = nn.functional.silu(self.conv(x))
+            x = self.act(self.dw(x))
+            x = x * self.se(x)
+            return self.head(nn.functional.adaptive_avg_pool2d(x, 1))
+
+    class SegmentLike(nn.Module):  # fcn/deeplab: dilation, bilinear resize to input size
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=2, dilation=2), nn.ReLU(),
+                                      nn.Conv2d(8, 4, 1))
+            self.up = nn.Upsample(scale_factor=2, mode="nearest")
+
+        def forward(self, x):
+            y = self.body(x)
+            y = nn.functional.interpolate(y, size=x.shape[-2:], mode="bilinear",
+                                          align_corners=False)
+            return y + self.up(self.body(x))[:, :, :y.shape[2], :y.shape[3]]
+
+    class ConvNextLike(nn.Module):  # depthwise 7x7, LayerNorm channels-last, GELU, MatMul
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 4, 4)
+            self.dw = nn.Conv2d(16, 16, 7, padding=3, groups=16)
+            self.norm = nn.LayerNorm(16, eps=1e-6)
+            self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 16)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = self.norm(self.dw(x).permute(0, 2, 3, 1))
+            y = self.fc2(nn.functional.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+            return x + y
+
+    class DecoderLike(nn.Module):  # U-Net / DCGAN: transposed convolutions
+        def __init__(self):
+            super().__init__()
+            self.up1 = nn.ConvTranspose2d(3, 8, 4, 2, 1)
+            self.up2 = nn.ConvTranspose2d(8, 4, 3, 2, 1, output_padding=1)
+
+        def forward(self, x):
+            return torch.tanh(self.up2(nn.functional.leaky_relu(self.up1(x), 0.2)))
+
+    return {"dense": DenseLike, "efficient": EfficientLike, "segment": SegmentLike,
+            "convnext": ConvNextLike, "decoder": DecoderLike}
+
+
+@pytest.mark.parametrize("opset", [13, 17, 18])
+@pytest.mark.parametrize("name", ["dense", "efficient", "segment", "convnext", "decoder"])
+def test_exported_models_agree_with_torch(torch, rng, name, opset):
+    if name == "convnext" and opset < 17:
+        opset = 17  # LayerNormalization exists from opset 17 (earlier it is decomposed)
+    torch.manual_seed(0)
+    model = small_models(torch.nn, torch)[name]()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    loaded = check_against_torch_and_onnxruntime(torch, model, x, opset)
+    assert not loaded.training
+
+
+@pytest.mark.parametrize("build", [resnet18, mobilenet_v2_like])
+def test_whole_cnns_agree_with_torch(torch, rng, build):
+    torch.manual_seed(0)
+    model = build(torch.nn)
+    x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
+    loaded = check_against_torch_and_onnxruntime(torch, model, x, rtol=2e-4)
+    assert "Conv" in repr(loaded)
+
+
+# --------------------------------------------------------------------------- hand-built graphs
+
+
+def graph_model(nodes, inputs, outputs, initializers=(), opset=17):
+    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def tensor_info(name, shape, rank=None, dtype=TensorProto.FLOAT):
+    """A value info; ``rank`` instead of ``shape`` gives symbolic dimensions."""
+    if shape is None:
+        shape = [f"{name}_{i}" for i in range(rank)]
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def run_both(model, feeds):
+    ours = numbaconv.onnx.load(model.SerializeToString())
+    got = ours(**feeds)
+    if onnxruntime is not None:
+        session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                               providers=["CPUExecutionProvider"])
+        expected = session.run(None, feeds)
+        expected = expected[0] if len(expected) == 1 else tuple(expected)
+        for g, e in zip(got if isinstance(got, tuple) else (got,),
+                        expected if isinstance(expected, tuple) else (expected,)):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    return got
+
+
+@pytest.mark.parametrize("attrs", [
+    dict(auto_pad="SAME_UPPER", strides=[2, 2]), dict(auto_pad="SAME_LOWER", strides=[2, 1]),
+    dict(auto_pad="VALID"), dict(pads=[0, 1, 2, 1]), dict(pads=[1, 1, 1, 1], dilations=[2, 1]),
+])
+def test_conv_padding_semantics(rng, attrs):
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    model = graph_model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3],
+                                          **attrs)],
+                        [tensor_info("x", [1, 3, 9, 8])], [tensor_info("y", None, 4)],
+                        [numpy_helper.from_array(w, "w")])
+    x = rng.standard_normal((1, 3, 9, 8)).astype(np.float32)
+    y = run_both(model, {"x": x})
+    # Against a direct evaluation of the same padding (NumPy reference).
+    strides = attrs.get("strides", [1, 1])
+    dilations = attrs.get("dilations", [1, 1])
+    from numbaconv.onnx import _window
+    _, _, pads = _window(attrs, x.shape, [3, 3])
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + pads)
+    out_h = (xp.shape[2] - dilations[0] * 2 - 1) // strides[0] + 1
+    out_w = (xp.shape[3] - dilations[1] * 2 - 1) // strides[1] + 1
+    ref = np.zeros((1, 4, out_h, out_w))
+    for r in range(3):
+        for s in range(3):
+            patch = xp[:, :, r * dilations[0]::strides[0], s * dilations[1]::strides[1]]
+            ref += np.einsum("nchw,kc->nkhw", patch[:, :, :out_h, :out_w], w[:, :, r, s])
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_pooling_indices_and_shape_arithmetic(rng):
+    nodes = [helper.make_node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Shape", ["p"], ["s"], start=2),
+             helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=0),
+             helper.make_node("Split", ["m"], ["a", "b"], axis=1, num_outputs=2)]
+    model = graph_model(nodes, [tensor_info("x", [2, 4, 6, 6])],
+                        [tensor_info("p", None, 4), tensor_info("i", None, 4, TensorProto.INT64),
+                         tensor_info("s", None, 1, TensorProto.INT64), tensor_info("a", None, 2),
+                         tensor_info("b", None, 2)],
+                        [numpy_helper.from_array(np.array([2, 3], np.int64), "axes")], opset=18)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    p, i, s, a, b = run_both(model, {"x": x})
+    np.testing.assert_array_equal(p.reshape(-1), x.reshape(-1)[i.reshape(-1)])  # whole-tensor
+    assert s.tolist() == [3, 3]
+    np.testing.assert_allclose(np.concatenate([a, b], 1), x.mean((2, 3)), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_unsupported_operator_is_named_with_its_node():
+    model = graph_model([helper.make_node("Einsum", ["x", "x"], ["y"], name="mix",
+                                          equation="ij,ij->i")],
+                        [tensor_info("x", [2, 3])], [tensor_info("y", None, 1)], opset=13)
+    with pytest.raises(OnnxError, match="node 'mix': operator 'Einsum' is not supported"):
+        numbaconv.onnx.load(model.SerializeToString())
+
+
+def test_invalid_files_are_refused(tmp_path):
+    with pytest.raises(Exception):  # noqa: B017 - protobuf's own decode error
+        numbaconv.onnx.load(b"not a model at all")
+    with pytest.raises(FileNotFoundError):
+        numbaconv.onnx.load(tmp_path / "missing.onnx")
+    with pytest.raises(TypeError, match="path, bytes"):
+        numbaconv.onnx.load(3)
+    broken = graph_model([helper.make_node("Relu", ["nothing"], ["y"])],
+                         [tensor_info("x", [2])], [tensor_info("y", None, 1)])
+    with pytest.raises(OnnxError, match="not valid ONNX"):
+        numbaconv.onnx.load(broken.SerializeToString())
+
+
+def _external_model(tmp_path, rng):
+    w = rng.standard_normal((2, 3)).astype(np.float32)
+    model = graph_model([helper.make_node("MatMul", ["x", "w"], ["y"])],
+                        [tensor_info("x", [1, 2])], [tensor_info("y", None, 2)],
+                        [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "model" / "m.onnx"
+    path.parent.mkdir()
+    onnx.save_model(model, str(path), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)
+    return path, w
+
+
+def test_external_data_inside_the_folder_loads(tmp_path, rng):
+    path, w = _external_model(tmp_path, rng)
+    x = rng.standard_normal((1, 2)).astype(np.float32)
+    np.testing.assert_allclose(numbaconv.onnx.load(path)(x), x @ w, rtol=1e-6)
+    with pytest.raises(OnnxError, match="load the model from its path"):
+        numbaconv.onnx.load(path.read_bytes())
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/hostname", "weights.bin"])
+def test_external_data_never_leaves_the_folder_nor_its_file(tmp_path, rng, location):
+    path, _ = _external_model(tmp_path, rng)
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 24)
+    model = onnx.load_model(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+        if entry.key == "length" and location == "weights.bin":
+            entry.value = "4096"  # more than the file holds
+    tampered = path.parent / "tampered.onnx"
+    onnx.save_model(model, str(tampered))
+    # onnx's checker refuses paths leaving the folder, and so, behind it, do our own reads.
+    with pytest.raises(OnnxError, match="outside the directory|absolute path|does not fit"):
+        numbaconv.onnx.load(tampered)
+    with pytest.raises(OnnxError, match="not a file inside the model's folder|does not fit"):
+        numbaconv.onnx.OnnxModel(model, path.parent.resolve())
+
+
+def test_inputs_by_position_or_name_and_errors(torch, rng):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    loaded = numbaconv.onnx.load(export(torch, model, x, input_names=["features"]))
+    np.testing.assert_allclose(loaded(features=x), loaded(x), rtol=0)
+    with pytest.raises(TypeError, match="unknown input 'pixels'"):
+        loaded(pixels=x)
+    with pytest.raises(TypeError, match="missing model input"):
+        loaded()
