@@ -164,7 +164,85 @@ class OnnxModel(Module):
                                 f"supported: {', '.join(sorted(OPERATORS))}")
             self._nodes.append((name, node.op_type, list(node.input), list(node.output),
                                 _attributes(node, base_dir)))
+        self._fold_constants()
+        self._fold_batch_norms()
+        self._in_place = self._in_place_steps()
         self.eval()
+
+    # ------------------------------------------------------------------ load-time passes
+
+    def _fold_constants(self) -> None:
+        """Evaluate once, at load time, every node whose inputs are all constants (the
+        Constant nodes, the Identity nodes some exporters put on weights, shape arithmetic
+        on constants): their outputs join the initializers."""
+        kept = []
+        for node in self._nodes:
+            name, op, input_names, output_names, attributes = node
+            if op != "Dropout" and all(not i or i in self.initializers for i in input_names):
+                args = [self.initializers[i] if i else None for i in input_names]
+                for output, value in zip(output_names, OPERATORS[op](self, args, attributes,
+                                                                     len(output_names))):
+                    if output:
+                        self.initializers[output] = value
+            else:
+                kept.append(node)
+        self._nodes = kept
+
+    def _consumers(self) -> dict:
+        """Tensor name -> how many node inputs and graph outputs read it."""
+        counts = {}
+        for _, _, input_names, _, _ in self._nodes:
+            for i in input_names:
+                counts[i] = counts.get(i, 0) + 1
+        for o in self.output_names:
+            counts[o] = counts.get(o, 0) + 1
+        return counts
+
+    def _fold_batch_norms(self) -> None:
+        """A BatchNormalization (inference) right after a Conv that nothing else reads
+        becomes part of the Conv: its weights scaled per output channel, its bias
+        shifted, one pass over memory less (torch's eval-mode export does this itself;
+        other exporters and training-mode exports keep the two apart)."""
+        consumers = self._consumers()
+        producer = {out: k for k, node in enumerate(self._nodes) for out in node[3]}
+        drop = set()
+        for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
+            if op != "BatchNormalization" or attributes.get("training_mode", 0):
+                continue
+            source = producer.get(input_names[0])
+            if source is None or consumers.get(input_names[0]) != 1 or len(output_names) != 1:
+                continue
+            c_name, c_op, c_inputs, c_outputs, c_attributes = self._nodes[source]
+            constants = c_inputs[1:] + input_names[1:5]
+            if c_op != "Conv" or not all(i in self.initializers for i in constants if i):
+                continue
+            scale, shift, mean, var = (self.initializers[i].astype(np.float64)
+                                       for i in input_names[1:5])
+            weight = self.initializers[c_inputs[1]]
+            bias = (self.initializers[c_inputs[2]].astype(np.float64)
+                    if len(c_inputs) > 2 and c_inputs[2] else np.zeros(weight.shape[0]))
+            factor = scale / np.sqrt(var + float(attributes.get("epsilon", 1e-5)))
+            folded_w = f"{c_inputs[1]}::folded:{name}"
+            folded_b = f"{folded_w}:bias"
+            self.initializers[folded_w] = (weight.astype(np.float64) * factor.reshape(
+                (-1,) + (1,) * (weight.ndim - 1))).astype(weight.dtype)
+            self.initializers[folded_b] = ((bias - mean) * factor + shift).astype(weight.dtype)
+            self._nodes[source] = (c_name, c_op, [c_inputs[0], folded_w, folded_b],
+                                   output_names, c_attributes)
+            drop.add(k)
+        self._nodes = [node for k, node in enumerate(self._nodes) if k not in drop]
+
+    def _in_place_steps(self) -> set:
+        """Indices of the element-wise nodes (Relu, Clip, Add, ...) whose first input is a
+        fresh result no one else reads: they overwrite it instead of allocating another
+        array (a residual block's Add and ReLU reuse the convolution's output)."""
+        consumers = self._consumers()
+        # Only results known to be new arrays: Reshape, Identity and friends return views
+        # of (or the very) arrays that other nodes may read.
+        fresh = {out for node in self._nodes if node[1] in _FRESH_RESULTS for out in node[3]}
+        return {k for k, (_, op, input_names, _, _) in enumerate(self._nodes)
+                if op in _IN_PLACE and input_names and input_names[0] in fresh
+                and consumers.get(input_names[0]) == 1}
 
     def forward(self, *inputs, **named):
         if len(inputs) > len(self.input_names):
@@ -182,10 +260,11 @@ class OnnxModel(Module):
             raise TypeError(f"missing model input(s): {', '.join(missing)}")
         for name in self.input_names:
             values[name] = np.asarray(values[name])
-        for name, op, input_names, output_names, attributes in self._nodes:
+        for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
             args = [values[i] if i else None for i in input_names]
             try:
-                results = OPERATORS[op](self, args, attributes, len(output_names))
+                results = (_IN_PLACE[op](args, attributes) if k in self._in_place else None) \
+                    or OPERATORS[op](self, args, attributes, len(output_names))
             except (ValueError, TypeError, IndexError) as error:
                 raise type(error)(f"node {name!r} ({op}): {error}") from error
             for output, result in zip(output_names, results):
@@ -661,6 +740,39 @@ def _range(model, args, attributes, n_out):
 
 def _identity(model, args, attributes, n_out):
     return [args[0]]
+
+
+def _relu_in_place(args, attributes):
+    x = args[0]
+    return [np.maximum(x, 0, out=x)] if x.dtype.kind == "f" else None
+
+
+def _clip_in_place(args, attributes):
+    x = args[0]
+    low = args[1] if len(args) > 1 and args[1] is not None else attributes.get("min")
+    high = args[2] if len(args) > 2 and args[2] is not None else attributes.get("max")
+    if x.dtype.kind != "f" or low is None or high is None:
+        return None
+    return [np.clip(x, float(np.asarray(low)), float(np.asarray(high)), out=x)]
+
+
+def _add_in_place(args, attributes):
+    x, y = args
+    if x.dtype.kind != "f" or np.result_type(x, y) != x.dtype or \
+            np.broadcast_shapes(x.shape, np.shape(y)) != x.shape:
+        return None
+    return [np.add(x, y, out=x)]
+
+
+#: Element-wise operators that can overwrite their first input (see
+#: ``OnnxModel._in_place_steps``): name -> function(inputs, attributes) -> outputs, or
+#: None where this call cannot (another dtype or shape: the operator then runs as usual).
+_IN_PLACE = {"Relu": _relu_in_place, "Clip": _clip_in_place, "Add": _add_in_place}
+#: Operators whose results are always arrays of their own (never views of an input).
+_FRESH_RESULTS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
+                  "GlobalAveragePool", "Gemm", "MatMul", "Relu", "Clip", "Add", "Sub", "Mul",
+                  "Div", "Concat", "Resize", "HardSwish", "HardSigmoid", "Sigmoid",
+                  "LayerNormalization"}
 
 
 #: ONNX operator -> function(model, inputs, attributes, number of outputs) -> outputs.

@@ -301,3 +301,43 @@ def test_inputs_by_position_or_name_and_errors(torch, rng):
         loaded(pixels=x)
     with pytest.raises(TypeError, match="missing model input"):
         loaded()
+
+
+# --------------------------------------------------------------------------- load-time passes
+
+
+def test_batch_norm_and_constant_nodes_are_folded_away(torch, rng):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1, bias=False),
+                                torch.nn.BatchNorm2d(4))
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-1, 1)
+    x = rng.standard_normal((2, 3, 12, 12)).astype(np.float32)
+    data = export(torch, model, x, do_constant_folding=False)  # keeps BatchNormalization
+    assert "BatchNormalization" in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    loaded = numbaconv.onnx.load(data)
+    assert {op for _, op, _, _, _ in loaded._nodes} == {"Conv", "Relu"}
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_results_read_twice_or_through_views_are_not_overwritten(torch, rng):
+    class Branches(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            flat = torch.relu(y.reshape(y.shape[0], -1))  # a view of y, then ReLU
+            a = torch.relu(y)                             # y read twice more
+            return flat.sum(1) + (a + y).sum((1, 2, 3)) + torch.clamp(y + 1, 0, 6).sum((1, 2, 3))
+
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    check_against_torch_and_onnxruntime(torch, Branches(), x)
