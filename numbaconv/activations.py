@@ -9,6 +9,7 @@ torch.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
@@ -257,12 +258,50 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     return special.log_softmax(x, axis=axis).astype(x.dtype, copy=False)
 
 
+#: Input rows (the product of the leading axes) from which ``linear`` runs numbaconv's own
+#: register-tiled matrix product on Numba's threads instead of BLAS. BLAS's worker
+#: threads spin after each call and slow the next layers (a ResNet-18 forward pass at
+#: batch 1: 44 ms with them, 20 ms without; torch 25). Measured on the networks.json
+#: linear layers (2 threads, AVX-512, time / torch's, geomean): at batch 8 the own
+#: product 0.92, BLAS on one thread 1.7; one row (batch 1), a matrix-vector product, goes
+#: to BLAS on one thread: 1.2 (on two threads 0.7, but then they spin).
+OWN_PRODUCT_MIN_ROWS = 2
+
+
+def _own_product(rows, w):
+    """rows (M, C) @ w.T (C, K) -> (M, K), M >= OWN_PRODUCT_MIN_ROWS, in jobs of rows or
+    columns (``gemm.product_jobs``). The kernel multiplies a row-major matrix by another;
+    whichever of the input and the weights is smaller is transposed for it (a 3072 x 768
+    weight transposed on every call cost 4x the product of 49 rows by it)."""
+    import numba
+
+    from .cpu.gemm import pointwise_conv2d, product_jobs
+
+    m, k = rows.shape[0], w.shape[0]
+    threads = numba.get_num_threads()
+    with config.one_share_for(m * rows.shape[1] * k):
+        if rows.size <= w.size:  # out.T (K, M) = w (K, C) @ rows.T (C, M)
+            a, b = np.ascontiguousarray(w), np.ascontiguousarray(rows.T)[None]
+            product = np.empty((1, k, m), rows.dtype)
+            blocks = product_jobs(k, m, 1, rows.itemsize, threads)
+            pointwise_conv2d(b, a, np.zeros(k, a.dtype), product, 1, *blocks)
+            return np.ascontiguousarray(product[0].T)
+        a, b = np.ascontiguousarray(rows), np.ascontiguousarray(w.T)[None]  # (M, C), (1, C, K)
+        out = np.empty((m, k), rows.dtype)
+        blocks = product_jobs(m, k, 1, rows.itemsize, threads)
+        pointwise_conv2d(b, a, np.zeros(m, a.dtype), out[None], 1, *blocks)
+        return out
+
+
 def linear(input, weight, bias=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``.
 
     input (*, in_features); weight (out_features, in_features), or (in_features,) for a
     dot product over the last axis; bias broadcastable to the output, usually
-    (out_features,). Returns (*, out_features). BLAS does the work (``np.matmul``).
+    (out_features,). Returns (*, out_features). From OWN_PRODUCT_MIN_ROWS input rows the
+    product is numbaconv's own, on Numba's threads; below (matrix-vector products, bound
+    by reading the weights) NumPy's BLAS on the calling thread
+    (``config.single_threaded_blas``).
 
     >>> import numpy as np, numbaconv
     >>> numbaconv.linear(np.ones((2, 3)), np.ones((4, 3)), np.arange(4.0))
@@ -287,12 +326,14 @@ def linear(input, weight, bias=None):
                          f"the input is not 2-D; got input {x.shape}, bias {b.shape}")
     dtype = np.result_type(*[a for a in (x, w, b) if a is not None])
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    if x.ndim > 2 and w.ndim == 2:
-        # One (rows x in) @ (in x out) product: np.matmul on a stack would make one small
-        # BLAS call per leading index (ConvNeXt's (1, 7, 7, 3072) input: 5x torch's time).
-        out = np.matmul(x.reshape(-1, x.shape[-1]), w.T).reshape(x.shape[:-1] + (w.shape[0],))
+    if w.ndim == 2 and x.ndim >= 2 and math.prod(x.shape[:-1]) >= OWN_PRODUCT_MIN_ROWS:
+        # One (rows x in) @ (in x out) product for any leading axes (ConvNeXt's MLPs on
+        # (N, H, W, C)), on Numba's threads with numbaconv's own matrix product.
+        rows = x.reshape(-1, x.shape[-1])
+        out = _own_product(rows, w).reshape(x.shape[:-1] + (w.shape[0],))
     else:
-        out = np.matmul(x, w.T)
+        with config.single_threaded_blas():  # (OpenBLAS's spinning threads: see there)
+            out = np.matmul(x, w.T)
     if b is not None:
         if np.broadcast_shapes(out.shape, b.shape) != out.shape:
             raise ValueError(f"linear: bias of shape {b.shape} does not broadcast to the output "

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from . import activations, normalization, pooling
+from . import activations, config, normalization, pooling
 from .functional import conv1d, conv2d
 from .nn.module import Module
 from .transposed import conv_transpose1d, conv_transpose2d
@@ -260,6 +260,12 @@ class OnnxModel(Module):
             raise TypeError(f"missing model input(s): {', '.join(missing)}")
         for name in self.input_names:
             values[name] = np.asarray(values[name])
+        with config.single_threaded_blas():  # MatMul, Gemm: no spinning BLAS threads
+            self._run_nodes(values)
+        outputs = tuple(values[o] for o in self.output_names)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _run_nodes(self, values) -> None:
         for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
             args = [values[i] if i else None for i in input_names]
             try:
@@ -270,8 +276,6 @@ class OnnxModel(Module):
             for output, result in zip(output_names, results):
                 if output:
                     values[output] = result
-        outputs = tuple(values[o] for o in self.output_names)
-        return outputs[0] if len(outputs) == 1 else outputs
 
     def extra_repr(self) -> str:
         ops = sorted({op for _, op, _, _, _ in self._nodes})

@@ -147,3 +147,20 @@ def test_gpu_arrays_on_cpu_only_functions_say_so(call):
 def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message):
     with pytest.raises(error, match=f"input must be .*{message}"):
         call(bad)
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((3, 50), (40, 50)), ((64, 7), (5, 7)),
+                                              ((2, 5, 33), (70, 33)), ((1, 9), (4, 9))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape, dtype):
+    # Rows >= OWN_PRODUCT_MIN_ROWS run numbaconv's own product, transposing whichever of
+    # input and weights is smaller; a single row runs BLAS.
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    out = numbaconv.linear(x, w, b)
+    assert out.dtype == dtype and out.flags.c_contiguous
+    expected = np.einsum("...i,oi->...o", x.astype(np.float64), w.astype(np.float64)) + b
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(out, torch_fn(torch, "linear", x, w, b), rtol=tol, atol=tol)
