@@ -41,7 +41,19 @@ class _Inplace(Module):
         return ", ".join(parts + (("inplace=True",) if self.inplace else ()))
 
 
-class ReLU(_Inplace):
+class _ElementwiseInplace(_Inplace):
+    """An activation with no options but ``inplace``: ``forward`` applies ``_function``."""
+
+    _function = None
+
+    def forward(self, input):
+        return self._result(input, type(self)._function(input))
+
+    def extra_repr(self) -> str:
+        return self._repr_with_inplace()
+
+
+class ReLU(_ElementwiseInplace):
     """max(x, 0) element-wise, as ``torch.nn.ReLU``.
 
     >>> import numpy as np
@@ -50,11 +62,7 @@ class ReLU(_Inplace):
     array([0., 2.])
     """
 
-    def forward(self, input):
-        return self._result(input, relu(input))
-
-    def extra_repr(self) -> str:
-        return self._repr_with_inplace()
+    _function = staticmethod(relu)
 
 
 class Sigmoid(Module):
@@ -148,14 +156,10 @@ class RReLU(_Inplace):
         return self._repr_with_inplace(f"lower={self.lower}", f"upper={self.upper}")
 
 
-class ReLU6(_Inplace):
+class ReLU6(_ElementwiseInplace):
     """min(max(x, 0), 6) element-wise, as ``torch.nn.ReLU6``."""
 
-    def forward(self, input):
-        return self._result(input, relu6(input))
-
-    def extra_repr(self) -> str:
-        return self._repr_with_inplace()
+    _function = staticmethod(relu6)
 
 
 class Hardtanh(_Inplace):
@@ -176,34 +180,22 @@ class Hardtanh(_Inplace):
         return self._repr_with_inplace(f"min_val={self.min_val}", f"max_val={self.max_val}")
 
 
-class Hardswish(_Inplace):
+class Hardswish(_ElementwiseInplace):
     """x * relu6(x + 3) / 6 element-wise, as ``torch.nn.Hardswish`` (MobileNetV3)."""
 
-    def forward(self, input):
-        return self._result(input, hardswish(input))
-
-    def extra_repr(self) -> str:
-        return self._repr_with_inplace()
+    _function = staticmethod(hardswish)
 
 
-class Hardsigmoid(_Inplace):
+class Hardsigmoid(_ElementwiseInplace):
     """relu6(x + 3) / 6 element-wise, as ``torch.nn.Hardsigmoid``."""
 
-    def forward(self, input):
-        return self._result(input, hardsigmoid(input))
-
-    def extra_repr(self) -> str:
-        return self._repr_with_inplace()
+    _function = staticmethod(hardsigmoid)
 
 
-class SiLU(_Inplace):
+class SiLU(_ElementwiseInplace):
     """x * sigmoid(x) element-wise, as ``torch.nn.SiLU`` (EfficientNet's swish)."""
 
-    def forward(self, input):
-        return self._result(input, silu(input))
-
-    def extra_repr(self) -> str:
-        return self._repr_with_inplace()
+    _function = staticmethod(silu)
 
 
 class GELU(Module):
