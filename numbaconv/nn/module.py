@@ -80,15 +80,7 @@ class Module:
         """
         if "_buffers" not in self.__dict__:
             raise AttributeError("cannot assign buffer before Module.__init__() call")
-        if not isinstance(name, str):
-            raise TypeError(f"buffer name should be a string. Got {type(name).__name__}")
-        if "." in name:
-            raise KeyError('buffer name can\'t contain "."')
-        if name == "":
-            raise KeyError('buffer name can\'t be empty string ""')
-        if name not in self._buffers and (name in self._parameters or name in self._modules
-                                          or name in self.__dict__):
-            raise KeyError(f"attribute '{name}' already exists")
+        self._check_new_name("buffer", name, self._buffers)
         if not isinstance(persistent, bool):
             raise TypeError(f"register_buffer: persistent must be a bool, got {persistent!r}")
         self._buffers[name] = _as_buffer(name, tensor)
@@ -102,18 +94,24 @@ class Module:
         does but with torch's checks of the name (``register_module`` is the same)."""
         if not isinstance(module, Module) and module is not None:
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        if not isinstance(name, str):
-            raise TypeError(f"module name should be a string. Got {type(name).__name__}")
-        if "." in name:
-            raise KeyError(f'module name can\'t contain ".", got: {name}')
-        if name == "":
-            raise KeyError('module name can\'t be empty string ""')
-        if name not in self._modules and (name in self._parameters or name in self._buffers
-                                          or name in self.__dict__):
-            raise KeyError(f"attribute '{name}' already exists")
+        self._check_new_name("module", name, self._modules)
         self._modules[name] = module
 
     register_module = add_module
+
+    def _check_new_name(self, kind: str, name, registry) -> None:
+        """torch's rules for the name of a new buffer or child: a non-empty string without
+        '.', not already an attribute of another kind (re-registering one is fine)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f'{kind} name can\'t contain ".", got: {name}')
+        if name == "":
+            raise KeyError(f'{kind} name can\'t be empty string ""')
+        taken = (name in self._parameters or name in self._buffers or name in self._modules
+                 or name in self.__dict__)
+        if name not in registry and taken:
+            raise KeyError(f"attribute '{name}' already exists")
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
