@@ -281,16 +281,28 @@ def _own_product(rows, w):
     threads = numba.get_num_threads()
     with config.one_share_for(m * rows.shape[1] * k):
         if rows.size <= w.size:  # out.T (K, M) = w (K, C) @ rows.T (C, M)
-            a, b = np.ascontiguousarray(w), np.ascontiguousarray(rows.T)[None]
+            a, b = _row_major(w), _row_major(rows.T)[None]
             product = np.empty((1, k, m), rows.dtype)
             blocks = product_jobs(k, m, 1, rows.itemsize, threads)
             pointwise_conv2d(b, a, np.zeros(k, a.dtype), product, 1, *blocks)
             return np.ascontiguousarray(product[0].T)
-        a, b = np.ascontiguousarray(rows), np.ascontiguousarray(w.T)[None]  # (M, C), (1, C, K)
+        a, b = _row_major(rows), _row_major(w.T)[None]  # (M, C), (1, C, K)
         out = np.empty((m, k), rows.dtype)
         blocks = product_jobs(m, k, 1, rows.itemsize, threads)
         pointwise_conv2d(b, a, np.zeros(m, a.dtype), out[None], 1, *blocks)
         return out
+
+
+def _row_major(a):
+    """``a`` C-contiguous with the strides of a fresh array: NumPy calls an array with a
+    length-1 axis contiguous whatever that axis's stride, and the matrix product reads
+    the row stride."""
+    a = np.ascontiguousarray(a)
+    strides, step = [], a.itemsize
+    for size in reversed(a.shape):
+        strides.append(step)
+        step *= size
+    return a if a.strides == tuple(reversed(strides)) else a.copy()
 
 
 def linear(input, weight, bias=None):
@@ -326,10 +338,11 @@ def linear(input, weight, bias=None):
                          f"the input is not 2-D; got input {x.shape}, bias {b.shape}")
     dtype = np.result_type(*[a for a in (x, w, b) if a is not None])
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    if w.ndim == 2 and x.ndim >= 2 and math.prod(x.shape[:-1]) >= OWN_PRODUCT_MIN_ROWS:
+    if (w.ndim == 2 and x.ndim >= 2 and math.prod(x.shape[:-1]) >= OWN_PRODUCT_MIN_ROWS
+            and w.shape[0] > 0):
         # One (rows x in) @ (in x out) product for any leading axes (ConvNeXt's MLPs on
         # (N, H, W, C)), on Numba's threads with numbaconv's own matrix product.
-        rows = x.reshape(-1, x.shape[-1])
+        rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
         out = _own_product(rows, w).reshape(x.shape[:-1] + (w.shape[0],))
     else:
         with config.single_threaded_blas():  # (OpenBLAS's spinning threads: see there)

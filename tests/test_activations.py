@@ -150,7 +150,9 @@ def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message)
 
 
 @pytest.mark.parametrize("x_shape, w_shape", [((3, 50), (40, 50)), ((64, 7), (5, 7)),
-                                              ((2, 5, 33), (70, 33)), ((1, 9), (4, 9))])
+                                              ((2, 5, 33), (70, 33)), ((1, 9), (4, 9)),
+                                              ((3, 4), (0, 4)), ((3, 0), (5, 0)),
+                                              ((0, 4), (2, 4)), ((2, 3, 0), (4, 0))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape, dtype):
     # Rows >= OWN_PRODUCT_MIN_ROWS run numbaconv's own product, transposing whichever of
