@@ -37,8 +37,10 @@ def _dropout(op, input, p, training, inplace, rng, mask_shape):
     if p == 1.0:
         return _in_place(op, input, np.zeros_like(x), inplace)
     keep = as_generator(rng).random(mask_shape(x)) >= p
-    scale = x.dtype.type(1.0 / (1.0 - p))
-    return _in_place(op, input, np.where(keep, x * scale, x.dtype.type(0)), inplace)
+    # x times a mask of 0 and 1 / (1 - p), as torch computes it (a dropped NaN stays NaN).
+    mask = np.where(keep, x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0))
+    with np.errstate(invalid="ignore"):  # inf * 0
+        return _in_place(op, input, x * mask, inplace)
 
 
 def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
