@@ -451,6 +451,13 @@ def _gemm(model, args, attributes, n_out):
     return [y.astype(np.result_type(a, b), copy=False)]
 
 
+def _matmul(model, args, attributes, n_out):
+    a, b = args
+    if np.ndim(b) == 2 and np.ndim(a) >= 1 and a.dtype.kind == b.dtype.kind == "f":
+        return [activations.linear(a, b.T)]  # a Linear layer on (N, ..., C) inputs
+    return [np.matmul(a, b)]
+
+
 def _unary(function):
     return lambda model, args, attributes, n_out: [function(args[0])]
 
@@ -784,7 +791,7 @@ OPERATORS = {
     "Conv": _conv, "ConvTranspose": _conv_transpose, "BatchNormalization": _batch_norm,
     "MaxPool": _pool("MaxPool"), "AveragePool": _pool("AveragePool"),
     "GlobalAveragePool": _global_pool(np.mean), "GlobalMaxPool": _global_pool(np.max),
-    "Gemm": _gemm, "MatMul": _binary(np.matmul),
+    "Gemm": _gemm, "MatMul": _matmul,
     "Relu": _unary(activations.relu), "Sigmoid": _unary(activations.sigmoid),
     "Tanh": _unary(activations.tanh), "LeakyRelu": _leaky_relu, "Clip": _clip,
     "HardSigmoid": _hard_sigmoid, "HardSwish": _unary(activations.hardswish),
