@@ -613,9 +613,22 @@ def _constant(model, args, attributes, n_out):
     raise ValueError(f"Constant: unsupported attribute(s) {sorted(attributes)}")
 
 
+def _check_size(op: str, shape, dtype) -> list:
+    """``shape`` as ints, refused (before anything is allocated) when negative or when the
+    array would exceed numbaconv's memory limit: a model file is untrusted, and a
+    ConstantOfShape or Expand to 10**12 values is one line of it."""
+    shape = [int(s) for s in shape]
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{op}: negative dimension in shape {shape}")
+    needed = math.prod(shape) * np.dtype(dtype).itemsize
+    if needed > config.memory_limit():
+        raise config.memory_error(f"{op} to shape {shape}", needed)
+    return shape
+
+
 def _constant_of_shape(model, args, attributes, n_out):
     value = attributes.get("value", np.zeros(1, np.float32))
-    shape = [int(s) for s in np.asarray(args[0]).reshape(-1)]
+    shape = _check_size("ConstantOfShape", np.asarray(args[0]).reshape(-1), value.dtype)
     return [np.full(shape, value.reshape(-1)[0], dtype=value.dtype)]
 
 
@@ -654,6 +667,7 @@ def _pad(model, args, attributes, n_out):
     if numpy_mode is None:
         raise ValueError(f"Pad: mode must be constant, reflect, edge or wrap, got {mode!r}")
     grow = [(max(a, 0), max(b, 0)) for a, b in widths]
+    _check_size("Pad", [n + a + b for n, (a, b) in zip(x.shape, grow)], x.dtype)
     kwargs = {"constant_values": np.asarray(value).item()} if mode == "constant" else {}
     y = np.pad(x, grow, mode=numpy_mode, **kwargs)
     crop = tuple(slice(-min(a, 0), y.shape[i] + min(b, 0)) for i, (a, b) in enumerate(widths))
@@ -681,6 +695,7 @@ def _resize(model, args, attributes, n_out):
     if len(out_sizes) != x.ndim or out_sizes[:2] != list(x.shape[:2]):
         raise ValueError(f"Resize: only the spatial axes can be resized, got sizes "
                          f"{out_sizes} for input {x.shape}")
+    _check_size("Resize", out_sizes, x.dtype)
     nearest_mode = attributes.get("nearest_mode", "round_prefer_floor")
     out = x
     t = x.dtype.type if x.dtype.kind == "f" else np.float32
@@ -739,14 +754,19 @@ def _where(model, args, attributes, n_out):
 
 
 def _expand(model, args, attributes, n_out):
-    shape = [int(s) for s in np.asarray(args[1]).reshape(-1)]
-    return [np.array(np.broadcast_to(args[0], np.broadcast_shapes(np.shape(args[0]),
-                                                                   tuple(shape))))]
+    x = np.asarray(args[0])
+    shape = np.broadcast_shapes(x.shape, tuple(int(s) for s in np.asarray(args[1]).reshape(-1)))
+    _check_size("Expand", shape, x.dtype)
+    return [np.array(np.broadcast_to(x, shape))]
 
 
 def _range(model, args, attributes, n_out):
     start, limit, delta = (np.asarray(a).item() for a in args[:3])
-    return [np.arange(start, limit, delta, dtype=np.asarray(args[0]).dtype)]
+    if delta == 0:
+        raise ValueError("Range: delta must not be 0")
+    dtype = np.asarray(args[0]).dtype
+    _check_size("Range", [max(0, math.ceil((limit - start) / delta))], dtype)
+    return [np.arange(start, limit, delta, dtype=dtype)]
 
 
 def _identity(model, args, attributes, n_out):

@@ -341,3 +341,20 @@ def test_results_read_twice_or_through_views_are_not_overwritten(torch, rng):
 
     x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
     check_against_torch_and_onnxruntime(torch, Branches(), x)
+
+
+@pytest.mark.parametrize("op, inputs, initial", [
+    ("ConstantOfShape", ["shape"], {"shape": np.array([10**6, 10**6], np.int64)}),
+    ("Expand", ["x", "shape"], {"shape": np.array([10**7, 10**6, 2], np.int64)}),
+    ("Range", ["start", "limit", "delta"], {"start": np.array(0.0, np.float32),
+                                             "limit": np.array(1e15, np.float32),
+                                             "delta": np.array(1.0, np.float32)}),
+])
+def test_huge_allocations_from_a_model_are_refused_before_allocating(op, inputs, initial):
+    initializers = [numpy_helper.from_array(v, k) for k, v in initial.items()]
+    graph_inputs = [tensor_info("x", [1, 2])] if "x" in inputs else []
+    model = graph_model([helper.make_node(op, inputs, ["y"])], graph_inputs,
+                        [tensor_info("y", None, 1)], initializers)
+    with pytest.raises(MemoryError, match=f"{op} to shape"):
+        loaded = numbaconv.onnx.load(model.SerializeToString())
+        loaded(np.ones((1, 2), np.float32)) if graph_inputs else loaded()
