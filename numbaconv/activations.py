@@ -263,8 +263,8 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 #: threads spin after each call and slow the next layers (a ResNet-18 forward pass at
 #: batch 1: 44 ms with them, 20 ms without; torch 25). Measured on the networks.json
 #: linear layers (2 threads, AVX-512, time / torch's, geomean): at batch 8 the own
-#: product 0.92, BLAS on one thread 1.7; one row (batch 1), a matrix-vector product, goes
-#: to BLAS on one thread: 1.2 (on two threads 0.7, but then they spin).
+#: product 0.92, BLAS on one thread 1.7. One row (batch 1), a matrix-vector product, runs
+#: as dot products on Numba's threads (``gemm.vector_products``).
 OWN_PRODUCT_MIN_ROWS = 2
 
 
@@ -293,6 +293,18 @@ def _own_product(rows, w):
         return out
 
 
+def _dot_products(row, w):
+    """row (1, C) @ w.T -> (1, K): one dot product per output, vectorised along C, outputs
+    shared among Numba's threads (bound by reading the weights once; faster than BLAS
+    on one thread: 4096 -> 4096 in 2.3 ms against 2.8, 512 -> 1000 in 51 us against 95)."""
+    from .cpu.gemm import vector_products
+
+    out = np.empty((1, w.shape[0]), row.dtype)
+    with config.one_share_for(w.size):
+        vector_products(_row_major(row), _row_major(w), np.zeros(w.shape[0], row.dtype), out)
+    return out
+
+
 def _row_major(a):
     """``a`` C-contiguous with the strides of a fresh array: NumPy calls an array with a
     length-1 axis contiguous whatever that axis's stride, and the matrix product reads
@@ -310,10 +322,10 @@ def linear(input, weight, bias=None):
 
     input (*, in_features); weight (out_features, in_features), or (in_features,) for a
     dot product over the last axis; bias broadcastable to the output, usually
-    (out_features,). Returns (*, out_features). From OWN_PRODUCT_MIN_ROWS input rows the
-    product is numbaconv's own, on Numba's threads; below (matrix-vector products, bound
-    by reading the weights) NumPy's BLAS on the calling thread
-    (``config.single_threaded_blas``).
+    (out_features,). Returns (*, out_features). Computed on Numba's threads: from
+    OWN_PRODUCT_MIN_ROWS input rows by numbaconv's own matrix product, a single row as one
+    dot product per output; what remains (a 1-D weight) by NumPy's BLAS on the calling
+    thread (``config.single_threaded_blas``).
 
     >>> import numpy as np, numbaconv
     >>> numbaconv.linear(np.ones((2, 3)), np.ones((4, 3)), np.arange(4.0))
@@ -338,12 +350,14 @@ def linear(input, weight, bias=None):
                          f"the input is not 2-D; got input {x.shape}, bias {b.shape}")
     dtype = np.result_type(*[a for a in (x, w, b) if a is not None])
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
-    if (w.ndim == 2 and x.ndim >= 2 and math.prod(x.shape[:-1]) >= OWN_PRODUCT_MIN_ROWS
-            and w.shape[0] > 0):
+    rows = math.prod(x.shape[:-1])
+    if w.ndim == 2 and rows >= OWN_PRODUCT_MIN_ROWS and w.shape[0] > 0:
         # One (rows x in) @ (in x out) product for any leading axes (ConvNeXt's MLPs on
         # (N, H, W, C)), on Numba's threads with numbaconv's own matrix product.
-        rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-        out = _own_product(rows, w).reshape(x.shape[:-1] + (w.shape[0],))
+        out = _own_product(x.reshape(rows, x.shape[-1]), w).reshape(
+            x.shape[:-1] + (w.shape[0],))
+    elif w.ndim == 2 and rows == 1 and w.size > 0:
+        out = _dot_products(x.reshape(1, x.shape[-1]), w).reshape(x.shape[:-1] + (w.shape[0],))
     else:
         with config.single_threaded_blas():  # (OpenBLAS's spinning threads: see there)
             out = np.matmul(x, w.T)
