@@ -1,8 +1,9 @@
 """Normalisation layers with PyTorch's semantics: ``batch_norm``, ``layer_norm``, ``group_norm``.
 
 Each takes ``torch.nn.functional``'s arguments and defaults, checks them as torch does,
-and returns a new array of the input's dtype, computed by Numba kernels in one pass over
-the output (statistics in float64: :mod:`numbaconv.cpu.norm`).
+and returns a new array (of the input's dtype, promoted with ``weight`` and ``bias`` as
+NumPy promotes), computed by Numba kernels in one pass over the output (statistics in
+float64: :mod:`numbaconv.cpu.norm`).
 
 >>> import numpy as np, numbaconv
 >>> x = np.arange(8.0).reshape(2, 2, 2)
@@ -46,8 +47,8 @@ def _per_channel(op: str, name: str, value, channels: int, dtype, required: bool
 
 
 def _as_3d(x: np.ndarray) -> np.ndarray:
-    """(N, C, *) -> contiguous (N, C, P)."""
-    return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    """(N, C, *) -> contiguous (N, C, P) (P counted, so that empty inputs reshape too)."""
+    return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -172,7 +173,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
                              f"{array.shape}")
         dtype = np.result_type(dtype, array.dtype)
         affine.append(array.reshape(size))
-    x2 = np.ascontiguousarray(x, dtype=dtype).reshape(-1, size) if size else x.reshape(-1, 0)
+    x2 = np.ascontiguousarray(x, dtype=dtype).reshape(math.prod(x.shape) // size if size
+                                                      else 0, size)
     out = np.empty(x2.shape, dtype)
     if out.size:
         with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
@@ -218,7 +220,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
             array = np.full(channels, fill, dtype)
         dtype = np.result_type(dtype, array.dtype)
         affine.append(array)
-    x3 = np.ascontiguousarray(x, dtype=dtype).reshape(x.shape[0], channels, -1)
+    x3 = _as_3d(x.astype(dtype, copy=False))
     out = np.empty(x3.shape, dtype)
     if out.size:
         with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):

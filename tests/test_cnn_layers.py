@@ -620,3 +620,16 @@ def test_cnn_with_batch_norm_loads_torch_weights_strictly_and_agrees(torch, rng,
 
 
 
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4), (2, 3, 0), (0, 4), (2, 4, 0, 5)])
+def test_normalisations_of_empty_inputs_match_torch(torch, shape):
+    x = np.ones(shape, np.float32)
+    channels = shape[1]
+    stats = np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    for ours, theirs in [
+        (numbaconv.batch_norm(x, *stats), torch_call(torch, "batch_norm", x, *stats)),
+        (numbaconv.group_norm(x, 1), torch_call(torch, "group_norm", x, 1)),
+        (numbaconv.layer_norm(x, shape[-1:]), torch_call(torch, "layer_norm", x, shape[-1:])),
+    ]:
+        assert ours.shape == theirs.shape and ours.dtype == np.float32
