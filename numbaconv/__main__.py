@@ -5,6 +5,7 @@
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv layers          # pooling, transposed conv and linear against torch
     python -m numbaconv bench --set networks [--batch 8]   # 16 torchvision models' layers
+    python -m numbaconv models [--models resnet18 ...] [--batch 1 8]   # whole CNNs via ONNX
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
                               [--no-numpy] [--device cuda]
@@ -51,6 +52,13 @@ def main(argv=None) -> int:
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                        help="cuda: time the GPU kernels on device arrays (needs a GPU and "
                             "numbaconv[cuda]), against torch CUDA when available")
+    models = sub.add_parser("models", help="whole CNNs through numbaconv.onnx against torch "
+                                           "and onnxruntime (needs torch and onnx)")
+    models.add_argument("--models", nargs="*", help="model names (default: all available)")
+    models.add_argument("--batch", nargs="+", type=int, default=[1, 8])
+    models.add_argument("--size", type=int, default=224, help="image side (default 224)")
+    models.add_argument("--repeat", type=int, default=7)
+    models.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     _plain_compile_messages()
 
@@ -69,6 +77,11 @@ def main(argv=None) -> int:
         if args.command == "selfcheck":
             return 0
         print()
+    if args.command == "models":
+        from .bench_models import run_models_bench
+
+        run_models_bench(args.models, tuple(args.batch), args.size, args.repeat, args.threads)
+        return 0
     if args.command == "layers":
         bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)
     elif args.command is None:

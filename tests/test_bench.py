@@ -99,3 +99,20 @@ def test_network_bench_without_torch_still_times_numbaconv():
     rows = run_network_bench(repeat=1, use_torch=False, entries=picked, out=out,
                              progress=io.StringIO())
     assert all(r["ms"] > 0 and r["torch_ms"] is None for r in rows)
+
+
+def test_models_bench_runs_a_model_through_onnx(torch):
+    pytest.importorskip("onnx")  # (CI installs it: tests/test_onnx.py fails there without)
+    from numbaconv.bench_models import available_models, run_models_bench
+
+    out = io.StringIO()
+    rows = run_models_bench(["resnet18"], (1, 2), size=32, repeat=1, out=out,
+                            progress=io.StringIO())
+    assert [(r["model"], r["batch"]) for r in rows] == [("resnet18", 1), ("resnet18", 2)]
+    assert all(r["error"] < 1e-4 and r["ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    text = out.getvalue()
+    assert "numbaconv models:" in text and "resnet18" in text
+    makers, source = available_models(torch)
+    assert {"resnet18", "mobilenet_v2"} <= set(makers)
+    with pytest.raises(ValueError, match="unknown model"):
+        run_models_bench(["resnet1000"], (1,), out=io.StringIO())
