@@ -398,7 +398,11 @@ def test_conv_modules_agree_with_torch_on_random_options(torch, data):
             ours.load_state_dict(from_torch(theirs))
         got = ours(x)
     except (ValueError, TypeError) as exc:
-        assert torch_error is not None, f"torch accepted what numbaconv rejected: {exc}"
+        # torch's float32 (oneDNN) transposed convolution returns an empty output where its
+        # own size rule, its float64 path and numbaconv reject one ("output size ... is
+        # too small"): that one difference is allowed.
+        empty = torch_error is None and 0 in want.shape and "too small" in str(exc)
+        assert torch_error is not None or empty, f"torch accepted what numbaconv rejected: {exc}"
         return
     assert torch_error is None, f"numbaconv accepted what torch rejected: {torch_error}"
     assert got.shape == want.shape
