@@ -11,7 +11,7 @@ is kept. The report:
   grouped, dilated, strided, large kernel, 3x3 stride 1): geometric-mean time ratio
   numbaconv/torch and how many layers numbaconv wins;
 * per model, the count-weighted time of its convolutions, numbaconv over torch;
-* the worst layers, with the algorithm numbaconv chose;
+* the worst layers, with the algorithm and kernel numbaconv chose;
 * pooling, linear and transposed convolution apart.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import sys
 from collections import defaultdict
 from importlib import resources
@@ -28,6 +27,7 @@ import numpy as np
 
 from .autotune import cpu_model
 from .bench import import_torch, interleaved_best, set_threads
+from .isa import vector_isa
 
 
 def load_network_layers() -> list:
@@ -58,22 +58,6 @@ def conv_kind(entry: dict) -> str:
     return "3x3 stride 1" if kernel == (3, 3) else "other"
 
 
-def vector_isa() -> str:
-    """The widest vector instructions of this CPU (what the kernels were compiled for), or
-    the CPU named by NUMBA_CPU_NAME, which the kernels are then compiled for instead."""
-    import llvmlite.binding as llvm
-    import numba
-
-    if numba.config.CPU_NAME:  # a portable build: microkernel assumes 32-byte vectors at most
-        return f"NUMBA_CPU_NAME={numba.config.CPU_NAME} (vectors of at most 32 bytes)"
-    features = llvm.get_host_cpu_features()
-    if features.get("avx512f", False):
-        return "AVX-512"
-    if features.get("avx2", False):
-        return "AVX2"
-    return "no AVX2 (" + (platform.machine() or "unknown") + ")"
-
-
 def _arrays(entry: dict, batch: int, rng):
     """Random float32 operands of the entry at ``batch`` times its recorded batch."""
     x_shape = [entry["x"][0] * batch] + list(entry["x"][1:])
@@ -94,7 +78,7 @@ def _kwargs(entry: dict) -> dict:
 
 
 def _calls(entry, x, w, b, torch):
-    """(numbaconv call, torch call or None, algorithm numbaconv chose or '-')."""
+    """(numbaconv call, torch call or None, algorithm/kernel numbaconv chose or '-')."""
     import numbaconv
 
     op, kwargs = entry["op"], _kwargs(entry)
@@ -103,7 +87,12 @@ def _calls(entry, x, w, b, torch):
     else:
         args = (x,)
     ours = lambda: getattr(numbaconv, op)(*args, **kwargs)
-    algorithm = numbaconv.plan(x, w, b, **kwargs).algorithm if op == "conv2d" else "-"
+    if op == "conv2d":
+        plan = numbaconv.plan(x, w, b, **kwargs)
+        algorithm = f"{plan.algorithm}/{plan.kernel}" if plan.kernel != plan.algorithm \
+            else plan.algorithm
+    else:
+        algorithm = "-"
     peer = None
     if torch is not None:
         targs = [None if a is None else torch.from_numpy(a) for a in args]
@@ -210,7 +199,7 @@ def _print_worst(rows, count, out):
           f"algorithm", file=out)
     for row in sorted(rows, key=lambda r: -r["ratio"])[:count]:
         print(f"  {row['ratio']:6.2f} {row['ms']:12.3f} {row['torch_ms']:9.3f} "
-              f"{row['algorithm']:14s} {_describe(row['entry'], row['x_shape'])}", file=out)
+              f"{row['algorithm']:28s} {_describe(row['entry'], row['x_shape'])}", file=out)
 
 
 def _print_numbaconv_only(rows, out):

@@ -22,6 +22,7 @@ Environment variables (read once, at import):
 """
 
 import os
+import sys
 import threading
 import time
 
@@ -47,6 +48,15 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 #: The machine's logical CPUs, the most threads a call may use (workspace estimates): read
 #: once, as os.cpu_count() reads a file on Linux on every call (9 us measured).
 CPU_COUNT = os.cpu_count() or 1
+
+
+def threads() -> int:
+    """The threads the next CPU kernel will run on: Numba's setting once Numba is loaded
+    (``numba.set_num_threads``), else what it will start with."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return numba.get_num_threads()
+    return int(os.environ.get("NUMBA_NUM_THREADS") or CPU_COUNT)
 
 
 # --------------------------------------------------------------------------- small calls

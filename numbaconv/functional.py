@@ -193,7 +193,8 @@ def plan(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     Returns a :class:`numbaconv.planner.Plan` with ``algorithm``, ``device`` (``'cpu'`` or
     ``'cuda'``, chosen as in :func:`conv2d`; planning for the GPU needs no GPU),
-    ``output_shape``, ``flops``, ``workspace_bytes`` and ``reason``.
+    ``output_shape``, ``flops``, ``workspace_bytes``, ``reason``, and ``kernel``: which of
+    the algorithm's kernels runs (``kernel_summary`` says what it does).
 
     Examples
     --------

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import config
+from . import config, isa
 from .errors import UnsupportedAlgorithm
 from .registry import (CUDA_REGISTRY, GEMM_WHOLE_UNFOLD_BYTES, REGISTRY, gemm_kernel,
                        padded_copy_bytes, tap_jobs, tap_positions)
@@ -45,14 +45,19 @@ class Plan:
     #: False when the call would need more than the memory limit: running the plan
     #: raises MemoryError (the reason gives the figures) before allocating anything.
     fits: bool = True
+    #: The algorithm's kernel that runs (``registry.Algorithm.kernel``), and what it does.
+    kernel: str = ""
+    kernel_summary: str = field(default="", repr=False)
 
     def __repr__(self) -> str:
         s = self.spec
+        kernel = f", kernel {self.kernel!r}" if self.kernel != self.algorithm else ""
+        how = f" [{self.kernel}: {self.kernel_summary}]" if self.kernel_summary else ""
         return (
-            f"Plan({s.op}: algorithm={self.algorithm!r} on {self.device}, "
+            f"Plan({s.op}: algorithm={self.algorithm!r}{kernel} on {self.device}, "
             f"input {_input_shape(s)} -> output {self.output_shape}, "
             f"{self.flops / 1e9:.3g} GFLOP, workspace {self.workspace_bytes / 2**20:.3g} MiB, "
-            f"{s.dtype}; {'why' if self.fits else 'DOES NOT FIT'}: {self.reason})"
+            f"{s.dtype}; {'why' if self.fits else 'DOES NOT FIT'}: {self.reason}{how})"
         )
 
     def _repr_pretty_(self, printer, cycle):  # IPython/Jupyter
@@ -70,17 +75,19 @@ def _input_shape(spec: ConvSpec) -> tuple:
 
 #: Channels per group from which a layer counts as "dense" for the ``auto`` rule.
 DENSE_CHANNELS = 16
-#: Output positions in one register tile of the direct kernel (float32, AVX-512), and the
-#: share of the positions it computes that must be real outputs for it to be chosen.
-DIRECT_TILE_POSITIONS = 64
+#: The share of the positions the direct kernel computes that must be real outputs for it
+#: to be chosen (see direct_tile_use).
 DIRECT_MIN_TILE_USE = 0.5
-#: Bytes of input one direct register tile reads through all its taps (channels x taps x
-#: DIRECT_TILE_POSITIONS values), beyond which the tile re-streams them from beyond L2
-#: for every 6 output channels and GEMM's L2-blocked im2col wins. Measured (2 threads,
+#: Bytes of input a direct register tile of 64 positions (float32 on AVX-512) reads
+#: through all its taps (channels x taps x DIRECT_TILE_POSITIONS values), beyond which
+#: the tiles re-stream them from beyond L2 for every 6 output channels and GEMM's
+#: L2-blocked im2col wins. A fixed count of positions rather than the CPU's panel: it
+#: measures how much input a block's tiles share, the same on AVX2. Measured (2 threads,
 #: AVX-512, batch 1): DeepLab's 2048 -> 256 3x3 at dilation 12 (4.5 MiB) direct 104-131
 #: ms, GEMM 67-69 ms; 512 -> 512 3x3 stride 2 (1.1 MiB) 2.1 against 1.9 ms; 256 -> 512
 #: 3x3 stride 2 (0.6 MiB) direct 1.1 ms, GEMM 1.8 ms.
 DIRECT_MAX_TILE_BYTES = 1 << 20
+DIRECT_TILE_POSITIONS = 64
 #: Output rows and columns (per dilation phase) from which Winograd pays: one 4x4 tile.
 WINOGRAD_MIN_PHASE = 4
 #: Channels per group from which a grouped layer (groups > 1) runs Winograd: it runs one
@@ -144,10 +151,11 @@ def winograd_streams_weights(spec: ConvSpec) -> bool:
 
 def direct_tile_use(spec: ConvSpec) -> float:
     """The share of the positions the direct kernel's tiles compute per image that are
-    outputs: it computes whole rows of the (phase-split) padded grid, in tiles of
-    DIRECT_TILE_POSITIONS."""
+    outputs: it computes whole rows of the (phase-split) padded grid, a panel of
+    positions at a time (``isa.panel_positions``: 64 float32 with AVX-512, 16 with AVX2)."""
     grid = spec.out_height * -(-spec.padded_width // spec.stride_w)
-    computed = -(-grid // DIRECT_TILE_POSITIONS) * DIRECT_TILE_POSITIONS
+    panel = isa.panel_positions(spec.itemsize)
+    computed = -(-grid // panel) * panel
     return spec.out_height * spec.out_width / computed if computed else 1.0
 
 
@@ -336,7 +344,8 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> P
         chosen = CUDA_REGISTRY[name]
         return Plan(algorithm=name, device="cuda", output_shape=spec.output_shape,
                     flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec),
-                    reason=reason, spec=spec, requested=algorithm)
+                    reason=reason, spec=spec, requested=algorithm,
+                    **_kernel_fields(chosen, spec))
     if algorithm not in REGISTRY and algorithm not in SPECIAL:
         raise UnsupportedAlgorithm(
             f"{spec.op}: algorithm={algorithm!r} runs on the GPU only (pass device arrays or "
@@ -360,8 +369,13 @@ def make_plan(spec: ConvSpec, algorithm: str = "auto", device: str = "cpu") -> P
         algorithm=name, device=chosen.device, output_shape=spec.output_shape,
         flops=spec.flops, workspace_bytes=chosen.workspace_bytes(spec),
         reason=reason if fitting else str(memory_error(spec, name)), spec=spec,
-        requested=algorithm, fits=fitting,
+        requested=algorithm, fits=fitting, **_kernel_fields(chosen, spec),
     )
+
+
+def _kernel_fields(algorithm, spec: ConvSpec) -> dict:
+    kernel = algorithm.kernel(spec)
+    return dict(kernel=kernel, kernel_summary=algorithm.kernels.get(kernel, ""))
 
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from . import config
+from . import config, isa
 from .spec import ConvSpec
 
 @dataclass(frozen=True)
@@ -28,6 +28,18 @@ class Algorithm:
     workspace_bytes: Callable[[ConvSpec], int]
     runner: str  # "module:function" under numbaconv, imported on first use
     mixes_nonfinite: bool = False  # an inf/NaN input spreads wider than in torch
+    #: The algorithm's kernels, name -> what it does, and the pure-Python rule naming the
+    #: one that runs a spec (the runner dispatches on the same rule): what ``plan()``
+    #: shows, and what the workspace estimate is computed for.
+    kernels: Mapping[str, str] = field(default_factory=dict)
+    choose_kernel: Optional[Callable[[ConvSpec], str]] = None
+
+    def kernel(self, spec: ConvSpec) -> str:
+        """The name of the kernel that runs ``spec`` (the algorithm's own name when it has
+        one kernel). ``spec`` as the kernel sees it: a non-zero padding mode applied."""
+        if spec.padding_mode != "zeros":
+            spec = spec.with_padding_applied()
+        return self.choose_kernel(spec) if self.choose_kernel else self.name
 
     def function(self) -> Callable:
         """The kernel module's entry point (importing, and so compiling, on first use)."""
@@ -113,32 +125,112 @@ def direct_tile_rows(spec: ConvSpec) -> int:
     return 4 if -(-kg // 4) * 4 * 1.1 < -(-kg // 6) * 6 else 6
 
 
-def _direct_workspace(spec: ConvSpec) -> int:
-    threads = config.CPU_COUNT
-    cols_q = -(-spec.padded_width // spec.stride_w)
-    block = direct_block_rows(spec) * cols_q  # one accumulator per thread
+#: Input width below which depthwise 3x3 stride-1 layers stack their images per channel
+#: (``depthwise3x3_stacked``). Measured, MobileNet shapes at batch 8, stacked against
+#: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
+#: vs 0.65, 112x112 1.00 vs 0.58.
+DEPTHWISE_STACKED_BELOW_WIDTH = 48
+#: Padded planes up to which depthwise layers with at least a vector of channels run
+#: channels-last (``depthwise_channels_last``), except 3x3 stride-1 layers from
+#: DEPTHWISE_STACKED_BELOW_WIDTH wide, whose row stencil wins. Measured (2 threads,
+#: AVX-512) against the other kernels: batch 8, 3x3 7x7 1024 ch 0.19 ms vs 0.34-0.41
+#: (stacked), 5x5 14x14 512 ch 0.47 vs 2.36, 7x7 1152 ch 0.33 vs 4.12 (general kernel);
+#: batch 1, 5x5 28x28 240 ch 0.12 vs 0.31, 7x7 28x28 192 ch 0.14 vs 0.32, 7x7 56x56 96 ch
+#: 0.27 vs 0.40, 3x3 stride 2 112x112 96 ch 0.23 vs 0.32; the 3x3 stride-1 stencil on
+#: 112x112 32 ch: 0.10 against 0.14. Beyond, each job's three plane buffers outgrow L2.
+DEPTHWISE_CHANNELS_LAST_MAX_PLANE = 128 * 128
+#: The most elements one channel's stack may hold (a buffer per thread, twice): 8
+#: padded 226x226 images (MobileNet's stride-2 layers at 224 input, batch 8) and more.
+DEPTHWISE_STACKED_ELEMENTS = 1 << 20
+
+DIRECT_KERNELS = {
+    "depthwise3x3_rows": "depthwise 3x3, stride 1, on wide images: a stencil read straight "
+                         "from the input, one plane per job, rows of outputs vectorised",
+    "depthwise_channels_last": "depthwise on small planes: a vector of channels per job, "
+                               "turned channels-last, one vector of outputs per position",
+    "depthwise3x3_stacked": "depthwise 3x3 on small images: a channel's images stacked in "
+                            "one padded buffer, one stencil pass at stride 1",
+    "depthwise_rows": "depthwise, the rest: each job pads and phase-splits the input rows "
+                      "it reads, taps fused in vector loops",
+    "tiled": "implicit GEMM over the padded, stride-phase-split input: register tiles of "
+             "6 (or 4) output channels by a panel of positions, each tap read in place",
+    "grouped_tiled": "implicit GEMM per group: each job gathers its group's padded, "
+                     "phase-split input rows into a buffer of its own, then register tiles",
+    "channel_rows": "1-3 output channels per group: one output channel per job, taps fused "
+                    "in vector loops over the padded, phase-split input",
+}
+
+
+def direct_kernel(spec: ConvSpec) -> str:
+    """The kernel the ``direct`` algorithm runs for ``spec`` (``direct.run`` dispatches on
+    it; :data:`DIRECT_KERNELS` says what each does). Depthwise layers (one input and one
+    output channel per group) by image size and kernel, see the constants above; other
+    layers ``tiled`` (``grouped_tiled`` with groups) from TILED_MIN_CHANNELS output
+    channels per group, else ``channel_rows``."""
+    depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
+    if depthwise:
+        three = (spec.kernel_height == spec.kernel_width == 3
+                 and spec.dilation_h == spec.dilation_w == 1)
+        if three and spec.stride_h == spec.stride_w == 1 \
+                and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
+            return "depthwise3x3_rows"
+        if spec.in_channels >= isa.lanes(spec.itemsize) and \
+                spec.padded_height * spec.padded_width <= DEPTHWISE_CHANNELS_LAST_MAX_PLANE:
+            return "depthwise_channels_last"
+        if three and spec.stride_h <= 2 and spec.stride_w <= 2 and \
+                spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS:
+            return "depthwise3x3_stacked"
+        return "depthwise_rows"
     if spec.out_channels_per_group >= TILED_MIN_CHANNELS:
+        return "grouped_tiled" if spec.groups > 1 else "tiled"
+    return "channel_rows"
+
+
+def _direct_workspace(spec: ConvSpec) -> int:
+    """Scratch of the kernel :func:`direct_kernel` names, at most (every thread busy)."""
+    threads = config.CPU_COUNT
+    kernel = direct_kernel(spec)
+    cols_q = -(-spec.padded_width // spec.stride_w)
+    block_rows = direct_block_rows(spec)
+    block = block_rows * cols_q  # one accumulator per thread
+    panel = isa.panel_positions(spec.itemsize)
+    if kernel in ("tiled", "grouped_tiled"):
         tile_rows = -(-spec.out_channels_per_group // 6) * 6  # at most (tiles of 4 pad less)
-        slack = 64 + cols_q  # a panel of up to 64 elements and a grid row (direct.tiled_slack)
-        return (_phase_split_bytes(spec) + (slack + threads * tile_rows * (block + 64))
-                * spec.itemsize)
-    if spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1:
-        # depthwise: no input copy, each thread pads the rows of its block, or (3x3
-        # kernels) stacks one channel of every image, padded, and their stride-1 outputs
+        slack = panel + cols_q  # what the last panel may read (direct.tiled_slack)
+        accumulators = threads * tile_rows * (block + panel)
+        if kernel == "tiled":  # a padded, phase-split copy of the whole input
+            return (_phase_split_bytes(spec) + slack + accumulators) * spec.itemsize
+        # per thread its group's rows (direct.grouped_gathers), one input plane + a zero;
+        # the gather indices (int64, kept per spec) for every block of rows
+        rows_local = block_rows + ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h
+        plane = spec.stride_h * spec.stride_w * rows_local * cols_q
+        local = spec.in_channels_per_group * plane + slack + spec.in_height * spec.in_width + 1
+        gathers = -(-spec.out_height // block_rows) * plane * 8
+        return (accumulators + threads * local) * spec.itemsize + gathers
+    if kernel == "channel_rows":
+        return (_phase_split_bytes(spec) + threads * block) * spec.itemsize
+    # depthwise: no input copy; each thread's buffers
+    if kernel == "depthwise_rows":  # the rows its block reads, padded and phase split
         reach = ((spec.kernel_height - 1) * spec.dilation_h) // spec.stride_h + 1
-        local = spec.stride_h * spec.stride_w * (direct_block_rows(spec) + reach) * cols_q
-        stack = 2 * (spec.batch * spec.padded_height * spec.padded_width + 64 + 2 * cols_q)
-        channels_last = 16 * (2 * spec.in_height * spec.in_width  # (direct.depthwise_
-                              + spec.padded_height * spec.padded_width)  # channels_last)
-        return threads * (block + max(local, stack, channels_last)) * spec.itemsize
-    return _phase_split_bytes(spec) + threads * block * spec.itemsize
+        local = spec.stride_h * spec.stride_w * (block_rows + reach) * cols_q + block
+    elif kernel == "depthwise3x3_stacked":  # a channel of every image, padded, and its outputs
+        lanes = isa.lanes(spec.itemsize)
+        local = 2 * (spec.batch * spec.padded_height * spec.padded_width + 2 * lanes
+                     + 2 * spec.padded_width)
+    elif kernel == "depthwise_channels_last":  # a vector of channels: input, grid, output
+        local = isa.lanes(spec.itemsize) * (
+            spec.in_height * spec.in_width + spec.padded_height * spec.padded_width
+            + spec.out_height * spec.out_width + spec.kernel_height * spec.kernel_width + 1)
+    else:  # depthwise3x3_rows: a copy of the three input rows a padded output row reads
+        local = 3 * spec.in_width
+    return threads * local * spec.itemsize
 
 
 register(Algorithm(
     name="direct", device="cpu",
     summary="direct loops vectorised along blocks of output rows; runs every spec",
     supports=lambda spec: None, workspace_bytes=_direct_workspace,
-    runner="cpu.direct:run",
+    runner="cpu.direct:run", kernels=DIRECT_KERNELS, choose_kernel=direct_kernel,
 ))
 
 
@@ -303,11 +395,23 @@ def _gemm_workspace(spec: ConvSpec) -> int:
     return _phase_split_bytes(spec) + blocks
 
 
+GEMM_KERNELS = {
+    "vector_products": "1x1 convolution of 1x1 images: one dot product per output, "
+                       "vectorised along the input channels",
+    "pointwise": "unpadded 1x1 layer: each image is the matrix (a strided layer's pixels "
+                 "copied together first), multiplied in jobs of output channels or positions",
+    "tap_products": "one matrix product per kernel tap over the outputs where that tap "
+                    "reads inside the input; taps reading only padding skipped",
+    "im2col_whole": "every image's im2col matrix unfolded at once, then one matrix product "
+                    "cut by output channels or positions (weights read once per job)",
+    "im2col": "im2col in L2-sized blocks of output rows, a matrix product per block",
+}
+
 register(Algorithm(
     name="gemm", device="cpu",
     summary="im2col + BLAS per block of output pixels, in L2-sized blocks; runs every spec",
     supports=lambda spec: None, workspace_bytes=_gemm_workspace,
-    runner="cpu.gemm:run",
+    runner="cpu.gemm:run", kernels=GEMM_KERNELS, choose_kernel=gemm_kernel,
 ))
 
 
@@ -381,6 +485,33 @@ def _winograd_workspace(tile: int):
     return workspace
 
 
+WINOGRAD_KERNELS = {
+    "blocks": "the whole pipeline (input transform, per-position matrix products, output "
+              "transform) per block of tile rows, its data staying in the worker's caches",
+    "stages": "stage by stage over all tiles, each transformed weight read once",
+}
+
+
+def winograd_phase_spec(spec: ConvSpec) -> ConvSpec:
+    """The plain (dilation 1) convolution Winograd computes for a dilated ``spec``: every
+    dilation phase of the padded input as one image of the batch (``winograd.run_dilated``);
+    ``spec`` itself when it is not dilated."""
+    dh, dw = spec.dilation_h, spec.dilation_w
+    if dh == dw == 1:
+        return spec
+    return replace(spec, batch=dh * dw * spec.batch, in_height=-(-spec.padded_height // dh),
+                   in_width=-(-spec.padded_width // dw), pad_top=0, pad_bottom=0, pad_left=0,
+                   pad_right=0, dilation_h=1, dilation_w=1)
+
+
+def _winograd_kernel(tile: int):
+    def kernel(spec: ConvSpec) -> str:
+        spec = winograd_phase_spec(spec)
+        rows = winograd_block_rows(spec, tile, config.threads())
+        return "stages" if rows == spec.batch * -(-spec.out_height // tile) else "blocks"
+    return kernel
+
+
 for _tile in (2, 4):
     register(Algorithm(
         name=f"winograd_f{_tile}x{_tile}", device="cpu",
@@ -388,6 +519,7 @@ for _tile in (2, 4):
                 f"3x3, stride 1 (dilated: per dilation phase)",
         supports=_winograd_supports, workspace_bytes=_winograd_workspace(_tile),
         runner=f"cpu.winograd:run_f{_tile}", mixes_nonfinite=True,
+        kernels=WINOGRAD_KERNELS, choose_kernel=_winograd_kernel(_tile),
     ))
 
 

@@ -270,9 +270,10 @@ DEPTHWISE_3X3_CASES = [(size, padding)
 def test_depthwise_3x3_stride1_edges(rng, torch, size, padding, dtype, kernel, monkeypatch):
     """The dedicated depthwise 3x3 kernels (row by row with a flat stencil, or images
     stacked per channel): rows and columns whose taps fall in the padding."""
-    from numbaconv.cpu import direct
+    from numbaconv import registry
 
-    monkeypatch.setattr(direct, "DEPTHWISE_STACKED_BELOW_WIDTH", 0 if kernel == "rows" else 10**6)
+    monkeypatch.setattr(registry, "DEPTHWISE_STACKED_BELOW_WIDTH",
+                        0 if kernel == "rows" else 10**6)
     h, w = size
     # The input ends just before NaNs: an output that read past its plane would be NaN.
     guarded = np.full(2 * 5 * h * w + 64, np.nan, dtype)
@@ -343,7 +344,8 @@ def test_tiled_direct_kernel_split_by_output_channels(rng, xs, ws, kwargs, threa
         assert channel_block < -(-spec.out_channels_per_group // rows) * rows
     out = np.empty(spec.output_shape, np.float32)
     xp = np.ascontiguousarray(x)
-    direct.run_tiled(spec, xp, np.ascontiguousarray(w), np.zeros(ws[0], np.float32), out)
+    run = direct.run_grouped_tiled if spec.groups > 1 else direct.run_tiled
+    run(spec, xp, np.ascontiguousarray(w), np.zeros(ws[0], np.float32), out)
     full = dict(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs
     np.testing.assert_allclose(out, reference_conv("conv2d", x, w, None, **full),
                                rtol=1e-4, atol=1e-4)
@@ -422,7 +424,7 @@ def test_pointwise_kernel_every_job_split(rng, xs, ws, groups, threads, dtype):
     blocks of output channels and positions (pointwise_jobs); every cut must give the
     reference result, bias included."""
     from numbaconv.cpu import gemm
-    from numbaconv.cpu.microkernel import MR
+    from numbaconv.isa import MR
 
     x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
     spec = numbaconv.plan(x, w, b, groups=groups).spec
@@ -474,17 +476,20 @@ def test_squeeze_and_excitation_1x1_on_1x1_images(rng, batch, cin, cout, stride,
 def test_tiled_direct_kernel_is_the_one_that_runs(monkeypatch):
     """The property test above must exercise the tiled kernel, not the per-channel one."""
     from numbaconv.cpu import direct
+    from numbaconv.registry import TILED_MIN_CHANNELS
 
     def refuse(*args):
         raise AssertionError("the per-channel direct kernel ran")
 
     monkeypatch.setattr(direct, "direct_conv2d", refuse)
     x = np.ones((1, 2, 9, 9), np.float32)
-    numbaconv.conv2d(x, np.ones((direct.TILED_MIN_CHANNELS, 2, 3, 3), np.float32),
-                     algorithm="direct")
+    tiled = np.ones((TILED_MIN_CHANNELS, 2, 3, 3), np.float32)
+    assert numbaconv.plan(x, tiled, algorithm="direct").kernel == "tiled"
+    numbaconv.conv2d(x, tiled, algorithm="direct")
+    thin = np.ones((TILED_MIN_CHANNELS - 1, 2, 3, 3), np.float32)
+    assert numbaconv.plan(x, thin, algorithm="direct").kernel == "channel_rows"
     with pytest.raises(AssertionError, match="per-channel"):
-        numbaconv.conv2d(x, np.ones((direct.TILED_MIN_CHANNELS - 1, 2, 3, 3), np.float32),
-                         algorithm="direct")
+        numbaconv.conv2d(x, thin, algorithm="direct")
 
 
 def test_tiled_direct_reads_stay_in_its_buffer(rng):
@@ -492,7 +497,7 @@ def test_tiled_direct_reads_stay_in_its_buffer(rng):
     and past the output width; run_tiled's slack must cover the furthest read (modelled
     here as tiled_conv2d addresses it) for every spec, the last image's last block included."""
     from numbaconv.cpu import direct
-    from numbaconv.cpu.microkernel import NV, VECTOR_BYTES
+    from numbaconv.isa import NV, VECTOR_BYTES
     from numbaconv.registry import direct_block_rows
 
     for _ in range(1500):
@@ -528,10 +533,10 @@ def test_tiled_direct_reads_stay_in_its_buffer(rng):
 def test_depthwise_3x3_strided(rng, torch, size, padding, stride, kernel, monkeypatch):
     """Strided depthwise 3x3 layers: the stacked kernel picks its outputs at the strides;
     past DEPTHWISE_STACKED_ELEMENTS the general depthwise kernel runs instead."""
-    from numbaconv.cpu import direct
+    from numbaconv import registry
 
     if kernel == "general":
-        monkeypatch.setattr(direct, "DEPTHWISE_STACKED_ELEMENTS", 0)
+        monkeypatch.setattr(registry, "DEPTHWISE_STACKED_ELEMENTS", 0)
     h, w = size
     for dtype in (np.float32, np.float64):
         x = random(rng, (3, 4, h, w), dtype)
@@ -572,6 +577,7 @@ def test_depthwise_channels_last_kernel(args):
 
 
 def test_depthwise_channels_last_kernel_is_the_one_that_runs(monkeypatch):
+    from numbaconv import registry
     from numbaconv.cpu import direct
 
     def refuse(*args):
@@ -591,8 +597,8 @@ def test_depthwise_channels_last_kernel_is_the_one_that_runs(monkeypatch):
     # beyond the limit take the other kernels
     numbaconv.conv2d(np.ones((1, 6, 7, 7), np.float32), np.ones((6, 1, 3, 3), np.float32),
                      groups=6, algorithm="direct")
-    numbaconv.conv2d(np.ones((1, 32, 7, direct.DEPTHWISE_STACKED_BELOW_WIDTH), np.float32),
+    numbaconv.conv2d(np.ones((1, 32, 7, registry.DEPTHWISE_STACKED_BELOW_WIDTH), np.float32),
                      np.ones((32, 1, 3, 3), np.float32), groups=32, algorithm="direct")
-    side = int(direct.DEPTHWISE_CHANNELS_LAST_MAX_PLANE ** 0.5) + 1
+    side = int(registry.DEPTHWISE_CHANNELS_LAST_MAX_PLANE ** 0.5) + 1
     numbaconv.conv2d(np.ones((1, 32, side, side), np.float32), np.ones((32, 1, 3, 3), np.float32),
                      stride=2, groups=32, algorithm="direct")

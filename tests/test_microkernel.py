@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numbaconv.cpu import microkernel
-from numbaconv.cpu.microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
+from numbaconv import isa
+from numbaconv.cpu.microkernel import matmul, workspace_size
+from numbaconv.isa import MR, NV, VECTOR_BYTES
 
 PANEL32 = NV * VECTOR_BYTES // 4  # columns of one register tile in float32
 
@@ -95,6 +96,14 @@ def test_rejects_bad_arguments():
         matmul(a, b, np.empty((4, 6), np.float32), np.empty(3, np.float32))
 
 
-def test_vector_width_follows_the_cpu():
-    assert microkernel.VECTOR_BYTES in (32, 64)
-    assert NV == (4 if microkernel.VECTOR_BYTES == 64 else 2)
+def test_vector_width_follows_the_cpu(monkeypatch):
+    features = isa.host_features()
+    assert VECTOR_BYTES == (64 if features.get("avx512f") and not isa.portable_cpu_name()
+                            else 32)
+    assert NV == (4 if VECTOR_BYTES == 64 else 2)
+    assert isa.panel_positions(4) == NV * VECTOR_BYTES // 4
+    assert isa.lanes(8) == VECTOR_BYTES // 8
+    # a portable build compiles for another CPU: 32-byte vectors at most, said so
+    monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+    assert isa._vector_bytes() == 32
+    assert "NUMBA_CPU_NAME=haswell" in isa.vector_isa()

@@ -135,6 +135,106 @@ def test_winograd_blocks_or_stages():
     assert winograd_block_rows(spec, 4, 8) == 7
 
 
+#: (input, weight, arguments, the direct kernel that runs it, its function in cpu.direct)
+DIRECT_KERNEL_CASES = [
+    ((1, 32, 56, 56), (32, 1, 3, 3), dict(padding=1, groups=32), "depthwise3x3_rows",
+     "depthwise3x3_conv2d"),
+    ((1, 32, 14, 14), (32, 1, 5, 5), dict(padding=2, groups=32), "depthwise_channels_last",
+     "depthwise_channels_last"),
+    ((2, 4, 14, 14), (4, 1, 3, 3), dict(padding=1, groups=4, stride=2), "depthwise3x3_stacked",
+     "depthwise3x3_stacked"),
+    ((1, 4, 20, 20), (4, 1, 5, 5), dict(padding=2, groups=4), "depthwise_rows",
+     "depthwise_conv2d"),
+    ((1, 3, 32, 32), (8, 3, 3, 3), dict(padding=1), "tiled", "tiled_conv2d"),
+    ((1, 64, 14, 14), (64, 8, 3, 3), dict(padding=1, groups=8, stride=2), "grouped_tiled",
+     "grouped_tiled_conv2d"),
+    ((1, 3, 16, 16), (2, 3, 3, 3), dict(padding=1), "channel_rows", "direct_conv2d"),
+]
+
+
+@pytest.mark.parametrize("xs, ws, kwargs, kernel, function", DIRECT_KERNEL_CASES)
+def test_plan_names_the_direct_kernel_that_runs(monkeypatch, rng, xs, ws, kwargs, kernel,
+                                                function):
+    """plan() names the kernel the direct algorithm will run (registry.direct_kernel, a
+    pure-Python rule that direct.run dispatches on): that kernel, and only it, runs."""
+    from numbaconv.cpu import direct
+
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    plan = numbaconv.plan(x, w, **kwargs, algorithm="direct")
+    assert plan.kernel == kernel
+    assert f"kernel {kernel!r}" in repr(plan) and plan.kernel_summary in repr(plan)
+    assert plan.kernel_summary == REGISTRY["direct"].kernels[kernel]
+    expected = reference_conv("conv2d", x, w, None, **(dict(
+        stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") | kwargs))
+    np.testing.assert_allclose(numbaconv.conv2d(x, w, **kwargs, algorithm="direct"), expected,
+                               rtol=1e-4, atol=1e-4)
+
+    def refuse(*args, **kw):
+        raise AssertionError(f"{function} ran")
+
+    monkeypatch.setattr(direct, function, refuse)
+    with pytest.raises(AssertionError, match=function):
+        numbaconv.conv2d(x, w, **kwargs, algorithm="direct")
+
+
+def test_every_kernel_has_a_summary_and_a_workspace():
+    """Each kernel a rule can name is described, and the memory guard counts what that
+    kernel allocates: a grouped layer no longer counts the padded copy of the whole input
+    that only the ungrouped tiled kernel makes."""
+    from numbaconv import registry
+
+    for algorithm in REGISTRY.values():
+        for name, summary in algorithm.kernels.items():
+            assert name and summary.strip()
+    for xs, ws, kwargs, kernel, _ in DIRECT_KERNEL_CASES:
+        spec = spec_of(xs, ws, **kwargs)
+        assert registry.direct_kernel(spec) == kernel
+        assert REGISTRY["direct"].workspace_bytes(spec) > 0
+    grouped = spec_of((8, 512, 56, 56), (512, 16, 3, 3), padding=1, groups=32)
+    ungrouped = spec_of((8, 512, 56, 56), (512, 512, 3, 3), padding=1)
+    assert registry.direct_kernel(grouped) == "grouped_tiled"
+    copy = registry._phase_split_bytes(grouped)
+    assert REGISTRY["direct"].workspace_bytes(grouped) < copy
+    assert REGISTRY["direct"].workspace_bytes(ungrouped) > copy
+
+
+@pytest.mark.parametrize("xs, ws, padding, dilation, staged", [
+    ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1, True),   # 9 MiB of weights per block
+    ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, False),
+    ((1, 64, 32, 32), (64, 64, 3, 3), 2, 2, False),    # dilated: its phases as a batch
+])
+def test_plan_names_winograds_blocks_or_stages(monkeypatch, rng, xs, ws, padding, dilation,
+                                               staged):
+    from numbaconv.cpu import winograd
+
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    plan = numbaconv.plan(x, w, padding=padding, dilation=dilation,
+                          algorithm="winograd_f4x4")
+    assert plan.kernel == ("stages" if staged else "blocks")
+
+    def refuse(*args, **kw):
+        raise AssertionError("the other Winograd kernel ran")
+
+    monkeypatch.setattr(winograd, "winograd_conv2d" if staged else "winograd_input_stage",
+                        refuse)
+    numbaconv.conv2d(x, w, padding=padding, dilation=dilation, algorithm="winograd_f4x4")
+
+
+def test_plan_names_the_gemm_kernel():
+    from numbaconv.registry import gemm_kernel
+
+    for xs, ws, kwargs, kernel in [((1, 48, 1, 1), (8, 48, 1, 1), {}, "vector_products"),
+                                   ((1, 64, 14, 14), (32, 64, 1, 1), {}, "pointwise"),
+                                   ((1, 64, 14, 14), (32, 64, 3, 3), dict(padding=1),
+                                    "im2col_whole")]:
+        plan = numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs,
+                              algorithm="gemm")
+        assert plan.kernel == gemm_kernel(plan.spec) == kernel
+        assert plan.kernel_summary in repr(plan)
+
+
 class TestRepeatedCalls:
     """conv2d keeps the spec and plan of plain CPU calls (functional._REPEATS); a repeat
     must behave exactly as a first call: same result, same refusals, memory limit checked."""

@@ -25,12 +25,12 @@ import numba
 import numpy as np
 from numba import njit
 
-from ..registry import TILED_MIN_CHANNELS, direct_block_rows
+from ..isa import NV, VECTOR_BYTES
+from ..registry import direct_block_rows, direct_kernel, direct_tile_rows
 from .dispatch import parallel_kernel
 from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
                      phase_split_plane, phase_split_shape)
-from ..registry import direct_tile_rows
-from .microkernel import NV, VECTOR_BYTES, gather_tile, gather_tile4, transpose_tile
+from .microkernel import gather_tile, gather_tile4, transpose_tile
 from .workspace import scratch
 from .stencil import channel_taps1, channel_taps4, stencil3x3_span
 
@@ -573,9 +573,7 @@ def tiled_slack(spec, itemsize) -> int:
 
 
 def run_tiled(spec, x, weight, bias, out):
-    if spec.groups > 1:
-        run_grouped_tiled(spec, x, weight, bias, out)
-        return
+    """:func:`tiled_conv2d` for an ungrouped ``spec``, on its padded, phase-split input."""
     a, offsets = tiled_operands(spec, weight)
     shape = phase_split_shape(spec)
     size = math.prod(shape)
@@ -646,53 +644,32 @@ def tiled_jobs(spec, itemsize, threads):
     return block_rows, -(-channel_tiles // channel_blocks) * rows
 
 
-#: Input width below which depthwise 3x3 stride-1 layers stack their images per channel
-#: (:func:`depthwise3x3_stacked`). Measured, MobileNet shapes at batch 8, stacked against
-#: row by row: 7x7 0.34 ms vs 1.12, 14x14 0.36 vs 1.41, 28x28 0.49 vs 0.60, 56x56 1.15
-#: vs 0.65, 112x112 1.00 vs 0.58.
-DEPTHWISE_STACKED_BELOW_WIDTH = 48
-#: Padded planes up to which depthwise layers with at least a vector of channels run
-#: channels-last (:func:`depthwise_channels_last`), except 3x3 stride-1 layers from
-#: DEPTHWISE_STACKED_BELOW_WIDTH wide, whose row stencil wins. Measured (2 threads,
-#: AVX-512) against the other kernels: batch 8, 3x3 7x7 1024 ch 0.19 ms vs 0.34-0.41
-#: (stacked), 5x5 14x14 512 ch 0.47 vs 2.36, 7x7 1152 ch 0.33 vs 4.12 (general kernel);
-#: batch 1, 5x5 28x28 240 ch 0.12 vs 0.31, 7x7 28x28 192 ch 0.14 vs 0.32, 7x7 56x56 96 ch
-#: 0.27 vs 0.40, 3x3 stride 2 112x112 96 ch 0.23 vs 0.32; the 3x3 stride-1 stencil on
-#: 112x112 32 ch: 0.10 against 0.14. Beyond, each job's three plane buffers outgrow L2.
-DEPTHWISE_CHANNELS_LAST_MAX_PLANE = 128 * 128
-#: The most elements one channel's stack may hold (a buffer per thread, twice): 8
-#: padded 226x226 images (MobileNet's stride-2 layers at 224 input, batch 8) and more.
-DEPTHWISE_STACKED_ELEMENTS = 1 << 20
-
-
 def run(spec, x, weight, bias):
-    """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW)."""
+    """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW),
+    with the kernel :func:`registry.direct_kernel` names."""
     out = new_output(spec, x.dtype)
-    depthwise = spec.in_channels_per_group == 1 and spec.out_channels_per_group == 1
-    depthwise3x3 = (depthwise and spec.kernel_height == 3 and spec.kernel_width == 3
-                    and spec.dilation_h == 1 and spec.dilation_w == 1)
-    stride1 = spec.stride_h == 1 and spec.stride_w == 1
-    if depthwise3x3 and stride1 and spec.in_width >= DEPTHWISE_STACKED_BELOW_WIDTH:
+    kernel = direct_kernel(spec)
+    if kernel == "tiled":
+        run_tiled(spec, x, weight, bias, out)
+    elif kernel == "grouped_tiled":
+        run_grouped_tiled(spec, x, weight, bias, out)
+    elif kernel == "channel_rows":
+        xph = phase_split_input(spec, x, "direct_input")
+        direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
+                      direct_block_rows(spec))
+    elif kernel == "depthwise3x3_rows":
         depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
-    elif (depthwise and spec.in_channels >= VECTOR_BYTES // x.itemsize
-          and spec.padded_height * spec.padded_width <= DEPTHWISE_CHANNELS_LAST_MAX_PLANE):
+    elif kernel == "depthwise_channels_last":
         depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                 spec.padded_height, spec.padded_width, spec.stride_h,
                                 spec.stride_w, spec.dilation_h, spec.dilation_w)
-    elif depthwise3x3 and spec.stride_h <= 2 and spec.stride_w <= 2 and (
-            spec.batch * spec.padded_height * spec.padded_width <= DEPTHWISE_STACKED_ELEMENTS):
+    elif kernel == "depthwise3x3_stacked":
         depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
                              spec.padded_height, spec.padded_width, spec.stride_h,
                              spec.stride_w)
-    elif depthwise:
+    else:  # depthwise_rows
         cols_q = -(-spec.padded_width // spec.stride_w)
         depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
                          spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
                          direct_block_rows(spec))
-    elif spec.out_channels_per_group >= TILED_MIN_CHANNELS:
-        run_tiled(spec, x, weight, bias, out)
-    else:
-        xph = phase_split_input(spec, x, "direct_input")
-        direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
-                      direct_block_rows(spec))
     return out

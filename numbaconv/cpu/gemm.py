@@ -18,7 +18,8 @@ from .layout import new_output, phase_split_input, subsample
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 from .dispatch import parallel_kernel
-from .microkernel import MR, NV, VECTOR_BYTES, matmul, workspace_size
+from ..isa import MR, NV, VECTOR_BYTES
+from .microkernel import matmul, workspace_size
 
 
 @parallel_kernel

@@ -21,30 +21,14 @@ directly as vector IR with ``numba.extending.intrinsic``: loads, ``llvm.fma`` an
 stores on ``<W x float>`` values, which LLVM maps to one instruction each.
 """
 
-import llvmlite.binding as llvm_binding
-import numba
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..config import JIT
+from ..isa import MR, NV, VECTOR_BYTES  # the CPU's vector width and register tile
 from .layout import copy2d
-
-
-def _vector_bytes() -> int:
-    """The widest vector the compiled code may use: 64 bytes with AVX-512, else 32."""
-    if numba.config.CPU_NAME:  # a portable build (NUMBA_CPU_NAME): assume AVX2 at most
-        return 32
-    features = llvm_binding.get_host_cpu_features()
-    return 64 if features.get("avx512f", False) else 32
-
-
-#: Register tile: MR rows by NV vectors. With 32 vector registers (AVX-512) 6 x 4 uses
-#: 24 accumulators, 4 row vectors and a broadcast; with 16 (AVX2) 6 x 2 uses 12 + 2 + 1.
-VECTOR_BYTES = _vector_bytes()
-MR = 6
-NV = 4 if VECTOR_BYTES == 64 else 2
 
 
 def vector_setup(context, builder, dtype):

@@ -15,7 +15,8 @@ share an output: a block of columns holds whole images whenever windows overlap
 import numpy as np
 
 from .dispatch import parallel_kernel
-from .microkernel import MR, matmul, workspace_size
+from ..isa import MR
+from .microkernel import matmul, workspace_size
 
 
 @parallel_kernel

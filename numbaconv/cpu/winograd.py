@@ -18,17 +18,17 @@ The transformed weights ``U`` depend only on the weights: they are cached (see
 :mod:`numbaconv.cpu.weight_cache`) and recomputed whenever the weight values change.
 """
 
-from dataclasses import replace
 
 import numba
 import numpy as np
 from numba import njit
 
 from .. import winograd_math
-from ..registry import winograd_block_rows
+from ..registry import winograd_block_rows, winograd_phase_spec
 from .layout import copy1d, new_output, pad_phase_split
 from .dispatch import parallel_kernel
-from .microkernel import VECTOR_BYTES, matmul, transpose_tile, transpose_tile_bias, workspace_size
+from ..isa import VECTOR_BYTES
+from .microkernel import matmul, transpose_tile, transpose_tile_bias, workspace_size
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 
@@ -419,8 +419,7 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
     phases = np.ascontiguousarray(xph.transpose(2, 3, 0, 1, 4, 5)).reshape(
         dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
-    sub = replace(spec, batch=dh * dw * spec.batch, in_height=rows_q, in_width=cols_q,
-                  pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, dilation_h=1, dilation_w=1)
+    sub = winograd_phase_spec(spec)
     sub_out = run_tile(sub, phases, weight, bias, tile, match_torch_nonfinite).reshape(
         dh, dw, spec.batch, spec.out_channels, rows_q - 2, cols_q - 2)
     out = new_output(spec, x.dtype)
