@@ -115,8 +115,11 @@ def available_models(torch) -> tuple:
     try:
         import torchvision
         import torchvision.models as zoo
-    except Exception:  # noqa: BLE001 - ImportError, or its RuntimeError beside another torch
-        return builtin_models(torch.nn), "written out here (torchvision does not import)"
+    except Exception as error:  # noqa: BLE001 - ImportError, or RuntimeError beside a CPU torch
+        return builtin_models(torch.nn), (
+            f"written out here (torchvision does not import: {str(error).splitlines()[0]}; "
+            f"beside the CPU torch its compiled operators are missing, see tests/conftest.py's "
+            f"_import_torchvision for how the tests import it)")
     makers = {name: getattr(zoo, name) for name in TORCHVISION_MODELS}
     makers["googlenet"] = lambda: zoo.googlenet(aux_logits=False, init_weights=True)
     return makers, f"from torchvision {torchvision.__version__}"

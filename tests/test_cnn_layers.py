@@ -593,19 +593,81 @@ def mobilenet_v2_like(lib, classes=10):
     return MobileNet()
 
 
-@pytest.mark.parametrize("build", [resnet18, mobilenet_v2_like])
-def test_cnn_with_batch_norm_loads_torch_weights_strictly_and_agrees(torch, rng, build):
-    torch.manual_seed(0)
-    theirs = build(torch.nn)
-    with torch.no_grad():  # trained-looking statistics, not the initial 0 and 1
-        for module in theirs.modules():
+def mobilenet_v2(lib, classes=1000):
+    """torchvision's mobilenet_v2, layer for layer (the same state-dict keys: its
+    Conv2dNormActivation blocks are Sequential(conv, batch norm, ReLU6))."""
+
+    def conv_bn_relu6(cin, cout, k, stride=1, groups=1):
+        return lib.Sequential(lib.Conv2d(cin, cout, k, stride, k // 2, groups=groups,
+                                         bias=False), lib.BatchNorm2d(cout), lib.ReLU6())
+
+    class InvertedResidual(lib.Module):
+        def __init__(self, cin, cout, stride, expand):
+            super().__init__()
+            hidden = cin * expand
+            self.use_res_connect = stride == 1 and cin == cout
+            layers = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
+            layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden),
+                       lib.Conv2d(hidden, cout, 1, bias=False), lib.BatchNorm2d(cout)]
+            self.conv = lib.Sequential(*layers)
+
+        def forward(self, x):
+            return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+    class MobileNetV2(lib.Module):
+        def __init__(self):
+            super().__init__()
+            settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                        (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+            layers, cin = [conv_bn_relu6(3, 32, 3, 2)], 32
+            for expand, cout, repeats, stride in settings:
+                for i in range(repeats):
+                    layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                    cin = cout
+            layers.append(conv_bn_relu6(cin, 1280, 1))
+            self.features = lib.Sequential(*layers)
+            self.classifier = lib.Sequential(lib.Dropout(0.2), lib.Linear(1280, classes))
+
+        def forward(self, x):
+            x = lib.functional.adaptive_avg_pool2d(self.features(x), 1)
+            return self.classifier(x.reshape(x.shape[0], -1))
+
+    return MobileNetV2()
+
+
+def trained_looking(torch, model):
+    """Batch-norm statistics and affine parameters away from their initial 0 and 1."""
+    with torch.no_grad():
+        for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.uniform_(-0.2, 0.2)
                 module.num_batches_tracked += 100
-    theirs.eval()
+    return model.eval()
+
+
+@pytest.mark.parametrize("name, build", [("resnet18", resnet18), ("mobilenet_v2", mobilenet_v2)])
+def test_torchvision_models_load_strictly_into_numbaconv_nn(torch, torchvision, rng, name, build):
+    """torchvision's own resnet18 and mobilenet_v2 (random weights): their state dicts load
+    strictly into the same networks written in numbaconv.nn, and the logits agree."""
+    torch.manual_seed(0)
+    theirs = trained_looking(torch, getattr(torchvision.models, name)(weights=None))
+    ours = build(nn, classes=1000)
+    state = {k: v.numpy() for k, v in theirs.state_dict().items()}
+    assert ours.load_state_dict(state) == ([], [])
+    ours.eval()
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("build", [resnet18, mobilenet_v2_like])
+def test_cnn_with_batch_norm_loads_torch_weights_strictly_and_agrees(torch, rng, build):
+    torch.manual_seed(0)
+    theirs = trained_looking(torch, build(torch.nn))
     ours = build(nn)
     state = {k: v.numpy() for k, v in theirs.state_dict().items()}
     assert ours.load_state_dict(state) == ([], [])  # strict: every key, integer ones too

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REQUIRE_TORCH
-from test_cnn_layers import mobilenet_v2_like, resnet18
+from test_cnn_layers import mobilenet_v2_like, resnet18, trained_looking
 
 try:
     import onnx
@@ -151,6 +151,58 @@ def test_whole_cnns_agree_with_torch(torch, rng, build):
     x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
     loaded = check_against_torch_and_onnxruntime(torch, model, x, rtol=2e-4)
     assert "Conv" in repr(loaded)
+
+
+#: The torchvision models of numbaconv/networks.json (the bench's 16; the other entries
+#: there are a DCGAN generator and a U-Net, not torchvision's).
+TORCHVISION_MODELS = ["alexnet", "convnext_tiny", "deeplabv3_resnet50", "densenet121",
+                      "efficientnet_b0", "fcn_resnet50", "googlenet", "mobilenet_v2",
+                      "mobilenet_v3_small", "regnet_y_400mf", "resnet18", "resnet50",
+                      "resnext50_32x4d", "shufflenet_v2_x1_0", "squeezenet1_0", "vgg11"]
+
+
+def torchvision_model(torch, torchvision, name):
+    """torchvision's ``name``, random weights (nothing downloaded), trained-looking batch
+    norms, eval mode; segmentation models return their ``out`` map alone."""
+    torch.manual_seed(0)
+    if name in ("fcn_resnet50", "deeplabv3_resnet50"):
+        net = getattr(torchvision.models.segmentation, name)(
+            weights=None, weights_backbone=None, aux_loss=False)
+
+        class Out(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net(x)["out"]
+
+        model = Out()
+    elif name == "googlenet":
+        model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    else:
+        model = getattr(torchvision.models, name)(weights=None)
+    return trained_looking(torch, model)
+
+
+def test_the_torchvision_list_is_the_benchs():
+    from numbaconv.bench_networks import load_network_layers
+
+    models = {m for entry in load_network_layers() for m in entry.get("models", {})}
+    assert set(TORCHVISION_MODELS) <= models and len(models - set(TORCHVISION_MODELS)) <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TORCHVISION_MODELS)
+def test_torchvision_models_through_onnx_agree_with_torch(torch, torchvision, name):
+    """Every torchvision model of the networks bench, exported at opset 17: logits (or the
+    segmentation map) within 1e-4 relative of torch's float32, and of onnxruntime's.
+    AlexNet and VGG at 224x224 (their adaptive pooling exports only when it divides the
+    feature map), the others at 64x64, batch 2."""
+    model = torchvision_model(torch, torchvision, name)
+    shape = (1, 3, 224, 224) if name in ("alexnet", "vgg11") else (2, 3, 64, 64)
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    check_against_torch_and_onnxruntime(torch, model, x, opset=17, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------- hand-built graphs
