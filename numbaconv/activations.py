@@ -2,7 +2,9 @@
 
 Element-wise and memory-bound: NumPy's (and SciPy's) ufuncs already run them at memory
 speed, so most are thin, validated wrappers rather than Numba kernels; hardsigmoid and
-hardswish, three ufunc passes each, are one Numba pass (:mod:`numbaconv.cpu.elementwise`). Every function
+hardswish, three ufunc passes each, are one Numba pass (:mod:`numbaconv.cpu.elementwise`),
+and so are float32 sigmoid and silu (SciPy's ``expit`` calls the C library's exp one value
+at a time). Every function
 returns a new array of the input's float dtype; NaN propagates and inf saturates as in
 torch.
 """
@@ -43,7 +45,25 @@ def relu(input):
 def sigmoid(input):
     """1 / (1 + exp(-x)), without overflow warnings for large |x|."""
     x = check_float_array("sigmoid", "input", input)
-    return special.expit(x, out=_fresh(x))
+    return _sigmoid_or_silu(x, False)
+
+
+def _sigmoid_or_silu(x, silu: bool):
+    """sigmoid(x), or x * sigmoid(x): float32 in one vectorised Numba pass
+    (:func:`numbaconv.cpu.elementwise.sigmoid_or_silu`, 5x SciPy's scalar ``expit`` on
+    8M values, within 3e-7 relative of it), float64 with SciPy's ``expit``."""
+    out = _fresh(x)
+    if x.dtype == np.float32 and x.size:
+        from .cpu.elementwise import sigmoid_or_silu
+
+        with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
+            sigmoid_or_silu(np.ascontiguousarray(x).reshape(-1), silu, out.reshape(-1))
+        return out
+    special.expit(x, out=out)
+    if silu:
+        with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as in torch
+            np.multiply(out, x, out=out)
+    return out
 
 
 def tanh(input):
@@ -158,10 +178,7 @@ def _hard_sigmoid_or_swish(x, swish: bool):
 def silu(input, inplace=False):
     """x * sigmoid(x), as ``torch.nn.functional.silu`` (swish; EfficientNet)."""
     x = check_float_array("silu", "input", input)
-    out = special.expit(x, out=_fresh(x))
-    with np.errstate(invalid="ignore"):  # -inf * 0 is NaN, as in torch
-        np.multiply(out, x, out=out)
-    return _in_place("silu", input, out, inplace)
+    return _in_place("silu", input, _sigmoid_or_silu(x, True), inplace)
 
 
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))

@@ -166,6 +166,7 @@ class OnnxModel(Module):
                                 _attributes(node, base_dir)))
         self._fold_constants()
         self._fold_batch_norms()
+        self._fuse_silu()
         self._in_place = self._in_place_steps()
         self.eval()
 
@@ -232,6 +233,25 @@ class OnnxModel(Module):
             drop.add(k)
         self._nodes = [node for k, node in enumerate(self._nodes) if k not in drop]
 
+    def _fuse_silu(self) -> None:
+        """x * Sigmoid(x) (how torch exports SiLU, EfficientNet's activation), where nothing
+        else reads the Sigmoid, becomes one SiLU step: one pass over memory, not two."""
+        consumers = self._consumers()
+        sigmoid_of = {node[3][0]: node[2][0] for node in self._nodes
+                      if node[1] == "Sigmoid" and consumers.get(node[3][0]) == 1}
+        fused = set()
+        for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
+            if op != "Mul" or len(input_names) != 2:
+                continue
+            a, b = input_names
+            x = a if sigmoid_of.get(b) == a else (b if sigmoid_of.get(a) == b else None)
+            if x is None:
+                continue
+            fused.add(b if x == a else a)
+            self._nodes[k] = (name, SILU, [x], output_names, {})
+        self._nodes = [node for node in self._nodes
+                       if not (node[1] == "Sigmoid" and node[3][0] in fused)]
+
     def _in_place_steps(self) -> set:
         """Indices of the element-wise nodes (Relu, Clip, Add, ...) whose first input is a
         fresh result no one else reads: they overwrite it instead of allocating another
@@ -270,7 +290,7 @@ class OnnxModel(Module):
             args = [values[i] if i else None for i in input_names]
             try:
                 results = (_IN_PLACE[op](args, attributes) if k in self._in_place else None) \
-                    or OPERATORS[op](self, args, attributes, len(output_names))
+                    or _STEPS[op](self, args, attributes, len(output_names))
             except (ValueError, TypeError, IndexError) as error:
                 raise type(error)(f"node {name!r} ({op}): {error}") from error
             for output, result in zip(output_names, results):
@@ -799,11 +819,14 @@ def _add_in_place(args, attributes):
 #: ``OnnxModel._in_place_steps``): name -> function(inputs, attributes) -> outputs, or
 #: None where this call cannot (another dtype or shape: the operator then runs as usual).
 _IN_PLACE = {"Relu": _relu_in_place, "Clip": _clip_in_place, "Add": _add_in_place}
+#: Steps the load-time passes make of several nodes (not ONNX operators: a file naming one
+#: is refused like any unknown operator).
+SILU = "SiLU (fused Sigmoid, Mul)"
 #: Operators whose results are always arrays of their own (never views of an input).
 _FRESH_RESULTS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
                   "GlobalAveragePool", "Gemm", "MatMul", "Relu", "Clip", "Add", "Sub", "Mul",
                   "Div", "Concat", "Resize", "HardSwish", "HardSigmoid", "Sigmoid",
-                  "LayerNormalization"}
+                  "LayerNormalization", SILU}
 
 
 #: ONNX operator -> function(model, inputs, attributes, number of outputs) -> outputs.
@@ -832,3 +855,4 @@ OPERATORS = {
     "ReduceSum": _reduce(np.sum), "Pad": _pad, "Resize": _resize,
     "LayerNormalization": _layer_norm, "Dropout": _dropout, "Identity": _identity,
 }
+_STEPS = dict(OPERATORS, **{SILU: _unary(activations.silu)})  # what _run_nodes runs

@@ -166,3 +166,33 @@ def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape,
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
     np.testing.assert_allclose(out, torch_fn(torch, "linear", x, w, b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("size", [1, 1023, 1025, 40_000, 70_001])  # blocks, chunks, ragged
+def test_float32_sigmoid_and_silu_kernel_across_the_range(torch, size):
+    """The vectorised float32 exp behind sigmoid and silu (elementwise.sigmoid_or_silu):
+    within 3e-7 relative of float64 where the result is normal, right to the subnormals
+    (sigmoid(-100) is 3.7e-44), saturating and propagating as torch; views are read
+    as views."""
+    from scipy import special
+
+    rng = np.random.default_rng(size)
+    x = np.concatenate([rng.uniform(-110, 110, size), SPECIAL, [88.7, -88.7, -103.9, -104.1,
+                                                               -87.5, 20.0, -20.0]])
+    x = x.astype(np.float32)
+    expected = special.expit(x.astype(np.float64))
+    for out in (numbaconv.sigmoid(x), numbaconv.sigmoid(np.stack([x, x])[:, ::1][0])):
+        normal = expected >= np.finfo(np.float32).tiny
+        np.testing.assert_allclose(out[normal], expected[normal], rtol=3e-7)
+        np.testing.assert_allclose(out[~normal], expected[~normal], rtol=0, atol=2e-45)
+    # torch's float32 exp flushes results below the normal range to zero
+    tiny = np.finfo(np.float32).tiny
+    theirs = torch.sigmoid(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(numbaconv.sigmoid(x), theirs, rtol=5e-7, atol=tiny)
+    silu = numbaconv.silu(x)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(silu, x * expected, rtol=3e-7, atol=2e-43)  # |x| ulp
+    theirs = torch.nn.functional.silu(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(silu, theirs, rtol=5e-7, atol=110 * tiny)
+    strided = x[::3]
+    np.testing.assert_array_equal(numbaconv.sigmoid(strided), numbaconv.sigmoid(strided.copy()))

@@ -379,6 +379,34 @@ def test_batch_norm_and_constant_nodes_are_folded_away(torch, rng):
     np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_x_times_sigmoid_x_runs_as_one_silu_step(torch, rng):
+    """torch exports SiLU as Sigmoid then Mul: one fused step, unless the Sigmoid's result
+    is read elsewhere too (a gate that is also an output here), or Mul multiplies it by
+    another tensor (squeeze-and-excitation's scale)."""
+
+    class Gates(torch.nn.Module):
+        def forward(self, x):
+            fused = torch.nn.functional.silu(x)  # Sigmoid, Mul(x, .)
+            gate = torch.sigmoid(fused)
+            return fused * gate, gate, x * torch.sigmoid(fused)
+
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32) * 4
+    x.flat[:3] = [np.inf, -np.inf, np.nan]
+    loaded = numbaconv.onnx.load(export(torch, Gates(), x))
+    ops = [op for _, op, _, _, _ in loaded._nodes]
+    # (the exporter computes sigmoid(fused) once: read by two Muls and an output)
+    assert ops.count(numbaconv.onnx.SILU) == 1 and ops.count("Sigmoid") == 1
+    assert ops.count("Mul") == 2
+    with torch.no_grad():
+        expected = [e.numpy() for e in Gates()(torch.from_numpy(x))]
+    for got, want in zip(loaded(x), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(OnnxError, match="SiLU"):  # not an ONNX operator: refused
+        graph = graph_model([helper.make_node(numbaconv.onnx.SILU, ["x"], ["y"])],
+                            [tensor_info("x", [1])], [tensor_info("y", [1])])
+        numbaconv.onnx.load(graph.SerializeToString())
+
+
 def test_results_read_twice_or_through_views_are_not_overwritten(torch, rng):
     class Branches(torch.nn.Module):
         def __init__(self):

@@ -538,6 +538,32 @@ def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block
     return 0
 
 
+@parallel_kernel
+def grouped_tiled_split(x, a, offsets, bias, out, pad_top, pad_left, stride_h, stride_w,
+                        rows_local, cols_q, slack, block_rows, tile_rows, worker, workers):
+    """EXPERIMENT: grouped_tiled_conv2d with phase_split_plane per channel."""
+    n_batch, out_channels, out_h, out_w = out.shape
+    groups, kg_pad, depth = a.shape
+    kg = out_channels // groups
+    cin = x.shape[1] // groups
+    panel = NV * (VECTOR_BYTES // out.itemsize)
+    blocks = -(-out_h // block_rows)
+    plane = stride_h * stride_w * rows_local * cols_q
+    local = np.zeros(cin * plane + slack, dtype=x.dtype)  # the slack stays zero
+    acc = np.empty((kg_pad, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
+    for job in range(worker, n_batch * groups * blocks, workers):
+        n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
+        for c in range(cin):
+            dst = local[c * plane:(c + 1) * plane].reshape((stride_h, stride_w, rows_local,
+                                                            cols_q))
+            phase_split_plane(x[n, g * cin + c], oh0, pad_top, pad_left, dst)
+        _tiles(a[g], local, 0, offsets, acc, 0, kg_pad, -(-(nrows * cols_q) // panel), depth,
+               tile_rows, panel)
+        for kk in range(kg):
+            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
+    return 0
+
+
 def tiled_operands(spec, weight):
     """(a, offsets) for :func:`tiled_conv2d`: weights padded to whole tiles of output
     channels, and each tap's offset on the phase-split grid of one image."""
@@ -587,12 +613,21 @@ def run_tiled(spec, x, weight, bias, out):
                  direct_tile_rows(spec))
 
 
+EXPERIMENT = False
+
+
 def run_grouped_tiled(spec, x, weight, bias, out):
     """:func:`grouped_tiled_conv2d` for ``spec``: blocks of rows as :func:`tiled_jobs` cuts
     them, each job all of its group's channels."""
     a, _ = tiled_operands(spec, weight)
     block_rows, _ = tiled_jobs(spec, x.itemsize, numba.get_num_threads())
     gathers, rows_local = grouped_gathers(spec, block_rows)
+    if EXPERIMENT:
+        grouped_tiled_split(x, a, tap_offsets(spec, rows_local), bias, out, spec.pad_top,
+                            spec.pad_left, spec.stride_h, spec.stride_w, rows_local,
+                            phase_split_shape(spec)[5], tiled_slack(spec, x.itemsize),
+                            block_rows, direct_tile_rows(spec))
+        return
     grouped_tiled_conv2d(x, a, tap_offsets(spec, rows_local), bias, out, gathers,
                          phase_split_shape(spec)[5], tiled_slack(spec, x.itemsize), block_rows,
                          direct_tile_rows(spec))
