@@ -13,7 +13,7 @@ prefer_avx512_openblas()  # before NumPy/SciPy load OpenBLAS; see _blas_setup
 
 from .config import set_memory_limit  # noqa: E402
 from .errors import CompileWarning, CudaUnavailable, UnsupportedAlgorithm  # noqa: E402
-from .functional import conv1d, conv2d, plan  # noqa: E402
+from .functional import conv1d, conv2d, fused_conv2d, plan  # noqa: E402
 from .transposed import conv_transpose1d, conv_transpose2d  # noqa: E402
 from .activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu,  # noqa: E402
                           linear, log_softmax, prelu, relu, relu6, rrelu, sigmoid, silu,
@@ -41,7 +41,7 @@ def algorithms() -> tuple:
     return algorithm_names()
 
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+__all__ = ["conv1d", "conv2d", "fused_conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
            "avg_pool1d", "avg_pool2d", "max_unpool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool2d", "linear", "relu", "relu6", "sigmoid",
            "tanh", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid",

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import special
 
 from . import config
+from .epilogue import NO_EPILOGUE
 from .random import as_generator
 from .spec import _is_int, check_float_array
 
@@ -301,12 +302,12 @@ def _own_product(rows, w):
             a, b = _row_major(w), _row_major(rows.T)[None]
             product = np.empty((1, k, m), rows.dtype)
             blocks = product_jobs(k, m, 1, rows.itemsize, threads)
-            pointwise_conv2d(b, a, np.zeros(k, a.dtype), product, 1, *blocks)
+            pointwise_conv2d(b, a, np.zeros(k, a.dtype), product, 1, *blocks, NO_EPILOGUE)
             return np.ascontiguousarray(product[0].T)
         a, b = _row_major(rows), _row_major(w.T)[None]  # (M, C), (1, C, K)
         out = np.empty((m, k), rows.dtype)
         blocks = product_jobs(m, k, 1, rows.itemsize, threads)
-        pointwise_conv2d(b, a, np.zeros(m, a.dtype), out[None], 1, *blocks)
+        pointwise_conv2d(b, a, np.zeros(m, a.dtype), out[None], 1, *blocks, NO_EPILOGUE)
         return out
 
 
@@ -320,7 +321,7 @@ def _dot_products(row, w, bias=None):
     out = np.empty((1, w.shape[0]), row.dtype)
     bias = np.zeros(w.shape[0], row.dtype) if bias is None else _row_major(bias)
     with config.one_share_for(w.size):
-        vector_products(_row_major(row), _row_major(w), bias, out)
+        vector_products(_row_major(row), _row_major(w), bias, out, NO_EPILOGUE)
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import config, devices, planner
+from .epilogue import NO_EPILOGUE, as_epilogue
 from .spec import check_float_dtype, check_float_operands, conv_spec, exact_argument as _exact
 
 _SHAPES_DOC = """
@@ -111,7 +112,7 @@ _REPEATS_MAX = 256
 
 
 def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                algorithm, device, stream):
+                algorithm, device, stream, post=NO_EPILOGUE):
     """The key of a plain CPU call in ``_REPEATS``, or None for any other call."""
     if device not in (None, "cpu") or stream is not None or algorithm == "autotune" \
             or config.AUTOTUNE:
@@ -124,14 +125,15 @@ def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padd
         return None
     return (op, input.shape, input.dtype, weight.shape, weight.dtype,
             None if bias is None else (bias.shape, bias.dtype),
-            stride, padding, dilation, groups, padding_mode, algorithm)
+            stride, padding, dilation, groups, padding_mode, algorithm,
+            None if post is NO_EPILOGUE else post.tobytes())
 
 
-def _prepared_call(spec, chosen, input, weight, bias):
+def _prepared_call(spec, chosen, input, weight, bias, post):
     """The function computing a repeated call from the user's arrays: the plan's runner
     (``planner.prepare``), behind :func:`_as_4d` unless the arrays already are 4-D in the
     spec's dtype (the repeat key holds their shapes and dtypes, so then every repeat's are)."""
-    run = planner.prepare(chosen)
+    run = planner.prepare(chosen, post)
     if input.ndim == weight.ndim == 4 and input.dtype == weight.dtype == spec.dtype \
             and (bias is None or bias.dtype == spec.dtype):
         return run
@@ -139,14 +141,14 @@ def _prepared_call(spec, chosen, input, weight, bias):
 
 
 def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
-          device, stream):
+          device, stream, post=NO_EPILOGUE):
     key = _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
-                      algorithm, device, stream)
+                      algorithm, device, stream, post)
     repeat = _REPEATS.get(key) if key is not None else None
     if repeat is not None and repeat[2] <= config.memory_limit():
         spec, chosen, _, prepared = repeat
         if prepared is None:  # the second call: from now on, the plan's own runner
-            prepared = _prepared_call(spec, chosen, input, weight, bias)
+            prepared = _prepared_call(spec, chosen, input, weight, bias, post)
             _REPEATS[key] = (spec, chosen, repeat[2], prepared)
         return prepared(input, weight, bias)
     spec, where, operands = _prepare(op, input, weight, bias, stride, padding, dilation,
@@ -158,6 +160,9 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
             _REPEATS.clear()
         _REPEATS[key] = (spec, chosen, planner.needed_bytes(spec, chosen.algorithm), None)
     if where == "cuda":
+        if post is not NO_EPILOGUE:
+            raise ValueError(f"{op}: activation= is fused on the CPU only; on the GPU run "
+                             f"the convolution, then the activation")
         from .cuda.runtime import require_gpu
 
         require_gpu()
@@ -168,7 +173,7 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
     if stream is not None:
         raise ValueError(f"{op}: stream= applies to GPU calls only (device arrays or "
                          f"device='cuda'), got stream={stream!r} for a CPU call")
-    return planner.execute(chosen, *_as_4d(spec, *operands))
+    return planner.execute(chosen, *_as_4d(spec, *operands), post)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -181,6 +186,30 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, algorithm, device, stream)
+
+
+def fused_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros", *, activation=None, algorithm="auto"):
+    """``activation(conv2d(input, weight, bias, ...))`` with the activation applied by the
+    convolution kernels to each output row as they write it: one pass over the output
+    instead of two (inference; what ``numbaconv.nn.fuse`` and ``numbaconv.onnx`` use).
+
+    Parameters as :func:`conv2d` (CPU only), and ``activation``: None, ``"relu"``,
+    ``"relu6"``, ``"silu"``, ``"hardswish"``, or ``("clamp", low, high)`` (torch's
+    hardtanh, ONNX Clip; either bound None for none). Results equal the two calls'
+    (the same rounding: the activation reads the finished convolution output). The
+    Winograd algorithms apply it right after their output transform instead.
+
+    Examples
+    --------
+    >>> import numpy as np, numbaconv
+    >>> x = np.array([[[[-1.0, 2.0]]]], np.float32); w = np.ones((1, 1, 1, 1), np.float32)
+    >>> numbaconv.fused_conv2d(x, w, activation="relu")
+    array([[[[0., 2.]]]], dtype=float32)
+    """
+    post = as_epilogue(activation)
+    return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, algorithm, "cpu", None, post)
 
 
 def plan(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

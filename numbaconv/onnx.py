@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 from . import activations, config, normalization, pooling
-from .functional import conv1d, conv2d
+from .functional import conv1d, conv2d, fused_conv2d
 from .nn.module import Module
 from .transposed import conv_transpose1d, conv_transpose2d
 
@@ -167,6 +167,7 @@ class OnnxModel(Module):
         self._fold_constants()
         self._fold_batch_norms()
         self._fuse_silu()
+        self._fuse_activations()
         self._in_place = self._in_place_steps()
         self.eval()
 
@@ -252,6 +253,46 @@ class OnnxModel(Module):
         self._nodes = [node for node in self._nodes
                        if not (node[1] == "Sigmoid" and node[3][0] in fused)]
 
+    def _fuse_activations(self) -> None:
+        """A 2-D Conv whose result only a Relu, a Clip with constant bounds, a HardSwish or
+        a SiLU step reads computes the activation as it writes its output
+        (``numbaconv.fused_conv2d``): one pass over memory less. The Conv node takes the
+        activation's outputs and an ``activation`` entry among its attributes."""
+        consumers = self._consumers()
+        producer = {out: k for k, node in enumerate(self._nodes) for out in node[3]}
+        drop = set()
+        for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
+            source = producer.get(input_names[0]) if input_names else None
+            if source is None or consumers.get(input_names[0]) != 1 or source in drop:
+                continue
+            c_name, c_op, c_inputs, c_outputs, c_attributes = self._nodes[source]
+            weight = self.initializers.get(c_inputs[1]) if c_op == "Conv" else None
+            if weight is None or weight.ndim != 4 or "activation" in c_attributes:
+                continue
+            activation = self._fusable_activation(op, input_names, attributes)
+            if activation is None:
+                continue
+            self._nodes[source] = (c_name, c_op, c_inputs, output_names,
+                                   dict(c_attributes, activation=activation))
+            drop.add(k)
+        self._nodes = [node for k, node in enumerate(self._nodes) if k not in drop]
+
+    def _fusable_activation(self, op, input_names, attributes):
+        """The ``fused_conv2d`` activation a node computes, or None."""
+        if op in ("Relu", "HardSwish"):
+            return op.lower()
+        if op == SILU:
+            return "silu"
+        if op == "Clip":
+            bounds = [attributes.get("min"), attributes.get("max")]
+            for i, bound in ((1, 0), (2, 1)):
+                if len(input_names) > i and input_names[i]:
+                    if input_names[i] not in self.initializers:
+                        return None  # bounds computed at run time
+                    bounds[bound] = float(np.asarray(self.initializers[input_names[i]]))
+            return ("clamp", bounds[0], bounds[1])
+        return None
+
     def _in_place_steps(self) -> set:
         """Indices of the element-wise nodes (Relu, Clip, Add, ...) whose first input is a
         fresh result no one else reads: they overwrite it instead of allocating another
@@ -299,8 +340,10 @@ class OnnxModel(Module):
 
     def extra_repr(self) -> str:
         ops = sorted({op for _, op, _, _, _ in self._nodes})
+        fused = sum("activation" in attributes for _, _, _, _, attributes in self._nodes)
         return (f"inputs={self.input_names}, outputs={self.output_names}, opset={self.opset}, "
-                f"{len(self._nodes)} nodes: {', '.join(ops)}")
+                f"{len(self._nodes)} nodes ({fused} convolutions with their activation "
+                f"fused): {', '.join(ops)}")
 
 
 # --------------------------------------------------------------------------- geometry
@@ -351,10 +394,12 @@ def _conv(model, args, attributes, n_out):
     if any(before != after for before, after in pads):  # asymmetric: zero-pad first
         x = _pad_spatial(x, pads)
         pads = [(0, 0)] * dims
-    conv = conv2d if dims == 2 else conv1d
     padding = tuple(before for before, _ in pads)
-    return [conv(x, w, b, stride=tuple(strides), padding=padding, dilation=tuple(dilations),
-                 groups=int(attributes.get("group", 1)))]
+    arguments = dict(stride=tuple(strides), padding=padding, dilation=tuple(dilations),
+                     groups=int(attributes.get("group", 1)))
+    if "activation" in attributes:  # (a load-time fusion: see OnnxModel._fuse_activations)
+        return [fused_conv2d(x, w, b, **arguments, activation=attributes["activation"])]
+    return [(conv2d if dims == 2 else conv1d)(x, w, b, **arguments)]
 
 
 def _pad_spatial(x, pads):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import config, isa
+from .epilogue import NO_EPILOGUE
 from .errors import UnsupportedAlgorithm
 from .registry import (CUDA_REGISTRY, GEMM_WHOLE_UNFOLD_BYTES, REGISTRY, gemm_kernel,
                        padded_copy_bytes, tap_jobs, tap_positions)
@@ -381,8 +382,8 @@ def _kernel_fields(algorithm, spec: ConvSpec) -> dict:
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
-def prepare(plan: Plan):
-    """:func:`execute` for ``plan`` as a function of (x, weight, bias), for a layer called
+def prepare(plan: Plan, post=NO_EPILOGUE):
+    """:func:`execute` for ``plan`` (and ``post``) as a function of (x, weight, bias), for a layer called
     again and again (``functional`` keeps one per repeated call): the checks and choices
     that depend only on the plan are made once. The algorithm's runner
     (``Algorithm.prepare``) may return its result in any shape of the output's size. A
@@ -392,8 +393,8 @@ def prepare(plan: Plan):
     spec = plan.spec
     if not plan.fits or spec.batch == 0 or spec.in_channels == 0 \
             or spec.padding_mode != "zeros":
-        return lambda x, weight, bias: execute(plan, x, weight, bias)
-    run = REGISTRY[plan.algorithm].prepare(spec, plan.requested in SPECIAL)
+        return lambda x, weight, bias: execute(plan, x, weight, bias, post)
+    run = REGISTRY[plan.algorithm].prepare(spec, plan.requested in SPECIAL, post)
     no_bias = np.zeros(spec.out_channels, spec.dtype)  # read by the kernels, never returned
     # (a runner that sizes its own shares says so: no small-work block around it)
     small = spec.flops // 2 < config.SMALL_WORK and not getattr(run, "sizes_shares", False)
@@ -412,10 +413,12 @@ def prepare(plan: Plan):
     return prepared
 
 
-def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
+def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias,
+            post=NO_EPILOGUE) -> np.ndarray:
     """Run ``plan`` on 4-D float arrays of the spec's dtype; returns the user-shaped result.
 
-    ``x`` is (N, C, H, W), ``weight`` (K, C/groups, kH, kW), ``bias`` (K,) or None.
+    ``x`` is (N, C, H, W), ``weight`` (K, C/groups, kH, kW), ``bias`` (K,) or None;
+    ``post`` an activation applied to the output (:mod:`numbaconv.epilogue`).
     Raises MemoryError, before allocating, for a plan that does not fit the memory limit.
     """
     spec = plan.spec
@@ -435,5 +438,5 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias) -> np.ndarray:
     chosen_for_user = plan.requested in SPECIAL
     with config.one_share_for(spec.flops // 2):
         out = REGISTRY[plan.algorithm].run(spec, x, weight, bias,
-                                           match_torch_nonfinite=chosen_for_user)
+                                           match_torch_nonfinite=chosen_for_user, post=post)
     return out.reshape(spec.output_shape)

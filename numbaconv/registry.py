@@ -14,7 +14,8 @@ from typing import Callable, Mapping, Optional
 
 import numpy as np
 
-from . import config, isa
+from . import config, epilogue, isa
+from .epilogue import NO_EPILOGUE
 from .spec import ConvSpec
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Algorithm:
     #: shows, and what the workspace estimate is computed for.
     kernels: Mapping[str, str] = field(default_factory=dict)
     choose_kernel: Optional[Callable[[ConvSpec], str]] = None
+    #: The kernels apply an activation (:mod:`numbaconv.epilogue`) to the rows they write:
+    #: the runner takes ``post`` after the bias (else ``run`` applies it afterwards).
+    fuses_epilogue: bool = False
 
     def kernel(self, spec: ConvSpec) -> str:
         """The name of the kernel that runs ``spec`` (the algorithm's own name when it has
@@ -50,23 +54,31 @@ class Algorithm:
             run = _RUNNERS[self.runner] = getattr(module, func_name)
         return run
 
-    def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False):
+    def run(self, spec: ConvSpec, x, weight, bias, match_torch_nonfinite=False,
+            post=NO_EPILOGUE):
         """Compute on the CPU; ``match_torch_nonfinite`` asks for torch's inf/NaN propagation
         exactly (algorithms whose own propagation differs then fall back, see
-        winograd.run_tile). GPU algorithms run through ``numbaconv.cuda.execute``."""
+        winograd.run_tile); ``post``: an activation to finish the output with
+        (:mod:`numbaconv.epilogue`). GPU algorithms run through ``numbaconv.cuda.execute``."""
         run = self.function()
+        if self.fuses_epilogue:
+            return run(spec, x, weight, bias, post)
         if self.mixes_nonfinite:
-            return run(spec, x, weight, bias, match_torch_nonfinite)
-        return run(spec, x, weight, bias)
+            out = run(spec, x, weight, bias, match_torch_nonfinite)
+        else:
+            out = run(spec, x, weight, bias)
+        return epilogue.apply(out, post)
 
-    def prepare(self, spec: ConvSpec, match_torch_nonfinite=False) -> Callable:
+    def prepare(self, spec: ConvSpec, match_torch_nonfinite=False,
+                post=NO_EPILOGUE) -> Callable:
         """``run`` for this spec as a function of (x, weight, bias) alone, for calls that
-        repeat it: the kernel module's ``prepare(spec)`` when it has one (choices made
+        repeat it: the kernel module's ``prepare(spec, post)`` when it has one (choices made
         once), else a closure over ``run``."""
         prepare = getattr(sys.modules[self.function().__module__], "prepare", None)
-        if prepare is not None and not self.mixes_nonfinite:
-            return prepare(spec)
-        return lambda x, weight, bias: self.run(spec, x, weight, bias, match_torch_nonfinite)
+        if prepare is not None and self.fuses_epilogue:
+            return prepare(spec, post)
+        return lambda x, weight, bias: self.run(spec, x, weight, bias, match_torch_nonfinite,
+                                                post)
 
 
 _RUNNERS: dict = {}  # Algorithm.runner -> the imported function
@@ -231,6 +243,7 @@ register(Algorithm(
     summary="direct loops vectorised along blocks of output rows; runs every spec",
     supports=lambda spec: None, workspace_bytes=_direct_workspace,
     runner="cpu.direct:run", kernels=DIRECT_KERNELS, choose_kernel=direct_kernel,
+    fuses_epilogue=True,
 ))
 
 
@@ -412,6 +425,7 @@ register(Algorithm(
     summary="im2col + BLAS per block of output pixels, in L2-sized blocks; runs every spec",
     supports=lambda spec: None, workspace_bytes=_gemm_workspace,
     runner="cpu.gemm:run", kernels=GEMM_KERNELS, choose_kernel=gemm_kernel,
+    fuses_epilogue=True,
 ))
 
 
@@ -471,7 +485,6 @@ def _winograd_workspace(tile: int):
     def workspace(spec: ConvSpec) -> int:
         threads = config.CPU_COUNT
         alpha = tile + 2
-        rows = -(-spec.out_height // tile) * tile + 2
         cols = -(-spec.out_width // tile) * tile + 2
         cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
         tiles_w = -(-spec.out_width // tile)

@@ -134,6 +134,7 @@ def _from_one_pixel(tspec, x, w, bias, small):
     import numba
 
     from .cpu.gemm import pointwise_conv2d, product_jobs
+    from .epilogue import NO_EPILOGUE
 
     columns = tspec.out_channels * tspec.kernel_height * tspec.kernel_width
     out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
@@ -146,7 +147,7 @@ def _from_one_pixel(tspec, x, w, bias, small):
         pointwise_conv2d(np.ascontiguousarray(w).reshape(1, tspec.in_channels, columns),
                          np.ascontiguousarray(x).reshape(tspec.batch, tspec.in_channels),
                          np.zeros(tspec.batch, tspec.dtype), out.reshape(1, tspec.batch, columns),
-                         1, block_rows, block_cols)
+                         1, block_rows, block_cols, NO_EPILOGUE)
     if bias is not None:
         out += bias[:, None, None]
     return out

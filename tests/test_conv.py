@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import numbaconv
 from conftest import TORCH
+from numbaconv.epilogue import NO_EPILOGUE
 from helpers import check_conv, reference_conv
 from torch_oracle import torch_conv
 
@@ -435,7 +436,7 @@ def test_pointwise_kernel_every_job_split(rng, xs, ws, groups, threads, dtype):
     positions = xs[2] * xs[3]
     out = np.full((xs[0], ws[0], positions), np.nan, dtype)
     gemm.pointwise_conv2d(x.reshape(xs[0], xs[1], positions), w.reshape(ws[0], ws[1]), b,
-                          out, groups, rows, cols)
+                          out, groups, rows, cols, NO_EPILOGUE)
     expected = reference_conv("conv2d", x, w, b, stride=1, padding=0, dilation=1,
                               groups=groups, padding_mode="zeros")
     tol = 1e-4 if dtype == np.float32 else 1e-10

@@ -373,7 +373,9 @@ def test_batch_norm_and_constant_nodes_are_folded_away(torch, rng):
     data = export(torch, model, x, do_constant_folding=False)  # keeps BatchNormalization
     assert "BatchNormalization" in {n.op_type for n in onnx.load_from_string(data).graph.node}
     loaded = numbaconv.onnx.load(data)
-    assert {op for _, op, _, _, _ in loaded._nodes} == {"Conv", "Relu"}
+    # (the ReLU too: computed by the first convolution as it writes its output)
+    assert [(op, attributes.get("activation")) for _, op, _, _, attributes in loaded._nodes] \
+        == [("Conv", "relu"), ("Conv", None)]
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(loaded(x), expected, rtol=1e-5, atol=1e-5)
@@ -405,6 +407,40 @@ def test_x_times_sigmoid_x_runs_as_one_silu_step(torch, rng):
         graph = graph_model([helper.make_node(numbaconv.onnx.SILU, ["x"], ["y"])],
                             [tensor_info("x", [1])], [tensor_info("y", [1])])
         numbaconv.onnx.load(graph.SerializeToString())
+
+
+@pytest.mark.parametrize("activation, module", [
+    ("relu", "ReLU"), (("clamp", 0.0, 6.0), "ReLU6"), ("silu", "SiLU"), ("hardswish", "Hardswish"),
+    (("clamp", -0.5, 0.25), "Hardtanh")])
+def test_conv_activations_are_fused_into_the_convolution(torch, rng, activation, module):
+    """A Conv whose result only an activation reads computes it as it writes (one pass
+    over the output less); a Conv whose result is read twice keeps its activation apart."""
+    torch.manual_seed(0)
+    act = getattr(torch.nn, module)(*((-0.5, 0.25) if module == "Hardtanh" else ()))
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.depthwise = torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+            self.pointwise = torch.nn.Conv2d(4, 6, 1)
+            self.act = act
+
+        def forward(self, x):
+            y = self.act(self.depthwise(x))
+            z = self.pointwise(y)
+            return self.act(z), z
+
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32) * 3
+    x[0, 0, :2, :2] = [[np.nan, np.inf], [-np.inf, 0]]
+    net = Net()
+    loaded = numbaconv.onnx.load(export(torch, net, x))
+    convs = [attributes.get("activation") for _, op, _, _, attributes in loaded._nodes
+             if op == "Conv"]
+    assert convs == [activation, None]  # the second Conv's result is also an output
+    with torch.no_grad():
+        expected = [e.numpy() for e in net(torch.from_numpy(x))]
+    for got, want in zip(loaded(x), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_results_read_twice_or_through_views_are_not_overwritten(torch, rng):

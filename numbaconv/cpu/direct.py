@@ -27,7 +27,9 @@ from numba import njit
 
 from ..isa import NV, VECTOR_BYTES
 from ..registry import direct_block_rows, direct_kernel, direct_tile_rows
+from ..epilogue import NO_EPILOGUE
 from .dispatch import parallel_kernel
+from .epilogue import finish_row, new_scratch
 from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
                      phase_split_plane, phase_split_shape)
 from .microkernel import gather_tile, gather_tile4, transpose_tile
@@ -113,8 +115,9 @@ def _row_block_job(job, blocks, per_image, block_rows, out_h):
 
 
 @njit(inline="always")
-def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
-    """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias."""
+def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows, post, scaled, bits):
+    """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias, then the
+    epilogue ``post`` (``cpu.epilogue``) on the row, still in L1."""
     out_w = dst_plane.shape[1]
     for i in range(nrows):
         # (a slice indexed by the loop counter alone: LLVM then vectorises the copy)
@@ -122,11 +125,12 @@ def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows):
         dst = dst_plane[oh0 + i]
         for j in range(out_w):
             dst[j] = src[j] + bias_k
+        finish_row(dst, post, scaled, bits)
 
 
 @parallel_kernel
-def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, worker,
-                  workers):
+def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, post,
+                  worker, workers):
     """out[n, k] = bias[k] + sum_{c, r, s} weight[k, c, r, s] * padded[n, g*Cg + c, ...].
 
     xph: (N, C, sh, sw, Hq, Wq) from ``pad_phase_split``; weight: (K, C/groups, kH, kW);
@@ -138,19 +142,20 @@ def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_
     out_h, out_w = out.shape[2], out.shape[3]
     kg = out_channels // groups
     blocks = -(-out_h // block_rows)
+    scaled, bits = new_scratch(xph.itemsize)
     for job in range(worker, n_batch * out_channels * blocks, workers):
         n, k, oh0, nrows = _row_block_job(job, blocks, out_channels, block_rows, out_h)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         c0 = (k // kg) * cin
         for c in range(cin):
             _accumulate(xph[n, c0 + c], weight[k, c], acc, oh0, dilation_h, dilation_w)
-        _store_rows(acc, cols_q, bias[k], out[n, k], oh0, nrows)
+        _store_rows(acc, cols_q, bias[k], out[n, k], oh0, nrows, post, scaled, bits)
     return 0
 
 
 @parallel_kernel
 def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w, dilation_h,
-                     dilation_w, cols_q, block_rows, worker, workers):
+                     dilation_w, cols_q, block_rows, post, worker, workers):
     """The direct kernel for depthwise layers (one input channel per output channel).
 
     Each input plane feeds one output channel only, so instead of a padded copy of the
@@ -164,6 +169,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
     blocks = -(-out_h // block_rows)
     # Phase rows a block reads: its own rows plus the kernel's reach below them.
     rows_q = block_rows + ((kernel_h - 1) * dilation_h) // stride_h + 1
+    scaled, bits = new_scratch(x.itemsize)
     for job in range(worker, n_batch * channels * blocks, workers):
         oh0 = (job % blocks) * block_rows
         c = (job // blocks) % channels
@@ -173,7 +179,7 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
         phase_split_plane(x[n, c], oh0, pad_top, pad_left, local)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         _accumulate(local, weight[c, 0], acc, 0, dilation_h, dilation_w)
-        _store_rows(acc, cols_q, bias[c], out[n, c], oh0, nrows)
+        _store_rows(acc, cols_q, bias[c], out[n, c], oh0, nrows, post, scaled, bits)
     return 0
 
 
@@ -274,7 +280,7 @@ def _depthwise3x3_flat_rows(xp, w, bias, op, pad_top, row_lo, row_hi):
 
 
 @parallel_kernel
-def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, worker, workers):
+def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, post, worker, workers):
     """Depthwise 3x3, stride 1, dilation 1: the layer of MobileNet-style networks.
 
     Memory-bound (9 multiply-adds per output): one job per (image, channel) plane reads
@@ -292,6 +298,7 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, worker, workers
     row_hi = max(row_lo, min(out_h, height + pad_top - 2))
     lo = min(pad_left, out_w)  # first column whose three taps are all inside the row
     n_interior = max(0, min(out_w, width + pad_left - 2) - lo)
+    scaled, bits = new_scratch(x.itemsize)
     for job in range(worker, n_batch * channels, workers):
         c = job % channels
         n = job // channels
@@ -310,25 +317,27 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, worker, workers
                     else:
                         rows[r] = 0.0
                 _depthwise3x3_flat_rows(rows, w, bias[c], op[oh:oh + 1], 0, 0, 1)
-            continue
-        for oh in range(out_h):
-            dst = op[oh]
-            dst[:] = bias[c]
-            first = max(0, pad_top - oh)  # taps r in [first, last) read real rows
-            last = min(3, height + pad_top - oh)
-            count = max(0, last - first)
-            if count == 0:
-                continue
-            ih = oh + first - pad_top
-            rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
-            weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
-            _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
+        else:
+            for oh in range(out_h):
+                dst = op[oh]
+                dst[:] = bias[c]
+                first = max(0, pad_top - oh)  # taps r in [first, last) read real rows
+                last = min(3, height + pad_top - oh)
+                count = max(0, last - first)
+                if count == 0:
+                    continue
+                ih = oh + first - pad_top
+                rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
+                weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
+                _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
+        for oh in range(out_h):  # the plane is still in the core's cache
+            finish_row(op[oh], post, scaled, bits)
     return 0
 
 
 @parallel_kernel
 def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w, stride_h,
-                         stride_w, worker, workers):
+                         stride_w, post, worker, workers):
     """Depthwise 3x3, dilation 1: small images (MobileNet's 28x28 to 7x7) and strides.
 
     Per plane, the work is too little for the row-by-row kernel (a 7x7 plane has no
@@ -348,6 +357,7 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
     n_vectors = -(-count // lanes)
     # The last vector steps read up to one vector and two rows past ``count``.
     size = n_batch * grid_h * grid_w + 2 * lanes + 2 * grid_w
+    scaled, bits = new_scratch(x.itemsize)
     for c in range(worker, channels, workers):
         padded = np.zeros(size, dtype=x.dtype)
         grid = np.empty(n_vectors * lanes, dtype=x.dtype)
@@ -361,12 +371,13 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
             for oh in range(out_h):
                 start = (n * grid_h + oh * stride_h) * grid_w
                 copy1d(out[n, c, oh], grid[start:start + stride_w * (out_w - 1) + 1:stride_w])
+                finish_row(out[n, c, oh], post, scaled, bits)
     return 0
 
 
 @parallel_kernel
 def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w,
-                            stride_h, stride_w, dilation_h, dilation_w, worker, workers):
+                            stride_h, stride_w, dilation_h, dilation_w, post, worker, workers):
     """Depthwise convolution vectorised across channels, for small images.
 
     On a 7x7 or 14x14 plane there is little to vectorise along a row; across channels
@@ -390,6 +401,7 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     offsets = np.empty(n_taps, dtype=np.int64)  # of each tap from its output's first
     for t in range(n_taps):
         offsets[t] = ((t // kernel_w) * dilation_h * grid_w + (t % kernel_w) * dilation_w) * lanes
+    scaled, bits = new_scratch(x.itemsize)
     for block in range(worker, -(-channels // lanes), workers):
         c0 = block * lanes
         used = min(lanes, channels - c0)  # a last block of fewer channels: lanes left zero
@@ -434,12 +446,14 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
             for lane in range(used):
                 for p in range(full_out, out_plane):
                     of[base + lane * out_plane + p] = dst[p, lane]
+                finish_row(of[base + lane * out_plane:base + (lane + 1) * out_plane], post,
+                           scaled, bits)
     return 0
 
 
 @parallel_kernel
 def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, cols_q,
-                 block_rows, channel_block, cin, tile_rows, worker, workers):
+                 block_rows, channel_block, cin, tile_rows, post, worker, workers):
     """Direct convolution as an implicit GEMM in register tiles, for layers with several
     output channels per group (LeNet's and other thin-input layers).
 
@@ -465,6 +479,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
     blocks = -(-out_h // block_rows)
     channel_blocks = -(-kg_pad // channel_block)
     acc = np.empty((channel_block, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
+    scaled, bits = new_scratch(out.itemsize)
     for job in range(worker, n_batch * groups * blocks * channel_blocks, workers):
         k_lo = (job % channel_blocks) * channel_block
         k_hi = min(kg_pad, k_lo + channel_block)
@@ -475,7 +490,7 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
                depth, tile_rows, panel)
         for kk in range(k_lo, min(k_hi, kg)):
             _store_rows(acc[kk - k_lo], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0,
-                        nrows)
+                        nrows, post, scaled, bits)
     return 0
 
 
@@ -496,7 +511,7 @@ def _tiles(weights, src, base, offsets, acc, k_lo, k_hi, n_panels, depth, tile_r
 
 @parallel_kernel
 def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block_rows,
-                         tile_rows, worker, workers):
+                         tile_rows, post, worker, workers):
     """:func:`tiled_conv2d` for grouped layers, without the padded copy of the input.
 
     A job is one image, group and block of output rows, all the group's output channels;
@@ -521,6 +536,7 @@ def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block
     local = np.zeros(cin * plane + slack, dtype=x.dtype)  # the slack stays zero
     source = np.zeros(plane_in + 1, dtype=x.dtype)  # one plane, then the zero padding reads
     acc = np.empty((kg_pad, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
+    scaled, bits = new_scratch(out.itemsize)
     for job in range(worker, n_batch * groups * blocks, workers):
         n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
         gather = gathers[oh0 // block_rows]
@@ -534,33 +550,8 @@ def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block
         _tiles(a[g], local, 0, offsets, acc, 0, kg_pad, -(-(nrows * cols_q) // panel), depth,
                tile_rows, panel)
         for kk in range(kg):
-            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
-    return 0
-
-
-@parallel_kernel
-def grouped_tiled_split(x, a, offsets, bias, out, pad_top, pad_left, stride_h, stride_w,
-                        rows_local, cols_q, slack, block_rows, tile_rows, worker, workers):
-    """EXPERIMENT: grouped_tiled_conv2d with phase_split_plane per channel."""
-    n_batch, out_channels, out_h, out_w = out.shape
-    groups, kg_pad, depth = a.shape
-    kg = out_channels // groups
-    cin = x.shape[1] // groups
-    panel = NV * (VECTOR_BYTES // out.itemsize)
-    blocks = -(-out_h // block_rows)
-    plane = stride_h * stride_w * rows_local * cols_q
-    local = np.zeros(cin * plane + slack, dtype=x.dtype)  # the slack stays zero
-    acc = np.empty((kg_pad, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
-    for job in range(worker, n_batch * groups * blocks, workers):
-        n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
-        for c in range(cin):
-            dst = local[c * plane:(c + 1) * plane].reshape((stride_h, stride_w, rows_local,
-                                                            cols_q))
-            phase_split_plane(x[n, g * cin + c], oh0, pad_top, pad_left, dst)
-        _tiles(a[g], local, 0, offsets, acc, 0, kg_pad, -(-(nrows * cols_q) // panel), depth,
-               tile_rows, panel)
-        for kk in range(kg):
-            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows)
+            _store_rows(acc[kk], cols_q, bias[g * kg + kk], out[n, g * kg + kk], oh0, nrows,
+                        post, scaled, bits)
     return 0
 
 
@@ -598,7 +589,7 @@ def tiled_slack(spec, itemsize) -> int:
     return NV * (VECTOR_BYTES // itemsize) + phase_split_shape(spec)[5]
 
 
-def run_tiled(spec, x, weight, bias, out):
+def run_tiled(spec, x, weight, bias, out, post=NO_EPILOGUE):
     """:func:`tiled_conv2d` for an ungrouped ``spec``, on its padded, phase-split input."""
     a, offsets = tiled_operands(spec, weight)
     shape = phase_split_shape(spec)
@@ -610,27 +601,18 @@ def run_tiled(spec, x, weight, bias, out):
     block_rows, channel_block = tiled_jobs(spec, x.itemsize, numba.get_num_threads())
     tiled_conv2d(xflat, spec.in_channels * channel_stride, channel_stride, a, offsets, bias,
                  out, shape[5], block_rows, channel_block, spec.in_channels_per_group,
-                 direct_tile_rows(spec))
+                 direct_tile_rows(spec), post)
 
 
-EXPERIMENT = False
-
-
-def run_grouped_tiled(spec, x, weight, bias, out):
+def run_grouped_tiled(spec, x, weight, bias, out, post=NO_EPILOGUE):
     """:func:`grouped_tiled_conv2d` for ``spec``: blocks of rows as :func:`tiled_jobs` cuts
     them, each job all of its group's channels."""
     a, _ = tiled_operands(spec, weight)
     block_rows, _ = tiled_jobs(spec, x.itemsize, numba.get_num_threads())
     gathers, rows_local = grouped_gathers(spec, block_rows)
-    if EXPERIMENT:
-        grouped_tiled_split(x, a, tap_offsets(spec, rows_local), bias, out, spec.pad_top,
-                            spec.pad_left, spec.stride_h, spec.stride_w, rows_local,
-                            phase_split_shape(spec)[5], tiled_slack(spec, x.itemsize),
-                            block_rows, direct_tile_rows(spec))
-        return
     grouped_tiled_conv2d(x, a, tap_offsets(spec, rows_local), bias, out, gathers,
                          phase_split_shape(spec)[5], tiled_slack(spec, x.itemsize), block_rows,
-                         direct_tile_rows(spec))
+                         direct_tile_rows(spec), post)
 
 
 @functools.lru_cache(maxsize=64)
@@ -679,32 +661,33 @@ def tiled_jobs(spec, itemsize, threads):
     return block_rows, -(-channel_tiles // channel_blocks) * rows
 
 
-def run(spec, x, weight, bias):
+def run(spec, x, weight, bias, post=NO_EPILOGUE):
     """Run the direct algorithm for ``spec`` (zero padding still to apply) -> (N, K, OH, OW),
-    with the kernel :func:`registry.direct_kernel` names."""
+    with the kernel :func:`registry.direct_kernel` names; ``post``, the epilogue
+    (:mod:`numbaconv.epilogue`), applied as output rows are written."""
     out = new_output(spec, x.dtype)
     kernel = direct_kernel(spec)
     if kernel == "tiled":
-        run_tiled(spec, x, weight, bias, out)
+        run_tiled(spec, x, weight, bias, out, post)
     elif kernel == "grouped_tiled":
-        run_grouped_tiled(spec, x, weight, bias, out)
+        run_grouped_tiled(spec, x, weight, bias, out, post)
     elif kernel == "channel_rows":
         xph = phase_split_input(spec, x, "direct_input")
         direct_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
-                      direct_block_rows(spec))
+                      direct_block_rows(spec), post)
     elif kernel == "depthwise3x3_rows":
-        depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left)
+        depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, post)
     elif kernel == "depthwise_channels_last":
         depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                 spec.padded_height, spec.padded_width, spec.stride_h,
-                                spec.stride_w, spec.dilation_h, spec.dilation_w)
+                                spec.stride_w, spec.dilation_h, spec.dilation_w, post)
     elif kernel == "depthwise3x3_stacked":
         depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
                              spec.padded_height, spec.padded_width, spec.stride_h,
-                             spec.stride_w)
+                             spec.stride_w, post)
     else:  # depthwise_rows
         cols_q = -(-spec.padded_width // spec.stride_w)
         depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,
                          spec.stride_w, spec.dilation_h, spec.dilation_w, cols_q,
-                         direct_block_rows(spec))
+                         direct_block_rows(spec), post)
     return out

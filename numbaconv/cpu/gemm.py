@@ -13,24 +13,27 @@ import numba
 import numpy as np
 
 from ..config import SMALL_WORK
+from ..epilogue import NO_EPILOGUE
 from ..registry import gemm_block_rows, gemm_kernel, tap_jobs, tap_positions
 from .layout import new_output, phase_split_input, subsample
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 from .dispatch import parallel_kernel
+from .epilogue import finish_row, finish_value, new_scratch
 from ..isa import MR, NV, VECTOR_BYTES
 from .microkernel import matmul, workspace_size
 
 
 @parallel_kernel
-def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows,
+def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_rows, post,
                 worker, workers):
     """out = weight (*) input + bias, one (image, group, block of output rows) at a time.
 
     xph: zero-padded input split by stride phase, (N, C, sh, sw, Hq, Wq) from
     ``layout.pad_phase_split`` (so that every unfolded row is a contiguous copy);
     weight (K, C/groups, kH, kW); bias (K,); out (N, K, OH, OW). Share ``worker`` takes
-    blocks worker, worker + workers, ... with one unfolding buffer of its own.
+    blocks worker, worker + workers, ... with one unfolding buffer of its own. ``post``:
+    the epilogue (``cpu.epilogue``) each output row gets as it is written.
     """
     n_batch, _, stride_h, stride_w = xph.shape[:4]
     out_channels, cin, kernel_h, kernel_w = weight.shape
@@ -45,6 +48,7 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     cols = np.empty((depth, columns), dtype=xph.dtype)
     result = np.empty((kg, columns), dtype=xph.dtype)
     work = np.empty(workspace_size(depth), dtype=xph.dtype)
+    scaled, bits = new_scratch(xph.itemsize)
     for block in range(worker, n_blocks, workers):
         i0 = (block % blocks_per_plane) * block_rows
         ng = block // blocks_per_plane
@@ -74,6 +78,7 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
             b = bias[g * kg + k]
             for q in range(width):
                 dst[q] = src[q] + b
+            finish_row(dst, post, scaled, bits)
     return 0
 
 
@@ -120,7 +125,7 @@ def images_first(product, out, worker, workers):
 
 @parallel_kernel
 def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h, stride_w,
-                 dilation_h, dilation_w, pad_top, pad_left, kernel_w, max_positions,
+                 dilation_h, dilation_w, pad_top, pad_left, kernel_w, max_positions, post,
                  worker, workers):
     """out = weight (*) input + bias as one matrix product per kernel tap, over rectangles
     of the output in which the same taps read inside the input (see :func:`tap_jobs`).
@@ -144,6 +149,7 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
     gathered = np.empty((channels, max_positions), dtype=x.dtype)
     result = np.empty((out_channels, max_positions), dtype=x.dtype)
     work = np.empty(workspace_size(channels), dtype=x.dtype)
+    scaled, bits = new_scratch(x.itemsize)
     for job in range(worker, n_batch * n_jobs, workers):
         n = job // n_jobs
         r = job % n_jobs
@@ -186,11 +192,12 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
                 src = result[k, i * width:(i + 1) * width]
                 for j in range(width):
                     dst[j] = b if no_tap else src[j] + b
+                finish_row(dst, post, scaled, bits)
     return 0
 
 
 @parallel_kernel
-def vector_products(x2, w2, bias, out2, worker, workers):
+def vector_products(x2, w2, bias, out2, post, worker, workers):
     """out2[n, k] = bias[k] + w2[k] . x2[n]: a 1x1 convolution of 1x1 images (the
     squeeze-and-excitation layers of MobileNet-v3 and EfficientNet), output channels
     worker, worker + workers, ...
@@ -199,9 +206,10 @@ def vector_products(x2, w2, bias, out2, worker, workers):
     register-tiled product would pad every one-column image to a whole vector of columns
     and copy each tile through its edge buffers (measured: 48 -> 1152 channels at batch
     1, 89 us a call against torch's 16 us, most of it those copies).
-    x2: (N, C); w2: (K, C); out2: (N, K).
+    x2: (N, C); w2: (K, C); out2: (N, K); post: the epilogue of each output.
     """
     batch, channels = x2.shape
+    kind, low, high = int(post[0]), x2.dtype.type(post[1]), x2.dtype.type(post[2])
     for k in range(worker, w2.shape[0], workers):
         row = w2[k]
         for n in range(batch):
@@ -209,18 +217,20 @@ def vector_products(x2, w2, bias, out2, worker, workers):
             total = row[0] * image[0]
             for c in range(1, channels):
                 total += row[c] * image[c]
-            out2[n, k] = total + bias[k]
+            out2[n, k] = finish_value(total + bias[k], kind, low, high)
     return 0
 
 
 @parallel_kernel
-def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker, workers):
+def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, post, worker,
+                     workers):
     """out3[n, k] = w2[k] @ x3[n, channels of k's group] + bias[k]: a 1x1, stride-1,
     unpadded convolution, where each image already is the (C, H*W) matrix and the output
     the (K, OH*OW) one, so nothing is copied (strided 1x1 layers run it on the pixels
     they read, ``layout.subsample``).
 
-    x3 (N, C, P); w2 (K, C/groups); bias (K,); out3 (N, K, P). The jobs are blocks of
+    x3 (N, C, P); w2 (K, C/groups); bias (K,); out3 (N, K, P); post: the epilogue
+    (``cpu.epilogue``) each output row gets once written. The jobs are blocks of
     ``block_rows`` output channels by ``block_cols`` positions of one image and group
     (see :func:`pointwise_jobs`); share ``worker`` takes jobs worker, worker + workers, ...
     """
@@ -231,6 +241,7 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker,
     col_blocks = -(-positions // block_cols)
     per_matrix = row_blocks * col_blocks
     work = np.empty(workspace_size(cin), dtype=x3.dtype)
+    scaled, bits = new_scratch(x3.itemsize)
     for job in range(worker, n_batch * groups * per_matrix, workers):
         matrix = job // per_matrix
         n, g = matrix // groups, matrix % groups
@@ -244,6 +255,7 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, worker,
             b = bias[k]
             for q in range(row.shape[0]):
                 row[q] += b
+            finish_row(row, post, scaled, bits)  # (the row is still in L1)
     return 0
 
 
@@ -281,16 +293,16 @@ def product_jobs(rows, cols, matrices, itemsize, threads):
     return -(-row_tiles // row_cuts) * MR, -(-col_panels // col_cuts) * panel
 
 
-def _vector_products(spec, x, weight, bias, shares=None):
+def _vector_products(spec, x, weight, bias, post, shares=None):
     """The vector-product kernel on the spec's arrays -> (N, K)."""
     out = np.empty((spec.batch, spec.out_channels), x.dtype)
     vector_products(x.reshape(spec.batch, spec.in_channels),
-                    weight.reshape(spec.out_channels, spec.in_channels), bias, out,
+                    weight.reshape(spec.out_channels, spec.in_channels), bias, out, post,
                     workers=shares)
     return out
 
 
-def _pointwise(spec, x, weight, bias, blocks):
+def _pointwise(spec, x, weight, bias, blocks, post):
     """The pointwise kernel on images of the output's size (x (N, C, OH, OW)), in jobs of
     ``blocks`` = (block_rows, block_cols) -> (N, K, OH, OW)."""
     positions = spec.out_height * spec.out_width
@@ -298,11 +310,11 @@ def _pointwise(spec, x, weight, bias, blocks):
     pointwise_conv2d(x.reshape(spec.batch, spec.in_channels, positions),
                      weight.reshape(spec.out_channels, spec.in_channels_per_group), bias,
                      out.reshape(spec.batch, spec.out_channels, positions), spec.groups,
-                     *blocks)
+                     *blocks, post)
     return out
 
 
-def prepare(spec):
+def prepare(spec, post=NO_EPILOGUE):
     """:func:`run` for ``spec`` as a function of (x, weight, bias), for repeated calls:
     the 1x1 kernels, the fastest (squeeze-and-excitation layers cost as much Python as
     arithmetic), skip the choice of kernel and, per thread count, of their jobs."""
@@ -311,7 +323,7 @@ def prepare(spec):
         shares = 1 if spec.flops // 2 < SMALL_WORK else None  # (the small-work rule)
 
         def vector_run(x, weight, bias):  # (N, K): the planner gives it the output's shape
-            return _vector_products(spec, x, weight, bias, shares)
+            return _vector_products(spec, x, weight, bias, post, shares)
 
         vector_run.sizes_shares = True
         return vector_run
@@ -323,17 +335,18 @@ def prepare(spec):
             blocks = jobs.get(threads)
             if blocks is None:
                 blocks = jobs[threads] = pointwise_jobs(spec, x.itemsize, threads)
-            return _pointwise(spec, x, weight, bias, blocks)
+            return _pointwise(spec, x, weight, bias, blocks, post)
 
         return pointwise_run
-    return lambda x, weight, bias: run(spec, x, weight, bias)
+    return lambda x, weight, bias: run(spec, x, weight, bias, post)
 
 
-def run(spec, x, weight, bias):
-    """Run the GEMM algorithm for ``spec`` with the kernel :func:`registry.gemm_kernel` names."""
+def run(spec, x, weight, bias, post=NO_EPILOGUE):
+    """Run the GEMM algorithm for ``spec`` with the kernel :func:`registry.gemm_kernel` names;
+    ``post``, the epilogue (:mod:`numbaconv.epilogue`), applied as outputs are written."""
     kernel = gemm_kernel(spec)
     if kernel == "vector_products":
-        return _vector_products(spec, x, weight, bias).reshape(
+        return _vector_products(spec, x, weight, bias, post).reshape(
             spec.batch, spec.out_channels, spec.out_height, spec.out_width)
     if kernel == "pointwise":
         if not spec.is_pointwise:  # strided: the pixels it reads, then a pointwise layer
@@ -342,7 +355,7 @@ def run(spec, x, weight, bias):
             subsample(x, spec.stride_h, spec.stride_w, sampled)
             x = sampled
         return _pointwise(spec, x, weight, bias,
-                          pointwise_jobs(spec, x.itemsize, numba.get_num_threads()))
+                          pointwise_jobs(spec, x.itemsize, numba.get_num_threads()), post)
     out = new_output(spec, x.dtype)
     if kernel == "tap_products":
         max_positions = tap_positions(spec)
@@ -354,7 +367,7 @@ def run(spec, x, weight, bias):
                     spec.in_channels)))
         tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, spec.stride_h,
                      spec.stride_w, spec.dilation_h, spec.dilation_w, spec.pad_top,
-                     spec.pad_left, spec.kernel_width, max_positions,
+                     spec.pad_left, spec.kernel_width, max_positions, post,
                      workers=spec.batch * len(jobs))
         return out
     xph = phase_split_input(spec, x, "gemm_input")
@@ -373,12 +386,12 @@ def run(spec, x, weight, bias):
                                               spec.groups, x.itemsize,
                                               numba.get_num_threads())
         pointwise_conv2d(cols, weight.reshape(spec.out_channels, depth), bias, product,
-                         spec.groups, block_rows, block_cols)
+                         spec.groups, block_rows, block_cols, post)
         if spec.batch > 1:
             images_first(product[0], out.reshape(spec.batch, spec.out_channels, positions))
         return out
     block_rows = gemm_block_rows(spec)
     blocks = spec.batch * spec.groups * -(-spec.out_height // block_rows)
     gemm_conv2d(xph, weight, bias, out, spec.dilation_h, spec.dilation_w, spec.groups,
-                block_rows, workers=blocks)
+                block_rows, post, workers=blocks)
     return out

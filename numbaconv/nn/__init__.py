@@ -14,6 +14,8 @@ initialises them, and state dicts load a torch model's weights.
 To run a model trained in torch: build the same architecture here, then
 ``model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()})``.
 :mod:`numbaconv.nn.init` has torch.nn.init's functions (``nn.init.xavier_normal_(w)``).
+For inference, ``nn.fuse(model)`` returns a copy with BatchNorm folded into the
+convolutions and their activations applied as the kernels write (:mod:`numbaconv.nn.fusion`).
 """
 
 from . import functional, init
@@ -22,6 +24,7 @@ from .activation import (GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogS
 from .container import ModuleDict, ModuleList, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
+from .fusion import FusedConv2d, fuse
 from .linear import Flatten, Identity, Linear
 from .module import IncompatibleKeys, Module
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
@@ -36,4 +39,4 @@ __all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d
            "Tanh", "LeakyReLU", "PReLU", "RReLU", "Hardtanh", "Hardswish", "Hardsigmoid",
            "SiLU", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "GroupNorm", "Dropout", "Dropout2d", "Upsample", "IncompatibleKeys", "functional",
-           "init"]
+           "init", "fuse", "FusedConv2d"]
