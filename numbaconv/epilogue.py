@@ -7,7 +7,10 @@ output row as they write it (:mod:`numbaconv.cpu.epilogue`), instead of a second
 the whole output. Algorithms whose kernels do not fuse (``Algorithm.fuses_epilogue``
 false: Winograd, the GPU) apply it right after, with the same semantics.
 
-An epilogue is a read-only float64 array of 3, ``post``: the kind, then a clamp's bounds.
+An epilogue is a read-only float64 array of 3, ``post``: the kind, then a clamp's bounds;
+no epilogue is None (``NO_EPILOGUE``), for which Numba compiles the kernels without any of
+the epilogue's code (it prunes the branches on ``post is None``): plain convolutions run
+exactly the code they ran before epilogues existed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def _frozen(values) -> np.ndarray:
     return post
 
 
-NO_EPILOGUE = _frozen((NONE, 0.0, 0.0))
+NO_EPILOGUE = None
 
 
 def as_epilogue(activation) -> np.ndarray:
@@ -60,9 +63,9 @@ def as_epilogue(activation) -> np.ndarray:
 
 def apply(out: np.ndarray, post: np.ndarray) -> np.ndarray:
     """``out`` with the epilogue applied in place (for kernels that do not fuse it)."""
-    kind = int(post[0])
-    if kind == NONE or out.size == 0:
+    if post is None or out.size == 0:
         return out
+    kind = int(post[0])
     from . import activations
 
     if kind == CLAMP:

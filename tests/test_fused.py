@@ -156,13 +156,14 @@ def test_fuse_keeps_what_it_cannot_fold(rng):
         nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, track_running_stats=False),  # batch stats
         nn.Conv2d(4, 4, 1), nn.Hardtanh(-0.5, 0.5),                   # a clamp
         nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, 1),                       # nothing to fuse
-        nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.SiLU()),      # nested
+        nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Hardswish()),  # nested
+        nn.Conv2d(2, 2, 1), nn.SiLU(),                                # SiLU: its own pass
         nn.ConvTranspose2d(2, 2, 2), nn.ReLU())                       # not a Conv2d
     fused = nn.fuse(model)
     kinds = [type(m).__name__ for m in fused]
     assert kinds == ["Conv2d", "BatchNorm2d", "FusedConv2d", "Identity", "Conv2d", "Conv2d",
-                     "Sequential", "ConvTranspose2d", "ReLU"]
+                     "Sequential", "Conv2d", "SiLU", "ConvTranspose2d", "ReLU"]
     assert fused[2].activation == ("clamp", -0.5, 0.5)
-    assert fused[6][0].activation == "silu" and type(fused[6][1]).__name__ == "Identity"
+    assert fused[6][0].activation == "hardswish" and type(fused[6][1]).__name__ == "Identity"
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     np.testing.assert_allclose(fused(x), model.eval()(x), rtol=1e-5, atol=1e-5)

@@ -29,7 +29,7 @@ from ..isa import NV, VECTOR_BYTES
 from ..registry import direct_block_rows, direct_kernel, direct_tile_rows
 from ..epilogue import NO_EPILOGUE
 from .dispatch import parallel_kernel
-from .epilogue import finish_row, new_scratch
+from .epilogue import biased_row, finish_block, finish_silu, new_scratch
 from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
                      phase_split_plane, phase_split_shape)
 from .microkernel import gather_tile, gather_tile4, transpose_tile
@@ -116,16 +116,19 @@ def _row_block_job(job, blocks, per_image, block_rows, out_h):
 
 @njit(inline="always")
 def _store_rows(acc, cols_q, bias_k, dst_plane, oh0, nrows, post, scaled, bits):
-    """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias, then the
-    epilogue ``post`` (``cpu.epilogue``) on the row, still in L1."""
+    """dst_plane[oh0 + i, :] = acc row i (the first OW of its Wq columns) + bias, then, when
+    ``post`` is not None, its epilogue (``cpu.epilogue``) on the row, still in L1."""
     out_w = dst_plane.shape[1]
     for i in range(nrows):
         # (a slice indexed by the loop counter alone: LLVM then vectorises the copy)
         src = acc[i * cols_q:i * cols_q + out_w]
         dst = dst_plane[oh0 + i]
-        for j in range(out_w):
-            dst[j] = src[j] + bias_k
-        finish_row(dst, post, scaled, bits)
+        if post is None:
+            for j in range(out_w):
+                dst[j] = src[j] + bias_k
+        else:
+            biased_row(dst, src, bias_k, post)
+            finish_silu(dst_plane, oh0 + i, oh0 + i + 1, 0, out_w, post, scaled, bits)
 
 
 @parallel_kernel
@@ -330,8 +333,8 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, post, worker, w
                 rows3 = (xp[ih], xp[ih + min(1, count - 1)], xp[ih + min(2, count - 1)])
                 weights = (w[first], w[min(first + 1, 2)], w[min(first + 2, 2)])
                 _depthwise3x3_row(dst, rows3, weights, count, lo, n_interior, pad_left, width)
-        for oh in range(out_h):  # the plane is still in the core's cache
-            finish_row(op[oh], post, scaled, bits)
+        if post is not None:  # (the plane is still in cache)
+            finish_block(op, 0, out_h, 0, out_w, post, scaled, bits)
     return 0
 
 
@@ -371,7 +374,8 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
             for oh in range(out_h):
                 start = (n * grid_h + oh * stride_h) * grid_w
                 copy1d(out[n, c, oh], grid[start:start + stride_w * (out_w - 1) + 1:stride_w])
-                finish_row(out[n, c, oh], post, scaled, bits)
+            if post is not None:
+                finish_block(out[n, c], 0, out_h, 0, out_w, post, scaled, bits)
     return 0
 
 
@@ -440,14 +444,14 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
                     channel_taps1(flat, row + ow * step, step, offsets, taps, shift, dst,
                                   (oh * out_w + ow) * lanes)
                     ow += 1
+            if post is not None:  # element-wise: on the channels-last block, in L1
+                finish_block(dst, 0, out_plane, 0, lanes, post, scaled, bits)
             base = (n * channels + c0) * out_plane
             for p0 in range(0, full_out, lanes):
                 transpose_tile(dst, p0 * lanes, lanes, of, base + p0, out_plane)
             for lane in range(used):
                 for p in range(full_out, out_plane):
                     of[base + lane * out_plane + p] = dst[p, lane]
-                finish_row(of[base + lane * out_plane:base + (lane + 1) * out_plane], post,
-                           scaled, bits)
     return 0
 
 

@@ -19,7 +19,7 @@ from .layout import new_output, phase_split_input, subsample
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 from .dispatch import parallel_kernel
-from .epilogue import finish_row, finish_value, new_scratch
+from .epilogue import biased_row, finish_silu, finish_value, new_scratch
 from ..isa import MR, NV, VECTOR_BYTES
 from .microkernel import matmul, workspace_size
 
@@ -75,10 +75,13 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
             # Rows typed contiguous (a row of a 2-D slice is not): the loop vectorises.
             dst = out[n, g * kg + k].reshape(out_h * out_w)[i0 * out_w:i0 * out_w + width]
             src = result[k, :width]
-            b = bias[g * kg + k]
-            for q in range(width):
-                dst[q] = src[q] + b
-            finish_row(dst, post, scaled, bits)
+            if post is None:
+                b = bias[g * kg + k]
+                for q in range(width):
+                    dst[q] = src[q] + b
+            else:
+                biased_row(dst, src, bias[g * kg + k], post)
+                finish_silu(out[n, g * kg + k], i0, i0 + rows, 0, out_w, post, scaled, bits)
     return 0
 
 
@@ -184,15 +187,20 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
                         dst[base + j] = 0
             matmul(tap_weights[tap], gathered[:, :positions], res, work,
                    t > tap_start[r])
-        no_tap = tap_start[r] == tap_start[r + 1]  # all padding: the bias alone
+        if tap_start[r] == tap_start[r + 1]:  # all padding: the bias alone
+            res[...] = 0
         for k in range(out_channels):
             b = bias[k]
             for i in range(i1 - i0):
                 dst = out[n, k, i0 + i, j0:j1]
                 src = result[k, i * width:(i + 1) * width]
-                for j in range(width):
-                    dst[j] = b if no_tap else src[j] + b
-                finish_row(dst, post, scaled, bits)
+                if post is None:
+                    for j in range(width):
+                        dst[j] = src[j] + b
+                else:
+                    biased_row(dst, src, b, post)
+            if post is not None:
+                finish_silu(out[n, k], i0, i1, j0, j1, post, scaled, bits)
     return 0
 
 
@@ -209,7 +217,8 @@ def vector_products(x2, w2, bias, out2, post, worker, workers):
     x2: (N, C); w2: (K, C); out2: (N, K); post: the epilogue of each output.
     """
     batch, channels = x2.shape
-    kind, low, high = int(post[0]), x2.dtype.type(post[1]), x2.dtype.type(post[2])
+    if post is not None:
+        kind, low, high = int(post[0]), x2.dtype.type(post[1]), x2.dtype.type(post[2])
     for k in range(worker, w2.shape[0], workers):
         row = w2[k]
         for n in range(batch):
@@ -217,7 +226,10 @@ def vector_products(x2, w2, bias, out2, post, worker, workers):
             total = row[0] * image[0]
             for c in range(1, channels):
                 total += row[c] * image[c]
-            out2[n, k] = finish_value(total + bias[k], kind, low, high)
+            if post is None:
+                out2[n, k] = total + bias[k]
+            else:
+                out2[n, k] = finish_value(total + bias[k], kind, low, high)
     return 0
 
 
@@ -252,10 +264,14 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, post, w
         matmul(w2[k0:k1], x3[n, g * cin:(g + 1) * cin, j0:j1], out3[n, k0:k1, j0:j1], work)
         for k in range(k0, k1):
             row = out3[n, k, j0:j1]  # typed contiguous (a row of a 2-D block is not): vectorised
-            b = bias[k]
-            for q in range(row.shape[0]):
-                row[q] += b
-            finish_row(row, post, scaled, bits)  # (the row is still in L1)
+            if post is None:
+                b = bias[k]
+                for q in range(row.shape[0]):
+                    row[q] += b
+            else:
+                biased_row(row, row, bias[k], post)
+        if post is not None:
+            finish_silu(out3[n], k0, k1, j0, j1, post, scaled, bits)
     return 0
 
 
