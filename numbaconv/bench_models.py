@@ -31,12 +31,13 @@ TORCHVISION_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0",
 
 
 def builtin_models(nn) -> dict:
-    """ResNet-18 and MobileNetV2 in torch (``nn`` is ``torch.nn``), torchvision's layers."""
+    """ResNet-18 and MobileNetV2 as torchvision writes them, layer for layer (the same
+    state-dict keys), built from ``nn``: ``torch.nn`` here, ``numbaconv.nn`` in the tests
+    (which load torchvision's state dicts into them). Constructors taking ``classes``."""
 
-    def conv_bn(cin, cout, k, stride=1, groups=1, act=True):
-        layers = [nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
-                  nn.BatchNorm2d(cout)]
-        return nn.Sequential(*(layers + ([nn.ReLU6(inplace=True)] if act else [])))
+    def conv_bn(cin, cout, k, stride=1, groups=1):  # torchvision's Conv2dNormActivation
+        return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups,
+                                       bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
 
     class InvertedResidual(nn.Module):
         def __init__(self, cin, cout, stride, expand):
@@ -44,8 +45,8 @@ def builtin_models(nn) -> dict:
             hidden = cin * expand
             self.use_res_connect = stride == 1 and cin == cout
             layers = [conv_bn(cin, hidden, 1)] if expand != 1 else []
-            layers += [conv_bn(hidden, hidden, 3, stride, hidden), conv_bn(hidden, cout, 1,
-                                                                           act=False)]
+            layers += [conv_bn(hidden, hidden, 3, stride, hidden),
+                       nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
             self.conv = nn.Sequential(*layers)
 
         def forward(self, x):
@@ -67,7 +68,7 @@ def builtin_models(nn) -> dict:
 
         def forward(self, x):
             x = nn.functional.adaptive_avg_pool2d(self.features(x), 1)
-            return self.classifier(x.flatten(1))
+            return self.classifier(x.reshape(x.shape[0], -1))
 
     class BasicBlock(nn.Module):
         def __init__(self, cin, cout, stride):
@@ -105,7 +106,7 @@ def builtin_models(nn) -> dict:
         def forward(self, x):
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(self.avgpool(x).flatten(1))
+            return self.fc(self.avgpool(x).reshape(x.shape[0], -1))
 
     return {"resnet18": ResNet18, "mobilenet_v2": MobileNetV2}
 

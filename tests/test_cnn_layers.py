@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import numbaconv
 from numbaconv import nn
+from numbaconv.bench_models import builtin_models
 
 SPECIAL = np.array([-np.inf, -7.0, -3.0, -2.5, -0.0, 0.0, 1e-40, 2.0, 3.0, 6.5, np.inf, np.nan])
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -506,54 +507,9 @@ def test_module_containers_match_torch(torch):
 
 # --------------------------------------------------------------------------- whole networks
 
-def basic_block(lib, cin, cout, stride):
-    class BasicBlock(lib.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = lib.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = lib.BatchNorm2d(cout)
-            self.relu = lib.ReLU(inplace=True)
-            self.conv2 = lib.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = lib.BatchNorm2d(cout)
-            self.downsample = (lib.Sequential(lib.Conv2d(cin, cout, 1, stride, bias=False),
-                                              lib.BatchNorm2d(cout))
-                               if stride != 1 or cin != cout else None)
-
-        def forward(self, x):
-            identity = x if self.downsample is None else self.downsample(x)
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            return self.relu(out + identity)
-
-    return BasicBlock()
-
-
 def resnet18(lib, classes=10):
-    """torchvision's resnet18, layer for layer (the same state-dict keys)."""
-
-    class ResNet(lib.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = lib.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = lib.BatchNorm2d(64)
-            self.relu = lib.ReLU(inplace=True)
-            self.maxpool = lib.MaxPool2d(3, 2, 1)
-            widths = [64, 128, 256, 512]
-            cin = 64
-            for i, width in enumerate(widths):
-                stride = 1 if i == 0 else 2
-                setattr(self, f"layer{i + 1}", lib.Sequential(basic_block(lib, cin, width, stride),
-                                                            basic_block(lib, width, width, 1)))
-                cin = width
-            self.avgpool = lib.AdaptiveAvgPool2d((1, 1))
-            self.fc = lib.Linear(512, classes)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(self.avgpool(x).reshape(x.shape[0], -1))
-
-    return ResNet()
+    """torchvision's resnet18, layer for layer (numbaconv.bench_models builds it)."""
+    return builtin_models(lib)["resnet18"](classes)
 
 
 def mobilenet_v2_like(lib, classes=10):
@@ -594,45 +550,8 @@ def mobilenet_v2_like(lib, classes=10):
 
 
 def mobilenet_v2(lib, classes=1000):
-    """torchvision's mobilenet_v2, layer for layer (the same state-dict keys: its
-    Conv2dNormActivation blocks are Sequential(conv, batch norm, ReLU6))."""
-
-    def conv_bn_relu6(cin, cout, k, stride=1, groups=1):
-        return lib.Sequential(lib.Conv2d(cin, cout, k, stride, k // 2, groups=groups,
-                                         bias=False), lib.BatchNorm2d(cout), lib.ReLU6())
-
-    class InvertedResidual(lib.Module):
-        def __init__(self, cin, cout, stride, expand):
-            super().__init__()
-            hidden = cin * expand
-            self.use_res_connect = stride == 1 and cin == cout
-            layers = [conv_bn_relu6(cin, hidden, 1)] if expand != 1 else []
-            layers += [conv_bn_relu6(hidden, hidden, 3, stride, hidden),
-                       lib.Conv2d(hidden, cout, 1, bias=False), lib.BatchNorm2d(cout)]
-            self.conv = lib.Sequential(*layers)
-
-        def forward(self, x):
-            return x + self.conv(x) if self.use_res_connect else self.conv(x)
-
-    class MobileNetV2(lib.Module):
-        def __init__(self):
-            super().__init__()
-            settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                        (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
-            layers, cin = [conv_bn_relu6(3, 32, 3, 2)], 32
-            for expand, cout, repeats, stride in settings:
-                for i in range(repeats):
-                    layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
-                    cin = cout
-            layers.append(conv_bn_relu6(cin, 1280, 1))
-            self.features = lib.Sequential(*layers)
-            self.classifier = lib.Sequential(lib.Dropout(0.2), lib.Linear(1280, classes))
-
-        def forward(self, x):
-            x = lib.functional.adaptive_avg_pool2d(self.features(x), 1)
-            return self.classifier(x.reshape(x.shape[0], -1))
-
-    return MobileNetV2()
+    """torchvision's mobilenet_v2, layer for layer (numbaconv.bench_models builds it)."""
+    return builtin_models(lib)["mobilenet_v2"](classes)
 
 
 def trained_looking(torch, model):
