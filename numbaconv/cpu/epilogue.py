@@ -127,8 +127,9 @@ def finish_block(matrix, r0, r1, c0, c1, post, scaled, bits):
     row). All inlined: a call passing a view of the output keeps that view's reference
     count, and those counts, on the output every thread shares, cost more than the
     activation (a SiLU on ResNet's stem output, row by row: 0.66 ms fused against 0.37
-    in two passes). The kernels compile this only for a call with an epilogue (``post``
-    None prunes it), so plain convolutions neither run nor compile any of it.
+    in two passes). The kernels test ``post is None`` in their own bodies, where Numba
+    prunes the branch before inlining: plain convolutions neither run nor compile any of
+    it.
     """
     if post[0] != NONE:
         _finish_block(matrix, r0, r1, c0, c1, post, scaled, bits)

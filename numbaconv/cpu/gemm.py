@@ -48,7 +48,8 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     cols = np.empty((depth, columns), dtype=xph.dtype)
     result = np.empty((kg, columns), dtype=xph.dtype)
     work = np.empty(workspace_size(depth), dtype=xph.dtype)
-    scaled, bits = new_scratch(xph.itemsize)
+    if post is not None:  # (pruned, with every use, when post is None)
+        scaled, bits = new_scratch(xph.itemsize)
     for block in range(worker, n_blocks, workers):
         i0 = (block % blocks_per_plane) * block_rows
         ng = block // blocks_per_plane
@@ -152,7 +153,8 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
     gathered = np.empty((channels, max_positions), dtype=x.dtype)
     result = np.empty((out_channels, max_positions), dtype=x.dtype)
     work = np.empty(workspace_size(channels), dtype=x.dtype)
-    scaled, bits = new_scratch(x.itemsize)
+    if post is not None:  # (pruned, with every use, when post is None)
+        scaled, bits = new_scratch(x.itemsize)
     for job in range(worker, n_batch * n_jobs, workers):
         n = job // n_jobs
         r = job % n_jobs
@@ -253,7 +255,8 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, post, w
     col_blocks = -(-positions // block_cols)
     per_matrix = row_blocks * col_blocks
     work = np.empty(workspace_size(cin), dtype=x3.dtype)
-    scaled, bits = new_scratch(x3.itemsize)
+    if post is not None:  # (pruned, with every use, when post is None)
+        scaled, bits = new_scratch(x3.itemsize)
     for job in range(worker, n_batch * groups * per_matrix, workers):
         matrix = job // per_matrix
         n, g = matrix // groups, matrix % groups
