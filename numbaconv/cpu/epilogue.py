@@ -5,8 +5,12 @@ MobileNet and EfficientNet) would otherwise read and write its whole output once
 here each kernel finishes every output row while it is still in the core's L1 cache. The
 epilogue travels to the kernels as one small float64 array, ``post`` (see
 :mod:`numbaconv.epilogue`): ``post[0]`` the kind (NONE, CLAMP, SILU, HARDSWISH), and for a
-clamp ``post[1]``, ``post[2]`` its low and high bounds. Semantics as torch's: NaN
-propagates; silu(-inf) is NaN (-inf * 0).
+clamp ``post[1]``, ``post[2]`` its low and high bounds; None for no epilogue, which the
+kernels test in their own bodies so that Numba compiles plain convolutions without any of
+this. Semantics as torch's: NaN propagates; silu(-inf) is NaN (-inf * 0). Clamps and
+Hardswish are applied in the biased store itself (:func:`biased_row`); SiLU, and the
+kernels whose stores are not a biased row, finish whole rows afterwards
+(:func:`finish_block`).
 
 The float32 SiLU uses a vectorised exp (the C library's expf is one value at a time):
 exp(a) = 2^n * exp(r), n = round(a / ln 2), r = a - n ln 2 (ln 2 in two parts, Cody and
