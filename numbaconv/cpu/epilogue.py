@@ -78,8 +78,7 @@ def sigmoid_block(src, dst, silu, scaled, bits):
 def finish_value(v, kind, low, high):
     """The epilogue of one value (the scalar paths: squeeze-and-excitation outputs)."""
     if kind == CLAMP:
-        v = low if v < low else v  # NaN falls through both
-        return high if v > high else v
+        return _clamped(v, low, high)
     if kind == HARDSWISH:
         t = v + 3
         t = 0 if t < 0 else (6 if t > 6 else t)
@@ -93,6 +92,20 @@ def finish_value(v, kind, low, high):
 
 
 @njit(inline="always")
+def _clamped(v, low, high):
+    v = low if v < low else v  # NaN falls through both
+    return high if v > high else v
+
+
+@njit(inline="always")
+def _hardswish(v, three, six, zero):
+    """v * relu6(v + 3) / 6, the constants in the array's dtype (kept in it: vectorised)."""
+    t = v + three
+    t = zero if t < zero else (six if t > six else t)
+    return v * t / six
+
+
+@njit(inline="always")
 def biased_row(dst, src, bias, post):
     """dst[j] = src[j] + bias, with a CLAMP or HARDSWISH epilogue applied in the same
     store (pure arithmetic, vectorised); a SILU epilogue is left to :func:`finish_silu`.
@@ -101,16 +114,11 @@ def biased_row(dst, src, bias, post):
     if kind == CLAMP:
         low, high = dst.dtype.type(post[1]), dst.dtype.type(post[2])
         for j in range(dst.shape[0]):
-            v = src[j] + bias
-            v = low if v < low else v  # NaN falls through both
-            dst[j] = high if v > high else v
+            dst[j] = _clamped(src[j] + bias, low, high)
     elif kind == HARDSWISH:
         three, six, zero = dst.dtype.type(3), dst.dtype.type(6), dst.dtype.type(0)
         for j in range(dst.shape[0]):
-            v = src[j] + bias
-            t = v + three
-            t = zero if t < zero else (six if t > six else t)
-            dst[j] = v * t / six
+            dst[j] = _hardswish(src[j] + bias, three, six, zero)
     else:
         for j in range(dst.shape[0]):
             dst[j] = src[j] + bias
@@ -154,16 +162,11 @@ def _finish_row(row, post, scaled, bits):
     if kind == CLAMP:
         low, high = row.dtype.type(post[1]), row.dtype.type(post[2])
         for j in range(row.shape[0]):
-            v = row[j]
-            v = low if v < low else v
-            row[j] = high if v > high else v
+            row[j] = _clamped(row[j], low, high)
     elif kind == HARDSWISH:
         three, six, zero = row.dtype.type(3), row.dtype.type(6), row.dtype.type(0)
         for j in range(row.shape[0]):
-            v = row[j]
-            t = v + three
-            t = zero if t < zero else (six if t > six else t)
-            row[j] = v * t / six
+            row[j] = _hardswish(row[j], three, six, zero)
     elif row.itemsize == 4:  # SILU, float32: the vectorised exp
         for lo in range(0, row.shape[0], BLOCK):
             part = row[lo:min(row.shape[0], lo + BLOCK)]
