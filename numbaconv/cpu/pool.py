@@ -6,9 +6,10 @@ maximum, and an average divides as ``count_include_pad``/``divisor_override`` sa
 
 Pooling is memory-bound (a few operations per value read). Without indices, the
 kernels (:func:`max_pool2d_rows`, :func:`avg_pool2d_rows`) compute a whole row of
-outputs at a time: for each tap of the window, one vectorised pass over the row's
-outputs whose windows lie inside the input (the row's "interior"), the few outputs at
-its ends by the per-window loop. Per window, as the indexed kernel does it, the window
+outputs at a time: over the row's outputs whose windows lie inside the input (the row's
+"interior"), one unrolled vectorised loop for the square windows networks use (2x2 and
+3x3, strides 1 and 2), else one vectorised pass per tap of the window; the few outputs
+at its ends by the per-window loop. Per window, as the indexed kernel does it, the window
 loops innermost leave the vector units idle and cost a branch per value.
 """
 
@@ -17,6 +18,7 @@ import math
 import numpy as np
 from numba import njit
 
+from ..config import JIT
 from .dispatch import parallel_kernel
 
 
@@ -65,40 +67,46 @@ def _larger(best, value):
 
 
 def _square_window_rows(size, stride, take_max):
-    """An inlined loop computing ``count`` outputs of one row from ``block`` (the ``size``
-    input rows of their windows, a 2-D view), window j starting at column first + stride
-    * j: the maximum (NaN winning) or the sum times ``scale``.
+    """An inlined loop computing ``count`` outputs of one row: dst[start + j] for j <
+    count is the maximum (NaN winning) or the sum times ``scale`` of the ``size`` x
+    ``size`` window whose top-left value is src[first + stride * j], its rows ``width``
+    values apart. ``src`` and ``dst`` are whole arrays flattened (1-D, contiguous).
 
     ``size`` and ``stride`` are constants of the generated code, so LLVM unrolls the
     window and vectorises along the row with the window's values in registers. Passes of
     one tap at a time over the row store and reload every partial result: 4-8x slower on
     2x2 and 3x3 windows (a 14x14 map's 7 outputs a row are all load and store).
+
+    Indices are unsigned: Numba wraps a negative signed index around (a compare and a
+    select on every load), which keeps LLVM from vectorising the loads, and views of
+    each row cost more than a short row's work. Measured (AVX2, one thread, 2x2 stride-2
+    average): 512x14x14 201 -> 30 us, 256x28x28 226 -> 49 us, 128x56x56 288 -> 93 us.
     """
+    unsigned_stride = np.uint64(stride)
+    taps = tuple(np.uint64(t) for t in range(size))
 
     @njit(inline="always")
-    def rows(block, first, dst, count, scale):
-        # 1-D rows indexed from 0 at multiples of the constant stride: LLVM vectorises
-        # these loads (measured: indexing the 2-D block instead, 5x slower on 112x112).
-        row0 = block[0, first:]
-        row1 = block[1, first:]
-        row2 = block[size - 1, first:]  # the third row of a 3x3 window
-        for j in range(count):
-            base = stride * j
+    def rows(src, first, width, dst, start, count, scale):
+        first, width, start = np.uint64(first), np.uint64(width), np.uint64(start)
+        second = first + width  # the window's second row (and third, for 3x3)
+        third = second + width
+        for j in range(np.uint64(count)):
+            base = unsigned_stride * j
             if take_max:
-                best = row0[base]
-                for t in range(size):
-                    best = _larger(best, row0[base + t])
-                    best = _larger(best, row1[base + t])
+                best = src[first + base]
+                for t in taps:
+                    best = _larger(best, src[first + base + t])
+                    best = _larger(best, src[second + base + t])
                     if size == 3:
-                        best = _larger(best, row2[base + t])
-                dst[j] = best
+                        best = _larger(best, src[third + base + t])
+                dst[start + j] = best
             else:
                 total = scale * 0  # zero of the dtype (an input value times 0 could be NaN)
-                for t in range(size):
-                    total += row0[base + t] + row1[base + t]
+                for t in taps:
+                    total += src[first + base + t] + src[second + base + t]
                     if size == 3:
-                        total += row2[base + t]
-                dst[j] = total * scale
+                        total += src[third + base + t]
+                dst[start + j] = total * scale
 
     return rows
 
@@ -111,35 +119,41 @@ _MAX_3_2, _AVG_3_2 = _square_window_rows(3, 2, True), _square_window_rows(3, 2, 
 
 
 @njit(inline="always")
-def _unrolled_max(block, first, dst, count, size, stride):
+def _unrolled_max(src, first, width, dst, start, count, size, stride):
     """The unrolled maximum loop for (size, stride); False when there is none."""
     if size == 2 and stride == 1:
-        _MAX_2_1(block, first, dst, count, 1.0)
+        _MAX_2_1(src, first, width, dst, start, count, 1.0)
     elif size == 2 and stride == 2:
-        _MAX_2_2(block, first, dst, count, 1.0)
+        _MAX_2_2(src, first, width, dst, start, count, 1.0)
     elif size == 3 and stride == 1:
-        _MAX_3_1(block, first, dst, count, 1.0)
+        _MAX_3_1(src, first, width, dst, start, count, 1.0)
     elif size == 3 and stride == 2:
-        _MAX_3_2(block, first, dst, count, 1.0)
+        _MAX_3_2(src, first, width, dst, start, count, 1.0)
     else:
         return False
     return True
 
 
 @njit(inline="always")
-def _unrolled_average(block, first, dst, count, scale, size, stride):
+def _unrolled_average(src, first, width, dst, start, count, scale, size, stride):
     """The unrolled sum loop (times ``scale``) for (size, stride); False when there is none."""
     if size == 2 and stride == 1:
-        _AVG_2_1(block, first, dst, count, scale)
+        _AVG_2_1(src, first, width, dst, start, count, scale)
     elif size == 2 and stride == 2:
-        _AVG_2_2(block, first, dst, count, scale)
+        _AVG_2_2(src, first, width, dst, start, count, scale)
     elif size == 3 and stride == 1:
-        _AVG_3_1(block, first, dst, count, scale)
+        _AVG_3_1(src, first, width, dst, start, count, scale)
     elif size == 3 and stride == 2:
-        _AVG_3_2(block, first, dst, count, scale)
+        _AVG_3_2(src, first, width, dst, start, count, scale)
     else:
         return False
     return True
+
+
+# The rows' slow paths (windows with no unrolled loop, windows reaching into the padding)
+# are functions of their own, called rather than inlined: inlined, their code in the row
+# loop made the unrolled path 1.5-2x slower on 7-14 wide rows (measured, AVX2).
+SLOW_PATH = dict(JIT, cache=False)  # compiled into the kernels' own cache entries
 
 
 @parallel_kernel
@@ -148,38 +162,53 @@ def max_pool2d_rows(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     lo, hi = _interior_columns(width, out_w, kw, sw, pw, dw)
+    x_flat, out_flat = x.reshape(x.size), out.reshape(out.size)  # views: x, out contiguous
     for plane in range(worker, x.shape[0] * channels, workers):
-        n, c = plane // channels, plane % channels
         for oy in range(out_h):
-            dst = out[n, c, oy]
-            acc = dst[lo:hi]
             y0 = oy * sh - ph
-            if (kh == kw and dh == 1 and dw == 1 and y0 >= 0 and y0 + kh <= height
-                    and _unrolled_max(x[n, c, y0:y0 + kh], lo * sw - pw, acc, hi - lo, kh, sw)):
-                kh_left = 0  # the interior is done
-            else:
-                kh_left = kh
-                for j in range(acc.shape[0]):
-                    acc[j] = -np.inf
-            for r in range(kh_left):
-                y = y0 + r * dh
-                if y < 0 or y >= height:
-                    continue
-                src = x[n, c, y]
-                for s in range(kw):
-                    first = lo * sw - pw + s * dw
-                    if sw == 1:
-                        run = src[first:first + acc.shape[0]]
-                        for j in range(acc.shape[0]):
-                            acc[j] = _larger(acc[j], run[j])
-                    else:
-                        for j in range(acc.shape[0]):
-                            acc[j] = _larger(acc[j], src[first + j * sw])
-            for ox in range(lo):  # the ends of the row
-                dst[ox] = _window_max(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
-            for ox in range(hi, out_w):
-                dst[ox] = _window_max(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
+            if not (kh == kw and dh == 1 and dw == 1 and y0 >= 0 and y0 + kh <= height
+                    and _unrolled_max(x_flat, (plane * height + y0) * width + lo * sw - pw,
+                                      width, out_flat, (plane * out_h + oy) * out_w + lo,
+                                      hi - lo, kh, sw)):
+                _max_row_by_taps(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw)
+            if lo > 0 or hi < out_w:
+                _max_row_ends(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw)
     return 0
+
+
+@njit(**SLOW_PATH)
+def _max_row_by_taps(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Row ``oy``'s outputs [lo, hi) of ``plane`` (= n * C + c), one pass per tap."""
+    n, c = plane // x.shape[1], plane % x.shape[1]
+    height = x.shape[2]
+    acc = out[n, c, oy, lo:hi]
+    for j in range(acc.shape[0]):
+        acc[j] = -np.inf
+    y0 = oy * sh - ph
+    for r in range(kh):
+        y = y0 + r * dh
+        if y < 0 or y >= height:
+            continue
+        src = x[n, c, y]
+        for s in range(kw):
+            first = lo * sw - pw + s * dw
+            if sw == 1:
+                run = src[first:first + acc.shape[0]]
+                for j in range(acc.shape[0]):
+                    acc[j] = _larger(acc[j], run[j])
+            else:
+                for j in range(acc.shape[0]):
+                    acc[j] = _larger(acc[j], src[first + j * sw])
+
+
+@njit(**SLOW_PATH)
+def _max_row_ends(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, dh, dw):
+    """Row ``oy``'s outputs outside [lo, hi), window by window."""
+    n, c = plane // x.shape[1], plane % x.shape[1]
+    for ox in range(lo):
+        out[n, c, oy, ox] = _window_max(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
+    for ox in range(hi, out.shape[3]):
+        out[n, c, oy, ox] = _window_max(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 @njit(inline="always")
@@ -212,45 +241,59 @@ def avg_pool2d_rows(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_o
     # in the input's precision: a float64 factor would halve the vectors' width
     scale = np.full(1, 1.0 / (divisor_override if divisor_override != 0 else kh * kw),
                     out.dtype)[0]
+    x_flat, out_flat = x.reshape(x.size), out.reshape(out.size)  # views: x, out contiguous
     for plane in range(worker, x.shape[0] * channels, workers):
-        n, c = plane // channels, plane % channels
         for oy in range(out_h):
-            dst = out[n, c, oy]
             y0 = oy * sh - ph
             if y0 >= 0 and y0 + kh <= height:  # whole windows in these rows: the interior
-                acc = dst[lo:hi]
-                block = x[n, c, y0:y0 + kh]
-                if kh == kw and _unrolled_average(block, lo * sw - pw, acc, hi - lo, scale,
-                                                  kh, sw):
-                    kh_left = 0
-                else:
-                    kh_left = kh
-                    for j in range(acc.shape[0]):
-                        acc[j] = 0
-                for r in range(kh_left):
-                    src = x[n, c, y0 + r]
-                    for s in range(kw):
-                        first = lo * sw - pw + s
-                        if sw == 1:
-                            run = src[first:first + acc.shape[0]]
-                            for j in range(acc.shape[0]):
-                                acc[j] += run[j]
-                        else:
-                            for j in range(acc.shape[0]):
-                                acc[j] += src[first + j * sw]
-                if kh_left:
-                    for j in range(acc.shape[0]):
-                        acc[j] *= scale
-                ends = (0, lo, hi, out_w)
+                if not (kh == kw and _unrolled_average(
+                        x_flat, (plane * height + y0) * width + lo * sw - pw, width,
+                        out_flat, (plane * out_h + oy) * out_w + lo, hi - lo, scale, kh, sw)):
+                    _average_row_by_taps(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw,
+                                         scale)
+                if lo > 0 or hi < out_w:
+                    _average_row_ends(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw,
+                                      count_include_pad, divisor_override)
             else:
-                ends = (0, out_w, out_w, out_w)
-            for ox in range(ends[0], ends[1]):
-                dst[ox] = _window_average(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw,
-                                          count_include_pad, divisor_override)
-            for ox in range(ends[2], ends[3]):
-                dst[ox] = _window_average(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw,
-                                          count_include_pad, divisor_override)
+                _average_row_ends(x, out, plane, oy, 0, 0, kh, kw, sh, sw, ph, pw,
+                                  count_include_pad, divisor_override)
     return 0
+
+
+@njit(**SLOW_PATH)
+def _average_row_by_taps(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, scale):
+    """Row ``oy``'s interior outputs [lo, hi) of ``plane`` (= n * C + c), one pass per tap."""
+    n, c = plane // x.shape[1], plane % x.shape[1]
+    acc = out[n, c, oy, lo:hi]
+    for j in range(acc.shape[0]):
+        acc[j] = 0
+    y0 = oy * sh - ph
+    for r in range(kh):
+        src = x[n, c, y0 + r]
+        for s in range(kw):
+            first = lo * sw - pw + s
+            if sw == 1:
+                run = src[first:first + acc.shape[0]]
+                for j in range(acc.shape[0]):
+                    acc[j] += run[j]
+            else:
+                for j in range(acc.shape[0]):
+                    acc[j] += src[first + j * sw]
+    for j in range(acc.shape[0]):
+        acc[j] *= scale
+
+
+@njit(**SLOW_PATH)
+def _average_row_ends(x, out, plane, oy, lo, hi, kh, kw, sh, sw, ph, pw, count_include_pad,
+                      divisor_override):
+    """Row ``oy``'s outputs outside [lo, hi), window by window (lo = hi = 0: the whole row)."""
+    n, c = plane // x.shape[1], plane % x.shape[1]
+    for ox in range(lo):
+        out[n, c, oy, ox] = _window_average(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw,
+                                            count_include_pad, divisor_override)
+    for ox in range(hi, out.shape[3]):
+        out[n, c, oy, ox] = _window_average(x[n, c], oy, ox, kh, kw, sh, sw, ph, pw,
+                                            count_include_pad, divisor_override)
 
 
 @njit(inline="always")
