@@ -31,6 +31,8 @@ def assert_product(c, a, b):
 @pytest.mark.parametrize("shape", [
     (1, 1, 1), (MR, 7, PANEL32), (MR - 1, 3, 5), (2 * MR + 1, 300, PANEL32 + 17),
     (392, 64, 64), (13, 2 * 256 + 5, 3 * PANEL32 + 1), (100, 17, 16), (7, 1, 200),
+    # several column blocks (192 float32, 96 float64 columns) and depth blocks, ragged
+    (13, 2 * 256 + 3, 2 * 192 + PANEL32 + 5),
 ])
 def test_matches_numpy(rng, dtype, shape):
     m, k, n = shape
@@ -73,7 +75,7 @@ def test_propagates_nan_and_inf():
 
 
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(1, 3 * MR + 2), k=st.integers(1, 300), n=st.integers(1, 3 * PANEL32 + 2),
+@given(m=st.integers(1, 3 * MR + 2), k=st.integers(1, 300), n=st.integers(1, 420),
        double=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_property(m, k, n, double, seed):
     dtype = np.float64 if double else np.float32
