@@ -118,7 +118,13 @@ def winograd_pays(spec: ConvSpec, registry: dict) -> bool:
     # 4x4 output tile per phase most of Winograd's work would be thrown away.
     phase = min(spec.out_height // spec.dilation_h, spec.out_width // spec.dilation_w)
     least = DENSE_CHANNELS if spec.groups == 1 else WINOGRAD_MIN_GROUP_CHANNELS
-    return (registry["winograd_f4x4"].supports(spec) is None
+    # Larger kernels run Winograd (as 3x3 pieces) only when asked for, by name or by
+    # autotune: on AVX2 (2 threads) the pieces lost to direct on Inception's 48 -> 64 5x5
+    # on 35x35 (batch 1 2.8 ms against 2.0, batch 8 15.7 against 11.5) and a 32 -> 32 7x7
+    # on 28x28 (1.6 against 0.9), and split AlexNet's 64 -> 192 5x5 on 27x27 (batch 1 4.1
+    # against 4.7, batch 8 33 against 27).
+    return ((spec.kernel_height, spec.kernel_width) == (3, 3)
+            and registry["winograd_f4x4"].supports(spec) is None
             and spec.in_channels_per_group >= least
             and spec.out_channels_per_group >= least and phase >= WINOGRAD_MIN_PHASE)
 
@@ -148,6 +154,23 @@ def winograd_streams_weights(spec: ConvSpec) -> bool:
     positions = spec.batch * spec.out_height * spec.out_width
     return (weights > WINOGRAD_STREAMED_WEIGHT_BYTES
             and positions < WINOGRAD_MIN_STREAMED_POSITIONS)
+
+
+#: Kernel taps from which a stride-1 layer runs direct rather than GEMM's whole im2col on
+#: a CPU with 32-byte vectors (AVX2): the im2col matrix is taps times the input, and the
+#: direct tiles, which read each tap's inputs in place, are narrower there (16 positions).
+#: Measured (AVX2, 2 threads, batch 1), direct against im2col_whole: AlexNet's 64 -> 192
+#: 5x5 on 27x27 3.5 ms against 4.2 (torch 2.8), Inception-v3's 48 -> 64 5x5 on 35x35 2.0
+#: against 4.2, 32 -> 32 7x7 on 28x28 0.9 against 2.4; a 1x7 still ran faster as GEMM
+#: (Inception's 128 -> 128 on 17x17, 0.82 against 1.03). With AVX-512 AlexNet's 5x5 ran
+#: 2.7 against 2.5, and im2col_whole stays.
+DIRECT_LARGE_KERNEL_TAPS_AVX2 = 25
+
+
+def direct_reads_large_kernel(spec: ConvSpec) -> bool:
+    """A stride-1 layer with at least DIRECT_LARGE_KERNEL_TAPS_AVX2 taps, on AVX2."""
+    return (isa.VECTOR_BYTES == 32 and spec.stride_h == spec.stride_w == 1
+            and spec.kernel_height * spec.kernel_width >= DIRECT_LARGE_KERNEL_TAPS_AVX2)
 
 
 def direct_tile_use(spec: ConvSpec) -> float:
@@ -194,8 +217,9 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        once. Measured at batch 1 against direct: ResNet's 256 -> 256 3x3 stride 2 on
        28x28 1.6 ms against 2.1 (torch 1.1), ConvNeXt's 192 -> 384 2x2 stride 2 0.76
        against 1.15 (torch 0.63), Inception's 128 -> 128 1x7 0.49 against 0.86, AlexNet's
-       64 -> 192 5x5 2.5 against 2.7. Larger (batch 8: 14-26 MiB), direct won: 64 -> 128
-       3x3 stride 2 on 56x56 5.8 ms against 7.0 (blocks) and 7.5 (whole).
+       64 -> 192 5x5 2.5 against 2.7 (with AVX2, stride-1 layers of 25 taps or more run
+       direct: ``DIRECT_LARGE_KERNEL_TAPS_AVX2``). Larger (batch 8: 14-26 MiB), direct
+       won: 64 -> 128 3x3 stride 2 on 56x56 5.8 ms against 7.0 (blocks) and 7.5 (whole).
        Deep inputs: GEMM when one direct tile's inputs over all taps exceed the L2
        cache (``DIRECT_MAX_TILE_BYTES``; DeepLab's dilated 2048-channel layers).
        Small images with >= 16 channels per group in and out: GEMM, when under half
@@ -249,7 +273,7 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
                         f"6 output channels, more than a core's L2 cache; im2col in L2-sized "
                         f"blocks + matrix product")
     if (spec.groups == 1 and cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS
-            and gemm_kernel(spec) == "im2col_whole"):
+            and gemm_kernel(spec) == "im2col_whole" and not direct_reads_large_kernel(spec)):
         return "gemm", (f"{cg} -> {kg} channels, {spec.kernel_height}x{spec.kernel_width} "
                         f"kernel, stride {(spec.stride_h, spec.stride_w)}: the whole im2col "
                         f"matrix fits in {GEMM_WHOLE_UNFOLD_BYTES >> 20} MiB; unfolded once, "

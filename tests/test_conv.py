@@ -252,6 +252,50 @@ def test_winograd_stage_by_stage_pipeline(tile, xs, ws, kwargs, rng, monkeypatch
     check_conv("conv2d", x, w, b, **kwargs, algorithm=f"winograd_f{tile}x{tile}", torch=TORCH)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((1, 16, 13, 13), (24, 16, 5, 5), dict(padding=2)),  # AlexNet-like, ragged tiles
+    ((2, 4, 11, 10), (6, 2, 7, 5), dict(padding=(3, 1), groups=2)),  # 3x2 pieces, groups
+    ((1, 3, 8, 8), (2, 3, 4, 4), dict(padding="same")),  # even: padding 1 top, 2 bottom
+    ((2, 8, 9, 9), (8, 8, 3, 6), dict(padding=(5, 0))),  # padding beyond a piece's reach
+    ((1, 6, 12, 11), (5, 6, 5, 5), dict(padding=2, padding_mode="reflect")),
+    ((1, 5, 5, 6), (3, 5, 5, 5), {}),  # one output row
+])
+def test_winograd_runs_larger_kernels_as_3x3_pieces(tile, xs, ws, kwargs, rng, monkeypatch):
+    x, w, b = random(rng, xs), random(rng, ws), random(rng, ws[0])
+    algorithm = f"winograd_f{tile}x{tile}"
+    check_conv("conv2d", x, w, b, **kwargs, algorithm=algorithm, torch=TORCH)
+    check_conv("conv2d", x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+               **kwargs, algorithm=algorithm, torch=TORCH)
+    monkeypatch.setattr(numbaconv.registry, "WINOGRAD_STAGED_WEIGHT_BYTES", 0)
+    check_conv("conv2d", x, w, b, **kwargs, algorithm=algorithm, torch=TORCH)
+
+
+def test_winograd_pieces_input_and_weights(rng):
+    """The stacked input and weights against their definition, piece by piece."""
+    from numbaconv.cpu.winograd import piece_weights, stack_pieces
+    x, w = random(rng, (2, 4, 6, 7)), random(rng, (3, 2, 5, 4))  # 2 groups of 2 channels
+    top, left, groups, out_h, out_w = 2, 1, 2, 6, 6
+    padded = np.zeros((2, 4, 12, 12), np.float32)
+    padded[:, :, top:top + 6, left:left + 7] = x
+    stacked = np.full((2, 2 * 4 * 2, out_h + 2, out_w + 2), np.nan, np.float32)
+    stack_pieces(x, top, left, 2, groups, stacked)
+    pieces = piece_weights(w, 2, 2)
+    assert pieces.shape == (3, 4 * 2, 3, 3)
+    for a in range(2):
+        for b in range(2):
+            piece = a * 2 + b
+            for g in range(groups):
+                for c in range(2):
+                    np.testing.assert_array_equal(
+                        stacked[:, (g * 4 + piece) * 2 + c],
+                        padded[:, g * 2 + c, 3 * a:3 * a + out_h + 2, 3 * b:3 * b + out_w + 2])
+            taps = np.zeros((3, 2, 3, 3), np.float32)
+            block = w[:, :, 3 * a:3 * a + 3, 3 * b:3 * b + 3]
+            taps[:, :, :block.shape[2], :block.shape[3]] = block
+            np.testing.assert_array_equal(pieces[:, piece * 2:piece * 2 + 2], taps)
+
+
 def _has_output(size, padding):
     if padding == "same":
         padding = 1

@@ -121,6 +121,37 @@ def test_auto_rule_on_familiar_layers(xs, ws, kwargs, expected):
     assert numbaconv.plan(np.empty(xs, np.float32), np.empty(ws, np.float32), **kwargs).algorithm == expected
 
 
+@pytest.mark.parametrize("vector_bytes, expected", [(32, "direct"), (64, "gemm")])
+def test_auto_rule_takes_the_isa_into_account(monkeypatch, vector_bytes, expected):
+    # AlexNet's 5x5: direct with AVX2's narrower tiles, the whole im2col with AVX-512.
+    monkeypatch.setattr(numbaconv.isa, "VECTOR_BYTES", vector_bytes)
+    spec = spec_of((1, 64, 27, 27), (192, 64, 5, 5), padding=2)
+    assert auto_rule(spec)[0] == expected
+    # a 1x7 (7 taps) or a strided 5x5 stays GEMM on both
+    assert auto_rule(spec_of((1, 128, 17, 17), (128, 128, 1, 7), padding=(0, 3)))[0] == "gemm"
+
+
+def test_winograd_runs_larger_kernels_only_when_asked():
+    from numbaconv.registry import CUDA_REGISTRY, winograd_input_copy_bytes
+    spec = spec_of((8, 64, 27, 27), (192, 64, 5, 5), padding=2)
+    for name in ("winograd_f2x2", "winograd_f4x4"):
+        assert REGISTRY[name].supports(spec) is None
+        assert "3x3 kernel on the GPU" in CUDA_REGISTRY[name].supports(spec)
+    assert auto_rule(spec)[0] != "winograd_f4x4"
+    assert "dilation 1" in REGISTRY["winograd_f4x4"].supports(
+        spec_of((1, 8, 20, 20), (8, 8, 5, 5), dilation=2))
+    assert "at least 3x3" in REGISTRY["winograd_f4x4"].supports(
+        spec_of((1, 8, 20, 20), (8, 8, 1, 7)))
+    # the stacked copy of the input: 4 pieces of (27 + 2)^2 per channel and image
+    assert winograd_input_copy_bytes(spec) == 8 * 4 * 64 * 29 * 29 * 4
+    assert winograd_input_copy_bytes(spec_of((1, 8, 20, 20), (8, 8, 3, 3), padding=1)) == 0
+    assert REGISTRY["winograd_f4x4"].workspace_bytes(spec) > winograd_input_copy_bytes(spec)
+    plan = numbaconv.plan(np.empty((8, 64, 27, 27), np.float32),
+                          np.empty((192, 64, 5, 5), np.float32), padding=2,
+                          algorithm="winograd_f4x4")
+    assert plan.kernel in ("blocks", "stages")
+
+
 def test_winograd_blocks_or_stages():
     from numbaconv.registry import winograd_block_rows
     # Many tiles, small weights: blocks, one per thread, each under 196 tiles.

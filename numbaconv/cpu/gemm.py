@@ -14,7 +14,8 @@ import numpy as np
 
 from ..config import SMALL_WORK
 from ..epilogue import NO_EPILOGUE
-from ..registry import gemm_block_rows, gemm_kernel, tap_jobs, tap_positions
+from ..registry import (gemm_block_rows, gemm_kernel, gemm_whole_columns, tap_jobs,
+                        tap_positions)
 from .layout import new_output, phase_split_input, subsample
 from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
@@ -393,20 +394,23 @@ def run(spec, x, weight, bias, post=NO_EPILOGUE):
     if kernel == "im2col_whole":
         depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
         positions = spec.out_height * spec.out_width
-        columns = spec.batch * positions
+        columns = gemm_whole_columns(spec)  # N * OH * OW rounded up to whole vectors
         cols = scratch("gemm_columns", (1, spec.groups * depth, columns), x.dtype)
+        cols[0, :, spec.batch * positions:] = 0  # the rounding: computed, never read
         unfold(xph, spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
                spec.out_height, spec.out_width, cols[0])
         # One product for the whole batch (its weights read once, not once per image),
-        # into (K, N * OH * OW): the output itself for one image, else a buffer.
-        product = out.reshape(1, spec.out_channels, positions) if spec.batch == 1 else \
+        # into (K, columns): the output itself for one image whose rows need no rounding,
+        # else a buffer.
+        in_place = columns == positions
+        product = out.reshape(1, spec.out_channels, positions) if in_place else \
             scratch("gemm_product", (1, spec.out_channels, columns), x.dtype)
         block_rows, block_cols = product_jobs(spec.out_channels_per_group, columns,
                                               spec.groups, x.itemsize,
                                               numba.get_num_threads())
         pointwise_conv2d(cols, weight.reshape(spec.out_channels, depth), bias, product,
                          spec.groups, block_rows, block_cols, post)
-        if spec.batch > 1:
+        if not in_place:
             images_first(product[0], out.reshape(spec.batch, spec.out_channels, positions))
         return out
     block_rows = gemm_block_rows(spec)

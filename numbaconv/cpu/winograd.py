@@ -1,5 +1,12 @@
 """Winograd minimal filtering F(2x2, 3x3) and F(4x4, 3x3) on the CPU.
 
+Kernels larger than 3x3 (dilation 1) run as their 3x3 pieces: zero-padded to whole
+pieces, a 5x5 kernel is four 3x3 ones at offsets (0, 0), (0, 3), (3, 0), (3, 3), and the
+convolution is the sum of each piece's convolution of the input shifted by its offset,
+i.e. one 3x3 convolution of the shifted copies stacked as channels
+(:func:`run_pieces`). Dilated 3x3 layers run on the dilation phases of the input
+(:func:`run_dilated`).
+
 Pipeline per group (see ``shared/winograd.md`` for the maths)::
 
     x (N, C, H, W) --input transform, a tile row at a time--> V (P, T, C)
@@ -24,7 +31,8 @@ import numpy as np
 from numba import njit
 
 from .. import winograd_math
-from ..registry import winograd_block_rows, winograd_phase_spec
+from ..registry import (winograd_block_rows, winograd_phase_spec, winograd_piece_spec,
+                        winograd_pieces)
 from .layout import copy1d, new_output, pad_phase_split
 from .dispatch import parallel_kernel
 from ..isa import VECTOR_BYTES
@@ -388,22 +396,72 @@ def winograd_output_stage(m, bias, k0, out, tile, tiles_h, tiles_w, worker, work
     return nonfinite
 
 
-def transformed_weights(weight, groups, tile):
-    """U per group, (groups, P, C/groups, K/groups), from the cache when the weights are unchanged."""
+def transformed_weights(weight, groups, tile, pieces=(1, 1)):
+    """U per group, (groups, P, C/groups, K/groups), from the cache when the weights are
+    unchanged; with ``pieces`` (rows, columns) > (1, 1), of the 3x3 pieces of the kernel
+    stacked as input channels (see :func:`piece_weights`), C/groups times the pieces."""
     g_matrix = winograd_math.G_MATRICES[tile]
 
     def compute():
+        kernels3 = piece_weights(weight, *pieces) if pieces != (1, 1) else weight
         kg = weight.shape[0] // groups
         g_typed = g_matrix.astype(weight.dtype)
         transformed = []
         for g in range(groups):
-            kernels = np.ascontiguousarray(weight[g * kg:(g + 1) * kg].transpose(1, 2, 3, 0))
-            u = np.empty(((tile + 2) ** 2, weight.shape[1], kg), weight.dtype)
+            kernels = np.ascontiguousarray(kernels3[g * kg:(g + 1) * kg].transpose(1, 2, 3, 0))
+            u = np.empty(((tile + 2) ** 2, kernels3.shape[1], kg), weight.dtype)
             weight_transform(kernels, g_typed, u)
             transformed.append(u)
         return transformed
 
-    return TRANSFORMED_WEIGHTS.get(("winograd", tile), weight, compute)
+    return TRANSFORMED_WEIGHTS.get(("winograd", tile, pieces), weight, compute)
+
+
+def piece_weights(weight, rows, cols):
+    """(K, C', kH, kW) weights -> (K, rows * cols * C', 3, 3): the kernel zero-padded to
+    rows x cols 3x3 pieces, piece (a, b) = taps [3a, 3a + 3) x [3b, 3b + 3), its channels
+    at (a * cols + b) * C' + c, as :func:`stack_pieces` stacks the input."""
+    k, c, kh, kw = weight.shape
+    padded = np.zeros((k, c, 3 * rows, 3 * cols), weight.dtype)
+    padded[:, :, :kh, :kw] = weight
+    pieces = padded.reshape(k, c, rows, 3, cols, 3).transpose(0, 2, 4, 1, 3, 5)
+    return np.ascontiguousarray(pieces).reshape(k, rows * cols * c, 3, 3)
+
+
+@parallel_kernel
+def stack_pieces(x, pad_top, pad_left, piece_cols, groups, xs, worker, workers):
+    """xs[n, (g * P + a * piece_cols + b) * C' + c, i, j] = the zero-padded input
+    x[n, g * C' + c] at row 3a + i, column 3b + j (C' channels per group, P pieces): the
+    input of a kernel's 3x3 pieces, (OH + 2) x (OW + 2) per piece, as channels of one
+    unpadded 3x3 convolution (``registry.winograd_piece_spec``). A (image, channel) per job.
+    """
+    n_batch, channels, height, width = x.shape
+    cg = channels // groups
+    stacked, rows, cols = xs.shape[1], xs.shape[2], xs.shape[3]
+    per_group = stacked // groups  # pieces x C'
+    for job in range(worker, n_batch * stacked, workers):
+        n, sc = job // stacked, job % stacked
+        g, piece, c = sc // per_group, (sc % per_group) // cg, sc % cg
+        top = 3 * (piece // piece_cols) - pad_top  # input row of output row 0's first tap
+        left = 3 * (piece % piece_cols) - pad_left
+        j0 = min(cols, max(0, -left))  # [j0, j1): the columns inside the input
+        j1 = max(j0, min(cols, width - left))
+        src, dst = x[n, g * cg + c], xs[n, sc]
+        for i in range(rows):
+            row = dst[i]
+            y = top + i
+            if y < 0 or y >= height:
+                for j in range(cols):
+                    row[j] = 0
+                continue
+            run = src[y]
+            for j in range(j0):
+                row[j] = 0
+            for j in range(j0, j1):
+                row[j] = run[j + left]
+            for j in range(j1, cols):
+                row[j] = 0
+    return 0
 
 
 def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
@@ -431,7 +489,7 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
 
 
 def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
-    """Winograd F(tile x tile, 3x3) for ``spec``.
+    """Winograd F(tile x tile, 3x3) for ``spec`` (larger kernels as 3x3 pieces).
 
     Non-finite values: a transform mixes a whole tile, so one inf or NaN input turns
     every output of its tiles (and of the tiles sharing its input rows) into NaN,
@@ -443,6 +501,34 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     """
     if spec.dilation_h > 1 or spec.dilation_w > 1:
         return run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite)
+    pieces = winograd_pieces(spec)
+    if pieces == (1, 1):
+        out, nonfinite = _run_plain(spec, x, transformed_weights(weight, spec.groups, tile),
+                                    bias, tile)
+    else:
+        out, nonfinite = run_pieces(spec, x, weight, bias, tile)
+    if nonfinite and match_torch_nonfinite:
+        from . import gemm
+
+        return gemm.run(spec, x, weight, bias)
+    return out
+
+
+def run_pieces(spec, x, weight, bias, tile):
+    """A kernel larger than 3x3 as one 3x3 convolution of its pieces (see the module
+    docstring) -> (out, count of non-finite outputs)."""
+    rows, cols = winograd_pieces(spec)
+    plain = winograd_piece_spec(spec)
+    stacked = np.empty((plain.batch, plain.in_channels, plain.in_height, plain.in_width),
+                       x.dtype)
+    stack_pieces(x, spec.pad_top, spec.pad_left, cols, spec.groups, stacked)
+    u_groups = transformed_weights(weight, spec.groups, tile, (rows, cols))
+    return _run_plain(plain, stacked, u_groups, bias, tile)
+
+
+def _run_plain(spec, x, u_groups, bias, tile):
+    """The Winograd pipeline for a 3x3, dilation-1 ``spec`` with weights transformed into
+    ``u_groups`` -> (out, count of non-finite outputs)."""
     tiles_h = -(-spec.out_height // tile)
     tiles_w = -(-spec.out_width // tile)
     cg = spec.in_channels_per_group
@@ -450,7 +536,6 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     n_rows = spec.batch * tiles_h
     block_rows = winograd_block_rows(spec, tile, numba.get_num_threads())
     out = new_output(spec, x.dtype)
-    u_groups = transformed_weights(weight, spec.groups, tile)
     staged = block_rows == n_rows
     if staged:
         v = scratch("winograd_v", ((tile + 2) ** 2, n_rows * tiles_w, cg), x.dtype)
@@ -466,11 +551,7 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
             nonfinite += winograd_conv2d(
                 x, g * cg, spec.pad_top, spec.pad_left, u_groups[g], bias, g * kg, out, tile,
                 tiles_h, tiles_w, block_rows, workers=-(-n_rows // block_rows))
-    if nonfinite and match_torch_nonfinite:
-        from . import gemm
-
-        return gemm.run(spec, x, weight, bias)
-    return out
+    return out, nonfinite
 
 
 def run_f2(spec, x, weight, bias, match_torch_nonfinite=False):
