@@ -13,6 +13,7 @@ share an output: a block of columns holds whole images whenever windows overlap
 """
 
 import numpy as np
+from numba import njit
 
 from .dispatch import parallel_kernel
 from ..isa import MR
@@ -50,6 +51,8 @@ def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh,
     col_blocks = -(-positions // block_cols)
     result = np.empty((block_rows * taps, block_cols), dtype=xt.dtype)
     work = np.empty(workspace_size(cg), dtype=xt.dtype)
+    # Flat views, indexed by offsets below: views of each row cost more than its work.
+    out_flat, result_flat = out.reshape(out.size), result.reshape(result.size)
     for job in range(worker, groups * row_blocks * col_blocks, workers):
         g = job // (row_blocks * col_blocks)
         k0 = g * kg + (job // col_blocks) % row_blocks * block_rows
@@ -61,7 +64,7 @@ def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh,
         for kk in range(k1 - k0):
             for r in range(kh):
                 for t in range(kw):
-                    src = result[kk * taps + r * kw + t]
+                    src = (kk * taps + r * kw + t) * block_cols  # its row of contributions
                     shift = t * dw - pw  # output column of pixel j: j * sw + shift
                     # the pixels of a whole row whose output column is inside [0, OW)
                     full_a = min(in_w, max(0, -(shift // sw)))
@@ -78,10 +81,9 @@ def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh,
                                 first = j0 * sw + shift
                                 ja = min(run, max(0, -(first // sw)))
                                 jb = min(run, max(ja, -(-(out_w - first) // sw)))
-                            dst = out[n, k0 + kk, oy]
-                            values = src[p - p0:p - p0 + run]
-                            for jj in range(ja, jb):
-                                dst[(j0 + jj) * sw + shift] += values[jj]
+                            row = ((n * out_channels + k0 + kk) * out_h + oy) * out_w
+                            _add_strided(out_flat, row + (j0 + ja) * sw + shift, sw,
+                                         result_flat, src + p - p0 + ja, jb - ja)
                         p += run
                         j0 = 0
                         i += 1
@@ -89,6 +91,15 @@ def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh,
                             i = 0
                             n += 1
     return 0
+
+
+@njit(inline="always")
+def _add_strided(dst, first, step, src, start, count):
+    """dst[first + step * j] += src[start + j] for j < count. Unsigned indices: Numba
+    wraps negative signed ones around, a compare and select per access."""
+    first, step, start = np.uint64(first), np.uint64(step), np.uint64(start)
+    for j in range(np.uint64(count)):
+        dst[first + step * j] += src[start + j]
 
 
 def transposed_jobs(batch, in_h, in_w, out_channels_per_group, groups, taps, overlapping,
