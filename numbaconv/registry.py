@@ -386,9 +386,10 @@ def gemm_whole_columns(spec: ConvSpec) -> int:
 
 def _matmul_work_bytes(depth: int, itemsize: int) -> int:
     """Bytes of microkernel.matmul's ``work`` buffer for ``depth`` (workspace_size, with its
-    widest tiles: 6 rows, 4 vectors of 16 lanes, depth blocks of 256)."""
+    widest tiles: 6 rows, 4 vectors of 16 lanes, depth blocks of 256, and a block of 192
+    columns of b copied into panels)."""
     block = min(depth, 256)
-    return (6 * block + 6 * 64 + 16 * block) * itemsize
+    return (6 * block + 6 * 64 + 16 * block + 192 * block) * itemsize
 
 
 def _gemm_workspace(spec: ConvSpec) -> int:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numbaconv import isa
-from numbaconv.cpu.microkernel import matmul, workspace_size
+from numbaconv.cpu.microkernel import _PACK_MIN_ROWS, matmul, workspace_size
 from numbaconv.isa import MR, NV, VECTOR_BYTES
 
 PANEL32 = NV * VECTOR_BYTES // 4  # columns of one register tile in float32
@@ -31,8 +31,9 @@ def assert_product(c, a, b):
 @pytest.mark.parametrize("shape", [
     (1, 1, 1), (MR, 7, PANEL32), (MR - 1, 3, 5), (2 * MR + 1, 300, PANEL32 + 17),
     (392, 64, 64), (13, 2 * 256 + 5, 3 * PANEL32 + 1), (100, 17, 16), (7, 1, 200),
-    # several column blocks (192 float32, 96 float64 columns) and depth blocks, ragged
-    (13, 2 * 256 + 3, 2 * 192 + PANEL32 + 5),
+    # several column blocks (192 float32, 96 float64 columns) and depth blocks, ragged,
+    # b read in place (fewer rows than _PACK_MIN_ROWS) and copied into panels
+    (13, 2 * 256 + 3, 2 * 192 + PANEL32 + 5), (_PACK_MIN_ROWS + 1, 2 * 256 + 3, 2 * 192 + 5),
 ])
 def test_matches_numpy(rng, dtype, shape):
     m, k, n = shape
@@ -75,7 +76,7 @@ def test_propagates_nan_and_inf():
 
 
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(1, 3 * MR + 2), k=st.integers(1, 300), n=st.integers(1, 420),
+@given(m=st.integers(1, _PACK_MIN_ROWS + 2 * MR + 2), k=st.integers(1, 300), n=st.integers(1, 420),
        double=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_property(m, k, n, double, seed):
     dtype = np.float64 if double else np.float32
@@ -109,3 +110,22 @@ def test_vector_width_follows_the_cpu(monkeypatch):
     monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
     assert isa._vector_bytes() == 32
     assert "NUMBA_CPU_NAME=haswell" in isa.vector_isa()
+
+
+@settings(max_examples=20, deadline=None)
+@given(m=st.integers(1, _PACK_MIN_ROWS + 2 * MR + 2), k=st.integers(1, 600), n=st.integers(1, 420),
+       strided=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_accumulates_onto_views(m, k, n, strided, seed):
+    """accumulate=True adds onto c; a, b and c may be views with longer rows."""
+    rng = np.random.default_rng(seed)
+    pad = 5 if strided else 0
+    a = rng.standard_normal((m, k + pad)).astype(np.float32)[:, pad:]
+    b = rng.standard_normal((k, n + pad)).astype(np.float32)[:, :n]
+    c_full = rng.standard_normal((m, n + pad)).astype(np.float32)
+    c = c_full[:, pad:]
+    start, outside = c.astype(np.float64), c_full[:, :pad].copy()
+    matmul(a, b, c, np.full(workspace_size(k), np.nan, np.float32), accumulate=True)
+    expected = start + a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(start) + np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    assert np.all(np.abs(c - expected) <= 4 * np.finfo(np.float32).eps * k ** 0.5 * scale)
+    np.testing.assert_array_equal(c_full[:, :pad], outside)  # nothing else written
