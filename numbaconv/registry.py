@@ -404,11 +404,11 @@ def _gemm_workspace(spec: ConvSpec) -> int:
                 + threads * per_thread) * spec.itemsize
     taps = spec.kernel_height * spec.kernel_width
     edges = threads * _matmul_work_bytes(spec.in_channels_per_group * taps, spec.itemsize)
-    if kernel == "im2col_whole":  # the padded input, the whole im2col matrix, the product
+    if kernel == "im2col_whole":  # the whole im2col matrix (from x itself), the product
         columns = gemm_whole_columns(spec)
         product = (columns != spec.out_height * spec.out_width) * spec.out_channels \
             * columns * spec.itemsize  # unless it is the output itself
-        return _phase_split_bytes(spec) + _unfolded_bytes(spec) + edges + product
+        return _unfolded_bytes(spec) + edges + product
     if kernel == "pointwise":  # the images are the matrices: a matmul edge buffer per thread
         sampled = 0 if spec.is_pointwise else \
             spec.batch * spec.in_channels * spec.out_height * spec.out_width
