@@ -24,6 +24,7 @@ ACTIVATIONS = {
 CASES = [case[:3] for case in DIRECT_KERNEL_CASES] + [
     ((1, 64, 14, 14), (32, 64, 1, 1), {}),                          # gemm pointwise
     ((2, 48, 1, 1), (8, 48, 1, 1), {}),                             # gemm vector products
+    ((3, 40, 1, 1), (11, 40, 1, 1), {}),                            # ... and a ragged run
     ((1, 32, 14, 14), (16, 32, 1, 1), dict(stride=2)),              # gemm pointwise, strided
     ((1, 32, 9, 9), (24, 32, 3, 3), dict(padding=1, stride=2)),     # gemm im2col_whole
     ((1, 64, 12, 12), (16, 64, 3, 3), dict(padding=8, dilation=8)),  # gemm tap products
