@@ -281,9 +281,13 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 #: threads spin after each call and slow the next layers (a ResNet-18 forward pass at
 #: batch 1: 44 ms with them, 20 ms without; torch 25). Measured on the networks.json
 #: linear layers (2 threads, AVX-512, time / torch's, geomean): at batch 8 the own
-#: product 0.92, BLAS on one thread 1.7. One row (batch 1), a matrix-vector product, runs
-#: as dot products on Numba's threads (``gemm.vector_products``).
-OWN_PRODUCT_MIN_ROWS = 2
+#: product 0.92, BLAS on one thread 1.7. Fewer rows (a classifier's head up to batch 8)
+#: run as dot products on Numba's threads (``gemm.vector_products``), bound by reading
+#: the weights once: the register tiles would compute a whole vector of columns (16 with
+#: AVX-512) for each of them. Measured (AVX-512, 2 threads), 8 rows by 512 -> 1000: dot
+#: products 75 us, own product 138, torch 47; 1280 -> 1000: 215, 323, torch 197; at 16
+#: rows the own product won on two of three shapes.
+OWN_PRODUCT_MIN_ROWS = 9
 
 
 def _own_product(rows, w):
@@ -311,17 +315,17 @@ def _own_product(rows, w):
         return out
 
 
-def _dot_products(row, w, bias=None):
-    """row (1, C) @ w.T (+ bias (K,)) -> (1, K): one dot product per output, vectorised
-    along C, outputs shared among Numba's threads (bound by reading the weights once;
-    faster than BLAS on one thread: 4096 -> 4096 in 2.3 ms against 2.8, 512 -> 1000 in
-    51 us against 95)."""
+def _dot_products(rows, w, bias=None):
+    """rows (M, C) @ w.T (+ bias (K,)) -> (M, K), M < OWN_PRODUCT_MIN_ROWS: one dot
+    product per output, vectorised along C, outputs shared among Numba's threads (bound
+    by reading the weights once; faster than BLAS on one thread: 4096 -> 4096 in 2.3 ms
+    against 2.8, 512 -> 1000 in 17 us against 95)."""
     from .cpu.gemm import vector_products
 
-    out = np.empty((1, w.shape[0]), row.dtype)
-    bias = np.zeros(w.shape[0], row.dtype) if bias is None else _row_major(bias)
-    with config.one_share_for(w.size):
-        vector_products(_row_major(row), _row_major(w), bias, out, NO_EPILOGUE)
+    out = np.empty((rows.shape[0], w.shape[0]), rows.dtype)
+    bias = np.zeros(w.shape[0], rows.dtype) if bias is None else _row_major(bias)
+    with config.one_share_for(rows.shape[0] * w.size):
+        vector_products(_row_major(rows), _row_major(w), bias, out, NO_EPILOGUE)
     return out
 
 
@@ -343,8 +347,8 @@ def linear(input, weight, bias=None):
     input (*, in_features); weight (out_features, in_features), or (in_features,) for a
     dot product over the last axis; bias broadcastable to the output, usually
     (out_features,). Returns (*, out_features). Computed on Numba's threads: from
-    OWN_PRODUCT_MIN_ROWS input rows by numbaconv's own matrix product, a single row as one
-    dot product per output; what remains (a 1-D weight) by NumPy's BLAS on the calling
+    OWN_PRODUCT_MIN_ROWS input rows by numbaconv's own matrix product, fewer as one dot
+    product per output; what remains (a 1-D weight) by NumPy's BLAS on the calling
     thread (``config.single_threaded_blas``).
 
     >>> import numpy as np, numbaconv
@@ -376,9 +380,10 @@ def linear(input, weight, bias=None):
         # (N, H, W, C)), on Numba's threads with numbaconv's own matrix product.
         out = _own_product(x.reshape(rows, x.shape[-1]), w).reshape(
             x.shape[:-1] + (w.shape[0],))
-    elif w.ndim == 2 and rows == 1 and w.size > 0:
+    elif w.ndim == 2 and rows > 0 and w.size > 0:
         fused = b is not None and b.shape == (w.shape[0],)  # added by the kernel
-        out = _dot_products(x.reshape(1, x.shape[-1]), w, b.astype(dtype) if fused else None)
+        out = _dot_products(x.reshape(rows, x.shape[-1]), w,
+                            b.astype(dtype) if fused else None)
         out = out.reshape(x.shape[:-1] + (w.shape[0],))
         if fused:
             return out

@@ -152,13 +152,14 @@ def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message)
 @pytest.mark.parametrize("x_shape, w_shape", [((3, 50), (40, 50)), ((64, 7), (5, 7)),
                                               ((2, 5, 33), (70, 33)), ((1, 9), (4, 9)),
                                               ((1, 33), (13, 33)), ((1, 1), (1000, 1)),
+                                              ((8, 33), (13, 33)), ((2, 4, 65), (9, 65)),
                                               ((3, 4), (0, 4)), ((3, 0), (5, 0)),
                                               ((0, 4), (2, 4)), ((2, 3, 0), (4, 0))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape, dtype):
     # Rows >= OWN_PRODUCT_MIN_ROWS run numbaconv's own product, transposing whichever of
-    # input and weights is smaller; a single row runs dot products in runs of four
-    # outputs per thread (and what is left of a run one by one); a 1-D weight, BLAS.
+    # input and weights is smaller; fewer rows run dot products in runs of four outputs
+    # per thread (and what is left of a run one by one); a 1-D weight, BLAS.
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
