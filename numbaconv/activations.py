@@ -298,17 +298,18 @@ def _own_product(rows, w):
     import numba
 
     from .cpu.gemm import pointwise_conv2d, product_jobs
+    from .cpu.layout import transposed
 
     m, k = rows.shape[0], w.shape[0]
     threads = numba.get_num_threads()
     with config.one_share_for(m * rows.shape[1] * k):
         if rows.size <= w.size:  # out.T (K, M) = w (K, C) @ rows.T (C, M)
-            a, b = _row_major(w), _row_major(rows.T)[None]
+            a, b = _row_major(w), transposed(rows)[None]
             product = np.empty((1, k, m), rows.dtype)
             blocks = product_jobs(k, m, 1, rows.itemsize, threads)
             pointwise_conv2d(b, a, np.zeros(k, a.dtype), product, 1, *blocks, NO_EPILOGUE)
-            return np.ascontiguousarray(product[0].T)
-        a, b = _row_major(rows), _row_major(w.T)[None]  # (M, C), (1, C, K)
+            return transposed(product[0])
+        a, b = _row_major(rows), transposed(w)[None]  # (M, C), (1, C, K)
         out = np.empty((m, k), rows.dtype)
         blocks = product_jobs(m, k, 1, rows.itemsize, threads)
         pointwise_conv2d(b, a, np.zeros(m, a.dtype), out[None], 1, *blocks, NO_EPILOGUE)

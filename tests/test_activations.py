@@ -153,6 +153,7 @@ def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message)
                                               ((2, 5, 33), (70, 33)), ((1, 9), (4, 9)),
                                               ((1, 33), (13, 33)), ((1, 1), (1000, 1)),
                                               ((8, 33), (13, 33)), ((2, 4, 65), (9, 65)),
+                                              ((70, 45), (37, 45)), ((40, 70), (100, 70)),
                                               ((3, 4), (0, 4)), ((3, 0), (5, 0)),
                                               ((0, 4), (2, 4)), ((2, 3, 0), (4, 0))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -169,6 +170,21 @@ def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape,
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, expected, rtol=tol, atol=tol)
     np.testing.assert_allclose(out, torch_fn(torch, "linear", x, w, b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (33, 65), (64, 32), (3, 100)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_transpose_of_any_shape_and_layout(rng, shape, dtype):
+    # cpu.layout.transposed: 32 x 32 blocks, ragged at both edges; views are copied first
+    from numbaconv.cpu.layout import transposed
+
+    a = rng.standard_normal(shape).astype(dtype)
+    for view in (a, a[:, ::2], a.T):
+        before = view.copy()
+        out = transposed(view)
+        assert out.flags.c_contiguous and out.dtype == dtype
+        np.testing.assert_array_equal(out, view.T)
+        np.testing.assert_array_equal(view, before)
 
 
 @pytest.mark.parametrize("size", [1, 1023, 1025, 40_000, 70_001])  # blocks, chunks, ragged
