@@ -247,8 +247,8 @@ def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h,
 @parallel_kernel
 def vector_products(x2, w2, bias, out2, post, worker, workers):
     """out2[n, k] = bias[k] + w2[k] . x2[n]: a 1x1 convolution of 1x1 images (the
-    squeeze-and-excitation layers of MobileNet-v3 and EfficientNet) and ``linear`` on one
-    row, bound by reading the weights once.
+    squeeze-and-excitation layers of MobileNet-v3 and EfficientNet) and ``linear`` on a
+    few rows (``activations.OWN_PRODUCT_MIN_ROWS``), bound by reading the weights once.
 
     Each output is a dot product over contiguous rows, which LLVM vectorises; the
     register-tiled product would pad every one-column image to a whole vector of columns
