@@ -18,7 +18,7 @@ from . import config, isa
 from .epilogue import NO_EPILOGUE
 from .errors import UnsupportedAlgorithm
 from .registry import (CUDA_REGISTRY, GEMM_WHOLE_UNFOLD_BYTES, REGISTRY, gemm_kernel,
-                       padded_copy_bytes, tap_jobs, tap_positions)
+                       padded_copy_bytes, tap_work)
 from .spec import ConvSpec
 
 
@@ -260,11 +260,11 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
             return "gemm", (f"strided 1x1 layer ({cg} -> {kg} channels per group): the "
                             f"pixels it reads copied together, then one matrix product "
                             f"per image")
-    if cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS and gemm_kernel(spec) == "tap_products":
-        work = tap_jobs(spec, tap_positions(spec))[3]
-        return "gemm", (f"most taps read only padding: one matrix product per tap over the "
-                        f"outputs where it reads inside the input, {work:.0%} of the "
-                        f"(output, tap) pairs")
+    if cg >= DENSE_CHANNELS and kg >= DENSE_CHANNELS and gemm_kernel(spec) == "tap_tiles":
+        return "gemm", (f"most taps read only padding: register tiles over a channels-last "
+                        f"copy of the input, tap by tap, over the output rows where each "
+                        f"tap reads inside it, {tap_work(spec):.0%} of the (output, tap) "
+                        f"pairs")
     taps_bytes = cg * spec.kernel_height * spec.kernel_width * DIRECT_TILE_POSITIONS \
         * spec.itemsize
     if taps_bytes > DIRECT_MAX_TILE_BYTES and kg >= DENSE_CHANNELS:

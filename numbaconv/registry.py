@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
-import numpy as np
 
 from . import config, epilogue, isa
 from .epilogue import NO_EPILOGUE
@@ -260,26 +259,12 @@ def gemm_block_rows(spec: ConvSpec) -> int:
     return max(1, min(rows, spec.out_height))
 
 
-#: tap_products runs a layer when the (position, tap) pairs it computes are at most this
+#: tap_tiles runs a layer when the (position, tap) pairs it computes are at most this
 #: share of all of them (the rest read only padding, and it skips them).
 TAP_WORK_AT_MOST = 0.7
-#: Bytes of gathered input per tap_products job (a share of a core's L2 cache).
-TAP_GATHER_BYTES = 1 << 20
 
 
-#: Rows or columns below which a stripe of outputs with its own taps merges into the next
-#: (its taps then run over both, zeros gathered where they read padding): thin stripes
-#: would each stream every tap's weights for a handful of outputs.
-TAP_MIN_SIDE = 4
-
-
-def tap_positions(spec: ConvSpec) -> int:
-    """Output positions per tap_products job: TAP_GATHER_BYTES of gathered input, in
-    multiples of 64 (whole register tiles of float32 and float64 on AVX2 and AVX-512)."""
-    return max(64, TAP_GATHER_BYTES // (spec.in_channels * spec.itemsize) // 64 * 64)
-
-
-def _inside_range(out_size, in_size, pad, stride, offset):
+def inside_range(out_size, in_size, pad, stride, offset):
     """Output indices [lo, hi) whose tap at ``offset`` (dilation * index) reads inside the
     input: 0 <= o * stride + offset - pad < in_size."""
     shift = offset - pad
@@ -288,55 +273,44 @@ def _inside_range(out_size, in_size, pad, stride, offset):
     return lo, hi
 
 
-def _merged_cuts(cuts, min_side):
-    """The sorted cuts, less those that would leave a piece shorter than ``min_side``
-    (merged into its neighbour; the ends stay)."""
-    cuts = sorted(cuts)
-    kept = [cuts[0]]
-    for cut in cuts[1:-1]:
-        if cut - kept[-1] >= min_side and cuts[-1] - cut >= min_side:
-            kept.append(cut)
-    return kept + [cuts[-1]]
-
-
 @functools.lru_cache(maxsize=256)
-def tap_jobs(spec: ConvSpec, max_positions: int):
-    """(jobs, tap_start, tap_list, work) for :func:`tap_products`: the output cut at the
-    rows and columns where a tap starts or stops reading inside the input (stripes
-    thinner than ``TAP_MIN_SIDE`` merged), each rectangle running the taps that read
-    inside it anywhere, then cut into jobs of at most ``max_positions`` positions (whole
-    rows where they fit). ``work``: the (position, tap) pairs computed, as a share of
-    all of them (the rest read only padding and are skipped)."""
-    kh, kw = spec.kernel_height, spec.kernel_width
-    oh, ow = spec.out_height, spec.out_width
-    rows = [_inside_range(oh, spec.in_height, spec.pad_top, spec.stride_h, r * spec.dilation_h)
-            for r in range(kh)]
-    cols = [_inside_range(ow, spec.in_width, spec.pad_left, spec.stride_w, s * spec.dilation_w)
-            for s in range(kw)]
-    row_cuts = _merged_cuts({0, oh, *(b for r in rows for b in r)}, TAP_MIN_SIDE)
-    col_cuts = _merged_cuts({0, ow, *(b for c in cols for b in c)}, TAP_MIN_SIDE)
-    jobs, tap_start, tap_list = [], [0], []
-    used = 0
-    for i0, i1 in zip(row_cuts, row_cuts[1:]):
-        row_taps = [r for r, (lo, hi) in enumerate(rows) if lo < i1 and i0 < hi]
-        for j0, j1 in zip(col_cuts, col_cuts[1:]):
-            taps = [r * kw + s for r in row_taps
-                    for s, (lo, hi) in enumerate(cols) if lo < j1 and j0 < hi]
-            used += (i1 - i0) * (j1 - j0) * len(taps)
-            width = min(j1 - j0, max_positions)
-            for c0 in range(j0, j1, width):
-                c1 = min(j1, c0 + width)
-                step = max(1, max_positions // (c1 - c0))
-                for r0 in range(i0, i1, step):
-                    jobs.append((r0, min(i1, r0 + step), c0, c1))
-                    tap_list.extend(taps)
-                    tap_start.append(len(tap_list))
-    work = used / max(1, oh * ow * kh * kw)
-    arrays = (np.array(jobs, dtype=np.int64).reshape(-1, 4),
-              np.array(tap_start, dtype=np.int64), np.array(tap_list, dtype=np.int64))
-    for array in arrays:  # shared by every call of the spec
-        array.setflags(write=False)
-    return arrays + (work,)
+def tap_work(spec: ConvSpec) -> float:
+    """The share of the (output position, kernel tap) pairs whose tap reads inside the
+    input, not padding: what ``tap_tiles`` computes (the rows of the rest it skips)."""
+    rows = sum(hi - lo for lo, hi in (
+        inside_range(spec.out_height, spec.in_height, spec.pad_top, spec.stride_h,
+                      r * spec.dilation_h) for r in range(spec.kernel_height)))
+    cols = sum(hi - lo for lo, hi in (
+        inside_range(spec.out_width, spec.in_width, spec.pad_left, spec.stride_w,
+                      s * spec.dilation_w) for s in range(spec.kernel_width)))
+    return rows * cols / max(1, spec.out_height * spec.out_width
+                             * spec.kernel_height * spec.kernel_width)
+
+
+def channels_last_geometry(spec: ConvSpec, itemsize: int) -> tuple[int, int, int, int, int]:
+    """(padded_width, padded_out_width, padded_k, panel, n_panels) of ``tap_tiles``'s
+    buffers (see :mod:`numbaconv.cpu.channels_last`): the input's rows padded with zero
+    columns to every column a tile reads, the output's to whole tiles of ``isa.MR``
+    positions, its channels to whole vectors, in panels of ``isa.NV`` vectors."""
+    lanes = isa.lanes(itemsize)
+    panel = isa.NV * lanes
+    padded_k = -(-spec.out_channels // lanes) * lanes
+    n_panels = -(-padded_k // panel)
+    padded_out_width = -(-spec.out_width // isa.MR) * isa.MR
+    reach = (padded_out_width - 1) * spec.stride_w + \
+        (spec.kernel_width - 1) * spec.dilation_w + 1
+    padded_width = max(reach, spec.pad_left + spec.in_width)
+    return padded_width, padded_out_width, padded_k, panel, n_panels
+
+
+def channels_last_bytes(spec: ConvSpec) -> int:
+    """``tap_tiles``'s scratch: the channels-last input and output and the weight panels."""
+    padded_width, padded_out_width, padded_k, panel, n_panels = \
+        channels_last_geometry(spec, spec.itemsize)
+    taps = spec.kernel_height * spec.kernel_width
+    return spec.itemsize * (spec.batch * spec.in_height * padded_width * spec.in_channels
+                            + spec.batch * spec.out_height * padded_out_width * padded_k
+                            + taps * n_panels * panel * spec.in_channels)
 
 
 def gemm_kernel(spec: ConvSpec) -> str:
@@ -345,9 +319,10 @@ def gemm_kernel(spec: ConvSpec) -> str:
     * ``vector_products``: 1x1 convolutions of 1x1 images, one dot product per output;
     * ``pointwise``: other unpadded 1x1 layers, the images multiplied in place (strided
       ones on a copy of the pixels they read);
-    * ``tap_products``: ungrouped layers whose taps read mostly padding (computing at
-      most ``TAP_WORK_AT_MOST`` of the (position, tap) pairs when the ones that read only
-      padding are skipped: DeepLab's dilated 3x3 layers), one product per tap;
+    * ``tap_tiles``: ungrouped layers whose taps read mostly padding (computing at most
+      ``TAP_WORK_AT_MOST`` of the (position, tap) pairs when the ones that read only
+      padding are skipped: DeepLab's dilated 3x3 layers), register tiles over a
+      channels-last copy of the input, tap by tap;
     * ``im2col_whole``: the rest, when every image's im2col matrix together takes at most
       ``GEMM_WHOLE_UNFOLD_BYTES``: unfolded at once, then multiplied as the pointwise
       kernel multiplies its images (jobs cut by output channels or positions, so the
@@ -359,8 +334,8 @@ def gemm_kernel(spec: ConvSpec) -> str:
     if spec.is_unpadded_1x1:
         return "pointwise"
     if spec.groups == 1 and spec.padding_mode == "zeros" and \
-            tap_jobs(spec, tap_positions(spec))[3] <= TAP_WORK_AT_MOST:
-        return "tap_products"
+            tap_work(spec) <= TAP_WORK_AT_MOST:
+        return "tap_tiles"
     if _unfolded_bytes(spec) <= GEMM_WHOLE_UNFOLD_BYTES:
         return "im2col_whole"
     return "im2col"
@@ -397,11 +372,8 @@ def _gemm_workspace(spec: ConvSpec) -> int:
     kernel = gemm_kernel(spec)
     if kernel == "vector_products":
         return 0
-    if kernel == "tap_products":  # tap-major weights, a gathered input and a result per thread
-        positions = tap_positions(spec)
-        per_thread = (spec.in_channels + spec.out_channels) * positions
-        return (spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
-                + threads * per_thread) * spec.itemsize
+    if kernel == "tap_tiles":
+        return channels_last_bytes(spec)
     taps = spec.kernel_height * spec.kernel_width
     edges = threads * _matmul_work_bytes(spec.in_channels_per_group * taps, spec.itemsize)
     if kernel == "im2col_whole":  # the whole im2col matrix (from x itself), the product
@@ -424,8 +396,9 @@ GEMM_KERNELS = {
                        "vectorised along the input channels",
     "pointwise": "unpadded 1x1 layer: each image is the matrix (a strided layer's pixels "
                  "copied together first), multiplied in jobs of output channels or positions",
-    "tap_products": "one matrix product per kernel tap over the outputs where that tap "
-                    "reads inside the input; taps reading only padding skipped",
+    "tap_tiles": "register tiles over a channels-last copy of the input, tap by tap (the "
+                 "tile reads its pixels in place); rows of a tap that read only padding "
+                 "skipped",
     "im2col_whole": "every image's im2col matrix unfolded at once, then one matrix product "
                     "cut by output channels or positions (weights read once per job)",
     "im2col": "im2col in L2-sized blocks of output rows, a matrix product per block",

@@ -58,7 +58,7 @@ CASES_2D = [
 ]
 
 
-@pytest.mark.parametrize("kernel", ["im2col_whole", "im2col", "tap_products"])
+@pytest.mark.parametrize("kernel", ["im2col_whole", "im2col", "tap_tiles"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs, ws, kwargs", CASES_2D)
 def test_every_gemm_kernel(xs, ws, kwargs, dtype, kernel, rng, monkeypatch):
@@ -68,17 +68,13 @@ def test_every_gemm_kernel(xs, ws, kwargs, dtype, kernel, rng, monkeypatch):
 
     monkeypatch.setattr(registry, "GEMM_WHOLE_UNFOLD_BYTES",
                         1 << 40 if kernel == "im2col_whole" else 0)
-    monkeypatch.setattr(registry, "TAP_WORK_AT_MOST", 1.0 if kernel == "tap_products" else 0.0)
-    registry.tap_jobs.cache_clear()
-    try:
-        x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
-        spec = numbaconv.plan(x, w, b, **kwargs).spec
-        if spec.kernel_height * spec.kernel_width > 1 and spec.padding_mode == "zeros":
-            assert registry.gemm_kernel(spec) == kernel or kernel == "tap_products" and \
-                spec.groups > 1
-        check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
-    finally:
-        registry.tap_jobs.cache_clear()
+    monkeypatch.setattr(registry, "TAP_WORK_AT_MOST", 1.0 if kernel == "tap_tiles" else -1.0)
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    spec = numbaconv.plan(x, w, b, **kwargs).spec
+    if spec.kernel_height * spec.kernel_width > 1 and spec.padding_mode == "zeros":
+        assert registry.gemm_kernel(spec) == kernel or kernel == "tap_tiles" and \
+            spec.groups > 1
+    check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
@@ -415,10 +411,10 @@ def padded_layer_arguments(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(padded_layer_arguments())
-def test_tap_products_kernel(args):
-    """gemm.tap_products, forced onto every layer (its rule otherwise picks only layers
-    whose taps read mostly padding), with jobs of 64 positions: stripes with their own
-    taps, merged thin stripes, zeros gathered where a tap reads padding, strides."""
+def test_tap_tiles_kernel(args):
+    """gemm.tap_tiles (cpu.channels_last), forced onto every layer (its rule otherwise
+    picks only layers whose taps read mostly padding): taps skipped row by row, tiles
+    over the zero columns, ragged output widths and channel counts, strides."""
     from numbaconv import registry
 
     rng = np.random.default_rng(args["seed"])
@@ -429,31 +425,43 @@ def test_tap_products_kernel(args):
     spec = numbaconv.plan(x, w, b, **kwargs).spec
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(registry, "TAP_WORK_AT_MOST", 1.0)
-        patch.setattr(registry, "TAP_GATHER_BYTES", 1)  # the fewest positions per job: 64
-        registry.tap_jobs.cache_clear()
-        try:
-            if spec.kernel_height * spec.kernel_width > 1:
-                assert registry.gemm_kernel(spec) == "tap_products"
-            check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
-        finally:
-            registry.tap_jobs.cache_clear()
+        if spec.kernel_height * spec.kernel_width > 1:
+            assert registry.gemm_kernel(spec) == "tap_tiles"
+        check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
 
 
-def test_tap_jobs_skip_the_taps_that_read_only_padding():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, kwargs", [
+    ((1, 300, 13, 11), (70, 300, 3, 3), dict(padding=6, dilation=6)),  # two depth blocks
+    ((2, 17, 9, 40), (33, 17, 3, 3), dict(padding=(9, 20), dilation=(9, 20))),  # wide rows
+    ((1, 8, 6, 6), (130, 8, 3, 3), dict(padding=4, dilation=4)),  # 3 panels, the last ragged
+])
+def test_tap_tiles_depth_blocks_and_panels(xs, ws, kwargs, dtype, rng):
+    """tap_tiles on layers its rule picks: more input channels than one depth block,
+    output channels over several panels, a ReLU6 epilogue fused into the last pass."""
+    from numbaconv import registry
+
+    x, w, b = random(rng, xs, dtype), random(rng, ws, dtype), random(rng, ws[0], dtype)
+    assert registry.gemm_kernel(numbaconv.plan(x, w, b, **kwargs).spec) == "tap_tiles"
+    check_conv("conv2d", x, w, b, **kwargs, algorithm="gemm", torch=TORCH)
+    got = numbaconv.fused_conv2d(x, w, b, **kwargs, activation="relu6", algorithm="gemm")
+    want = np.clip(numbaconv.conv2d(x, w, b, **kwargs, algorithm="direct"), 0, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_tap_work_counts_the_taps_that_read_inside():
     """DeepLab's dilation-24 layer on a 28x28 map: the middle 20x20 outputs read inside the
-    input with the centre tap alone; the planner picks tap_products for it and says so."""
+    input with the centre tap alone; the planner picks tap_tiles for it and says so."""
     from numbaconv import registry
 
     x, w = np.empty((1, 2048, 28, 28), np.float32), np.empty((256, 2048, 3, 3), np.float32)
     plan = numbaconv.plan(x, w, padding=24, dilation=24)
     assert plan.algorithm == "gemm" and "padding" in plan.reason
-    assert registry.gemm_kernel(plan.spec) == "tap_products"
-    jobs, start, taps, work = registry.tap_jobs(plan.spec, 400)
-    centre = [list(taps[start[j]:start[j + 1]]) for j, job in enumerate(jobs)
-              if tuple(job) == (4, 24, 4, 24)]
-    assert centre == [[4]]
+    assert registry.gemm_kernel(plan.spec) == "tap_tiles"
     # corners 4x4 x 4 taps, edges 4x20 x 2 taps, centre 20x20 x 1 tap, of 28x28 x 9
-    assert work == pytest.approx((4 * 16 * 4 + 4 * 80 * 2 + 400) / (784 * 9))
+    assert registry.tap_work(plan.spec) == pytest.approx((4 * 16 * 4 + 4 * 80 * 2 + 400)
+                                                         / (784 * 9))
 
 
 @pytest.mark.parametrize("xs, ws, groups", [

@@ -299,7 +299,7 @@ def _raised_by_numba_cache(exc) -> bool:
 COMPILE_SECONDS = {
     "winograd_conv2d": 9, "winograd_input_stage": 3, "winograd_output_stage": 4,
     "gemm_conv2d": 6, "direct_conv2d": 3, "depthwise_conv2d": 4, "depthwise3x3_conv2d": 3,
-    "pointwise_conv2d": 2, "tap_products": 3, "pad_phase_split": 2, "max_pool2d_rows": 3,
+    "pointwise_conv2d": 2, "tap_tiles": 2, "pad_phase_split": 2, "max_pool2d_rows": 3,
     "avg_pool2d_rows": 2,
 }
 

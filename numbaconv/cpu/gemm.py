@@ -15,10 +15,9 @@ from numba import njit
 
 from ..config import SMALL_WORK
 from ..epilogue import NO_EPILOGUE
-from ..registry import (gemm_block_rows, gemm_kernel, gemm_whole_columns, tap_jobs,
-                        tap_positions)
+from ..registry import gemm_block_rows, gemm_kernel, gemm_whole_columns
+from . import channels_last
 from .layout import new_output, phase_split_input, subsample
-from .weight_cache import TRANSFORMED_WEIGHTS
 from .workspace import scratch
 from .dispatch import parallel_kernel
 from .epilogue import biased_row, finish_silu, finish_value, new_scratch
@@ -162,85 +161,6 @@ def images_first(product, out, worker, workers):
         dst = out[n, k]
         for p in range(positions):
             dst[p] = src[p]
-    return 0
-
-
-@parallel_kernel
-def tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, stride_h, stride_w,
-                 dilation_h, dilation_w, pad_top, pad_left, kernel_w, max_positions, post,
-                 worker, workers):
-    """out = weight (*) input + bias as one matrix product per kernel tap, over rectangles
-    of the output in which the same taps read inside the input (see :func:`tap_jobs`).
-
-    Taps that read only padding in a rectangle are skipped, not multiplied by zeros: a
-    dilated layer whose reach is most of the image (DeepLab's 3x3 at dilation 24 on a
-    28x28 map) reads inside it with 1.7 of its 9 taps on average. For each other tap the
-    rectangle's input pixels, (C, positions), are gathered into a buffer (zeros where
-    that tap reads padding) and multiplied by the tap's (K, C) weights, accumulating; no
-    padded copy of the input is made.
-
-    x (N, C, H, W), unpadded; tap_weights (kH * kW, K, C), tap-major; bias (K,);
-    out (N, K, OH, OW). jobs (J, 4): output rows [i0, i1) x columns [j0, j1), at most
-    ``max_positions`` of them; the taps of job j are tap_list[tap_start[j]:tap_start[j+1]].
-    A job of image n is job index n * J + j; share ``worker`` takes worker, worker +
-    workers, ... (groups: 1).
-    """
-    n_batch, channels, height, in_width = x.shape
-    out_channels = tap_weights.shape[1]
-    n_jobs = jobs.shape[0]
-    gathered = np.empty((channels, max_positions), dtype=x.dtype)
-    result = np.empty((out_channels, max_positions), dtype=x.dtype)
-    work = np.empty(workspace_size(channels), dtype=x.dtype)
-    if post is not None:  # (pruned, with every use, when post is None)
-        scaled, bits = new_scratch(x.itemsize)
-    for job in range(worker, n_batch * n_jobs, workers):
-        n = job // n_jobs
-        r = job % n_jobs
-        i0, i1, j0, j1 = jobs[r, 0], jobs[r, 1], jobs[r, 2], jobs[r, 3]
-        width = j1 - j0
-        positions = (i1 - i0) * width
-        res = result[:, :positions]
-        for t in range(tap_start[r], tap_start[r + 1]):
-            tap = tap_list[t]
-            row_offset = (tap // kernel_w) * dilation_h - pad_top
-            col0 = j0 * stride_w + (tap % kernel_w) * dilation_w - pad_left
-            # The job's rows [ia, ib) and columns [ja, jb) this tap reads inside the input;
-            # the rest of the gathered rows is padding, zero.
-            ia = min(i1 - i0, max(0, -((i0 * stride_h + row_offset) // stride_h)))
-            ib = min(i1 - i0, max(ia, -(-(height - i0 * stride_h - row_offset) // stride_h)))
-            ja = min(width, max(0, -(col0 // stride_w)))
-            jb = min(width, max(ja, -(-(in_width - col0) // stride_w)))
-            for c in range(channels):
-                dst = gathered[c]
-                for i in range(i1 - i0):
-                    base = i * width
-                    if i < ia or i >= ib:
-                        for j in range(width):
-                            dst[base + j] = 0
-                        continue
-                    src = x[n, c, (i0 + i) * stride_h + row_offset]
-                    for j in range(ja):
-                        dst[base + j] = 0
-                    for j in range(ja, jb):
-                        dst[base + j] = src[col0 + j * stride_w]
-                    for j in range(jb, width):
-                        dst[base + j] = 0
-            matmul(tap_weights[tap], gathered[:, :positions], res, work,
-                   t > tap_start[r])
-        if tap_start[r] == tap_start[r + 1]:  # all padding: the bias alone
-            res[...] = 0
-        for k in range(out_channels):
-            b = bias[k]
-            for i in range(i1 - i0):
-                dst = out[n, k, i0 + i, j0:j1]
-                src = result[k, i * width:(i + 1) * width]
-                if post is None:
-                    for j in range(width):
-                        dst[j] = src[j] + b
-                else:
-                    biased_row(dst, src, b, post)
-            if post is not None:
-                finish_silu(out[n, k], i0, i1, j0, j1, post, scaled, bits)
     return 0
 
 
@@ -445,20 +365,9 @@ def run(spec, x, weight, bias, post=NO_EPILOGUE):
             x = sampled
         return _pointwise(spec, x, weight, bias,
                           pointwise_jobs(spec, x.itemsize, numba.get_num_threads()), post)
+    if kernel == "tap_tiles":
+        return channels_last.run(spec, x, weight, bias, post, numba.get_num_threads())
     out = new_output(spec, x.dtype)
-    if kernel == "tap_products":
-        max_positions = tap_positions(spec)
-        jobs, tap_start, tap_list, _ = tap_jobs(spec, max_positions)
-        tap_weights = TRANSFORMED_WEIGHTS.get(
-            "tap_major", weight, lambda: np.ascontiguousarray(
-                weight.transpose(2, 3, 0, 1).reshape(
-                    spec.kernel_height * spec.kernel_width, spec.out_channels,
-                    spec.in_channels)))
-        tap_products(x, tap_weights, bias, out, jobs, tap_start, tap_list, spec.stride_h,
-                     spec.stride_w, spec.dilation_h, spec.dilation_w, spec.pad_top,
-                     spec.pad_left, spec.kernel_width, max_positions, post,
-                     workers=spec.batch * len(jobs))
-        return out
     if kernel == "im2col_whole":
         depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
         positions = spec.out_height * spec.out_width
