@@ -145,6 +145,9 @@ def _copy_strided(dst, start, src, first, step, count):
     if step == 1:
         for j in range(np.uint64(count)):
             dst[start + j] = src[first + j]
+    elif step == 2:  # a constant stride: LLVM deinterleaves vectors instead of gathering
+        for j in range(np.uint64(count)):
+            dst[start + j] = src[first + np.uint64(2) * j]
     else:
         step = np.uint64(step)
         for j in range(np.uint64(count)):
