@@ -413,6 +413,49 @@ register(Algorithm(
 ))
 
 
+# --------------------------------------------------------------------------- weight gradients
+
+#: Output channels per group from which a weight gradient runs as matrix products
+#: (``weight_products``); with fewer, a product a column or two wide would pad each to a
+#: whole vector, and one dot product per weight (``weight_taps``) runs instead.
+WEIGHT_GRAD_PRODUCT_MIN_CHANNELS = 8
+#: The most bytes of im2col matrix ``weight_products`` unfolds at once (whole images;
+#: at least one).
+WEIGHT_GRAD_UNFOLD_BYTES = 16 << 20
+
+WEIGHT_GRAD_KERNELS = {
+    "weight_products": "per group, the im2col matrix of a chunk of images times the "
+                       "transposed output gradient: one register-tiled matrix product",
+    "weight_taps": "one dot product per weight over the padded, stride-phase-split input, "
+                   "summed along rows of partial sums",
+}
+
+
+def weight_grad_kernel(spec: ConvSpec) -> str:
+    """The kernel computing the weight gradient of ``spec`` (see WEIGHT_GRAD_KERNELS)."""
+    if spec.out_channels_per_group >= WEIGHT_GRAD_PRODUCT_MIN_CHANNELS:
+        return "weight_products"
+    return "weight_taps"
+
+
+def weight_grad_chunk_images(spec: ConvSpec) -> int:
+    """Images per im2col chunk of ``weight_products``."""
+    per_image = (spec.in_channels * spec.kernel_height * spec.kernel_width
+                 * spec.out_height * spec.out_width * spec.itemsize)
+    return max(1, min(spec.batch, WEIGHT_GRAD_UNFOLD_BYTES // max(1, per_image)))
+
+
+def weight_grad_workspace(spec: ConvSpec) -> int:
+    """Scratch bytes of the weight-gradient kernel for ``spec``."""
+    if weight_grad_kernel(spec) == "weight_taps":
+        return _phase_split_bytes(spec)
+    positions = weight_grad_chunk_images(spec) * spec.out_height * spec.out_width
+    return spec.itemsize * positions * (
+        spec.in_channels * spec.kernel_height * spec.kernel_width + spec.out_channels) \
+        + 2 * spec.out_channels * spec.in_channels_per_group * spec.kernel_height \
+        * spec.kernel_width * spec.itemsize
+
+
 # --------------------------------------------------------------------------- winograd
 
 

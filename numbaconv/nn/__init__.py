@@ -13,12 +13,13 @@ initialises them, and state dicts load a torch model's weights.
 
 To run a model trained in torch: build the same architecture here, then
 ``model.load_state_dict({k: v.numpy() for k, v in torch_model.state_dict().items()})``.
-:mod:`numbaconv.nn.init` has torch.nn.init's functions (``nn.init.xavier_normal_(w)``).
+:mod:`numbaconv.nn.init` has torch.nn.init's functions (``nn.init.xavier_normal_(w)``),
+:mod:`numbaconv.nn.grad` torch.nn.grad's (``nn.grad.conv2d_weight(x, w.shape, grad_out)``).
 For inference, ``nn.fuse(model)`` returns a copy with BatchNorm folded into the
 convolutions and their activations applied as the kernels write (:mod:`numbaconv.nn.fusion`).
 """
 
-from . import functional, init
+from . import functional, grad, init
 from .activation import (GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSoftmax, PReLU,
                          ReLU, ReLU6, RReLU, Sigmoid, SiLU, Softmax, Tanh)
 from .container import ModuleDict, ModuleList, Sequential
@@ -39,4 +40,4 @@ __all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d
            "Tanh", "LeakyReLU", "PReLU", "RReLU", "Hardtanh", "Hardswish", "Hardsigmoid",
            "SiLU", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "GroupNorm", "Dropout", "Dropout2d", "Upsample", "IncompatibleKeys", "functional",
-           "init", "fuse", "FusedConv2d"]
+           "grad", "init", "fuse", "FusedConv2d"]

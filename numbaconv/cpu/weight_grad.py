@@ -1,0 +1,130 @@
+"""The gradient of a convolution with respect to its weights, on the CPU.
+
+    grad_weight[k, c, r, s] = sum over n, oh, ow of
+        grad_output[n, k, oh, ow] * padded x[n, g * Cg + c, oh * sh + r * dh, ow * sw + s * dw]
+
+(g the group of output channel k, Cg the input channels per group). Two kernels
+(:func:`numbaconv.registry.weight_grad_kernel` picks one):
+
+* ``weight_products``: per group, the transposed gradient as one matrix product,
+  grad_weight^T (Cg * kH * kW, Kg) = im2col(x) (Cg * kH * kW, N * OH * OW) @
+  grad_output^T (N * OH * OW, Kg), by the register-tiled product of
+  :mod:`.microkernel`; the im2col matrix is unfolded (``gemm.unfold``) for a chunk of
+  images at a time, each chunk's product added to the last.
+* ``weight_taps``: one dot product per weight, for few output channels per group
+  (depthwise layers: a matrix product one column wide would pad every column to a whole
+  vector): for each tap, the gradient's rows against the input rows the tap reads in
+  the padded, stride-phase-split input (``layout.phase_split_input``), where they are
+  contiguous for every stride and dilation; products are summed into a row of partial
+  sums (vectorised), which is summed once at the end.
+"""
+
+import numpy as np
+
+from ..isa import MR
+from ..registry import weight_grad_chunk_images, weight_grad_kernel
+from .dispatch import parallel_kernel
+from .gemm import unfold
+from .layout import phase_split_input, transpose_into
+from .microkernel import matmul, workspace_size
+from .workspace import scratch
+
+#: Jobs per thread the rows of a weight-gradient product are cut into.
+JOBS_PER_THREAD = 4
+
+
+@parallel_kernel
+def weight_products(cols, grad_t, out_t, block_rows, accumulate, worker, workers):
+    """out_t[g, i] (+)= cols[g * D + i] @ grad_t[:, g * Kg:(g + 1) * Kg] for i < D.
+
+    cols (G * D, P): each group's im2col rows (D = Cg * kH * kW), P positions;
+    grad_t (P, K): the gradient, a position per row; out_t (G, D, Kg). Jobs: ``block_rows``
+    rows of one group's product; share ``worker`` takes jobs worker, worker + workers, ...
+    """
+    groups, depth, kg = out_t.shape
+    positions = grad_t.shape[0]
+    row_blocks = -(-depth // block_rows)
+    work = np.empty(workspace_size(positions), dtype=cols.dtype)
+    for job in range(worker, groups * row_blocks, workers):
+        g = job // row_blocks
+        i0 = job % row_blocks * block_rows
+        i1 = min(depth, i0 + block_rows)
+        matmul(cols[g * depth + i0:g * depth + i1, :positions],
+               grad_t[:, g * kg:(g + 1) * kg], out_t[g, i0:i1], work, accumulate)
+    return 0
+
+
+@parallel_kernel
+def weight_taps(xph, grad, out, dilation_h, dilation_w, groups, worker, workers):
+    """out[k, c, r, s] = the weight gradient (see the module's docstring), one (output
+    channel, input channel) per job.
+
+    xph (N, C, sh, sw, Hq, Wq): the padded input split by stride phase; grad (N, K, OH,
+    OW); out (K, Cg, kH, kW).
+    """
+    n_batch, _, stride_h, stride_w = xph.shape[:4]
+    out_channels, cg, kernel_h, kernel_w = out.shape
+    out_h, out_w = grad.shape[2], grad.shape[3]
+    kg = out_channels // groups
+    partial = np.empty(out_w, dtype=grad.dtype)
+    for job in range(worker, out_channels * cg, workers):
+        k = job // cg
+        c = job % cg
+        channel = k // kg * cg + c
+        for r in range(kernel_h):
+            p = r * dilation_h % stride_h
+            row_shift = r * dilation_h // stride_h
+            for s in range(kernel_w):
+                q = s * dilation_w % stride_w
+                col_shift = s * dilation_w // stride_w
+                for j in range(out_w):
+                    partial[j] = 0
+                for n in range(n_batch):
+                    for i in range(out_h):
+                        g_row = grad[n, k, i]
+                        x_row = xph[n, channel, p, q, i + row_shift, col_shift:col_shift + out_w]
+                        for j in range(out_w):
+                            partial[j] += g_row[j] * x_row[j]
+                total = partial.dtype.type(0)
+                for j in range(out_w):
+                    total += partial[j]
+                out[k, c, r, s] = total
+    return 0
+
+
+def run(spec, x, grad, threads):
+    """The weight gradient (K, Cg, kH, kW) of the zero-padded convolution ``spec`` for
+    input x (N, C, H, W) and grad (N, K, OH, OW), both C-contiguous of the spec's dtype."""
+    kg, cg = spec.out_channels_per_group, spec.in_channels_per_group
+    taps = spec.kernel_height * spec.kernel_width
+    out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
+    if weight_grad_kernel(spec) == "weight_taps":
+        xph = phase_split_input(spec, x, "weight_grad_input")
+        weight_taps(xph, grad, out, spec.dilation_h, spec.dilation_w, spec.groups,
+                    workers=spec.out_channels * cg)
+        return out
+    depth = cg * taps
+    positions = spec.out_height * spec.out_width
+    chunk = weight_grad_chunk_images(spec)
+    if spec.groups < threads:  # cut each group's rows: whole tiles, a few jobs per thread
+        per_job = -(-depth // (JOBS_PER_THREAD * threads))
+        rows = -(-per_job // MR) * MR
+    else:
+        rows = depth
+    out_t = np.empty((spec.groups, depth, kg), x.dtype)
+    for n0 in range(0, spec.batch, chunk):
+        n1 = min(spec.batch, n0 + chunk)
+        cols = scratch("weight_grad_columns", (spec.groups * depth, (n1 - n0) * positions),
+                       x.dtype)
+        unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
+               spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
+               spec.out_height, spec.out_width, cols)
+        grad_t = scratch("weight_grad_output", ((n1 - n0) * positions, spec.out_channels),
+                         x.dtype)
+        for n in range(n0, n1):
+            transpose_into(grad[n].reshape(spec.out_channels, positions),
+                           grad_t[(n - n0) * positions:(n - n0 + 1) * positions])
+        weight_products(cols, grad_t, out_t, rows, n0 > 0,
+                        workers=spec.groups * -(-depth // rows))
+    out[...] = out_t.transpose(0, 2, 1).reshape(out.shape)
+    return out

@@ -1,0 +1,288 @@
+"""numbaconv.nn.grad: convolution gradients against an independent NumPy reference and
+against torch.autograd, for random arguments (strides, paddings incl. 'same' and the
+padding modes, dilations, groups incl. depthwise, float32 and float64, batched or not),
+both weight-gradient kernels, and the errors for invalid arguments."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import TORCH
+from helpers import as_pairs, as_tuple
+from numbaconv import nn, registry
+from reference import NUMPY_PAD_MODE
+
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _windows(xp, r, s, dilation, stride, out_size):
+    """The padded input values that kernel tap (r, s) reads, one per output position."""
+    (dh, dw), (sh, sw), (oh, ow) = dilation, stride, out_size
+    return xp[:, :, r * dh:r * dh + sh * (oh - 1) + 1:sh, s * dw:s * dw + sw * (ow - 1) + 1:sw]
+
+
+def reference_grads(x, w, grad, stride, pads, dilation, groups, padding_mode):
+    """(grad_input, grad_weight) of the batched 2-D convolution, in float64, from their
+    definitions: each output's gradient times the input value (for the weight) or the
+    weight (for the input) that produced it, through np.pad's own index mapping."""
+    x, w, grad = (np.asarray(a, np.float64) for a in (x, w, grad))
+    n, c, h, wd = x.shape
+    k, cg, kh, kw = w.shape
+    kg = k // groups
+    mode = NUMPY_PAD_MODE[padding_mode]
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), mode=mode)
+    out_size = grad.shape[2:]
+    grad_w = np.zeros(w.shape)
+    grad_xp = np.zeros(xp.shape)
+    for r in range(kh):
+        for s in range(kw):
+            patch = _windows(xp, r, s, dilation, stride, out_size)
+            target = _windows(grad_xp, r, s, dilation, stride, out_size)
+            for g in range(groups):
+                ks, cs = slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg)
+                grad_w[ks, :, r, s] = np.einsum("nkij,ncij->kc", grad[:, ks], patch[:, cs])
+                target[:, cs] += np.einsum("nkij,kc->ncij", grad[:, ks], w[ks, :, r, s])
+    # Where each padded position's value came from (np.pad of the indices themselves).
+    if padding_mode == "zeros":
+        rows = np.pad(np.arange(h), pads[0], constant_values=-1)
+        cols = np.pad(np.arange(wd), pads[1], constant_values=-1)
+    else:
+        rows, cols = np.pad(np.arange(h), pads[0], mode), np.pad(np.arange(wd), pads[1], mode)
+    grad_x = np.zeros(x.shape)
+    for i, src_i in enumerate(rows):
+        for j, src_j in enumerate(cols):
+            if src_i >= 0 and src_j >= 0:
+                grad_x[:, :, src_i, src_j] += grad_xp[:, :, i, j]
+    return grad_x, grad_w
+
+
+def _check(x, w, grad, kwargs, nsp):
+    """Both gradients against the reference, and against torch.autograd when installed."""
+    stride = as_tuple(kwargs.get("stride", 1), nsp)
+    dilation = as_tuple(kwargs.get("dilation", 1), nsp)
+    pads = as_pairs(kwargs.get("padding", 0), w.shape[2:], dilation, nsp)
+    mode = kwargs.get("padding_mode", "zeros")
+    batched = x.ndim == nsp + 2
+    xb, gb = (x, grad) if batched else (x[None], grad[None])
+    if nsp == 1:
+        xb, wb, gb = xb[:, :, None], w[:, :, None], gb[:, :, None]
+        stride, dilation, pads = (1,) + stride, (1,) + dilation, ((0, 0),) + pads
+    else:
+        wb = w
+    want_x, want_w = reference_grads(xb, wb, gb, stride, pads, dilation,
+                                     kwargs.get("groups", 1), mode)
+    want_x = want_x.reshape(x.shape)
+    want_w = want_w.reshape(w.shape)
+    input_grad = getattr(nn.grad, f"conv{nsp}d_input")
+    weight_grad = getattr(nn.grad, f"conv{nsp}d_weight")
+    got_x = input_grad(x.shape, w, grad, **kwargs)
+    got_w = weight_grad(x, w.shape, grad, **kwargs)
+    tol = TOLERANCE[x.dtype.type]
+    for got, want in ((got_x, want_x), (got_w, want_w)):
+        assert got.shape == want.shape and got.dtype == x.dtype
+        scale = max(1.0, float(np.abs(want).max(initial=0)))
+        assert np.abs(got - want).max(initial=0) <= tol * scale * 4
+    if TORCH is not None:
+        torch_x, torch_w = _torch_grads(x, w, grad, kwargs, nsp)
+        for got, want in ((got_x, torch_x), (got_w, torch_w)):
+            scale = max(1.0, float(np.abs(want).max(initial=0)))
+            assert np.abs(got - want).max(initial=0) <= tol * scale * 4
+
+
+def _torch_grads(x, w, grad, kwargs, nsp):
+    """torch.autograd's gradients of the same convolution (padding modes through the
+    nn.Conv module, which is where torch offers them)."""
+    torch = TORCH
+    tx = torch.from_numpy(x).requires_grad_()
+    tw = torch.from_numpy(w).requires_grad_()
+    module = (torch.nn.Conv1d if nsp == 1 else torch.nn.Conv2d)(
+        w.shape[1] * kwargs.get("groups", 1), w.shape[0], w.shape[2:], bias=False,
+        dtype=tw.dtype, **kwargs)
+    with torch.no_grad():
+        module.weight.copy_(tw)
+    y = module._conv_forward(tx, tw, None)
+    gx, gw = torch.autograd.grad(y, (tx, tw), torch.from_numpy(grad))
+    return gx.numpy(), gw.numpy()
+
+
+# --------------------------------------------------------------------------- random cases
+
+
+@st.composite
+def conv_arguments(draw, nsp):
+    """A valid convolution (every argument drawn) with random operands and grad_output."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    depthwise = draw(st.booleans()) and groups == 1
+    cg = 1 if depthwise else draw(st.integers(1, 4))
+    channels = draw(st.integers(2, 6)) if depthwise else cg * groups
+    groups = channels if depthwise else groups
+    kg = draw(st.integers(1, 3)) * (1 if depthwise else 1)
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nsp))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
+    mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    same = draw(st.integers(0, 4)) == 0 and stride == (1,) * nsp
+    sizes = []
+    pads = []
+    for k, d in zip(kernel, dilation):
+        reach = d * (k - 1) + 1
+        size = draw(st.integers(max(1, reach - 4), reach + 9))
+        limit = size - 1 if mode == "reflect" else size
+        pad = draw(st.integers(0, max(0, min(3, limit))))
+        if size + 2 * pad < reach:
+            pad = -(-(reach - size) // 2)
+        sizes.append(size)
+        pads.append(pad)
+    padding = "same" if same else tuple(pads)
+    if same and mode == "reflect":
+        for size, k, d in zip(sizes, kernel, dilation):
+            if d * (k - 1) - d * (k - 1) // 2 >= size:
+                mode = "zeros"
+    if mode == "circular" and not same and any(p > s for p, s in zip(pads, sizes)):
+        mode = "zeros"
+    if not same and any(s + 2 * p < d * (k - 1) + 1
+                        for s, p, k, d in zip(sizes, pads, kernel, dilation)):
+        padding = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+        mode = "zeros"
+    batch = draw(st.integers(1, 3))
+    batched = draw(st.integers(0, 5)) > 0
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                  padding_mode=mode)
+    x_shape = ((batch,) if batched else ()) + (channels, *sizes)
+    w_shape = (kg * groups, cg, *kernel)
+    return x_shape, w_shape, kwargs, dtype, seed
+
+
+def _run_case(case, nsp):
+    x_shape, w_shape, kwargs, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    import numbaconv
+    out = (numbaconv.conv1d if nsp == 1 else numbaconv.conv2d)(x, w, **kwargs)
+    grad = rng.standard_normal(out.shape).astype(dtype)
+    _check(x, w, grad, kwargs, nsp)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_arguments(2))
+def test_conv2d_gradients(case):
+    _run_case(case, 2)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_arguments(1))
+def test_conv1d_gradients(case):
+    _run_case(case, 1)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_arguments(2))
+def test_conv2d_gradients_fuzz(case):
+    """The issue's 2,000 random argument sets per op (both gradients of conv2d)."""
+    _run_case(case, 2)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_arguments(1))
+def test_conv1d_gradients_fuzz(case):
+    _run_case(case, 1)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("kernel", ["weight_products", "weight_taps"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((3, 12, 15, 17), (20, 12, 3, 3), dict(padding=1)),
+    ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
+                                          groups=2)),
+    ((2, 6, 28, 28), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),  # depthwise
+    ((1, 300, 9, 9), (70, 300, 1, 1), {}),  # rows over several jobs, a ragged tile
+])
+def test_both_weight_kernels(x_shape, w_shape, kwargs, dtype, kernel, rng, monkeypatch):
+    """Each weight-gradient kernel forced onto every case; weight_products with one image
+    per im2col chunk, each chunk's product added onto the last."""
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS",
+                        1 if kernel == "weight_products" else 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", 1)
+    import numbaconv
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
+    spec = numbaconv.plan(x, w, **kwargs).spec
+    assert registry.weight_grad_kernel(spec) == kernel
+    _check(x, w, grad, kwargs, 2)
+
+
+def test_depthwise_layers_take_dot_products_and_dense_ones_matrix_products():
+    import numbaconv
+    x = np.empty((1, 32, 8, 8), np.float32)
+    depthwise = numbaconv.plan(x, np.empty((32, 1, 3, 3), np.float32), groups=32).spec
+    dense = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32)).spec
+    assert registry.weight_grad_kernel(depthwise) == "weight_taps"
+    assert registry.weight_grad_kernel(dense) == "weight_products"
+
+
+def test_inputs_are_not_modified(rng):
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    grad = rng.standard_normal((2, 6, 9, 9)).astype(np.float32)
+    copies = [a.copy() for a in (x, w, grad)]
+    nn.grad.conv2d_input(x.shape, w, grad, padding=1, padding_mode="reflect")
+    nn.grad.conv2d_weight(x, w.shape, grad, padding=1, padding_mode="circular")
+    for a, b in zip((x, w, grad), copies):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_empty_batch_gives_zeros():
+    x = np.zeros((0, 3, 5, 5), np.float32)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    grad = np.zeros((0, 4, 3, 3), np.float32)
+    assert nn.grad.conv2d_input(x.shape, w, grad).shape == x.shape
+    np.testing.assert_array_equal(nn.grad.conv2d_weight(x, w.shape, grad), np.zeros(w.shape))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_grad_output_of_the_wrong_shape_is_rejected():
+    x, w = np.ones((1, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d_input: grad_output must have the shape .*"
+                                         r"\(1, 4, 6, 6\)"):
+        nn.grad.conv2d_input(x.shape, w, np.ones((1, 4, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="conv2d_weight: grad_output"):
+        nn.grad.conv2d_weight(x, w.shape, np.ones((1, 5, 6, 6), np.float32))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: nn.grad.conv2d_input(7, np.ones((4, 3, 3, 3)), np.ones((1, 4, 6, 6))),
+     TypeError, "conv2d_input: input_size must be a sequence of ints"),
+    (lambda: nn.grad.conv2d_input((1, 3, 8, -8), np.ones((4, 3, 3, 3)), np.ones((1, 4, 6, 6))),
+     ValueError, "input_size must hold non-negative ints"),
+    (lambda: nn.grad.conv2d_weight(np.ones((1, 3, 8, 8)), (4, 2, 3, 3), np.ones((1, 4, 6, 6))),
+     ValueError, "conv2d_weight: given groups=1"),
+    (lambda: nn.grad.conv2d_weight(np.ones((1, 3, 8, 8)), (4, 3, 3, 3), np.ones((1, 4, 6, 6)),
+                                   stride=0),
+     ValueError, "conv2d_weight: .*stride"),
+    (lambda: nn.grad.conv1d_weight(np.ones((1, 3, 8)), (4, 3, 3), np.ones((1, 4, 6)),
+                                   padding="same", stride=2),
+     ValueError, "conv1d_weight: .*same"),
+    (lambda: nn.grad.conv2d_input((1, 3, 8, 8), "w", np.ones((1, 4, 6, 6))),
+     TypeError, "conv2d_input: weight must be a float32 or float64 array"),
+    (lambda: nn.grad.conv2d_weight(np.ones((1, 3, 8, 8), np.int64), (4, 3, 3, 3),
+                                   np.ones((1, 4, 6, 6))),
+     TypeError, "conv2d_weight: input"),
+])
+def test_invalid_arguments_are_rejected(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
