@@ -21,6 +21,7 @@ from .activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu,  #
 from .dropout import dropout, dropout2d  # noqa: E402
 from .interpolation import interpolate  # noqa: E402
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: E402
+from .losses import cross_entropy, l1_loss, mse_loss, nll_loss  # noqa: E402
 from .padding import pad  # noqa: E402
 from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
                       adaptive_max_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d,
@@ -29,6 +30,7 @@ from . import nn  # noqa: E402  (modules: numbaconv.nn.Conv2d, ...)
 from .precompile import compile  # noqa: E402
 from . import random  # noqa: E402,F401  (numbaconv.random.default_generator)
 from .random import manual_seed  # noqa: E402
+from . import optim  # noqa: E402  (optimisers: numbaconv.optim.SGD, Adam, AdamW)
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,6 @@ __all__ = ["conv1d", "conv2d", "fused_conv2d", "conv_transpose1d", "conv_transpo
            "tanh", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid",
            "silu", "gelu", "softmax", "log_softmax", "batch_norm", "layer_norm", "group_norm",
            "dropout", "dropout2d", "interpolate", "pad", "nn", "plan", "algorithms",
-           "manual_seed",
+           "manual_seed", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "optim",
            "set_memory_limit", "compile", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
            "__version__"]

@@ -22,6 +22,7 @@ from . import config
 from .epilogue import NO_EPILOGUE
 from .random import as_generator
 from .spec import _is_int, check_float_array
+from .tracing import differentiable
 
 
 def _number(op: str, name: str, value) -> float:
@@ -37,12 +38,14 @@ def _fresh(x):
     return np.empty(x.shape, x.dtype)
 
 
+@differentiable
 def relu(input):
     """max(x, 0); NaN stays NaN. ``relu(np.array([-1.0, 2.0]))`` -> ``[0., 2.]``."""
     x = check_float_array("relu", "input", input)
     return np.maximum(x, x.dtype.type(0), out=_fresh(x))
 
 
+@differentiable
 def sigmoid(input):
     """1 / (1 + exp(-x)), without overflow warnings for large |x|."""
     x = check_float_array("sigmoid", "input", input)
@@ -67,6 +70,7 @@ def _sigmoid_or_silu(x, silu: bool):
     return out
 
 
+@differentiable
 def tanh(input):
     """The hyperbolic tangent, element-wise."""
     x = check_float_array("tanh", "input", input)
@@ -77,6 +81,7 @@ def _leaky(x, slope):
     return np.where(x > 0, x, x * slope).astype(x.dtype, copy=False)
 
 
+@differentiable
 def leaky_relu(input, negative_slope=0.01):
     """x where x > 0, else negative_slope * x."""
     x = check_float_array("leaky_relu", "input", input)
@@ -129,6 +134,7 @@ def _in_place(op: str, input, result, inplace):
     return input
 
 
+@differentiable
 def relu6(input, inplace=False):
     """min(max(x, 0), 6), as ``torch.nn.functional.relu6`` (MobileNet's activation).
 
@@ -140,6 +146,7 @@ def relu6(input, inplace=False):
     return _in_place("relu6", input, np.clip(x, 0, 6, out=_fresh(x)), inplace)
 
 
+@differentiable
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """x clipped to [min_val, max_val], as ``torch.nn.functional.hardtanh``."""
     x = check_float_array("hardtanh", "input", input)
@@ -176,6 +183,7 @@ def _hard_sigmoid_or_swish(x, swish: bool):
     return out
 
 
+@differentiable
 def silu(input, inplace=False):
     """x * sigmoid(x), as ``torch.nn.functional.silu`` (swish; EfficientNet)."""
     x = check_float_array("silu", "input", input)
@@ -249,6 +257,7 @@ def _softmax_input(op, input, dtype):
     return x
 
 
+@differentiable
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.functional.softmax`` (computed
     as exp(x - max), so large inputs do not overflow; ``dtype`` casts the input first).
@@ -266,6 +275,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     return special.softmax(x, axis=axis).astype(x.dtype, copy=False)
 
 
+@differentiable
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """x - log(sum(exp(x))) along ``dim``, as ``torch.nn.functional.log_softmax``
     (computed stably; arguments as :func:`softmax`)."""
@@ -342,6 +352,7 @@ def _row_major(a):
     return a if a.strides == tuple(reversed(strides)) else a.copy()
 
 
+@differentiable
 def linear(input, weight, bias=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``.
 

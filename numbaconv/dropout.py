@@ -18,6 +18,7 @@ import numpy as np
 from .activations import _in_place
 from .random import as_generator
 from .spec import check_float_array
+from .tracing import differentiable
 
 
 def _probability(op: str, p) -> float:
@@ -43,6 +44,7 @@ def _dropout(op, input, p, training, inplace, rng, mask_shape):
         return _in_place(op, input, x * mask, inplace)
 
 
+@differentiable
 def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
     """Zero each value with probability ``p`` and scale the others by 1 / (1 - p), as
     ``torch.nn.functional.dropout`` (note: ``training`` defaults to True, as in torch).

@@ -11,6 +11,7 @@ import numpy as np
 from . import config, devices, planner
 from .epilogue import NO_EPILOGUE, as_epilogue
 from .spec import check_float_dtype, check_float_operands, conv_spec, exact_argument as _exact
+from .tracing import differentiable
 
 _SHAPES_DOC = """
     Parameters
@@ -176,12 +177,14 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
     return planner.execute(chosen, *_as_4d(spec, *operands), post)
 
 
+@differentiable
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, algorithm, device, stream)
 
 
+@differentiable
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups,

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import config
 from .spec import _is_int, check_float_array
+from .tracing import differentiable
 
 
 def _number(op: str, name: str, value) -> float:
@@ -51,6 +52,7 @@ def _as_3d(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
 
 
+@differentiable
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-05):
     """Batch normalisation, as ``torch.nn.functional.batch_norm``.

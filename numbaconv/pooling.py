@@ -13,6 +13,7 @@ import numpy as np
 from . import config
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import _is_int, check_float_array
+from .tracing import differentiable
 
 
 def _as_4d(spec, x):
@@ -41,6 +42,7 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     return out.reshape(spec.output_shape), indices.reshape(spec.output_shape)
 
 
+@differentiable
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
@@ -60,6 +62,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                      return_indices)
 
 
+@differentiable
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """1-D max pooling, as ``torch.nn.functional.max_pool1d``: input (N, C, L) or (C, L);
@@ -84,6 +87,7 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     return out.reshape(spec.output_shape)
 
 
+@differentiable
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
@@ -198,6 +202,7 @@ def _adaptive_pool(op, input, output_size, dims, take_max, return_indices=False)
     return out.reshape(shape)
 
 
+@differentiable
 def adaptive_avg_pool2d(input, output_size):
     """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``:
     input (N, C, H, W) or (C, H, W) -> (..., OH, OW), ``output_size`` an int or (OH, OW)

@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from . import devices
+from .tracing import is_traced
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 PADDING_STRINGS = ("valid", "same")
@@ -216,6 +217,8 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
     needlessly); a clear error for anything else, GPU arrays included (CPU-only callers)."""
     if value is None:
         raise TypeError(f"{op}: {name} must be a float32 or float64 array, got None")
+    if type(value) is not np.ndarray:
+        _refuse_traced(op, name, value)
     if devices.is_device_array(value):
         raise NotImplementedError(
             f"{op} runs on the CPU only so far, but {name} is a GPU array "
@@ -231,6 +234,23 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
                         f"{type(value).__name__} {_short_repr(value)}")
     check_float_dtype(op, name, array.dtype)
     return array
+
+
+def _refuse_traced(op: str, name: str, value) -> None:
+    """A gradient must never be silently wrong: an autograd box (a gradient being traced)
+    reaching a function without a gradient, or NumPy's object arrays of boxes (a NumPy
+    function applied to traced arrays), stop the trace with the reason."""
+    if is_traced(value):
+        raise NotImplementedError(
+            f"{op}: numbaconv has no gradient for {op} with respect to {name}, so "
+            f"value_and_grad cannot trace through it")
+    if isinstance(value, (list, tuple)) and any(is_traced(v) for v in value) or \
+            getattr(value, "dtype", None) == object and any(is_traced(v) for v in
+                                                             np.ravel(value)[:1]):
+        raise TypeError(
+            f"{op}: {name} holds traced arrays turned into a NumPy object array: a NumPy "
+            f"function was applied to values a gradient is traced through; use "
+            f"autograd.numpy instead (import autograd.numpy as anp; anp.concatenate(...))")
 
 
 def _short_repr(value) -> str:

@@ -27,10 +27,12 @@ from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .fusion import FusedConv2d, fuse
 from .linear import Flatten, Identity, Linear
+from .loss import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import IncompatibleKeys, Module
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d,
                       AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool2d)
+from .training import Gradients, value_and_grad
 from .upsampling import Upsample
 
 __all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d",
@@ -40,4 +42,5 @@ __all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d
            "Tanh", "LeakyReLU", "PReLU", "RReLU", "Hardtanh", "Hardswish", "Hardsigmoid",
            "SiLU", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "GroupNorm", "Dropout", "Dropout2d", "Upsample", "IncompatibleKeys", "functional",
-           "grad", "init", "fuse", "FusedConv2d"]
+           "grad", "init", "fuse", "FusedConv2d", "CrossEntropyLoss", "NLLLoss", "MSELoss",
+           "L1Loss", "value_and_grad", "Gradients"]

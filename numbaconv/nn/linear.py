@@ -10,6 +10,7 @@ from ..activations import linear
 from .init import default_weight_and_bias, generator
 from .module import Module
 from .options import check_bool, check_int, module_dtype
+from ..tracing import as_array
 
 
 class Linear(Module):
@@ -82,7 +83,7 @@ class Flatten(Module):
         self.end_dim = check_int(name, "end_dim", end_dim)
 
     def forward(self, input):
-        x = np.asarray(input)
+        x = as_array(input)  # (a traced input stays traced)
         ndim = max(x.ndim, 1)  # a 0-d input flattens to 1-D, as in torch
         start, end = (_axis("start_dim", d, ndim) for d in (self.start_dim, self.end_dim))
         if start > end:

@@ -11,6 +11,7 @@ import numpy as np
 from ..normalization import _normalized_shape, batch_norm, group_norm, layer_norm
 from .module import Module
 from .options import check_bool, check_int, check_number, module_dtype
+from ..tracing import as_array
 
 
 def _eps(name: str, eps) -> float:
@@ -61,7 +62,7 @@ class _BatchNorm(Module):
             self.bias[...] = 0
 
     def forward(self, input):
-        x = np.asarray(input)
+        x = as_array(input)  # (a traced input stays traced)
         if x.ndim not in self._input_dims:
             raise ValueError(f"expected {self._expected} input (got {x.ndim}D input)")
         factor = 0.0 if self.momentum is None else self.momentum

@@ -1,0 +1,346 @@
+"""numbaconv's operations as ``autograd`` primitives, each with its vector-Jacobian product.
+
+Why autograd (the HIPS package, ``pip install numbaconv[train]``): it traces ordinary
+Python and NumPy code (loops, residual additions, concatenations through
+``autograd.numpy``) and keeps the graph bookkeeping, reverse-mode accumulation and
+higher-level ``grad``/``value_and_grad`` that an engine of our own would have to
+re-implement and maintain; numbaconv only adds what autograd cannot know: the
+gradients of its own compiled kernels. Each primitive computes its forward pass with
+the very function users call (on the boxes' raw arrays), and its gradient with
+numbaconv's kernels: a convolution's input gradient is a transposed convolution, its
+weight gradient :mod:`numbaconv.cpu.weight_grad` (see :mod:`numbaconv.nn.grad`).
+
+Functions marked ``@tracing.differentiable`` reach their primitive here when called with a
+box (:func:`primitive_of`); a numbaconv function without a gradient raises instead of
+returning a wrong one (``spec.check_float_array`` refuses boxes).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from autograd.extend import defvjp, primitive
+
+from . import activations, functional, losses, normalization, pooling
+from .dropout import _probability
+from .nn import grad as conv_grad
+from .pool_spec import pool_spec
+from .random import as_generator
+
+_PRIMITIVES: dict = {}
+
+
+def primitive_of(name: str):
+    """The traced version of the differentiable numbaconv function ``name``."""
+    return _PRIMITIVES[name]
+
+
+def _define(function, *vjps):
+    """Make ``function`` (a ``@differentiable`` public function) a primitive whose
+    gradients with respect to its first arguments are the ``vjps`` makers (autograd's
+    ``(ans, *args, **kwargs) -> (g -> gradient)``; None for an argument without one)."""
+    traced = primitive(function.raw)
+    defvjp(traced, *vjps)
+    _PRIMITIVES[function.__name__] = traced
+    return traced
+
+
+def _like(gradient, value):
+    """``gradient`` in the dtype and shape of the argument it belongs to."""
+    return np.asarray(gradient, dtype=np.asarray(value).dtype).reshape(np.shape(value))
+
+
+def _sum_to(gradient, shape):
+    """Sum a broadcast gradient back to ``shape`` (a bias added to every row)."""
+    gradient = np.asarray(gradient)
+    while gradient.ndim > len(shape):
+        gradient = gradient.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and gradient.shape[axis] != 1:
+            gradient = gradient.sum(axis=axis, keepdims=True)
+    return gradient
+
+
+# --------------------------------------------------------------------------- convolutions
+
+
+def _conv(function, nsp, input_grad, weight_grad):
+    def bias_vjp(ans, input, weight, bias=None, *args, **kwargs):
+        channel_axis = np.ndim(ans) - nsp - 1
+        axes = tuple(a for a in range(np.ndim(ans)) if a != channel_axis)
+        return lambda g: _like(np.sum(g, axis=axes), bias)
+
+    def conv_args(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", **_):
+        return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                    padding_mode=padding_mode)
+
+    _define(function,
+            lambda ans, input, weight, bias=None, *args, **kwargs: lambda g: _like(
+                input_grad(np.shape(input), weight, g, **conv_args(*args, **kwargs)), input),
+            lambda ans, input, weight, bias=None, *args, **kwargs: lambda g: _like(
+                weight_grad(input, np.shape(weight), g, **conv_args(*args, **kwargs)), weight),
+            bias_vjp)
+
+
+_conv(functional.conv2d, 2, conv_grad.conv2d_input, conv_grad.conv2d_weight)
+_conv(functional.conv1d, 1, conv_grad.conv1d_input, conv_grad.conv1d_weight)
+
+
+def _linear_input(ans, input, weight, bias=None):
+    if np.ndim(weight) == 1:
+        return lambda g: _like(np.multiply.outer(g, weight), input)
+    return lambda g: _like(activations.linear(g, np.ascontiguousarray(np.transpose(weight))),
+                           input)
+
+
+def _linear_weight(ans, input, weight, bias=None):
+    x = np.asarray(input)
+    if np.ndim(weight) == 1:
+        return lambda g: _like(np.tensordot(g, x, axes=(range(np.ndim(g)), range(np.ndim(g)))),
+                               weight)
+
+    def vjp(g):
+        rows = np.reshape(g, (-1, np.shape(weight)[0]))
+        inputs = x.reshape(-1, x.shape[-1])
+        return _like(activations.linear(np.ascontiguousarray(rows.T),
+                                        np.ascontiguousarray(inputs.T)), weight)
+    return vjp
+
+
+_define(activations.linear, _linear_input, _linear_weight,
+        lambda ans, input, weight, bias=None: lambda g: _like(_sum_to(g, np.shape(bias)), bias))
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def _elementwise(function, derivative):
+    """A one-input activation whose gradient is g * derivative(ans, x, *args)."""
+    _define(function, lambda ans, input, *args, **kwargs: lambda g: _like(
+        g * derivative(ans, np.asarray(input), *args, **kwargs), input))
+
+
+def _between(low, high):
+    return lambda ans, x, *args, **kwargs: ((x > low) & (x < high)).astype(x.dtype)
+
+
+_elementwise(activations.relu, lambda ans, x: (ans > 0).astype(x.dtype))
+_elementwise(activations.relu6, _between(0, 6))
+_elementwise(activations.hardtanh, lambda ans, x, min_val=-1.0, max_val=1.0, inplace=False:
+             ((x > min_val) & (x < max_val)).astype(x.dtype))
+_elementwise(activations.leaky_relu, lambda ans, x, negative_slope=0.01, *args: np.where(
+    x > 0, x.dtype.type(1), x.dtype.type(negative_slope)))
+_elementwise(activations.sigmoid, lambda ans, x: ans * (1 - ans))
+_elementwise(activations.tanh, lambda ans, x: 1 - ans * ans)
+
+
+def _silu_derivative(ans, x, inplace=False):
+    s = activations.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+_elementwise(activations.silu, _silu_derivative)
+
+
+def _softmax_axis(op, x, dim):
+    with warnings.catch_warnings():  # the implicit dim was warned about in the forward pass
+        warnings.simplefilter("ignore")
+        return activations._softmax_dim(op, np.asarray(x), dim, 3)
+
+
+def _softmax_vjp(ans, input, dim=None, _stacklevel=3, dtype=None):
+    axis = _softmax_axis("softmax", ans, dim)
+    return lambda g: _like(ans * (g - np.sum(g * ans, axis=axis, keepdims=True)), input)
+
+
+def _log_softmax_vjp(ans, input, dim=None, _stacklevel=3, dtype=None):
+    axis = _softmax_axis("log_softmax", ans, dim)
+    return lambda g: _like(g - np.exp(ans) * np.sum(g, axis=axis, keepdims=True), input)
+
+
+_define(activations.softmax, _softmax_vjp)
+_define(activations.log_softmax, _log_softmax_vjp)
+
+
+# --------------------------------------------------------------------------- pooling
+
+
+def _max_pool_vjp(function):
+    def vjp(ans, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+            return_indices=False):
+        x = np.asarray(input)
+        _, indices = function(x, kernel_size, stride, padding, dilation, ceil_mode, True)
+        plane = x.shape[-1] * (x.shape[-2] if function is pooling.max_pool2d else 1)
+        planes = x.size // plane if plane else 0
+
+        def scatter(g):  # each output's gradient onto the input value it took
+            flat = (np.arange(planes)[:, None] * plane + indices.reshape(planes, -1)).ravel()
+            summed = np.bincount(flat, weights=np.ravel(g), minlength=planes * plane)
+            return _like(summed, x)
+        return scatter
+    return vjp
+
+
+def _max_pool(function):
+    traced = primitive(function.raw)
+    defvjp(traced, _max_pool_vjp(function))
+
+    def checked(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                return_indices=False):
+        if return_indices:
+            raise NotImplementedError(f"{function.__name__}: return_indices=True while a "
+                                      f"gradient is traced is not supported; call it without")
+        return traced(input, kernel_size, stride, padding, dilation, ceil_mode)
+    _PRIMITIVES[function.__name__] = checked
+
+
+_max_pool(pooling.max_pool2d)
+_max_pool(pooling.max_pool1d)
+
+
+def _avg_pool2d_vjp(ans, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True, divisor_override=None):
+    x = np.asarray(input)
+    spec = pool_spec("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    (kh, kw), (sh, sw), (ph, pw) = spec.kernel, spec.stride, spec.padding
+    oh, ow = spec.out_height, spec.out_width
+    # 1 / each window's divisor, from the forward pass itself on ones: avg(ones) is the
+    # window's count of input values over its divisor, and that count comes from a sum.
+    ones = np.ones((1, 1) + x.shape[-2:], x.dtype)
+    mean_of_ones = pooling.avg_pool2d(ones, kernel_size, stride, padding, ceil_mode,
+                                      count_include_pad, divisor_override)[0, 0]
+    rows = max(x.shape[-2] + 2 * ph, (oh - 1) * sh + kh)
+    cols = max(x.shape[-1] + 2 * pw, (ow - 1) * sw + kw)
+    inside = np.zeros((rows, cols), x.dtype)
+    inside[ph:ph + x.shape[-2], pw:pw + x.shape[-1]] = 1
+    count = sum(inside[r:r + sh * (oh - 1) + 1:sh, s:s + sw * (ow - 1) + 1:sw]
+                for r in range(kh) for s in range(kw))
+    inverse_divisor = np.divide(mean_of_ones, count, out=np.zeros_like(mean_of_ones),
+                                where=count > 0)
+
+    def vjp(g):
+        share = np.asarray(g) * inverse_divisor
+        padded = np.zeros(x.shape[:-2] + (rows, cols), share.dtype)
+        for r in range(kh):
+            for s in range(kw):
+                padded[..., r:r + sh * (oh - 1) + 1:sh, s:s + sw * (ow - 1) + 1:sw] += share
+        return _like(padded[..., ph:ph + x.shape[-2], pw:pw + x.shape[-1]], x)
+    return vjp
+
+
+_define(pooling.avg_pool2d, _avg_pool2d_vjp)
+
+
+def _adaptive_avg_pool2d_vjp(ans, input, output_size):
+    x = np.asarray(input)
+    h, w = x.shape[-2:]
+    oh, ow = np.shape(ans)[-2:]
+
+    def vjp(g):
+        out = np.zeros(x.shape, np.result_type(x, g))
+        for i in range(oh):
+            r0, r1 = i * h // oh, -(-(i + 1) * h // oh)
+            for j in range(ow):
+                c0, c1 = j * w // ow, -(-(j + 1) * w // ow)
+                out[..., r0:r1, c0:c1] += g[..., i:i + 1, j:j + 1] / ((r1 - r0) * (c1 - c0))
+        return _like(out, x)
+    return vjp
+
+
+_define(pooling.adaptive_avg_pool2d, _adaptive_avg_pool2d_vjp)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _batch_norm_parts(input, running_mean, running_var, weight, training, eps):
+    """(x_hat, inverse std, per-channel weight, reduced axes, channel shape, batch stats?)"""
+    x = np.asarray(input)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    batch_stats = training or running_mean is None
+    if batch_stats:
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
+    else:
+        mean = np.reshape(running_mean, shape)
+        var = np.reshape(running_var, shape)
+    inverse_std = 1 / np.sqrt(var + eps)
+    scale = np.ones(shape, x.dtype) if weight is None else np.reshape(weight, shape)
+    return (x - mean) * inverse_std, inverse_std, scale, axes, batch_stats
+
+
+def _batch_norm_input(ans, input, running_mean, running_var, weight=None, bias=None,
+                      training=False, momentum=0.1, eps=1e-05):
+    x_hat, inverse_std, scale, axes, batch_stats = _batch_norm_parts(
+        input, running_mean, running_var, weight, training, eps)
+    count = np.size(input) // np.shape(input)[1]
+
+    def vjp(g):
+        if not batch_stats:
+            return _like(g * scale * inverse_std, input)
+        g_sum = np.sum(g, axis=axes, keepdims=True)
+        g_xhat = np.sum(g * x_hat, axis=axes, keepdims=True)
+        return _like(scale * inverse_std / count * (count * g - g_sum - x_hat * g_xhat), input)
+    return vjp
+
+
+def _batch_norm_weight(ans, input, running_mean, running_var, weight=None, bias=None,
+                       training=False, momentum=0.1, eps=1e-05):
+    x_hat, _, _, axes, _ = _batch_norm_parts(input, running_mean, running_var, weight,
+                                             training, eps)
+    return lambda g: _like(np.sum(g * x_hat, axis=axes), weight)
+
+
+def _batch_norm_bias(ans, input, running_mean, running_var, weight=None, bias=None, *args,
+                     **kwargs):
+    axes = (0,) + tuple(range(2, np.ndim(input)))
+    return lambda g: _like(np.sum(g, axis=axes), bias)
+
+
+traced_batch_norm = primitive(normalization.batch_norm.raw)
+defvjp(traced_batch_norm, _batch_norm_input, None, None, _batch_norm_weight,
+       _batch_norm_bias, argnums=(0, 1, 2, 3, 4))
+_PRIMITIVES["batch_norm"] = traced_batch_norm
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def _traced_dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
+    """Dropout of a traced input: the mask drawn as ``numbaconv.dropout`` draws it, then
+    multiplied in, which autograd differentiates by itself."""
+    p = _probability("dropout", p)
+    if inplace:
+        raise NotImplementedError("dropout: inplace=True while a gradient is traced is not "
+                                  "supported")
+    if not training or p == 0.0:
+        return input * 1
+    if p == 1.0:
+        return input * 0
+    dtype = np.dtype(input.dtype)
+    keep = as_generator(rng).random(np.shape(input)) >= p
+    return input * np.where(keep, dtype.type(1.0 / (1.0 - p)), dtype.type(0))
+
+
+_PRIMITIVES["dropout"] = _traced_dropout
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _loss_vjp(gradient_of):
+    """The VJP maker of a loss whose gradient with respect to its input, for an upstream
+    gradient ``g`` (a scalar, or per element with reduction='none'), is
+    ``gradient_of(input, target, *args)(g)``."""
+    def vjp(ans, input, target, *args, **kwargs):
+        return lambda g: _like(gradient_of(np.asarray(input), np.asarray(target), *args,
+                                           **kwargs)(np.asarray(g)), input)
+    return vjp
+
+
+_define(losses.mse_loss, _loss_vjp(losses.mse_loss_gradient))
+_define(losses.l1_loss, _loss_vjp(losses.l1_loss_gradient))
+_define(losses.nll_loss, _loss_vjp(losses.nll_loss_gradient))
+_define(losses.cross_entropy, _loss_vjp(losses.cross_entropy_gradient))

@@ -1,0 +1,55 @@
+"""How numbaconv's functions notice that a gradient is being traced through them.
+
+Gradients are traced by the ``autograd`` package (``numbaconv.nn.value_and_grad``), which
+passes its own array-like boxes through the forward pass. A function marked
+:func:`differentiable` hands calls with a box among their arguments to its autograd
+primitive (:mod:`numbaconv.autodiff`: the same function on the boxes' values, plus its
+gradient); plain calls go straight to the function after one type test per argument.
+Nothing here imports autograd: with no box, it is never needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+
+import numpy as np
+
+
+def is_traced(value) -> bool:
+    """Whether ``value`` is an autograd box, an array a gradient is being traced through."""
+    tracer = sys.modules.get("autograd.tracer")
+    return tracer is not None and isinstance(value, tracer.Box)
+
+
+def as_array(value):
+    """``np.asarray(value)``, but a traced value (a box) as it is: it has shape, ndim and
+    reshape of its own, and the array inside must not be taken out of it."""
+    return value if is_traced(value) else np.asarray(value)
+
+
+def differentiable(function):
+    """Mark a public function whose gradient :mod:`numbaconv.autodiff` defines."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        for value in args:
+            if type(value) is not np.ndarray and is_traced(value):
+                break
+        else:
+            for value in kwargs.values():
+                if type(value) is not np.ndarray and is_traced(value):
+                    break
+            else:
+                return function(*args, **kwargs)
+        from . import autodiff
+
+        # autograd follows positional arguments only: every argument that can be passed
+        # by position goes by position.
+        bound = signature.bind(*args, **kwargs)
+        return autodiff.primitive_of(function.__name__)(*bound.args, **bound.kwargs)
+
+    wrapper.raw = function
+    return wrapper

@@ -1,0 +1,331 @@
+"""Training: value_and_grad through numbaconv.nn models (autograd), losses, optimisers and
+schedulers, each against torch (autograd, torch.optim, torch.optim.lr_scheduler)."""
+
+import numpy as np
+import pytest
+
+import numbaconv
+from conftest import TORCH
+from numbaconv import nn, optim
+
+torch = pytest.importorskip("torch") if TORCH is None else TORCH
+pytest.importorskip("autograd")
+
+
+def _tensor(a, grad=False):
+    t = torch.from_numpy(np.array(a))
+    return t.requires_grad_() if grad else t
+
+
+class Residual(nn.Module):
+    """conv-bn-relu, conv-bn, plus the input, relu: ResNet's basic block."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = numbaconv.relu(self.bn1(self.conv1(x)))
+        return numbaconv.relu(self.bn2(self.conv2(out)) + x)
+
+
+class TorchResidual(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(channels)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + x)
+
+
+def _small_cnn(lib):
+    """The same small CNN in numbaconv.nn or torch.nn: a stem, a residual block, pooling,
+    dropout and a classifier."""
+    block = Residual(8) if lib is nn else TorchResidual(8)
+    # (no bias before BatchNorm, which cancels it: its gradient would be rounding noise,
+    # which Adam scales up to whole steps, and the two libraries' noise differs)
+    return lib.Sequential(lib.Conv2d(1, 8, 3, padding=1, bias=False), lib.BatchNorm2d(8),
+                          lib.ReLU(),
+                          block, lib.MaxPool2d(2), lib.Conv2d(8, 16, 3, stride=2), lib.ReLU(),
+                          lib.AdaptiveAvgPool2d(1), lib.Flatten(), lib.Linear(16, 10))
+
+
+def _twins():
+    torch.manual_seed(0)
+    theirs = _small_cnn(torch.nn)
+    ours = _small_cnn(nn)
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("make_optimizers", [
+    lambda ours, theirs: (optim.SGD(ours.parameters(), lr=0.05, momentum=0.9,
+                                    weight_decay=5e-4),
+                          torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9,
+                                          weight_decay=5e-4)),
+    lambda ours, theirs: (optim.Adam(ours.parameters(), lr=3e-3),
+                          torch.optim.Adam(theirs.parameters(), lr=3e-3)),
+    lambda ours, theirs: (optim.AdamW(ours.parameters(), lr=3e-3, amsgrad=True),
+                          torch.optim.AdamW(theirs.parameters(), lr=3e-3, amsgrad=True)),
+], ids=["sgd-momentum", "adam", "adamw-amsgrad"])
+def test_fifty_steps_follow_torch(make_optimizers):
+    """50 training steps from identical weights on identical batches: the loss at every
+    step within 1e-4 relative of torch's, and the running statistics too."""
+    ours, theirs = _twins()
+    opt, torch_opt = make_optimizers(ours, theirs)
+    step = nn.value_and_grad(ours, nn.CrossEntropyLoss())
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    ours.train()
+    theirs.train()
+    for _ in range(50):
+        x = rng.standard_normal((16, 1, 12, 12)).astype(np.float32)
+        y = rng.integers(0, 10, 16)
+        loss, grads = step(x, y)
+        opt.step(grads)
+        torch_opt.zero_grad()
+        torch_loss = loss_fn(theirs(_tensor(x)), _tensor(y))
+        torch_loss.backward()
+        torch_opt.step()
+        assert loss == pytest.approx(torch_loss.item(), rel=1e-4)
+    # Parameters and running statistics agree more loosely: Adam divides each gradient by
+    # its own running size, so rounding differences in near-zero gradients become steps.
+    state = theirs.state_dict()
+    for key, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, state[key].numpy(), rtol=1e-2, atol=1e-3,
+                                   err_msg=key)
+
+
+def test_gradients_of_a_model_match_torch():
+    ours, theirs = _twins()
+    x = np.random.default_rng(1).standard_normal((4, 1, 12, 12)).astype(np.float32)
+    y = np.array([3, 1, 4, 1])
+    loss, grads = nn.value_and_grad(ours, nn.CrossEntropyLoss(label_smoothing=0.1))(x, y)
+    torch_loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1)(theirs(_tensor(x)), _tensor(y))
+    torch_loss.backward()
+    assert list(grads) == [name for name, _ in ours.named_parameters()]
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-5)
+    for name, p in theirs.named_parameters():
+        scale = float(np.abs(p.grad.numpy()).max())
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), atol=1e-5 * max(scale, 1e-3))
+
+
+# --------------------------------------------------------------------------- each operation
+
+
+def _function_grads(ours, theirs, arrays, upstream_seed=0):
+    """Gradients of sum(out * u), u random, with respect to each of ``arrays``."""
+    import autograd
+
+    out = ours(*arrays)
+    u = np.random.default_rng(upstream_seed).standard_normal(np.shape(out))
+    got = autograd.grad(lambda *a: (ours(*a) * u).sum(), list(range(len(arrays))))(*arrays)
+    tensors = [_tensor(a, grad=True) for a in arrays]
+    (theirs(*tensors) * _tensor(u)).sum().backward()
+    return got, [t.grad.numpy() for t in tensors]
+
+
+F = torch.nn.functional if TORCH is not None else None
+
+OPERATIONS = [
+    ("conv2d", lambda x, w, b: numbaconv.conv2d(x, w, b, 2, 1, 1, 2),
+     lambda x, w, b: F.conv2d(x, w, b, 2, 1, 1, 2), [(2, 4, 9, 8), (6, 2, 3, 3), (6,)]),
+    ("conv1d same", lambda x, w: numbaconv.conv1d(x, w, padding="same", dilation=2),
+     lambda x, w: F.conv1d(x, w, padding="same", dilation=2), [(2, 3, 11), (4, 3, 3)]),
+    ("linear 3-D", lambda x, w, b: numbaconv.linear(x, w, b),
+     lambda x, w, b: F.linear(x, w, b), [(2, 3, 5), (4, 5), (4,)]),
+    ("relu6", numbaconv.relu6, F.relu6 if F else None, [(3, 7)]),
+    ("hardtanh", lambda x: numbaconv.hardtanh(x, -0.5, 0.5),
+     lambda x: F.hardtanh(x, -0.5, 0.5), [(3, 7)]),
+    ("leaky_relu", lambda x: numbaconv.leaky_relu(x, 0.2),
+     lambda x: F.leaky_relu(x, 0.2), [(3, 7)]),
+    ("sigmoid", numbaconv.sigmoid, torch.sigmoid, [(3, 7)]),
+    ("tanh", numbaconv.tanh, torch.tanh, [(3, 7)]),
+    ("silu", numbaconv.silu, F.silu if F else None, [(3, 7)]),
+    ("softmax", lambda x: numbaconv.softmax(x, dim=0),
+     lambda x: F.softmax(x, dim=0), [(4, 5)]),
+    ("log_softmax", lambda x: numbaconv.log_softmax(x, dim=-1),
+     lambda x: F.log_softmax(x, dim=-1), [(4, 5)]),
+    ("max_pool2d overlapping", lambda x: numbaconv.max_pool2d(x, 3, 2, 1),
+     lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 9, 10)]),
+    ("max_pool1d dilated", lambda x: numbaconv.max_pool1d(x, 2, 2, 0, 2, True),
+     lambda x: F.max_pool1d(x, 2, 2, 0, 2, True), [(2, 3, 12)]),
+    ("avg_pool2d ceil", lambda x: numbaconv.avg_pool2d(x, 3, 2, 1, True, False),
+     lambda x: F.avg_pool2d(x, 3, 2, 1, True, False), [(2, 3, 8, 9)]),
+    ("avg_pool2d divisor", lambda x: numbaconv.avg_pool2d(x, 2, 1, 1, False, True, 3),
+     lambda x: F.avg_pool2d(x, 2, 1, 1, False, True, 3), [(1, 2, 5, 6)]),
+    ("adaptive_avg_pool2d", lambda x: numbaconv.adaptive_avg_pool2d(x, (3, 2)),
+     lambda x: F.adaptive_avg_pool2d(x, (3, 2)), [(2, 3, 7, 5)]),
+    ("batch_norm train", lambda x, w, b: numbaconv.batch_norm(x, None, None, w, b, True),
+     lambda x, w, b: F.batch_norm(x, None, None, w, b, True), [(4, 3, 5, 2), (3,), (3,)]),
+    ("batch_norm eval", lambda x, w, b: numbaconv.batch_norm(
+        x, np.linspace(0, 1, 3), np.linspace(1, 2, 3), w, b),
+     lambda x, w, b: F.batch_norm(x, torch.linspace(0, 1, 3, dtype=torch.float64),
+                                  torch.linspace(1, 2, 3, dtype=torch.float64), w, b),
+     [(4, 3, 5), (3,), (3,)]),
+    ("mse_loss", lambda x, t: numbaconv.mse_loss(x, t), lambda x, t: F.mse_loss(x, t),
+     [(3, 4), (3, 4)]),
+    ("l1_loss sum", lambda x, t: numbaconv.l1_loss(x, t, "sum"),
+     lambda x, t: F.l1_loss(x, t, reduction="sum"), [(3, 4), (3, 4)]),
+    ("cross_entropy probabilities", lambda x, t: numbaconv.cross_entropy(
+        x, numbaconv.softmax(t, dim=1), label_smoothing=0.2),
+     lambda x, t: F.cross_entropy(x, F.softmax(t.detach(), dim=1), label_smoothing=0.2),
+     [(4, 5, 3), (4, 5, 3)]),
+]
+
+
+@pytest.mark.parametrize("name, ours, theirs, shapes", OPERATIONS, ids=[o[0] for o in OPERATIONS])
+def test_each_operation_gradient(name, ours, theirs, shapes):
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal(s) for s in shapes]  # float64: tight comparisons
+    if name.startswith("cross_entropy"):  # the target is a constant
+        target = arrays[1]
+        ours_fn, theirs_fn = (lambda x: ours(x, target)), (lambda x: theirs(x, _tensor(target)))
+        got, want = _function_grads(ours_fn, theirs_fn, arrays[:1])
+    elif name in ("mse_loss", "l1_loss sum"):
+        target = arrays[1]
+        got, want = _function_grads(lambda x: ours(x, target),
+                                    lambda x: theirs(x, _tensor(target)), arrays[:1])
+    else:
+        got, want = _function_grads(ours, theirs, arrays)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(reduction="sum"), dict(reduction="none"), dict(ignore_index=2),
+    dict(weight=np.array([0.5, 2.0, 1.0, 3.0])), dict(label_smoothing=0.3),
+    dict(weight=np.array([0.5, 2.0, 1.0, 3.0]), label_smoothing=0.3, ignore_index=1),
+])
+@pytest.mark.parametrize("loss", ["cross_entropy", "nll_loss"])
+def test_classification_losses(loss, kwargs):
+    """Values and input gradients of cross_entropy and nll_loss with class-index targets,
+    on (N, C) and (N, C, d) inputs, against torch."""
+    if loss == "nll_loss" and "label_smoothing" in kwargs:
+        pytest.skip("nll_loss has no label_smoothing")  # (not an argument of torch's either)
+    rng = np.random.default_rng(3)
+    for shape, target_shape in (((6, 4), (6,)), ((3, 4, 5), (3, 5))):
+        x = rng.standard_normal(shape)
+        y = rng.integers(0, 4, target_shape)
+        theirs_kwargs = {k: _tensor(v) if isinstance(v, np.ndarray) else v
+                         for k, v in kwargs.items()}
+        ours = lambda a: getattr(numbaconv, loss)(a, y, **kwargs)  # noqa: E731
+        theirs = lambda a: getattr(F, loss)(a, _tensor(y), **theirs_kwargs)  # noqa: E731
+        np.testing.assert_allclose(ours(x), theirs(_tensor(x)).numpy(), rtol=1e-12)
+        got, want = _function_grads(ours, theirs, [x])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-12)
+
+
+def test_dropout_gradient_is_its_mask():
+    x = np.ones((4, 50))
+    import autograd
+
+    out = numbaconv.dropout(x, 0.3, rng=7)
+    grad = autograd.grad(lambda a: numbaconv.dropout(a, 0.3, rng=7).sum())(x)
+    np.testing.assert_array_equal(grad, out)  # the same draws: x is ones
+
+
+# --------------------------------------------------------------------------- optimisers
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.5, nesterov=True, maximize=True),
+     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.5, nesterov=True, maximize=True)),
+    (lambda p: optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, amsgrad=True),
+     lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1,
+                                amsgrad=True)),
+    (lambda p: optim.AdamW(p, lr=0.01, eps=1e-6),
+     lambda p: torch.optim.AdamW(p, lr=0.01, eps=1e-6)),
+])
+def test_update_rules_follow_torch(ours, theirs):
+    rng = np.random.default_rng(4)
+    params = [rng.standard_normal((3, 4)).astype(np.float32),
+              rng.standard_normal(5).astype(np.float32)]
+    tensors = [torch.nn.Parameter(_tensor(p)) for p in params]
+    opt, torch_opt = ours(params), theirs(tensors)
+    for _ in range(20):
+        grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+        opt.step(grads)
+        for t, g in zip(tensors, grads):
+            t.grad = _tensor(g)
+        torch_opt.step()
+    for p, t in zip(params, tensors):
+        np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda o, lib: lib.StepLR(o, step_size=3, gamma=0.5),
+    lambda o, lib: lib.CosineAnnealingLR(o, T_max=7, eta_min=0.01),
+])
+def test_schedulers_follow_torch(make):
+    opt = optim.SGD([np.zeros(2, np.float32)], lr=0.1)
+    torch_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    ours, theirs = make(opt, optim), make(torch_opt, torch.optim.lr_scheduler)
+    for _ in range(25):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        torch_opt.step()
+        ours.step()
+        theirs.step()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_an_operation_without_gradient_raises():
+    model = nn.Sequential(nn.Linear(3, 3), nn.GELU())
+    with pytest.raises(NotImplementedError, match="gelu"):
+        nn.value_and_grad(model, nn.MSELoss())(np.ones((2, 3)), np.zeros((2, 3)))
+
+
+def test_a_numpy_function_on_traced_values_raises():
+    class Joined(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return numbaconv.relu(np.stack([self.fc(x), self.fc(x)]))
+
+    with pytest.raises((TypeError, ValueError)):
+        nn.value_and_grad(Joined(), nn.MSELoss())(np.ones((2, 3)), np.zeros((2, 2, 3)))
+
+
+def test_concatenation_through_autograd_numpy():
+    import autograd.numpy as anp
+
+    class Joined(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(2, 3, 1), nn.Conv2d(2, 4, 1)
+
+        def forward(self, x):
+            return anp.concatenate([self.a(x), self.b(x)], axis=1)
+
+    model = Joined()
+    x = np.random.default_rng(5).standard_normal((2, 2, 3, 3)).astype(np.float32)
+    loss, grads = nn.value_and_grad(model, lambda out, t: (out * out).sum())(x, None)
+    out = model(x)
+    assert loss == pytest.approx(float((out * out).sum()), rel=1e-5)
+    # d/dbias of sum(out^2) is 2 * sum over positions of each channel's output
+    np.testing.assert_allclose(grads["a.bias"], 2 * out[:, :3].sum(axis=(0, 2, 3)), rtol=1e-4)
+
+
+def test_value_and_grad_arguments():
+    with pytest.raises(TypeError, match="Module"):
+        nn.value_and_grad(lambda x: x, nn.MSELoss())
+    with pytest.raises(ValueError, match="scalar"):
+        nn.value_and_grad(nn.Linear(2, 2), nn.MSELoss(reduction="none"))(
+            np.ones((1, 2)), np.ones((1, 2)))
+    with pytest.raises(ValueError, match="2 gradients for 1 parameters"):
+        optim.SGD([np.zeros(2)], lr=0.1).step([np.zeros(2), np.zeros(2)])
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        optim.Adam([np.zeros(2)], lr=-1)
