@@ -120,7 +120,7 @@ def conv_arguments(draw, nsp):
     cg = 1 if depthwise else draw(st.integers(1, 4))
     channels = draw(st.integers(2, 6)) if depthwise else cg * groups
     groups = channels if depthwise else groups
-    kg = draw(st.integers(1, 3)) * (1 if depthwise else 1)
+    kg = draw(st.integers(1, 3))  # output channels per group (a depthwise multiplier)
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(nsp))
     dilation = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
     stride = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
@@ -138,15 +138,12 @@ def conv_arguments(draw, nsp):
         sizes.append(size)
         pads.append(pad)
     padding = "same" if same else tuple(pads)
-    if same and mode == "reflect":
-        for size, k, d in zip(sizes, kernel, dilation):
-            if d * (k - 1) - d * (k - 1) // 2 >= size:
-                mode = "zeros"
-    if mode == "circular" and not same and any(p > s for p, s in zip(pads, sizes)):
+    # The padding each side gets, and the modes that can pad so much (as torch checks).
+    amounts = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) if same else (p, p)
+               for k, d, p in zip(kernel, dilation, pads)]
+    if mode == "reflect" and any(max(a) >= size for a, size in zip(amounts, sizes)):
         mode = "zeros"
-    if not same and any(s + 2 * p < d * (k - 1) + 1
-                        for s, p, k, d in zip(sizes, pads, kernel, dilation)):
-        padding = tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+    if mode == "circular" and any(max(a) > size for a, size in zip(amounts, sizes)):
         mode = "zeros"
     batch = draw(st.integers(1, 3))
     batched = draw(st.integers(0, 5)) > 0
