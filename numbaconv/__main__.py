@@ -5,6 +5,8 @@
     python -m numbaconv selfcheck       # correctness only
     python -m numbaconv layers          # pooling, transposed conv and linear against torch
     python -m numbaconv bench --set networks [--batch 8]   # 16 torchvision models' layers
+    python -m numbaconv bench --backward [--batch 8]       # their conv gradients vs torch
+    python -m numbaconv bench --training                   # training steps vs torch
     python -m numbaconv models [--models resnet18 ...] [--batch 1 8]   # whole CNNs via ONNX
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
@@ -36,8 +38,9 @@ def main(argv=None) -> int:
     bench.add_argument("--set", default="public", choices=["public", "networks"],
                        help="public: the 10-layer table (default); networks: every layer "
                             "call of 16 torchvision models, by kind and by model")
-    bench.add_argument("--batch", type=int, default=1,
-                       help="--set networks: times the recorded batch (default 1)")
+    bench.add_argument("--batch", type=int, default=None,
+                       help="--set networks and --backward: times the recorded batch "
+                            "(default 1, and 8 with --backward)")
     bench.add_argument("--layers", nargs="*", help="layer names (default: all)")
     bench.add_argument("--algorithm", default="auto",
                        help="auto (default), autotune, direct, gemm, winograd_f2x2, winograd_f4x4")
@@ -49,6 +52,12 @@ def main(argv=None) -> int:
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench.add_argument("--no-torch", action="store_true", help="leave torch out")
     bench.add_argument("--no-numpy", action="store_true", help="leave the NumPy peer out")
+    bench.add_argument("--backward", action="store_true",
+                       help="conv2d input + weight gradients of the networks.json layers "
+                            "against torch's backward (batch x8 unless --batch is given)")
+    bench.add_argument("--training", action="store_true",
+                       help="training steps (LeNet-5 batch 64, ResNet-18 batch 8 on 64x64) "
+                            "against torch")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                        help="cuda: time the GPU kernels on device arrays (needs a GPU and "
                             "numbaconv[cuda]), against torch CUDA when available")
@@ -86,10 +95,18 @@ def main(argv=None) -> int:
         bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)
     elif args.command is None:
         bench_module.run_bench()
+    elif args.backward or args.training:
+        from .bench_training import run_backward_bench, run_training_bench
+
+        if args.backward:
+            run_backward_bench(batch=args.batch or 8,
+                               repeat=args.repeat or 3, threads=args.threads)
+        if args.training:
+            run_training_bench(repeat=args.repeat or 5, threads=args.threads)
     elif args.set == "networks":
         from .bench_networks import run_network_bench
 
-        run_network_bench(batch=args.batch, repeat=args.repeat or 7, threads=args.threads,
+        run_network_bench(batch=args.batch or 1, repeat=args.repeat or 7, threads=args.threads,
                           use_torch=not args.no_torch)
     else:
         try:

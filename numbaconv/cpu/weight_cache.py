@@ -106,6 +106,11 @@ class TransformCache:
 
 
 def _entry_bytes(weight, transformed) -> int:
+    """The weight copy and its transform (an array, or a sequence of arrays): iterating
+    over an array's rows instead cost 0.3 s of a ResNet-18 training step, in which every
+    step's new weights evict the last ones' transforms."""
+    if isinstance(transformed, np.ndarray):
+        return weight.nbytes + transformed.nbytes
     return weight.nbytes + sum(np.asarray(t).nbytes for t in transformed)
 
 

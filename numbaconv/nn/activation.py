@@ -16,6 +16,7 @@ from ..activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, l
 from .init import generator
 from .module import Module
 from .options import check_bool, check_int, check_number, module_dtype
+from ..tracing import is_traced
 
 
 def _store(name: str, input, result):
@@ -34,7 +35,9 @@ class _Inplace(Module):
         self.inplace = check_bool(type(self).__name__, "inplace", inplace)
 
     def _result(self, input, result):
-        return _store(type(self).__name__, input, result) if self.inplace else result
+        if not self.inplace or is_traced(input):  # (a traced value is never overwritten)
+            return result
+        return _store(type(self).__name__, input, result)
 
     def _repr_with_inplace(self, *parts: str) -> str:
         """torch's extra_repr: ``parts``, then ``inplace=True`` when set."""
