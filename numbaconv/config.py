@@ -98,6 +98,30 @@ def small_work() -> bool:
     return getattr(_small_work, "active", False)
 
 
+# --------------------------------------------------------------------------- training
+
+_fresh_weights = threading.local()
+
+
+class fresh_weights:
+    """A block (``with fresh_weights():``) in which every call's weights are new, as in a
+    training step, which updates them all: transforms of the weights (Winograd's, the
+    regrouped ones of transposed convolutions) are computed for the call and not kept,
+    and the planner counts their cost (``planner.WINOGRAD_FRESH_MIN_TILES``)."""
+
+    def __enter__(self):
+        self._previous = weights_are_fresh()
+        _fresh_weights.active = True
+
+    def __exit__(self, *exc):
+        _fresh_weights.active = self._previous
+
+
+def weights_are_fresh() -> bool:
+    """True inside a :class:`fresh_weights` block (on this thread)."""
+    return getattr(_fresh_weights, "active", False)
+
+
 # --------------------------------------------------------------------------- BLAS threads
 
 _blas = None  # threadpoolctl's controllers of the loaded BLAS libraries, once looked up

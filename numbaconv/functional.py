@@ -127,7 +127,8 @@ def _repeat_key(op, input, weight, bias, stride, padding, dilation, groups, padd
     return (op, input.shape, input.dtype, weight.shape, weight.dtype,
             None if bias is None else (bias.shape, bias.dtype),
             stride, padding, dilation, groups, padding_mode, algorithm,
-            None if post is NO_EPILOGUE else post.tobytes())
+            None if post is NO_EPILOGUE else post.tobytes(),
+            config.weights_are_fresh())  # (training steps plan Winograd differently)
 
 
 def _prepared_call(spec, chosen, input, weight, bias, post):

@@ -140,6 +140,20 @@ WINOGRAD_STREAMED_WEIGHT_BYTES = 16 << 20
 WINOGRAD_MIN_STREAMED_POSITIONS = 128
 
 
+#: F(4x4) output tiles per call below which, while every call's weights are new (a
+#: training step: ``config.fresh_weights``), the CPU does not run Winograd: transforming
+#: the weights (6x6 values from each 3x3 kernel, written out) then costs more than the
+#: multiplications it saves. Measured (2 threads, AVX-512), a ResNet-18 training step at
+#: batch 8 on 64x64 images: the weight transforms took 78 ms of 300.
+WINOGRAD_FRESH_MIN_TILES = 64
+
+
+def fresh_transform_pays(spec: ConvSpec) -> bool:
+    """False while weights are new on every call (``config.fresh_weights``) and ``spec``
+    has too few output tiles to pay for transforming them (WINOGRAD_FRESH_MIN_TILES)."""
+    return not config.weights_are_fresh() or winograd_f4_tiles(spec) >= WINOGRAD_FRESH_MIN_TILES
+
+
 def winograd_f4_tiles(spec: ConvSpec) -> int:
     """Output tiles F(4x4) computes for ``spec``, over its batch and dilation phases."""
     dh, dw = spec.dilation_h, spec.dilation_w
@@ -237,7 +251,8 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        (depthwise_b8: direct 0.4 ms, GEMM 6.9 ms).
     """
     cg, kg = spec.in_channels_per_group, spec.out_channels_per_group
-    if winograd_pays(spec, REGISTRY) and not winograd_streams_weights(spec):
+    if winograd_pays(spec, REGISTRY) and not winograd_streams_weights(spec) \
+            and fresh_transform_pays(spec):
         dilated = " (per dilation phase)" if spec.dilation_h * spec.dilation_w > 1 else ""
         tiles = winograd_f4_tiles(spec)
         if tiles < WINOGRAD_F4_MIN_TILES:

@@ -172,7 +172,8 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
                      None if b is None else b.shape, 1, 0, tspec.dilation, tspec.groups,
                      "zeros", tspec.dtype)
     if algorithm in planner.SPECIAL and (tspec.stride != (1, 1) or
-                                         not planner.winograd_pays(spec, planner.REGISTRY)):
+                                         not planner.winograd_pays(spec, planner.REGISTRY)
+                                         or not planner.fresh_transform_pays(spec)):
         out = by_matrix_product(tspec, x4, w4, None if b is None else b.astype(tspec.dtype))
         return out.reshape(tspec.output_shape)
     up = zero_inserted_input(tspec, x4)

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..config import parse_memory_limit
+from ..config import parse_memory_limit, weights_are_fresh
 from .dispatch import parallel_kernel
 
 
@@ -77,6 +77,8 @@ class TransformCache:
 
     def get(self, tag, weight, compute):
         """``compute()``'s result for ``weight`` (C-contiguous), reusing an equal earlier one."""
+        if weights_are_fresh():  # a training step: nothing to reuse, nothing worth keeping
+            return compute()
         # The address tells layers of equal shape apart; the contents decide reuse.
         key = (tag, weight.ctypes.data, weight.shape, weight.dtype.str)
         with self._lock:

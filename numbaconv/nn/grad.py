@@ -29,7 +29,6 @@ array([[4., 4.],
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .. import config
@@ -140,6 +139,8 @@ def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, 
 
 def _weight_grad(op, input, weight_size, grad_output, stride, padding, dilation, groups,
                  padding_mode):
+    import numba  # (imported here: importing numbaconv compiles and imports no Numba)
+
     from ..cpu import weight_grad
 
     input = check_float_array(op, "input", input)

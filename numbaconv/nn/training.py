@@ -23,6 +23,7 @@ import contextlib
 
 import numpy as np
 
+from .. import config
 from .module import Module
 
 
@@ -92,7 +93,8 @@ def value_and_grad(model: Module, loss_fn):
                                  f"{np.shape(loss)} (reduction='none'?)")
             return loss
 
-        loss, gradients = autograd.value_and_grad(objective)(list(arrays))
+        with config.fresh_weights():  # every step's weights are new: nothing to cache
+            loss, gradients = autograd.value_and_grad(objective)(list(arrays))
         gradients = [np.asarray(g, dtype=a.dtype).reshape(a.shape)
                      for g, a in zip(gradients, arrays)]
         return np.asarray(loss)[()], Gradients(names, arrays, gradients)
