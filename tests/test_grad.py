@@ -197,21 +197,34 @@ def test_conv1d_gradients_fuzz(case):
 # --------------------------------------------------------------------------- kernels
 
 
-@pytest.mark.parametrize("kernel", ["weight_products", "weight_taps"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+_KERNEL_CASES = [
     ((3, 12, 15, 17), (20, 12, 3, 3), dict(padding=1)),
+    ((2, 7, 23, 21), (10, 7, 3, 2), dict(stride=(2, 3), padding=(2, 1), dilation=(2, 3))),
+    ((1, 300, 9, 9), (70, 300, 2, 1), {}),  # rows over several jobs, a ragged tile
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2)),
     ((2, 6, 28, 28), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),  # depthwise
-    ((1, 300, 9, 9), (70, 300, 1, 1), {}),  # rows over several jobs, a ragged tile
-])
-def test_both_weight_kernels(x_shape, w_shape, kwargs, dtype, kernel, rng, monkeypatch):
-    """Each weight-gradient kernel forced onto every case; weight_products with one image
-    per im2col chunk, each chunk's product added onto the last."""
-    monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS",
-                        1 if kernel == "weight_products" else 10**9)
+]
+#: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_PRODUCT_MIN_CHANNELS)
+_FORCE = {"weight_tiles": (1, 10**9), "weight_products": (10**9, 1),
+          "weight_taps": (10**9, 10**9)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel, x_shape, w_shape, kwargs",
+                         [(k, *case) for k in _FORCE for case in _KERNEL_CASES
+                          if k != "weight_tiles" or "groups" not in case[2]])
+def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monkeypatch):
+    """Each weight-gradient kernel forced onto every case it can run (weight_tiles:
+    ungrouped layers): weight_products with one image per im2col chunk, each chunk's
+    product added onto the last; weight_tiles with jobs of the fewest positions (64),
+    channels and output channels padded to whole tiles."""
+    tiles, products = _FORCE[kernel]
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", products)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_CHUNK_BYTES", 1)
     import numbaconv
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -221,13 +234,17 @@ def test_both_weight_kernels(x_shape, w_shape, kwargs, dtype, kernel, rng, monke
     _check(x, w, grad, kwargs, 2)
 
 
-def test_depthwise_layers_take_dot_products_and_dense_ones_matrix_products():
+def test_which_layers_take_which_weight_kernel():
     import numbaconv
     x = np.empty((1, 32, 8, 8), np.float32)
     depthwise = numbaconv.plan(x, np.empty((32, 1, 3, 3), np.float32), groups=32).spec
-    dense = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32)).spec
+    grouped = numbaconv.plan(x, np.empty((64, 4, 3, 3), np.float32), groups=8).spec
+    dense = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32), padding=1).spec
+    tiny = numbaconv.plan(x[..., :4, :4], np.empty((64, 32, 3, 3), np.float32)).spec
     assert registry.weight_grad_kernel(depthwise) == "weight_taps"
-    assert registry.weight_grad_kernel(dense) == "weight_products"
+    assert registry.weight_grad_kernel(grouped) == "weight_products"
+    assert registry.weight_grad_kernel(dense) == "weight_tiles"
+    assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
 
 
 def test_inputs_are_not_modified(rng):

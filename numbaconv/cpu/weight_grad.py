@@ -22,11 +22,12 @@
 import numpy as np
 
 from ..isa import MR
-from ..registry import weight_grad_chunk_images, weight_grad_kernel
+from ..isa import NV, VECTOR_BYTES
+from ..registry import weight_grad_chunk, weight_grad_chunk_images, weight_grad_kernel
 from .dispatch import parallel_kernel
 from .gemm import unfold
-from .layout import phase_split_input, transpose_into
-from .microkernel import matmul, workspace_size
+from .layout import pad_phase_split, phase_split_input, transpose_into
+from .microkernel import _tile, matmul, workspace_size
 from .workspace import scratch
 
 #: Jobs per thread the rows of a weight-gradient product are cut into.
@@ -51,6 +52,73 @@ def weight_products(cols, grad_t, out_t, block_rows, accumulate, worker, workers
         i1 = min(depth, i0 + block_rows)
         matmul(cols[g * depth + i0:g * depth + i1, :positions],
                grad_t[:, g * kg:(g + 1) * kg], out_t[g, i0:i1], work, accumulate)
+    return 0
+
+
+@parallel_kernel
+def positions_last(grad, wide, ext, worker, workers):
+    """ext[n, oh * wide + ow, k] = grad[n, k, oh, ow]: the gradient with a row of output
+    channels per position, rows ``wide`` positions apart, zero in the columns past OW and
+    the channels past K (what ``weight_tiles`` multiplies); one (image, row) per job."""
+    n_batch, out_channels, out_h, out_w = grad.shape
+    padded_k = ext.shape[2]
+    zero = ext.dtype.type(0)
+    for job in range(worker, n_batch * out_h, workers):
+        n = job // out_h
+        oh = job % out_h
+        for ow in range(wide):
+            row = ext[n, oh * wide + ow]
+            for k in range(padded_k):
+                row[k] = zero
+        for k in range(out_channels):
+            src = grad[n, k, oh]
+            for ow in range(out_w):
+                ext[n, oh * wide + ow, k] = src[ow]
+    return 0
+
+
+@parallel_kernel
+def weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, worker, workers):
+    """partials[worker, t, c, :] += the gradient of tap t's weights from input channel c,
+    summed over the positions of this share's jobs: register tiles of MR input channels
+    by NV vectors of output channels, the depth running over positions.
+
+    xph (N, Cp, sh, sw, Hq, Wq): the padded input split by stride phase, Cp a multiple of
+    MR (zero channels past C); ext (N, OH * Wq, Kp): the gradient, a row of output
+    channels per position (``positions_last``). Output position m = oh * Wq + ow of tap t
+    reads xph[n, c, phase_t].flat[m + tap_shift[t]]: contiguous along m, so the tile
+    reads its rows in place, and the positions of the columns past OW, whose gradient is
+    zero, add nothing. ``positions``: (OH - 1) * Wq + OW, the last one that counts; jobs
+    are (image, ``chunk`` positions), whose gradient rows stay in L2 for every tap and
+    channel.
+    """
+    n_batch, padded_c, stride_h, stride_w, rows_q, cols_q = xph.shape
+    n_taps, padded_k = partials.shape[1], partials.shape[3]
+    lanes = VECTOR_BYTES // xph.itemsize
+    panel = NV * lanes
+    n_panels = -(-padded_k // panel)
+    plane = rows_q * cols_q
+    channel_stride = stride_h * stride_w * plane
+    wide_positions = ext.shape[1]
+    xf = xph.reshape(xph.size)
+    ef = ext.reshape(ext.size)
+    pf = partials.reshape(partials.size)
+    chunks = -(-positions // chunk)
+    for job in range(worker, n_batch * chunks, workers):
+        n = job // chunks
+        m0 = job % chunks * chunk
+        depth = min(chunk, positions - m0)
+        b_row = (n * wide_positions + m0) * padded_k
+        for t in range(n_taps):
+            a_base = (n * padded_c * stride_h * stride_w + tap_phase[t]) * plane \
+                + tap_shift[t] + m0
+            c_base = (worker * n_taps + t) * padded_c * padded_k
+            for c0 in range(0, padded_c, MR):
+                for p in range(n_panels):
+                    nv = min(NV, (padded_k - p * panel) // lanes)
+                    _tile(nv, xf, a_base + c0 * channel_stride, channel_stride, ef,
+                          b_row + p * panel, padded_k, pf, c_base + c0 * padded_k + p * panel,
+                          padded_k, depth, True)
     return 0
 
 
@@ -98,11 +166,14 @@ def run(spec, x, grad, threads):
     kg, cg = spec.out_channels_per_group, spec.in_channels_per_group
     taps = spec.kernel_height * spec.kernel_width
     out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
-    if weight_grad_kernel(spec) == "weight_taps":
+    kernel = weight_grad_kernel(spec)
+    if kernel == "weight_taps":
         xph = phase_split_input(spec, x, "weight_grad_input")
         weight_taps(xph, grad, out, spec.dilation_h, spec.dilation_w, spec.groups,
                     workers=spec.out_channels * cg)
         return out
+    if kernel == "weight_tiles":
+        return _run_tiles(spec, x, grad, threads, out)
     depth = cg * taps
     positions = spec.out_height * spec.out_width
     chunk = weight_grad_chunk_images(spec)
@@ -127,4 +198,37 @@ def run(spec, x, grad, threads):
         weight_products(cols, grad_t, out_t, rows, n0 > 0,
                         workers=spec.groups * -(-depth // rows))
     out[...] = out_t.transpose(0, 2, 1).reshape(out.shape)
+    return out
+
+
+def _run_tiles(spec, x, grad, threads, out):
+    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input with its
+    channels padded to whole tiles, the gradient positions-last, one partial sum per
+    share, then their sum transposed into ``out`` (K, C, kH, kW)."""
+    sh, sw = spec.stride_h, spec.stride_w
+    rows_q, cols_q = -(-spec.padded_height // sh), -(-spec.padded_width // sw)
+    lanes = VECTOR_BYTES // x.itemsize
+    padded_c = -(-spec.in_channels // MR) * MR
+    padded_k = -(-spec.out_channels // lanes) * lanes
+    xph = scratch("weight_grad_tiles_input",
+                  (spec.batch, padded_c, sh, sw, rows_q, cols_q), x.dtype)
+    xph[:, spec.in_channels:] = 0
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph[:, :spec.in_channels])
+    ext = scratch("weight_grad_tiles_output",
+                  (spec.batch, spec.out_height * cols_q, padded_k), x.dtype)
+    positions_last(grad, cols_q, ext, workers=spec.batch * spec.out_height)
+    taps = spec.kernel_height * spec.kernel_width
+    r = np.arange(taps) // spec.kernel_width * spec.dilation_h
+    s = np.arange(taps) % spec.kernel_width * spec.dilation_w
+    tap_phase = (r % sh) * sw + s % sw
+    tap_shift = (r // sh) * cols_q + s // sw
+    positions = (spec.out_height - 1) * cols_q + spec.out_width
+    chunk = weight_grad_chunk(padded_k, x.itemsize)
+    jobs = spec.batch * -(-positions // chunk)
+    shares = max(1, min(threads, jobs))
+    partials = np.zeros((shares, taps, padded_c, padded_k), x.dtype)
+    weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, workers=shares)
+    total = partials.sum(axis=0) if shares > 1 else partials[0]
+    out[...] = total[:, :spec.in_channels, :spec.out_channels].transpose(2, 1, 0).reshape(
+        out.shape)
     return out
