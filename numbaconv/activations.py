@@ -156,12 +156,14 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     return _in_place("hardtanh", input, np.clip(x, low, high, out=_fresh(x)), inplace)
 
 
+@differentiable
 def hardsigmoid(input, inplace=False):
     """relu6(x + 3) / 6, as ``torch.nn.functional.hardsigmoid`` (0 below -3, 1 above 3)."""
     x = check_float_array("hardsigmoid", "input", input)
     return _in_place("hardsigmoid", input, _hard_sigmoid_or_swish(x, False), inplace)
 
 
+@differentiable
 def hardswish(input, inplace=False):
     """x * relu6(x + 3) / 6, as ``torch.nn.functional.hardswish`` (MobileNetV3).
 
@@ -193,6 +195,7 @@ def silu(input, inplace=False):
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
 
+@differentiable
 def gelu(input, approximate="none"):
     """Gaussian error linear unit, as ``torch.nn.functional.gelu``: x * Phi(x) with Phi the
     standard normal CDF, 0.5 * x * (1 + erf(x / sqrt(2))); ``approximate='tanh'``: 0.5 * x

@@ -22,7 +22,9 @@ import warnings
 import numpy as np
 from autograd.extend import defvjp, primitive
 
-from . import activations, functional, losses, normalization, pooling
+import math
+
+from . import activations, functional, losses, normalization, pooling, transposed
 from .dropout import _probability
 from .nn import grad as conv_grad
 from .pool_spec import pool_spec
@@ -112,6 +114,31 @@ _define(activations.linear, _linear_input, _linear_weight,
         lambda ans, input, weight, bias=None: lambda g: _like(_sum_to(g, np.shape(bias)), bias))
 
 
+def _conv_transpose(function, nsp, conv, weight_grad):
+    """y = conv_transpose(x, w) is the adjoint of conv(., w): its input gradient is the
+    convolution of the output gradient, its weight gradient conv_weight(g, w, x)."""
+    def conv_args(stride=1, padding=0, output_padding=0, groups=1, dilation=1, **_):
+        return dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def input_vjp(ans, input, weight, bias=None, *args, **kwargs):
+        return lambda g: _like(conv(g, weight, None, **conv_args(*args, **kwargs)), input)
+
+    def weight_vjp(ans, input, weight, bias=None, *args, **kwargs):
+        return lambda g: _like(weight_grad(g, np.shape(weight), input,
+                                           **conv_args(*args, **kwargs)), weight)
+
+    def bias_vjp(ans, input, weight, bias=None, *args, **kwargs):
+        channel_axis = np.ndim(ans) - nsp - 1
+        axes = tuple(a for a in range(np.ndim(ans)) if a != channel_axis)
+        return lambda g: _like(np.sum(g, axis=axes), bias)
+
+    _define(function, input_vjp, weight_vjp, bias_vjp)
+
+
+_conv_transpose(transposed.conv_transpose2d, 2, functional.conv2d, conv_grad.conv2d_weight)
+_conv_transpose(transposed.conv_transpose1d, 1, functional.conv1d, conv_grad.conv1d_weight)
+
+
 # --------------------------------------------------------------------------- activations
 
 
@@ -141,6 +168,26 @@ def _silu_derivative(ans, x, inplace=False):
 
 
 _elementwise(activations.silu, _silu_derivative)
+# (torch multiplies by 1/6 rounded to float32, float64 inputs too)
+_elementwise(activations.hardsigmoid, lambda ans, x, inplace=False: np.where(
+    (x > -3) & (x < 3), x.dtype.type(np.float32(1) / np.float32(6)), x.dtype.type(0)))
+# torch's hardswish_backward: 0 below -3, x / 3 + 1/2 from -3 to 3 (both included), 1 above
+_elementwise(activations.hardswish, lambda ans, x, inplace=False: np.where(
+    x < -3, x.dtype.type(0), np.where(x <= 3, x / 3 + x.dtype.type(0.5), x.dtype.type(1))))
+
+
+def _gelu_derivative(ans, x, approximate="none"):
+    if approximate == "tanh":  # torch's GeluBackward for the tanh approximation
+        beta, kappa = math.sqrt(2 / math.pi), 0.044715
+        inner = np.tanh(beta * (x + kappa * x * x * x))
+        return 0.5 * (1 + inner) + 0.5 * x * (1 - inner * inner) * beta * (1 + 3 * kappa * x * x)
+    from scipy import special
+
+    cdf = 0.5 * (1 + special.erf(x / math.sqrt(2)))
+    return cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+_elementwise(activations.gelu, _gelu_derivative)
 
 
 def _softmax_axis(op, x, dim):
@@ -303,6 +350,84 @@ traced_batch_norm = primitive(normalization.batch_norm.raw)
 defvjp(traced_batch_norm, _batch_norm_input, None, None, _batch_norm_weight,
        _batch_norm_bias, argnums=(0, 1, 2, 3, 4))
 _PRIMITIVES["batch_norm"] = traced_batch_norm
+
+
+def _normalized(x, axes, eps):
+    """(x_hat, inverse std) over ``axes`` (biased variance), keeping dims."""
+    mean = x.mean(axis=axes, keepdims=True)
+    inverse_std = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return (x - mean) * inverse_std, inverse_std
+
+
+def _normalized_input_gradient(g_hat, x_hat, inverse_std, axes):
+    """The gradient of x for the gradient g_hat of x_hat = (x - mean) * inverse_std."""
+    count = math.prod(x_hat.shape[a] for a in axes)
+    return inverse_std / count * (count * g_hat - g_hat.sum(axis=axes, keepdims=True)
+                                  - x_hat * (g_hat * x_hat).sum(axis=axes, keepdims=True))
+
+
+def _layer_norm_vjps():
+    def parts(input, normalized_shape, eps):
+        x = np.asarray(input)
+        ndim = len(np.atleast_1d(np.asarray(normalized_shape)))
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        return x, axes, _normalized(x, axes, eps)
+
+    def input_vjp(ans, input, normalized_shape, weight=None, bias=None, eps=1e-05):
+        x, axes, (x_hat, inverse_std) = parts(input, normalized_shape, eps)
+        scale = 1 if weight is None else np.asarray(weight)
+        return lambda g: _like(_normalized_input_gradient(g * scale, x_hat, inverse_std, axes),
+                               input)
+
+    def weight_vjp(ans, input, normalized_shape, weight=None, bias=None, eps=1e-05):
+        x, axes, (x_hat, _) = parts(input, normalized_shape, eps)
+        lead = tuple(range(x.ndim - len(axes)))
+        return lambda g: _like(np.sum(g * x_hat, axis=lead), weight)
+
+    def bias_vjp(ans, input, normalized_shape, weight=None, bias=None, eps=1e-05):
+        lead = tuple(range(np.ndim(input) - np.ndim(bias)))
+        return lambda g: _like(np.sum(g, axis=lead), bias)
+
+    traced = primitive(normalization.layer_norm.raw)
+    defvjp(traced, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
+    _PRIMITIVES["layer_norm"] = traced
+
+
+def _group_norm_vjps():
+    def parts(input, num_groups, eps):
+        x = np.asarray(input)
+        grouped = x.reshape(x.shape[0], num_groups, -1)
+        x_hat, inverse_std = _normalized(grouped, (2,), eps)
+        return x, grouped, x_hat, inverse_std
+
+    def channel_shape(x):
+        return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+    def input_vjp(ans, input, num_groups, weight=None, bias=None, eps=1e-05):
+        x, grouped, x_hat, inverse_std = parts(input, num_groups, eps)
+        scale = 1 if weight is None else np.reshape(weight, channel_shape(x))
+
+        def vjp(g):
+            g_hat = (np.asarray(g) * scale).reshape(grouped.shape)
+            return _like(_normalized_input_gradient(g_hat, x_hat, inverse_std, (2,)), input)
+        return vjp
+
+    def weight_vjp(ans, input, num_groups, weight=None, bias=None, eps=1e-05):
+        x, _, x_hat, _ = parts(input, num_groups, eps)
+        axes = (0,) + tuple(range(2, x.ndim))
+        return lambda g: _like(np.sum(g * x_hat.reshape(x.shape), axis=axes), weight)
+
+    def bias_vjp(ans, input, num_groups, weight=None, bias=None, eps=1e-05):
+        axes = (0,) + tuple(range(2, np.ndim(input)))
+        return lambda g: _like(np.sum(g, axis=axes), bias)
+
+    traced = primitive(normalization.group_norm.raw)
+    defvjp(traced, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
+    _PRIMITIVES["group_norm"] = traced
+
+
+_layer_norm_vjps()
+_group_norm_vjps()
 
 
 # --------------------------------------------------------------------------- dropout

@@ -141,6 +141,7 @@ def _normalized_shape(op: str, normalized_shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
+@differentiable
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """Layer normalisation, as ``torch.nn.functional.layer_norm``: over the last
     ``len(normalized_shape)`` axes of ``input`` (which must end with ``normalized_shape``),
@@ -185,6 +186,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     return out.reshape(x.shape)
 
 
+@differentiable
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
     """Group normalisation, as ``torch.nn.functional.group_norm``: input (N, C, *) with C
     divisible by ``num_groups``; each image's channels are split into ``num_groups``

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import config, devices, planner
 from .spec import check_float_operands, conv_spec, conv_transpose_spec
+from .tracing import differentiable
 
 
 def zero_inserted_shape(tspec) -> tuple:
@@ -212,12 +213,14 @@ _DOC = """Transposed {n}-D convolution, exactly as ``torch.nn.functional.conv_tr
 """
 
 
+@differentiable
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, algorithm="auto"):
     return _conv_transpose("conv_transpose2d", input, weight, bias, stride, padding,
                            output_padding, groups, dilation, algorithm)
 
 
+@differentiable
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, algorithm="auto"):
     return _conv_transpose("conv_transpose1d", input, weight, bias, stride, padding,

@@ -170,6 +170,22 @@ OPERATIONS = [
      lambda x, w, b: F.batch_norm(x, torch.linspace(0, 1, 3, dtype=torch.float64),
                                   torch.linspace(1, 2, 3, dtype=torch.float64), w, b),
      [(4, 3, 5), (3,), (3,)]),
+    ("hardsigmoid", lambda x: numbaconv.hardsigmoid(4 * x), lambda x: F.hardsigmoid(4 * x),
+     [(3, 7)]),
+    ("hardswish", lambda x: numbaconv.hardswish(4 * x), lambda x: F.hardswish(4 * x),
+     [(3, 7)]),
+    ("gelu", numbaconv.gelu, F.gelu if F else None, [(3, 7)]),
+    ("gelu tanh", lambda x: numbaconv.gelu(x, approximate="tanh"),
+     lambda x: F.gelu(x, approximate="tanh"), [(3, 7)]),
+    ("layer_norm", lambda x, w, b: numbaconv.layer_norm(x, (3, 4), w, b),
+     lambda x, w, b: F.layer_norm(x, (3, 4), w, b), [(2, 5, 3, 4), (3, 4), (3, 4)]),
+    ("group_norm", lambda x, w, b: numbaconv.group_norm(x, 3, w, b),
+     lambda x, w, b: F.group_norm(x, 3, w, b), [(2, 6, 4, 3), (6,), (6,)]),
+    ("conv_transpose2d", lambda x, w, b: numbaconv.conv_transpose2d(x, w, b, 2, 1, 1, 2, 2),
+     lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1, 2, 2), [(2, 4, 5, 6), (4, 3, 3, 2),
+                                                                  (6,)]),
+    ("conv_transpose1d", lambda x, w: numbaconv.conv_transpose1d(x, w, None, 3, 2),
+     lambda x, w: F.conv_transpose1d(x, w, None, 3, 2), [(2, 3, 7), (3, 5, 4)]),
     ("mse_loss", lambda x, t: numbaconv.mse_loss(x, t), lambda x, t: F.mse_loss(x, t),
      [(3, 4), (3, 4)]),
     ("l1_loss sum", lambda x, t: numbaconv.l1_loss(x, t, "sum"),
@@ -286,8 +302,8 @@ def test_schedulers_follow_torch(make):
 
 
 def test_an_operation_without_gradient_raises():
-    model = nn.Sequential(nn.Linear(3, 3), nn.GELU())
-    with pytest.raises(NotImplementedError, match="gelu"):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Upsample(scale_factor=2))
+    with pytest.raises(NotImplementedError, match="interpolate"):
         nn.value_and_grad(model, nn.MSELoss())(np.ones((2, 3)), np.zeros((2, 3)))
 
 
