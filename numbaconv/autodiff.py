@@ -29,6 +29,7 @@ from .dropout import _probability
 from .nn import grad as conv_grad
 from .pool_spec import pool_spec
 from .random import as_generator
+from .spec import conv_spec
 
 _PRIMITIVES: dict = {}
 
@@ -121,11 +122,25 @@ def _conv_transpose(function, nsp, conv, weight_grad):
         return dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def input_vjp(ans, input, weight, bias=None, *args, **kwargs):
-        return lambda g: _like(conv(g, weight, None, **conv_args(*args, **kwargs)), input)
+        # Output padding adds outputs no input reaches: the convolution of the gradient
+        # then covers positions past the input's, which are cropped off.
+        crop = (Ellipsis,) + tuple(slice(0, n) for n in np.shape(input)[-nsp:])
+        return lambda g: _like(conv(g, weight, None, **conv_args(*args, **kwargs))[crop],
+                               input)
 
     def weight_vjp(ans, input, weight, bias=None, *args, **kwargs):
-        return lambda g: _like(weight_grad(g, np.shape(weight), input,
-                                           **conv_args(*args, **kwargs)), weight)
+        options = conv_args(*args, **kwargs)
+
+        def vjp(g):
+            # The adjoint convolution of g covers the input's positions and, with output
+            # padding, a few more, which no input reached: zeros there.
+            covered = conv_spec(f"conv{nsp}d", np.shape(g), np.shape(weight), None,
+                                padding_mode="zeros", dtype=np.result_type(g, input),
+                                **options).output_shape
+            extra = [(0, c - n) for c, n in zip(covered, np.shape(input))]
+            x = np.pad(np.asarray(input), extra) if any(e for _, e in extra) else input
+            return _like(weight_grad(g, np.shape(weight), x, **options), weight)
+        return vjp
 
     def bias_vjp(ans, input, weight, bias=None, *args, **kwargs):
         channel_axis = np.ndim(ans) - nsp - 1

@@ -3,6 +3,7 @@ schedulers, each against torch (autograd, torch.optim, torch.optim.lr_scheduler)
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import numbaconv
 from conftest import TORCH
@@ -350,3 +351,72 @@ def test_value_and_grad_arguments():
         optim.SGD([np.zeros(2)], lr=0.1).step([np.zeros(2), np.zeros(2)])
     with pytest.raises(ValueError, match="Invalid learning rate"):
         optim.Adam([np.zeros(2)], lr=-1)
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+def _pool_case(data, kind):
+    """A random pooling call torch accepts: (ours, theirs, input shape)."""
+    k = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    stride = data.draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    pad = data.draw(st.tuples(st.integers(0, k[0] // 2), st.integers(0, k[1] // 2)))
+    ceil = data.draw(st.booleans())
+    shape = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3)),
+             data.draw(st.integers(k[0], 11)), data.draw(st.integers(k[1], 11)))
+    if kind == "max":
+        dilation = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+        args = (k, stride, pad, dilation, ceil)
+        return (lambda x: numbaconv.max_pool2d(x, *args),
+                lambda x: F.max_pool2d(x, *args), shape)
+    include = data.draw(st.booleans())
+    divisor = data.draw(st.one_of(st.none(), st.integers(1, 5)))
+    args = (k, stride, pad, ceil, include, divisor)
+    return (lambda x: numbaconv.avg_pool2d(x, *args),
+            lambda x: F.avg_pool2d(x, *args), shape)
+
+
+def _conv_transpose_case(data):
+    groups = data.draw(st.integers(1, 2))
+    cin, cout = groups * data.draw(st.integers(1, 3)), groups * data.draw(st.integers(1, 3))
+    k = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    stride = data.draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    dilation = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    pad = data.draw(st.tuples(st.integers(0, 2), st.integers(0, 2)))
+    out_pad = tuple(data.draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    args = (stride, pad, out_pad, groups, dilation)
+    shape = (data.draw(st.integers(1, 2)), cin, data.draw(st.integers(1, 6)),
+             data.draw(st.integers(1, 6)))
+    return (lambda x, w, b: numbaconv.conv_transpose2d(x, w, b, *args),
+            lambda x, w, b: F.conv_transpose2d(x, w, b, *args),
+            [shape, (cin, cout // groups) + k, (cout,)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d", "conv_transpose2d"])
+def test_gradients_fuzz(kind):
+    """2,000 random argument sets per operation: the input (and weight and bias)
+    gradients against torch.autograd, in float64 (arguments torch rejects are skipped)."""
+    from hypothesis import assume, given, settings
+    from hypothesis import strategies as hst
+
+    @settings(max_examples=2000, deadline=None, database=None)
+    @given(hst.data())
+    def check(data):
+        if kind == "conv_transpose2d":
+            ours, theirs, shapes = _conv_transpose_case(data)
+        else:
+            ours, theirs, shape = _pool_case(data, kind.split("_")[0])
+            shapes = [shape]
+        rng = np.random.default_rng(data.draw(hst.integers(0, 2**32 - 1)))
+        arrays = [rng.standard_normal(s) for s in shapes]
+        try:
+            theirs(*[_tensor(a) for a in arrays])
+        except RuntimeError:
+            assume(False)  # torch rejects these arguments (the fuzz of the forward checks
+            #                that numbaconv does too)
+        got, want = _function_grads(ours, theirs, arrays)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
+
+    check()
