@@ -184,14 +184,16 @@ def cross_entropy_gradient(input, target, weight=None, ignore_index=-100, reduct
     # d/dx of -sum_c a_c log p_c is p * sum_c a_c - a.
     local = p * a.sum(axis=1, keepdims=True) - a
 
-    def vjp(g):
-        g = np.asarray(g, x3.dtype)
-        if reduction == "none":
-            factor = g.reshape(x3.shape[0], 1, x3.shape[2])
-        else:
-            factor = g / denominator if reduction == "mean" else g
-        return (local * factor).reshape(np.shape(input))
-    return vjp
+    return lambda g: (local * _upstream_per_position(g, reduction, denominator, x3)).reshape(
+        np.shape(input))
+
+
+def _upstream_per_position(g, reduction, denominator, x3):
+    """A classification loss's upstream gradient as a factor of each (N, 1, P) position."""
+    g = np.asarray(g, x3.dtype)
+    if reduction == "none":
+        return g.reshape(x3.shape[0], 1, x3.shape[2])
+    return g / denominator if reduction == "mean" else g
 
 
 def _smoothing(op: str, label_smoothing) -> float:
@@ -221,11 +223,5 @@ def nll_loss_gradient(input, target, weight=None, ignore_index=-100, reduction="
     x3, a, denominator, _ = _weight_matrix("nll_loss", input, target, weight, ignore_index,
                                            0.0)
 
-    def vjp(g):
-        g = np.asarray(g, x3.dtype)
-        if reduction == "none":
-            factor = g.reshape(x3.shape[0], 1, x3.shape[2])
-        else:
-            factor = g / denominator if reduction == "mean" else g
-        return (-a * factor).reshape(np.shape(input))
-    return vjp
+    return lambda g: (-a * _upstream_per_position(g, reduction, denominator, x3)).reshape(
+        np.shape(input))
