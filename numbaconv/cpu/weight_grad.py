@@ -3,9 +3,16 @@
     grad_weight[k, c, r, s] = sum over n, oh, ow of
         grad_output[n, k, oh, ow] * padded x[n, g * Cg + c, oh * sh + r * dh, ow * sw + s * dw]
 
-(g the group of output channel k, Cg the input channels per group). Two kernels
+(g the group of output channel k, Cg the input channels per group). Three kernels
 (:func:`numbaconv.registry.weight_grad_kernel` picks one):
 
+* ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
+  channels by NV vectors of output channels, one per kernel tap, whose depth runs over
+  output positions: the tap's input values are read in place in the padded,
+  stride-phase-split input (contiguous along a row of outputs; the columns between rows
+  multiply zeros of the gradient, laid out a row of output channels per position), so
+  nothing is unfolded. Each thread sums its share of the positions into a partial sum
+  of its own; the partial sums are added at the end.
 * ``weight_products``: per group, the transposed gradient as one matrix product,
   grad_weight^T (Cg * kH * kW, Kg) = im2col(x) (Cg * kH * kW, N * OH * OW) @
   grad_output^T (N * OH * OW, Kg), by the register-tiled product of
@@ -21,8 +28,7 @@
 
 import numpy as np
 
-from ..isa import MR
-from ..isa import NV, VECTOR_BYTES
+from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import weight_grad_chunk, weight_grad_chunk_images, weight_grad_kernel
 from .dispatch import parallel_kernel
 from .gemm import unfold
