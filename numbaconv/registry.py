@@ -449,13 +449,24 @@ WEIGHT_GRAD_CHUNK_BYTES = 256 << 10
 
 def weight_grad_kernel(spec: ConvSpec) -> str:
     """The kernel computing the weight gradient of ``spec`` (see WEIGHT_GRAD_KERNELS)."""
+    return weight_grad_choice(spec)[0]
+
+
+def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
+    """(kernel, why) of the weight gradient of ``spec``: what ``nn.grad.plan_weight`` shows."""
+    taps = spec.kernel_height * spec.kernel_width
+    positions = spec.out_height * spec.out_width
     if (spec.groups == 1 and spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
-            and spec.kernel_height * spec.kernel_width > 1
-            and spec.out_height * spec.out_width >= WEIGHT_GRAD_TILES_MIN_POSITIONS):
-        return "weight_tiles"
+            and taps > 1 and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS):
+        return "weight_tiles", (f"ungrouped, {spec.in_channels} input channels, {taps} taps, "
+                                f"{positions} outputs per image: register tiles over the "
+                                f"input read in place, no im2col")
     if spec.out_channels_per_group >= WEIGHT_GRAD_PRODUCT_MIN_CHANNELS:
-        return "weight_products"
-    return "weight_taps"
+        return "weight_products", (f"{spec.out_channels_per_group} output channels per group: "
+                                   f"one matrix product per group over im2col chunks")
+    return "weight_taps", (f"{spec.out_channels_per_group} output channel(s) per group: one "
+                           f"dot product per weight (a matrix product would pad each column "
+                           f"to a whole vector)")
 
 
 def weight_grad_chunk(padded_k: int, itemsize: int) -> int:

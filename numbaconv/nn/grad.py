@@ -32,11 +32,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
-from ..registry import weight_grad_workspace
+from ..registry import weight_grad_choice, weight_grad_workspace
 from ..spec import _is_int, check_float_array, conv_spec
 from ..transposed import conv_transpose2d
 
-__all__ = ["conv1d_input", "conv1d_weight", "conv2d_input", "conv2d_weight"]
+__all__ = ["conv1d_input", "conv1d_weight", "conv2d_input", "conv2d_weight", "plan_weight"]
 
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -163,6 +163,28 @@ def _weight_grad(op, input, weight_size, grad_output, stride, padding, dilation,
     with config.one_share_for(spec.flops // 2):
         out = weight_grad.run(spec, x, g, numba.get_num_threads())
     return out.reshape(weight_size)
+
+
+def plan_weight(input_shape, weight_size, stride=1, padding=0, dilation=1, groups=1,
+                padding_mode="zeros", dtype=np.float32) -> dict:
+    """What ``conv{1,2}d_weight`` would run for these arguments, without computing:
+    {'kernel', 'reason', 'workspace_bytes'} (the input gradient is a transposed
+    convolution: ``numbaconv.plan`` of its equivalent convolution explains that one).
+
+    >>> from numbaconv import nn
+    >>> nn.grad.plan_weight((8, 64, 56, 56), (64, 64, 3, 3), padding=1)["kernel"]
+    'weight_tiles'
+    >>> nn.grad.plan_weight((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)["kernel"]
+    'weight_taps'
+    """
+    input_shape = _size("plan_weight", "input_shape", input_shape)
+    op = "conv1d" if len(_size("plan_weight", "weight_size", weight_size)) == 3 else "conv2d"
+    spec = conv_spec(op, input_shape, weight_size, None, stride, padding, dilation, groups,
+                     padding_mode, dtype)
+    if spec.padding_mode != "zeros":
+        spec = spec.with_padding_applied()
+    kernel, reason = weight_grad_choice(spec)
+    return {"kernel": kernel, "reason": reason, "workspace_bytes": weight_grad_workspace(spec)}
 
 
 _INPUT_DOC = """The gradient of ``conv{n}d`` with respect to its input, as
