@@ -204,24 +204,37 @@ _KERNEL_CASES = [
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2)),
     ((2, 6, 28, 28), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),  # depthwise
+    ((2, 70, 9, 8), (70, 1, 3, 2), dict(padding=(2, 1), dilation=(2, 1), groups=70)),
 ]
-#: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_PRODUCT_MIN_CHANNELS)
-_FORCE = {"weight_tiles": (1, 10**9), "weight_products": (10**9, 1),
-          "weight_taps": (10**9, 10**9)}
+#: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_LANES_MAX_POSITIONS,
+#: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS)
+_FORCE = {"weight_tiles": (1, 0, 10**9), "depthwise_weight_lanes": (10**9, 10**9, 10**9),
+          "weight_products": (10**9, 0, 1), "weight_taps": (10**9, 0, 10**9)}
+
+
+def _runs(kernel, w_shape, kwargs):
+    """Whether ``kernel`` can run the case: weight_tiles ungrouped layers,
+    depthwise_weight_lanes one channel in and out per group."""
+    if kernel == "weight_tiles":
+        return "groups" not in kwargs
+    if kernel == "depthwise_weight_lanes":
+        return kwargs.get("groups", 1) == w_shape[0] and w_shape[1] == 1
+    return True
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel, x_shape, w_shape, kwargs",
                          [(k, *case) for k in _FORCE for case in _KERNEL_CASES
-                          if k != "weight_tiles" or "groups" not in case[2]])
+                          if _runs(k, case[1], case[2])])
 def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monkeypatch):
-    """Each weight-gradient kernel forced onto every case it can run (weight_tiles:
-    ungrouped layers): weight_products with one image per im2col chunk, each chunk's
-    product added onto the last; weight_tiles with jobs of the fewest positions (64),
-    channels and output channels padded to whole tiles."""
-    tiles, products = _FORCE[kernel]
+    """Each weight-gradient kernel forced onto every case it can run: weight_products
+    with one image per im2col chunk, each chunk's product added onto the last;
+    weight_tiles with jobs of the fewest positions (64), channels and output channels
+    padded to whole tiles; depthwise_weight_lanes on a ragged last block of channels."""
+    tiles, lanes, products = _FORCE[kernel]
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", lanes)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", products)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_CHUNK_BYTES", 1)
@@ -241,7 +254,10 @@ def test_which_layers_take_which_weight_kernel():
     grouped = numbaconv.plan(x, np.empty((64, 4, 3, 3), np.float32), groups=8).spec
     dense = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32), padding=1).spec
     tiny = numbaconv.plan(x[..., :4, :4], np.empty((64, 32, 3, 3), np.float32)).spec
-    assert registry.weight_grad_kernel(depthwise) == "weight_taps"
+    wide = numbaconv.plan(np.empty((1, 32, 112, 112), np.float32),
+                          np.empty((32, 1, 3, 3), np.float32), groups=32).spec
+    assert registry.weight_grad_kernel(depthwise) == "depthwise_weight_lanes"
+    assert registry.weight_grad_kernel(wide) == "weight_taps"
     assert registry.weight_grad_kernel(grouped) == "weight_products"
     assert registry.weight_grad_kernel(dense) == "weight_tiles"
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs

@@ -3,7 +3,7 @@
     grad_weight[k, c, r, s] = sum over n, oh, ow of
         grad_output[n, k, oh, ow] * padded x[n, g * Cg + c, oh * sh + r * dh, ow * sw + s * dw]
 
-(g the group of output channel k, Cg the input channels per group). Three kernels
+(g the group of output channel k, Cg the input channels per group). Four kernels
 (:func:`numbaconv.registry.weight_grad_kernel` picks one):
 
 * ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
@@ -18,6 +18,8 @@
   grad_output^T (N * OH * OW, Kg), by the register-tiled product of
   :mod:`.microkernel`; the im2col matrix is unfolded (``gemm.unfold``) for a chunk of
   images at a time, each chunk's product added to the last.
+* ``depthwise_weight_lanes``: depthwise layers on small planes, vectorised across
+  channels (see the kernel).
 * ``weight_taps``: one dot product per weight, for few output channels per group
   (depthwise layers: a matrix product one column wide would pad every column to a whole
   vector): for each tap, the gradient's rows against the input rows the tap reads in
@@ -38,6 +40,8 @@ from .workspace import scratch
 
 #: Jobs per thread the rows of a weight-gradient product are cut into.
 JOBS_PER_THREAD = 4
+#: Channels per ``depthwise_weight_lanes`` job (a few vectors of them).
+DEPTHWISE_LANE_BLOCK = 64
 
 
 @parallel_kernel
@@ -129,6 +133,57 @@ def weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, wor
 
 
 @parallel_kernel
+def depthwise_weight_lanes(x, grad, out, stride_h, stride_w, pad_top, pad_left, dilation_h,
+                           dilation_w, block, worker, workers):
+    """out[c, 0, r, s] = the weight gradient of a depthwise layer (one input and one
+    output channel per group), ``block`` channels per job, vectorised across them: each
+    image's block of input (zero-padded) and gradient planes is first turned channels-
+    last in buffers of the job's own, so that every (position, tap) is one multiply-add
+    of two contiguous rows of channels. For small planes (7x7, 14x14), whose rows are too
+    short to vectorise along (``weight_taps``: 4.3 ms for 1152 channels on 7x7 at batch
+    8, this 0.4 ms)."""
+    n_batch, channels, height, width = x.shape
+    out_h, out_w = grad.shape[2], grad.shape[3]
+    _, _, kernel_h, kernel_w = out.shape
+    taps = kernel_h * kernel_w
+    rows = (out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1
+    cols = (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1
+    padded = np.zeros((rows, cols, block), dtype=x.dtype)
+    lanes = np.empty((out_h, out_w, block), dtype=x.dtype)
+    acc = np.empty((taps, block), dtype=x.dtype)
+    for job in range(worker, -(-channels // block), workers):
+        c0 = job * block
+        count = min(block, channels - c0)
+        acc[:, :] = 0
+        for n in range(n_batch):
+            for j in range(count):
+                src = x[n, c0 + j]
+                for i in range(rows):
+                    ih = i - pad_top
+                    for q in range(cols):
+                        iw = q - pad_left
+                        inside = 0 <= ih < height and 0 <= iw < width
+                        padded[i, q, j] = src[ih, iw] if inside else 0
+                g = grad[n, c0 + j]
+                for i in range(out_h):
+                    for q in range(out_w):
+                        lanes[i, q, j] = g[i, q]
+            for i in range(out_h):
+                for q in range(out_w):
+                    g_row = lanes[i, q]
+                    for t in range(taps):
+                        x_row = padded[i * stride_h + t // kernel_w * dilation_h,
+                                       q * stride_w + t % kernel_w * dilation_w]
+                        a = acc[t]
+                        for j in range(count):
+                            a[j] += g_row[j] * x_row[j]
+        for t in range(taps):
+            for j in range(count):
+                out[c0 + j, 0, t // kernel_w, t % kernel_w] = acc[t, j]
+    return 0
+
+
+@parallel_kernel
 def weight_taps(xph, grad, out, dilation_h, dilation_w, groups, worker, workers):
     """out[k, c, r, s] = the weight gradient (see the module's docstring), one (output
     channel, input channel) per job.
@@ -173,6 +228,12 @@ def run(spec, x, grad, threads):
     taps = spec.kernel_height * spec.kernel_width
     out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
     kernel = weight_grad_kernel(spec)
+    if kernel == "depthwise_weight_lanes":
+        depthwise_weight_lanes(x, grad, out, spec.stride_h, spec.stride_w, spec.pad_top,
+                               spec.pad_left, spec.dilation_h, spec.dilation_w,
+                               DEPTHWISE_LANE_BLOCK, workers=-(-spec.in_channels
+                                                               // DEPTHWISE_LANE_BLOCK))
+        return out
     if kernel == "weight_taps":
         xph = phase_split_input(spec, x, "weight_grad_input")
         weight_taps(xph, grad, out, spec.dilation_h, spec.dilation_w, spec.groups,

@@ -176,6 +176,8 @@ def plan_weight(input_shape, weight_size, stride=1, padding=0, dilation=1, group
     'weight_tiles'
     >>> nn.grad.plan_weight((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)["kernel"]
     'weight_taps'
+    >>> nn.grad.plan_weight((8, 576, 14, 14), (576, 1, 3, 3), padding=1, groups=576)["kernel"]
+    'depthwise_weight_lanes'
     """
     input_shape = _size("plan_weight", "input_shape", input_shape)
     op = "conv1d" if len(_size("plan_weight", "weight_size", weight_size)) == 3 else "conv2d"
