@@ -21,7 +21,8 @@ from .activations import (gelu, hardsigmoid, hardswish, hardtanh, leaky_relu,  #
 from .dropout import dropout, dropout2d  # noqa: E402
 from .interpolation import interpolate  # noqa: E402
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: E402
-from .losses import cross_entropy, l1_loss, mse_loss, nll_loss  # noqa: E402
+from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: E402
+                     cross_entropy, l1_loss, mse_loss, nll_loss, smooth_l1_loss)
 from .padding import pad  # noqa: E402
 from .pooling import (adaptive_avg_pool1d, adaptive_avg_pool2d,  # noqa: E402
                       adaptive_max_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d,
@@ -49,6 +50,7 @@ __all__ = ["conv1d", "conv2d", "fused_conv2d", "conv_transpose1d", "conv_transpo
            "tanh", "leaky_relu", "prelu", "rrelu", "hardtanh", "hardswish", "hardsigmoid",
            "silu", "gelu", "softmax", "log_softmax", "batch_norm", "layer_norm", "group_norm",
            "dropout", "dropout2d", "interpolate", "pad", "nn", "plan", "algorithms",
-           "manual_seed", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "optim",
+           "manual_seed", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss",
+           "binary_cross_entropy", "binary_cross_entropy_with_logits", "optim",
            "set_memory_limit", "compile", "UnsupportedAlgorithm", "CudaUnavailable", "CompileWarning",
            "__version__"]

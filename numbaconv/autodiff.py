@@ -484,3 +484,7 @@ _define(losses.mse_loss, _loss_vjp(losses.mse_loss_gradient))
 _define(losses.l1_loss, _loss_vjp(losses.l1_loss_gradient))
 _define(losses.nll_loss, _loss_vjp(losses.nll_loss_gradient))
 _define(losses.cross_entropy, _loss_vjp(losses.cross_entropy_gradient))
+_define(losses.binary_cross_entropy, _loss_vjp(losses.binary_cross_entropy_gradient))
+_define(losses.binary_cross_entropy_with_logits,
+        _loss_vjp(losses.binary_cross_entropy_with_logits_gradient))
+_define(losses.smooth_l1_loss, _loss_vjp(losses.smooth_l1_loss_gradient))

@@ -225,3 +225,112 @@ def nll_loss_gradient(input, target, weight=None, ignore_index=-100, reduction="
 
     return lambda g: (-a * _upstream_per_position(g, reduction, denominator, x3)).reshape(
         np.shape(input))
+
+
+def _element_weight(op: str, weight, shape, dtype):
+    if weight is None:
+        return None
+    w = check_float_array(op, "weight", weight).astype(dtype, copy=False)
+    if np.broadcast_shapes(w.shape, shape) != shape:
+        raise ValueError(f"{op}: weight of shape {w.shape} does not broadcast to the input's "
+                         f"shape {shape}")
+    return w
+
+
+@differentiable
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """Binary cross entropy of probabilities, as ``torch.nn.functional.binary_cross_entropy``:
+    -weight * (t * log(x) + (1 - t) * log(1 - x)), each log clamped at -100 as torch does;
+    the input must lie in [0, 1].
+
+    >>> import numpy as np, numbaconv
+    >>> round(float(numbaconv.binary_cross_entropy(np.array([0.8]), np.array([1.0]))), 4)
+    0.2231
+    """
+    op = "binary_cross_entropy"
+    reduction = _reduction(op, reduction)
+    x, t = _pair(op, input, target)
+    if x.size and not ((x >= 0) & (x <= 1)).all():
+        raise ValueError(f"{op}: all elements of input should be between 0 and 1")
+    w = _element_weight(op, weight, x.shape, x.dtype)
+    with np.errstate(divide="ignore"):
+        loss = -(t * np.maximum(np.log(x), -100) + (1 - t) * np.maximum(np.log1p(-x), -100))
+    return _reduce(loss if w is None else loss * w, reduction)
+
+
+def binary_cross_entropy_gradient(input, target, weight=None, reduction="mean"):
+    x, t = _pair("binary_cross_entropy", input, target)
+    w = _element_weight("binary_cross_entropy", weight, x.shape, x.dtype)
+    # torch's: (x - t) / max((1 - x) * x, 1e-12)
+    local = (x - t) / np.maximum((1 - x) * x, x.dtype.type(1e-12))
+    local = local if w is None else local * w
+    return lambda g: local * _upstream(g, reduction, x.size, x.dtype)
+
+
+@differentiable
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
+                                     pos_weight=None):
+    """Binary cross entropy of logits, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``: sigmoid and the loss in one
+    stable expression, (1 - t) * x + (1 + (pos_weight - 1) * t) * log(1 + exp(-x)),
+    times ``weight``; ``pos_weight`` (broadcast along the last axis) weighs the positives."""
+    op = "binary_cross_entropy_with_logits"
+    reduction = _reduction(op, reduction)
+    x, t = _pair(op, input, target)
+    w = _element_weight(op, weight, x.shape, x.dtype)
+    log_weight = _log_weight(op, pos_weight, t, x.shape)
+    softplus = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)  # log(1 + exp(-x)), stably
+    loss = (1 - t) * x + log_weight * softplus
+    return _reduce(loss if w is None else loss * w, reduction)
+
+
+def _log_weight(op, pos_weight, t, shape):
+    if pos_weight is None:
+        return 1
+    p = check_float_array(op, "pos_weight", pos_weight).astype(t.dtype, copy=False)
+    if np.broadcast_shapes(p.shape, shape) != shape:
+        raise ValueError(f"{op}: pos_weight of shape {p.shape} does not broadcast to the "
+                         f"input's shape {shape}")
+    return 1 + (p - 1) * t
+
+
+def binary_cross_entropy_with_logits_gradient(input, target, weight=None, reduction="mean",
+                                              pos_weight=None):
+    op = "binary_cross_entropy_with_logits"
+    x, t = _pair(op, input, target)
+    w = _element_weight(op, weight, x.shape, x.dtype)
+    from .activations import sigmoid
+
+    # d/dx of (1 - t) x + lw * log(1 + exp(-x)) is (1 - t) - lw * (1 - sigmoid(x))
+    local = (1 - t) - _log_weight(op, pos_weight, t, x.shape) * (1 - sigmoid(x))
+    local = local if w is None else local * w
+    return lambda g: local * _upstream(g, reduction, x.size, x.dtype)
+
+
+@differentiable
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``: 0.5 * d^2 / beta where
+    |d| < beta, |d| - 0.5 * beta elsewhere (d = input - target; beta 0 gives L1)."""
+    op = "smooth_l1_loss"
+    reduction = _reduction(op, reduction)
+    beta = _beta(op, beta)
+    x, t = _pair(op, input, target)
+    d = np.abs(x - t)
+    if beta == 0:
+        return _reduce(d, reduction)
+    return _reduce(np.where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta).astype(x.dtype),
+                   reduction)
+
+
+def _beta(op, beta) -> float:
+    if float(beta) < 0:
+        raise ValueError(f"{op}: beta must be non-negative, got {beta}")
+    return float(beta)
+
+
+def smooth_l1_loss_gradient(input, target, reduction="mean", beta=1.0):
+    x, t = _pair("smooth_l1_loss", input, target)
+    beta = _beta("smooth_l1_loss", beta)
+    d = x - t
+    local = np.sign(d) if beta == 0 else np.where(np.abs(d) < beta, d / beta, np.sign(d))
+    return lambda g: local.astype(x.dtype) * _upstream(g, reduction, x.size, x.dtype)

@@ -245,6 +245,41 @@ def test_classification_losses(loss, kwargs):
         np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("name, ours, theirs, make_target", [
+    ("bce", lambda x, t: numbaconv.binary_cross_entropy(numbaconv.sigmoid(x), t),
+     lambda x, t: F.binary_cross_entropy(torch.sigmoid(x), t), "probability"),
+    ("bce weighted sum", lambda x, t: numbaconv.binary_cross_entropy(
+        numbaconv.sigmoid(x), t, np.linspace(0.5, 2, 5), "sum"),
+     lambda x, t: F.binary_cross_entropy(torch.sigmoid(x), t,
+                                         torch.linspace(0.5, 2, 5, dtype=torch.float64),
+                                         reduction="sum"), "probability"),
+    ("bce with logits", lambda x, t: numbaconv.binary_cross_entropy_with_logits(x, t),
+     lambda x, t: F.binary_cross_entropy_with_logits(x, t), "probability"),
+    ("bce with logits pos_weight none", lambda x, t: numbaconv.binary_cross_entropy_with_logits(
+        x, t, np.linspace(1, 2, 5), "none", np.linspace(0.5, 3, 5)),
+     lambda x, t: F.binary_cross_entropy_with_logits(
+         x, t, torch.linspace(1, 2, 5, dtype=torch.float64), reduction="none",
+         pos_weight=torch.linspace(0.5, 3, 5, dtype=torch.float64)), "probability"),
+    ("smooth_l1", lambda x, t: numbaconv.smooth_l1_loss(x, t, beta=0.5),
+     lambda x, t: F.smooth_l1_loss(x, t, beta=0.5), "normal"),
+    ("smooth_l1 beta 0", lambda x, t: numbaconv.smooth_l1_loss(x, t, "sum", 0.0),
+     lambda x, t: F.smooth_l1_loss(x, t, reduction="sum", beta=0.0), "normal"),
+])
+def test_regression_and_binary_losses(name, ours, theirs, make_target):
+    rng = np.random.default_rng(6)
+    x = 3 * rng.standard_normal((4, 5))
+    t = rng.random((4, 5)) if make_target == "probability" else rng.standard_normal((4, 5))
+    np.testing.assert_allclose(ours(x, t), theirs(_tensor(x), _tensor(t)).detach().numpy(),
+                               rtol=1e-12)
+    got, want = _function_grads(lambda a: ours(a, t), lambda a: theirs(a, _tensor(t)), [x])
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=1e-12)
+
+
+def test_binary_cross_entropy_needs_probabilities():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        numbaconv.binary_cross_entropy(np.array([1.5]), np.array([1.0]))
+
+
 def test_dropout_gradient_is_its_mask():
     x = np.ones((4, 50))
     import autograd

@@ -27,7 +27,8 @@ from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d
 from .fusion import FusedConv2d, fuse
 from .linear import Flatten, Identity, Linear
-from .loss import CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss,
+                   SmoothL1Loss)
 from .module import IncompatibleKeys, Module
 from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d,
@@ -43,4 +44,5 @@ __all__ = ["Module", "Sequential", "ModuleList", "ModuleDict", "Conv1d", "Conv2d
            "SiLU", "GELU", "Softmax", "LogSoftmax", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "GroupNorm", "Dropout", "Dropout2d", "Upsample", "IncompatibleKeys", "functional",
            "grad", "init", "fuse", "FusedConv2d", "CrossEntropyLoss", "NLLLoss", "MSELoss",
-           "L1Loss", "value_and_grad", "Gradients"]
+           "L1Loss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "value_and_grad",
+           "Gradients"]

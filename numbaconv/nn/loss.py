@@ -30,6 +30,45 @@ class L1Loss(_Loss):
         return losses.l1_loss(input, target, self.reduction)
 
 
+class SmoothL1Loss(_Loss):
+    """Smooth L1 loss, as ``torch.nn.SmoothL1Loss`` (:func:`numbaconv.smooth_l1_loss`)."""
+
+    def __init__(self, reduction="mean", beta=1.0):
+        super().__init__(reduction)
+        self.beta = losses._beta("SmoothL1Loss", beta)
+
+    def forward(self, input, target):
+        return losses.smooth_l1_loss(input, target, self.reduction, self.beta)
+
+
+class BCELoss(_Loss):
+    """Binary cross entropy of probabilities, as ``torch.nn.BCELoss``
+    (:func:`numbaconv.binary_cross_entropy`)."""
+
+    def __init__(self, weight=None, reduction="mean"):
+        super().__init__(reduction)
+        self.register_buffer("weight", None if weight is None else
+                             losses.check_float_array("BCELoss", "weight", weight))
+
+    def forward(self, input, target):
+        return losses.binary_cross_entropy(input, target, self.weight, self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross entropy of logits, as ``torch.nn.BCEWithLogitsLoss``
+    (:func:`numbaconv.binary_cross_entropy_with_logits`)."""
+
+    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+        super().__init__(reduction)
+        for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+            self.register_buffer(name, None if value is None else
+                                 losses.check_float_array("BCEWithLogitsLoss", name, value))
+
+    def forward(self, input, target):
+        return losses.binary_cross_entropy_with_logits(input, target, self.weight,
+                                                       self.reduction, self.pos_weight)
+
+
 class _WeightedLoss(_Loss):
     def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
         super().__init__(reduction)
