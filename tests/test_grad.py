@@ -201,6 +201,7 @@ _KERNEL_CASES = [
     ((3, 12, 15, 17), (20, 12, 3, 3), dict(padding=1)),
     ((2, 7, 23, 21), (10, 7, 3, 2), dict(stride=(2, 3), padding=(2, 1), dilation=(2, 3))),
     ((1, 300, 9, 9), (70, 300, 2, 1), {}),  # rows over several jobs, a ragged tile
+    ((2, 30, 11, 10), (42, 10, 3, 3), dict(padding=1, groups=3)),  # 10 in, 14 out a group
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2)),
     ((2, 6, 28, 28), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),  # depthwise
