@@ -213,7 +213,8 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        one plain convolution per dilation phase (dilated_b1: 1.0 ms against GEMM's
        1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile, and a
        call with few outputs whose transformed weights outgrow the caches goes on to the
-       next rules (``winograd_streams_weights``).
+       next rules (``winograd_streams_weights``), and so does, in a training step (new
+       weights on every call), one with fewer than ``WINOGRAD_FRESH_MIN_TILES`` tiles.
     2. A 1x1 convolution of 1x1 images (squeeze-and-excitation blocks), any channel
        counts: GEMM, which computes it as one dot product per output (48 -> 1152
        channels at batch 1: 89 us a call as a tiled matrix product, 22 us so; torch 10-16).
