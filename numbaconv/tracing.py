@@ -4,7 +4,8 @@ Gradients are traced by the ``autograd`` package (``numbaconv.nn.value_and_grad`
 passes its own array-like boxes through the forward pass. A function marked
 :func:`differentiable` hands calls with a box among their arguments to its autograd
 primitive (:mod:`numbaconv.autodiff`: the same function on the boxes' values, plus its
-gradient); plain calls go straight to the function after one type test per argument.
+gradient); plain calls go straight to the function, after one dictionary lookup when
+autograd was never imported, else one type test per argument (0.1-0.4 us in all).
 Nothing here imports autograd: with no box, it is never needed.
 """
 
@@ -33,8 +34,12 @@ def differentiable(function):
     """Mark a public function whose gradient :mod:`numbaconv.autodiff` defines."""
     signature = inspect.signature(function)
 
+    modules = sys.modules
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        if "autograd.tracer" not in modules:  # nothing can be traced: straight through
+            return function(*args, **kwargs)
         for value in args:
             if type(value) is not np.ndarray and is_traced(value):
                 break
