@@ -201,6 +201,8 @@ _KERNEL_CASES = [
     ((3, 12, 15, 17), (20, 12, 3, 3), dict(padding=1)),
     ((2, 7, 23, 21), (10, 7, 3, 2), dict(stride=(2, 3), padding=(2, 1), dilation=(2, 3))),
     ((1, 300, 9, 9), (70, 300, 2, 1), {}),  # rows over several jobs, a ragged tile
+    ((3, 20, 7, 9), (30, 20, 1, 1), {}),  # pointwise: the images are the matrices
+    ((2, 12, 5, 6), (9, 4, 1, 1), dict(groups=3)),  # grouped pointwise
     ((2, 30, 11, 10), (42, 10, 3, 3), dict(padding=1, groups=3)),  # 10 in, 14 out a group
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2)),
@@ -214,10 +216,10 @@ _FORCE = {"weight_tiles": (1, 0, 10**9), "depthwise_weight_lanes": (10**9, 10**9
 
 
 def _runs(kernel, w_shape, kwargs):
-    """Whether ``kernel`` can run the case: weight_tiles ungrouped layers,
-    depthwise_weight_lanes one channel in and out per group."""
+    """Whether ``kernel`` can run the case: weight_tiles ungrouped layers with more than
+    one tap, depthwise_weight_lanes one channel in and out per group."""
     if kernel == "weight_tiles":
-        return "groups" not in kwargs
+        return "groups" not in kwargs and w_shape[2] * w_shape[3] > 1
     if kernel == "depthwise_weight_lanes":
         return kwargs.get("groups", 1) == w_shape[0] and w_shape[1] == 1
     return True

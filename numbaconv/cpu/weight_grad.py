@@ -17,7 +17,9 @@
   grad_weight^T (Cg * kH * kW, Kg) = im2col(x) (Cg * kH * kW, N * OH * OW) @
   grad_output^T (N * OH * OW, Kg), by the register-tiled product of
   :mod:`.microkernel`; the im2col matrix is unfolded (``gemm.unfold``) for a chunk of
-  images at a time, each chunk's product added to the last.
+  images at a time, each chunk's product added to the last (a pointwise layer's images
+  already are theirs: multiplied in place, batch 8, 256 -> 64 on 56x56: 10.5 -> 7.9 ms,
+  torch 6.9).
 * ``depthwise_weight_lanes``: depthwise layers on small planes, vectorised across
   channels (see the kernel).
 * ``weight_taps``: one dot product per weight, for few output channels per group
@@ -250,6 +252,14 @@ def run(spec, x, grad, threads):
     else:
         rows = depth
     out_t = np.empty((spec.groups, depth, kg), x.dtype)
+    if spec.is_pointwise:  # each image already is its im2col matrix (C, P): no copy
+        grad_t = scratch("weight_grad_output", (positions, spec.out_channels), x.dtype)
+        for n in range(spec.batch):
+            transpose_into(grad[n].reshape(spec.out_channels, positions), grad_t)
+            weight_products(x[n].reshape(spec.in_channels, positions), grad_t, out_t, rows,
+                            n > 0, workers=spec.groups * -(-depth // rows))
+        out[...] = out_t.transpose(0, 2, 1).reshape(out.shape)
+        return out
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
         cols = scratch("weight_grad_columns", (spec.groups * depth, (n1 - n0) * positions),
