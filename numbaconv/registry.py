@@ -12,7 +12,6 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
 
-
 from . import config, epilogue, isa
 from .epilogue import NO_EPILOGUE
 from .spec import ConvSpec
@@ -451,6 +450,8 @@ WEIGHT_GRAD_TILES_MIN_POSITIONS = 64
 #: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads,
 #: AVX-512): 1152 channels on 7x7 4.3 -> 0.4 ms.
 WEIGHT_GRAD_LANES_MAX_POSITIONS = 32 * 32
+#: Channels per ``depthwise_weight_lanes`` job (a few vectors of them).
+DEPTHWISE_LANE_BLOCK = 64
 #: Bytes of output gradient rows per ``weight_tiles`` job (kept in L2 for every tap).
 WEIGHT_GRAD_CHUNK_BYTES = 256 << 10
 
@@ -487,7 +488,10 @@ def weight_grad_chunk(padded_k: int, itemsize: int) -> int:
 
 
 def weight_grad_chunk_images(spec: ConvSpec) -> int:
-    """Images per im2col chunk of ``weight_products``."""
+    """Images per im2col chunk of ``weight_products`` (one at a time for a pointwise layer,
+    whose images already are their im2col matrices)."""
+    if spec.is_pointwise:
+        return 1
     per_image = (spec.in_channels * spec.kernel_height * spec.kernel_width
                  * spec.out_height * spec.out_width * spec.itemsize)
     return max(1, min(spec.batch, WEIGHT_GRAD_UNFOLD_BYTES // max(1, per_image)))
@@ -499,19 +503,21 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     if kernel == "weight_taps":
         return _phase_split_bytes(spec)
     if kernel == "depthwise_weight_lanes":  # per thread: a padded block, a gradient block
-        return config.CPU_COUNT * 64 * spec.itemsize * (
+        return config.CPU_COUNT * DEPTHWISE_LANE_BLOCK * spec.itemsize * (
             spec.padded_height * spec.padded_width + spec.out_height * spec.out_width)
     if kernel == "weight_tiles":  # channels padded to tiles; the gradient; the partial sums
         lanes = isa.lanes(spec.itemsize)
-        padded_c, padded_k = -(-spec.in_channels // 6) * 6, -(-spec.out_channels // lanes) * lanes
+        padded_c = -(-spec.in_channels // isa.MR) * isa.MR
+        padded_k = -(-spec.out_channels // lanes) * lanes
         columns = -(-spec.padded_width // spec.stride_w)
         taps = spec.kernel_height * spec.kernel_width
         return (_phase_split_bytes(spec) * padded_c // max(1, spec.in_channels)
                 + spec.batch * spec.out_height * columns * padded_k * spec.itemsize
                 + (config.CPU_COUNT + 1) * taps * padded_c * padded_k * spec.itemsize)
     positions = weight_grad_chunk_images(spec) * spec.out_height * spec.out_width
-    return spec.itemsize * positions * (
-        spec.in_channels * spec.kernel_height * spec.kernel_width + spec.out_channels) \
+    unfolded = 0 if spec.is_pointwise else spec.in_channels * spec.kernel_height \
+        * spec.kernel_width
+    return spec.itemsize * positions * (unfolded + spec.out_channels) \
         + 2 * spec.out_channels * spec.in_channels_per_group * spec.kernel_height \
         * spec.kernel_width * spec.itemsize
 

@@ -33,7 +33,8 @@
 import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
-from ..registry import weight_grad_chunk, weight_grad_chunk_images, weight_grad_kernel
+from ..registry import (DEPTHWISE_LANE_BLOCK, weight_grad_chunk, weight_grad_chunk_images,
+                        weight_grad_kernel)
 from .dispatch import parallel_kernel
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, transpose_into
@@ -42,8 +43,6 @@ from .workspace import scratch
 
 #: Jobs per thread the rows of a weight-gradient product are cut into.
 JOBS_PER_THREAD = 4
-#: Channels per ``depthwise_weight_lanes`` job (a few vectors of them).
-DEPTHWISE_LANE_BLOCK = 64
 
 
 @parallel_kernel
@@ -252,21 +251,16 @@ def run(spec, x, grad, threads):
     else:
         rows = depth
     out_t = np.empty((spec.groups, depth, kg), x.dtype)
-    if spec.is_pointwise:  # each image already is its im2col matrix (C, P): no copy
-        grad_t = scratch("weight_grad_output", (positions, spec.out_channels), x.dtype)
-        for n in range(spec.batch):
-            transpose_into(grad[n].reshape(spec.out_channels, positions), grad_t)
-            weight_products(x[n].reshape(spec.in_channels, positions), grad_t, out_t, rows,
-                            n > 0, workers=spec.groups * -(-depth // rows))
-        out[...] = out_t.transpose(0, 2, 1).reshape(out.shape)
-        return out
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
-        cols = scratch("weight_grad_columns", (spec.groups * depth, (n1 - n0) * positions),
-                       x.dtype)
-        unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
-               spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-               spec.out_height, spec.out_width, cols)
+        if spec.is_pointwise:  # the image already is its im2col matrix (C, P): no copy
+            cols = x[n0].reshape(spec.in_channels, positions)
+        else:
+            cols = scratch("weight_grad_columns",
+                           (spec.groups * depth, (n1 - n0) * positions), x.dtype)
+            unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
+                   spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
+                   spec.out_height, spec.out_width, cols)
         grad_t = scratch("weight_grad_output", ((n1 - n0) * positions, spec.out_channels),
                          x.dtype)
         for n in range(n0, n1):
