@@ -422,6 +422,24 @@ def _kernel_fields(algorithm, spec: ConvSpec) -> dict:
 _NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def with_padding_applied(spec: ConvSpec, x: np.ndarray) -> tuple[ConvSpec, np.ndarray]:
+    """(spec, x) with a non-zero ``padding_mode`` materialised: x (N, C, H, W) padded by
+    np.pad in that mode, and the spec of the unpadded convolution of the result (the
+    forward pass and the weight gradient both run on it)."""
+    if spec.padding_mode == "zeros":
+        return spec, x
+    pads = ((0, 0), (0, 0), (spec.pad_top, spec.pad_bottom), (spec.pad_left, spec.pad_right))
+    return spec.with_padding_applied(), np.pad(x, pads, mode=_NUMPY_PAD_MODE[spec.padding_mode])
+
+
+def padded_sources(spec: ConvSpec) -> tuple[np.ndarray, np.ndarray]:
+    """For each row and each column of the input as ``with_padding_applied`` pads it, the
+    row or column of the input it holds (np.pad's own mapping, applied to the indices)."""
+    mode = _NUMPY_PAD_MODE[spec.padding_mode]
+    return (np.pad(np.arange(spec.in_height), (spec.pad_top, spec.pad_bottom), mode=mode),
+            np.pad(np.arange(spec.in_width), (spec.pad_left, spec.pad_right), mode=mode))
+
+
 def prepare(plan: Plan, post=NO_EPILOGUE):
     """:func:`execute` for ``plan`` (and ``post``) as a function of (x, weight, bias), for a layer called
     again and again (``functional`` keeps one per repeated call): the checks and choices
@@ -466,10 +484,7 @@ def execute(plan: Plan, x: np.ndarray, weight: np.ndarray, bias,
         raise memory_error(spec, plan.algorithm)
     if spec.batch == 0 or spec.in_channels == 0:
         return np.zeros(spec.output_shape, dtype=spec.dtype)
-    if spec.padding_mode != "zeros":
-        pads = ((0, 0), (0, 0), (spec.pad_top, spec.pad_bottom), (spec.pad_left, spec.pad_right))
-        x = np.pad(x, pads, mode=_NUMPY_PAD_MODE[spec.padding_mode])
-        spec = spec.with_padding_applied()
+    spec, x = with_padding_applied(spec, x)
     x = np.ascontiguousarray(x)
     weight = np.ascontiguousarray(weight)
     bias = np.zeros(spec.out_channels, spec.dtype) if bias is None else np.ascontiguousarray(bias)

@@ -32,14 +32,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import config
+from ..planner import padded_sources, with_padding_applied
 from ..registry import weight_grad_choice, weight_grad_workspace
 from ..spec import _is_int, check_float_array, conv_spec
 from ..transposed import conv_transpose2d
 
 __all__ = ["conv1d_input", "conv1d_weight", "conv2d_input", "conv2d_weight", "plan_weight"]
-
-_NUMPY_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
 
 def _size(op: str, name: str, value) -> tuple:
     """A shape argument (``input_size``, ``weight_size``) as a tuple of ints."""
@@ -77,29 +75,15 @@ def _as_4d(spec, array, channels, height, width):
 def _fold_padding(grad_padded, spec):
     """The adjoint of padding with ``spec.padding_mode``: each padded value's gradient
     added onto the input value it copied."""
-    h, w = spec.in_height, spec.in_width
-    rows = _sources(spec.padding_mode, h, spec.pad_top, spec.pad_bottom)
-    cols = _sources(spec.padding_mode, w, spec.pad_left, spec.pad_right)
-    by_rows = np.zeros(grad_padded.shape[:2] + (h, grad_padded.shape[3]), grad_padded.dtype)
+    rows, cols = padded_sources(spec)
+    by_rows = np.zeros(grad_padded.shape[:2] + (spec.in_height, grad_padded.shape[3]),
+                       grad_padded.dtype)
     for i, source in enumerate(rows):
         by_rows[:, :, source] += grad_padded[:, :, i]
-    out = np.zeros(grad_padded.shape[:2] + (h, w), grad_padded.dtype)
+    out = np.zeros(grad_padded.shape[:2] + (spec.in_height, spec.in_width), grad_padded.dtype)
     for j, source in enumerate(cols):
         out[:, :, :, source] += by_rows[:, :, :, j]
     return out
-
-
-def _sources(mode, size, before, after):
-    """For each index of a padded axis, the index of the input value it holds."""
-    index = np.arange(-before, size + after)
-    if mode == "reflect":
-        index = np.abs(index)
-        index = np.where(index >= size, 2 * (size - 1) - index, index)
-    elif mode == "replicate":
-        index = np.clip(index, 0, size - 1)
-    else:  # circular
-        index = index % size
-    return index
 
 
 def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, groups,
@@ -119,15 +103,14 @@ def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, 
     dilation2 = (spec.dilation_h, spec.dilation_w)
     reach_h = (spec.out_height - 1) * spec.stride_h + spec.dilation_h * (spec.kernel_height - 1) + 1
     reach_w = (spec.out_width - 1) * spec.stride_w + spec.dilation_w * (spec.kernel_width - 1) + 1
+    # The rows and columns past the last window's reach get no gradient: the transposed
+    # convolution's output padding adds them.
+    extra = (spec.padded_height - reach_h, spec.padded_width - reach_w)
     symmetric = spec.pad_top == spec.pad_bottom and spec.pad_left == spec.pad_right
     if spec.padding_mode == "zeros" and symmetric:
-        # The rows and columns past the last window's reach get no gradient: the transposed
-        # convolution's output padding adds them.
-        extra = (spec.padded_height - reach_h, spec.padded_width - reach_w)
         out = conv_transpose2d(g, w, None, stride2, (spec.pad_top, spec.pad_left), extra,
                                spec.groups, dilation2)
     else:  # the gradient of the padded input, then cropped or folded back
-        extra = (spec.padded_height - reach_h, spec.padded_width - reach_w)
         padded = conv_transpose2d(g, w, None, stride2, 0, extra, spec.groups, dilation2)
         if spec.padding_mode == "zeros":
             out = padded[:, :, spec.pad_top:spec.pad_top + spec.in_height,
@@ -153,10 +136,7 @@ def _weight_grad(op, input, weight_size, grad_output, stride, padding, dilation,
         return np.zeros(weight_size, dtype)
     x = _as_4d(spec, input, spec.in_channels, spec.in_height, spec.in_width)
     g = _as_4d(spec, grad_output, spec.out_channels, spec.out_height, spec.out_width)
-    if spec.padding_mode != "zeros":
-        pads = ((0, 0), (0, 0), (spec.pad_top, spec.pad_bottom), (spec.pad_left, spec.pad_right))
-        x = np.pad(x, pads, mode=_NUMPY_PAD_MODE[spec.padding_mode])
-        spec = spec.with_padding_applied()
+    spec, x = with_padding_applied(spec, x)
     needed = weight_grad_workspace(spec)
     if needed > config.memory_limit():
         raise config.memory_error(f"{op}: the weight gradient", needed)
