@@ -17,12 +17,11 @@ returning a wrong one (``spec.check_float_array`` refuses boxes).
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 from autograd.extend import defvjp, primitive
-
-import math
 
 from . import activations, functional, losses, normalization, pooling, transposed
 from .dropout import _probability
@@ -39,14 +38,27 @@ def primitive_of(name: str):
     return _PRIMITIVES[name]
 
 
-def _define(function, *vjps):
+def _define(function, *vjps, argnums=None):
     """Make ``function`` (a ``@differentiable`` public function) a primitive whose
-    gradients with respect to its first arguments are the ``vjps`` makers (autograd's
-    ``(ans, *args, **kwargs) -> (g -> gradient)``; None for an argument without one)."""
+    gradients with respect to its first arguments (or to those at positions ``argnums``) are the
+    ``vjps`` makers (autograd's ``(ans, *args, **kwargs) -> (g -> gradient)``)."""
     traced = primitive(function.raw)
-    defvjp(traced, *vjps)
+    defvjp(traced, *vjps, argnums=range(len(vjps)) if argnums is None else argnums)
     _PRIMITIVES[function.__name__] = traced
     return traced
+
+
+def _channel_sum(g, channel_axis, like):
+    """g summed over every axis but ``channel_axis``: the gradient of a per-channel bias."""
+    axes = tuple(a for a in range(np.ndim(g)) if a != channel_axis)
+    return _like(np.sum(g, axis=axes), like)
+
+
+def _conv_bias_vjp(nsp):
+    """The bias VJP maker of a (transposed) convolution with ``nsp`` spatial axes."""
+    def vjp_maker(ans, input, weight, bias=None, *args, **kwargs):
+        return lambda g: _channel_sum(g, np.ndim(g) - nsp - 1, bias)
+    return vjp_maker
 
 
 def _like(gradient, value):
@@ -69,11 +81,6 @@ def _sum_to(gradient, shape):
 
 
 def _conv(function, nsp, input_grad, weight_grad):
-    def bias_vjp(ans, input, weight, bias=None, *args, **kwargs):
-        channel_axis = np.ndim(ans) - nsp - 1
-        axes = tuple(a for a in range(np.ndim(ans)) if a != channel_axis)
-        return lambda g: _like(np.sum(g, axis=axes), bias)
-
     def conv_args(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", **_):
         return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                     padding_mode=padding_mode)
@@ -83,7 +90,7 @@ def _conv(function, nsp, input_grad, weight_grad):
                 input_grad(np.shape(input), weight, g, **conv_args(*args, **kwargs)), input),
             lambda ans, input, weight, bias=None, *args, **kwargs: lambda g: _like(
                 weight_grad(input, np.shape(weight), g, **conv_args(*args, **kwargs)), weight),
-            bias_vjp)
+            _conv_bias_vjp(nsp))
 
 
 _conv(functional.conv2d, 2, conv_grad.conv2d_input, conv_grad.conv2d_weight)
@@ -142,12 +149,7 @@ def _conv_transpose(function, nsp, conv, weight_grad):
             return _like(weight_grad(g, np.shape(weight), x, **options), weight)
         return vjp
 
-    def bias_vjp(ans, input, weight, bias=None, *args, **kwargs):
-        channel_axis = np.ndim(ans) - nsp - 1
-        axes = tuple(a for a in range(np.ndim(ans)) if a != channel_axis)
-        return lambda g: _like(np.sum(g, axis=axes), bias)
-
-    _define(function, input_vjp, weight_vjp, bias_vjp)
+    _define(function, input_vjp, weight_vjp, _conv_bias_vjp(nsp))
 
 
 _conv_transpose(transposed.conv_transpose2d, 2, functional.conv2d, conv_grad.conv2d_weight)
@@ -316,57 +318,6 @@ _define(pooling.adaptive_avg_pool2d, _adaptive_avg_pool2d_vjp)
 # --------------------------------------------------------------------------- normalisation
 
 
-def _batch_norm_parts(input, running_mean, running_var, weight, training, eps):
-    """(x_hat, inverse std, per-channel weight, reduced axes, channel shape, batch stats?)"""
-    x = np.asarray(input)
-    axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    batch_stats = training or running_mean is None
-    if batch_stats:
-        mean = x.mean(axis=axes, keepdims=True)
-        var = x.var(axis=axes, keepdims=True)
-    else:
-        mean = np.reshape(running_mean, shape)
-        var = np.reshape(running_var, shape)
-    inverse_std = 1 / np.sqrt(var + eps)
-    scale = np.ones(shape, x.dtype) if weight is None else np.reshape(weight, shape)
-    return (x - mean) * inverse_std, inverse_std, scale, axes, batch_stats
-
-
-def _batch_norm_input(ans, input, running_mean, running_var, weight=None, bias=None,
-                      training=False, momentum=0.1, eps=1e-05):
-    x_hat, inverse_std, scale, axes, batch_stats = _batch_norm_parts(
-        input, running_mean, running_var, weight, training, eps)
-    count = np.size(input) // np.shape(input)[1]
-
-    def vjp(g):
-        if not batch_stats:
-            return _like(g * scale * inverse_std, input)
-        g_sum = np.sum(g, axis=axes, keepdims=True)
-        g_xhat = np.sum(g * x_hat, axis=axes, keepdims=True)
-        return _like(scale * inverse_std / count * (count * g - g_sum - x_hat * g_xhat), input)
-    return vjp
-
-
-def _batch_norm_weight(ans, input, running_mean, running_var, weight=None, bias=None,
-                       training=False, momentum=0.1, eps=1e-05):
-    x_hat, _, _, axes, _ = _batch_norm_parts(input, running_mean, running_var, weight,
-                                             training, eps)
-    return lambda g: _like(np.sum(g * x_hat, axis=axes), weight)
-
-
-def _batch_norm_bias(ans, input, running_mean, running_var, weight=None, bias=None, *args,
-                     **kwargs):
-    axes = (0,) + tuple(range(2, np.ndim(input)))
-    return lambda g: _like(np.sum(g, axis=axes), bias)
-
-
-traced_batch_norm = primitive(normalization.batch_norm.raw)
-defvjp(traced_batch_norm, _batch_norm_input, None, None, _batch_norm_weight,
-       _batch_norm_bias, argnums=(0, 1, 2, 3, 4))
-_PRIMITIVES["batch_norm"] = traced_batch_norm
-
-
 def _normalized(x, axes, eps):
     """(x_hat, inverse std) over ``axes`` (biased variance), keeping dims."""
     mean = x.mean(axis=axes, keepdims=True)
@@ -379,6 +330,47 @@ def _normalized_input_gradient(g_hat, x_hat, inverse_std, axes):
     count = math.prod(x_hat.shape[a] for a in axes)
     return inverse_std / count * (count * g_hat - g_hat.sum(axis=axes, keepdims=True)
                                   - x_hat * (g_hat * x_hat).sum(axis=axes, keepdims=True))
+
+
+def _batch_norm_parts(input, running_mean, running_var, weight, training, eps):
+    """(x_hat, inverse std, per-channel weight, reduced axes, batch statistics?)"""
+    x = np.asarray(input)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    batch_stats = training or running_mean is None
+    if batch_stats:
+        x_hat, inverse_std = _normalized(x, axes, eps)
+    else:
+        inverse_std = 1 / np.sqrt(np.reshape(running_var, shape) + eps)
+        x_hat = (x - np.reshape(running_mean, shape)) * inverse_std
+    scale = np.ones(shape, x.dtype) if weight is None else np.reshape(weight, shape)
+    return x_hat, inverse_std, scale, axes, batch_stats
+
+
+def _batch_norm_input(ans, input, running_mean, running_var, weight=None, bias=None,
+                      training=False, momentum=0.1, eps=1e-05):
+    x_hat, inverse_std, scale, axes, batch_stats = _batch_norm_parts(
+        input, running_mean, running_var, weight, training, eps)
+    if not batch_stats:
+        return lambda g: _like(g * scale * inverse_std, input)
+    return lambda g: _like(_normalized_input_gradient(g * scale, x_hat, inverse_std, axes),
+                           input)
+
+
+def _batch_norm_weight(ans, input, running_mean, running_var, weight=None, bias=None,
+                       training=False, momentum=0.1, eps=1e-05):
+    x_hat, _, _, axes, _ = _batch_norm_parts(input, running_mean, running_var, weight,
+                                             training, eps)
+    return lambda g: _like(np.sum(g * x_hat, axis=axes), weight)
+
+
+def _batch_norm_bias(ans, input, running_mean, running_var, weight=None, bias=None, *args,
+                     **kwargs):
+    return lambda g: _channel_sum(g, 1, bias)
+
+
+_define(normalization.batch_norm, _batch_norm_input, _batch_norm_weight, _batch_norm_bias,
+        argnums=(0, 3, 4))
 
 
 def _layer_norm_vjps():
@@ -403,9 +395,7 @@ def _layer_norm_vjps():
         lead = tuple(range(np.ndim(input) - np.ndim(bias)))
         return lambda g: _like(np.sum(g, axis=lead), bias)
 
-    traced = primitive(normalization.layer_norm.raw)
-    defvjp(traced, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
-    _PRIMITIVES["layer_norm"] = traced
+    _define(normalization.layer_norm, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
 
 
 def _group_norm_vjps():
@@ -433,12 +423,9 @@ def _group_norm_vjps():
         return lambda g: _like(np.sum(g * x_hat.reshape(x.shape), axis=axes), weight)
 
     def bias_vjp(ans, input, num_groups, weight=None, bias=None, eps=1e-05):
-        axes = (0,) + tuple(range(2, np.ndim(input)))
-        return lambda g: _like(np.sum(g, axis=axes), bias)
+        return lambda g: _channel_sum(g, 1, bias)
 
-    traced = primitive(normalization.group_norm.raw)
-    defvjp(traced, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
-    _PRIMITIVES["group_norm"] = traced
+    _define(normalization.group_norm, input_vjp, weight_vjp, bias_vjp, argnums=(0, 2, 3))
 
 
 _layer_norm_vjps()
