@@ -40,8 +40,8 @@ def primitive_of(name: str):
 
 def _define(function, *vjps, argnums=None):
     """Make ``function`` (a ``@differentiable`` public function) a primitive whose
-    gradients with respect to its first arguments (or to those at positions ``argnums``) are the
-    ``vjps`` makers (autograd's ``(ans, *args, **kwargs) -> (g -> gradient)``)."""
+    gradients with respect to its first arguments (or those at positions ``argnums``) are
+    the ``vjps`` makers (autograd's ``(ans, *args, **kwargs) -> (g -> gradient)``)."""
     traced = primitive(function.raw)
     defvjp(traced, *vjps, argnums=range(len(vjps)) if argnums is None else argnums)
     _PRIMITIVES[function.__name__] = traced

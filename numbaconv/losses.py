@@ -168,7 +168,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     x3, a, denominator, unbatched = _weight_matrix(op, input, target, weight, ignore_index,
                                                    smoothing)
     log_p = log_softmax(x3, dim=1)
-    per_position = -(a * log_p).sum(axis=1)  # (N, P)
+    return _per_position_loss(-(a * log_p).sum(axis=1), input, unbatched, reduction,
+                              denominator)
+
+
+def _per_position_loss(per_position, input, unbatched, reduction, denominator):
+    """A classification loss from its (N, P) values: reduced, or in the input's shape
+    without its class axis (reduction='none')."""
     if reduction == "none":
         x = np.asarray(input)
         return per_position.reshape(() if unbatched else x.shape[:1] + x.shape[2:])
@@ -212,11 +218,8 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     reduction = _reduction(op, reduction)
     x3, a, denominator, unbatched = _weight_matrix(op, input, target, weight, ignore_index,
                                                    0.0)
-    per_position = -(a * x3).sum(axis=1)
-    if reduction == "none":
-        x = np.asarray(input)
-        return per_position.reshape(() if unbatched else x.shape[:1] + x.shape[2:])
-    return _reduce(per_position, reduction, denominator)
+    return _per_position_loss(-(a * x3).sum(axis=1), input, unbatched, reduction,
+                              denominator)
 
 
 def nll_loss_gradient(input, target, weight=None, ignore_index=-100, reduction="mean"):

@@ -85,6 +85,7 @@ def value_and_grad(model: Module, loss_fn):
                     arrays.append(value)
         if not arrays:
             raise ValueError("value_and_grad: the model has no parameters")
+
         def objective(values):
             with _parameters_replaced(entries, arrays, values):
                 loss = loss_fn(model(input), *targets)
