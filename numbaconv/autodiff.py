@@ -17,13 +17,14 @@ returning a wrong one (``spec.check_float_array`` refuses boxes).
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
 import numpy as np
-from autograd.extend import defvjp, primitive
+from autograd.extend import defvjp, defvjp_argnums, primitive
 
-from . import activations, functional, losses, normalization, pooling, transposed
+from . import activations, config, functional, losses, normalization, pooling, transposed
 from .dropout import _probability
 from .nn import grad as conv_grad
 from .pool_spec import pool_spec
@@ -332,45 +333,51 @@ def _normalized_input_gradient(g_hat, x_hat, inverse_std, axes):
                                   - x_hat * (g_hat * x_hat).sum(axis=axes, keepdims=True))
 
 
-def _batch_norm_parts(input, running_mean, running_var, weight, training, eps):
-    """(x_hat, inverse std, per-channel weight, reduced axes, batch statistics?)"""
-    x = np.asarray(input)
-    axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
-    batch_stats = training or running_mean is None
-    if batch_stats:
-        x_hat, inverse_std = _normalized(x, axes, eps)
-    else:
-        inverse_std = 1 / np.sqrt(np.reshape(running_var, shape) + eps)
-        x_hat = (x - np.reshape(running_mean, shape)) * inverse_std
-    scale = np.ones(shape, x.dtype) if weight is None else np.reshape(weight, shape)
-    return x_hat, inverse_std, scale, axes, batch_stats
+def _batch_norm_vjp(argnums, ans, args, kwargs):
+    """batch_norm's gradients with respect to input, weight and bias (positions 0, 3, 4),
+    all from one kernel (:func:`numbaconv.cpu.norm.channel_backward`), which recomputes
+    the batch statistics from the input at the backward pass: nothing is computed while
+    the forward pass is traced."""
+    from .cpu.norm import channel_backward
+
+    unknown = set(argnums) - {0, 3, 4}
+    if unknown:
+        raise NotImplementedError(f"batch_norm: no gradient with respect to argument(s) "
+                                  f"{sorted(unknown)} (running statistics)")
+    bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    x = np.asarray(a["input"])
+    channels = x.shape[1]
+    batch_stats = bool(a["training"]) or a["running_mean"] is None
+    # (eval mode: the statistics as they are now, copied in case they are updated before
+    # the backward pass)
+    mean, var = (np.zeros(1), np.zeros(1)) if batch_stats else (
+        np.array(a["running_mean"], np.float64), np.array(a["running_var"], np.float64))
+    weight, bias = a["weight"], a["bias"]
+    scale = np.ones(channels) if weight is None else np.array(weight, np.float64)
+    eps = float(a["eps"])
+
+    def vjp(g):
+        dtype = np.result_type(x, g)
+        x3 = normalization._as_3d(x.astype(dtype, copy=False))
+        g3 = normalization._as_3d(np.asarray(g, dtype))
+        dx3 = np.empty(x3.shape, dtype)
+        dweight, dbias = np.empty(channels), np.empty(channels)
+        if x3.size:
+            with config.one_share_for(3 * x.size * config.WORK_PER_VALUE_READ):
+                channel_backward(x3, g3, mean, var, batch_stats, scale, eps, dx3, dweight,
+                                 dbias)
+        else:
+            dweight[:] = dbias[:] = 0
+        gradients = {0: (dx3, x), 3: (dweight, weight), 4: (dbias, bias)}
+        return tuple(_like(*gradients[i]) for i in argnums)
+    return vjp
 
 
-def _batch_norm_input(ans, input, running_mean, running_var, weight=None, bias=None,
-                      training=False, momentum=0.1, eps=1e-05):
-    x_hat, inverse_std, scale, axes, batch_stats = _batch_norm_parts(
-        input, running_mean, running_var, weight, training, eps)
-    if not batch_stats:
-        return lambda g: _like(g * scale * inverse_std, input)
-    return lambda g: _like(_normalized_input_gradient(g * scale, x_hat, inverse_std, axes),
-                           input)
-
-
-def _batch_norm_weight(ans, input, running_mean, running_var, weight=None, bias=None,
-                       training=False, momentum=0.1, eps=1e-05):
-    x_hat, _, _, axes, _ = _batch_norm_parts(input, running_mean, running_var, weight,
-                                             training, eps)
-    return lambda g: _like(np.sum(g * x_hat, axis=axes), weight)
-
-
-def _batch_norm_bias(ans, input, running_mean, running_var, weight=None, bias=None, *args,
-                     **kwargs):
-    return lambda g: _channel_sum(g, 1, bias)
-
-
-_define(normalization.batch_norm, _batch_norm_input, _batch_norm_weight, _batch_norm_bias,
-        argnums=(0, 3, 4))
+_BATCH_NORM_SIGNATURE = inspect.signature(normalization.batch_norm.raw)
+_PRIMITIVES["batch_norm"] = primitive(normalization.batch_norm.raw)
+defvjp_argnums(_PRIMITIVES["batch_norm"], _batch_norm_vjp)
 
 
 def _layer_norm_vjps():

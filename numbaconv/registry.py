@@ -421,6 +421,10 @@ WEIGHT_GRAD_PRODUCT_MIN_CHANNELS = 8
 #: The most bytes of im2col matrix ``weight_products`` unfolds at once (whole images;
 #: at least one).
 WEIGHT_GRAD_UNFOLD_BYTES = 16 << 20
+#: Output positions per image from which a pointwise layer's weight gradient multiplies
+#: each image in place; on smaller planes the images of a chunk are copied side by side
+#: first, so that the product runs deep enough to pay for its packing.
+WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS = 1024
 
 WEIGHT_GRAD_KERNELS = {
     "weight_tiles": "register tiles of input channels by output channels over the padded, "
@@ -488,9 +492,10 @@ def weight_grad_chunk(padded_k: int, itemsize: int) -> int:
 
 
 def weight_grad_chunk_images(spec: ConvSpec) -> int:
-    """Images per im2col chunk of ``weight_products`` (one at a time for a pointwise layer,
-    whose images already are their im2col matrices)."""
-    if spec.is_pointwise:
+    """Images per im2col chunk of ``weight_products`` (one at a time for a pointwise layer
+    on a plane of WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more: its images already are their
+    im2col matrices)."""
+    if spec.is_pointwise and spec.out_height * spec.out_width >= WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS:
         return 1
     per_image = (spec.in_channels * spec.kernel_height * spec.kernel_width
                  * spec.out_height * spec.out_width * spec.itemsize)

@@ -104,3 +104,58 @@ def row_normalize(x2, weight, bias, eps, out2, worker, workers):
         for k in range(size):
             dst[k] = (src[k] - m_t) * rstd_t * weight[k] + bias[k]
     return 0
+
+
+@parallel_kernel
+def channel_backward(x3, g3, mean_in, var_in, batch_stats, weight, eps, dx3, dweight, dbias,
+                     worker, workers):
+    """Batch normalisation's gradients, one channel per job: dbias[c] = sum g,
+    dweight[c] = sum g * x_hat, and dx3 (the input's), for out = x_hat * weight + bias,
+    x_hat = (x - mean) / sqrt(var + eps).
+
+    ``batch_stats``: mean and (biased) var are x3's own over N and P, recomputed here
+    (two passes, as :func:`channel_moments`), and dx carries their gradients too:
+    dx = weight * rstd * (g - mean(g) - x_hat * mean(g * x_hat)). Otherwise they are
+    ``mean_in[c]``, ``var_in[c]`` (the running statistics) and dx = weight * rstd * g.
+    A channel's values are read three times in a row, from cache after the first: one
+    pass over memory, where the NumPy form made eight. Sums in float64; x3, g3, dx3
+    (N, C, P); weight (C,) float64; dweight, dbias (C,) float64.
+    """
+    n_batch, channels, positions = x3.shape
+    count = n_batch * positions
+    for c in range(worker, channels, workers):
+        if batch_stats:
+            total = 0.0
+            for n in range(n_batch):
+                src = x3[n, c]
+                for p in range(positions):
+                    total += src[p]
+            m = total / count
+        else:
+            m = mean_in[c]
+        squares = 0.0
+        g_total = 0.0
+        gx_total = 0.0  # sum of g * (x - mean)
+        for n in range(n_batch):
+            src, grad = x3[n, c], g3[n, c]
+            for p in range(positions):
+                d = src[p] - m
+                squares += d * d
+                g_total += grad[p]
+                gx_total += grad[p] * d
+        var = squares / count if batch_stats else var_in[c]
+        rstd = 1.0 / np.sqrt(var + eps)
+        dbias[c] = g_total
+        dweight[c] = gx_total * rstd
+        # dx = a * g + b * (x - mean) + shift, coefficients in float64, applied in the
+        # data's dtype ((x - mean) first, as in group_normalize)
+        a = weight[c] * rstd
+        b = -a * rstd * rstd * gx_total / count if batch_stats else 0.0
+        shift = -a * g_total / count if batch_stats else 0.0
+        a_t, b_t, shift_t = dx3.dtype.type(a), dx3.dtype.type(b), dx3.dtype.type(shift)
+        m_t = dx3.dtype.type(m)
+        for n in range(n_batch):
+            src, grad, dst = x3[n, c], g3[n, c], dx3[n, c]
+            for p in range(positions):
+                dst[p] = grad[p] * a_t + (src[p] - m_t) * b_t + shift_t
+    return 0
