@@ -519,9 +519,10 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
         return (_phase_split_bytes(spec) * padded_c // max(1, spec.in_channels)
                 + spec.batch * spec.out_height * columns * padded_k * spec.itemsize
                 + (config.CPU_COUNT + 1) * taps * padded_c * padded_k * spec.itemsize)
-    positions = weight_grad_chunk_images(spec) * spec.out_height * spec.out_width
-    unfolded = 0 if spec.is_pointwise else spec.in_channels * spec.kernel_height \
-        * spec.kernel_width
+    images = weight_grad_chunk_images(spec)
+    positions = images * spec.out_height * spec.out_width
+    in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)
+    unfolded = 0 if in_place else spec.in_channels * spec.kernel_height * spec.kernel_width
     return spec.itemsize * positions * (unfolded + spec.out_channels) \
         + 2 * spec.out_channels * spec.in_channels_per_group * spec.kernel_height \
         * spec.kernel_width * spec.itemsize

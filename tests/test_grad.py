@@ -250,6 +250,46 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     _check(x, w, grad, kwargs, 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_place_from", [1, 10**9])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((3, 20, 7, 9), (30, 20, 1, 1), {}), ((4, 16, 5, 6), (32, 4, 1, 1), dict(groups=4)),
+    ((5, 40, 3, 3), (70, 40, 1, 1), {})])
+def test_pointwise_weight_products_in_place_or_by_chunks(x_shape, w_shape, kwargs, in_place_from,
+                                                         dtype, rng, monkeypatch):
+    """A pointwise layer's weight gradient multiplies each image in place (planes of
+    WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more) or a chunk of images copied side by side;
+    both against the references."""
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
+    import numbaconv
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    spec = numbaconv.plan(x, w, **kwargs).spec
+    assert registry.weight_grad_kernel(spec) == "weight_products"
+    assert (registry.weight_grad_chunk_images(spec) == 1) == (in_place_from == 1)
+    grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
+    _check(x, w, grad, kwargs, 2)
+
+
+@pytest.mark.parametrize("depth, kg, groups, threads", [
+    (256, 1024, 1, 2), (16, 64, 1, 2), (16, 8, 1, 4), (300, 70, 1, 3), (36, 30, 4, 2),
+    (5, 3, 1, 8), (1152, 256, 1, 16)])
+def test_weight_product_blocks_cover_the_product(depth, kg, groups, threads):
+    """Jobs of whole panels and tiles (or the whole side), as many as the threads where
+    the product has tiles and panels enough, every row and column in exactly one job."""
+    from numbaconv import isa
+    from numbaconv.cpu.weight_grad import product_blocks
+
+    rows, cols = product_blocks(depth, kg, groups, threads, 4)
+    panel = isa.NV * isa.VECTOR_BYTES // 4
+    assert 0 < rows <= depth and 0 < cols <= kg
+    assert rows == depth or rows % isa.MR == 0
+    assert cols == kg or cols % panel == 0
+    jobs = groups * -(-depth // rows) * -(-kg // cols)
+    assert jobs >= min(threads, groups * max(1, kg // panel) * -(-depth // isa.MR)) or \
+        groups >= threads
+
+
 def test_which_layers_take_which_weight_kernel():
     import numbaconv
     x = np.empty((1, 32, 8, 8), np.float32)

@@ -80,7 +80,7 @@ def product_blocks(depth: int, kg: int, groups: int, threads: int, itemsize: int
     col_blocks = max(1, min(wanted, kg // panel))
     block_cols = min(kg, -(-(-(-kg // col_blocks)) // panel) * panel)
     row_blocks = -(-wanted // col_blocks)
-    block_rows = depth if row_blocks == 1 else -(-(-(-depth // row_blocks)) // MR) * MR
+    block_rows = min(depth, -(-(-(-depth // row_blocks)) // MR) * MR)
     return block_rows, block_cols
 
 
