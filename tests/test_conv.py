@@ -464,6 +464,28 @@ def test_tap_work_counts_the_taps_that_read_inside():
                                                          / (784 * 9))
 
 
+def test_tap_tiles_in_training_steps_only_where_its_packing_pays():
+    """While weights are new on every call (config.fresh_weights), a small map's 3x3 layer
+    (ResNet-18's last stage on 64x64 images) runs im2col_whole, which multiplies the
+    weights as they are, and DeepLab's dilated layer keeps tap_tiles; both still agree."""
+    from numbaconv import config, registry
+
+    small = numbaconv.plan(np.empty((8, 512, 2, 2), np.float32),
+                           np.empty((512, 512, 3, 3), np.float32), padding=1).spec
+    deeplab = numbaconv.plan(np.empty((8, 2048, 28, 28), np.float32),
+                             np.empty((256, 2048, 3, 3), np.float32), padding=24,
+                             dilation=24).spec
+    assert registry.gemm_kernel(small) == registry.gemm_kernel(deeplab) == "tap_tiles"
+    with config.fresh_weights():
+        assert registry.gemm_kernel(small) == "im2col_whole"
+        assert registry.gemm_kernel(deeplab) == "tap_tiles"
+        rng = np.random.default_rng(0)
+        x, w = random(rng, (2, 6, 2, 3), np.float64), random(rng, (5, 6, 3, 3), np.float64)
+        got = numbaconv.conv2d(x, w, padding=1, algorithm="gemm")
+    np.testing.assert_allclose(got, numbaconv.conv2d(x, w, padding=1, algorithm="direct"),
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("xs, ws, groups", [
     ((1, 64, 7, 7), (200, 64, 1, 1), 1),     # few positions, many channels: cut by channels
     ((1, 16, 30, 41), (20, 16, 1, 1), 1),    # many positions: cut by columns, ragged panel
