@@ -97,6 +97,29 @@ class Optimizer:
                                  for g in self.param_groups]}
 
 
+class _flat:
+    """``with _flat(p) as flat``: p's values as a flat C-contiguous array updated in
+    place, written back into p on leaving when p is not contiguous itself."""
+
+    def __init__(self, p):
+        self.p = p
+        self.flat = np.ascontiguousarray(p).reshape(-1)
+
+    def __enter__(self):
+        return self.flat
+
+    def __exit__(self, *exc):
+        if not np.shares_memory(self.flat, self.p):
+            self.p[...] = self.flat.reshape(self.p.shape)
+
+
+def _shares(p) -> int:
+    """Numba threads for an update of p: one for a small parameter (a bias)."""
+    from . import config
+
+    return 1 if p.size * config.WORK_PER_VALUE_READ < config.SMALL_WORK else None
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD``: weight decay added to the
     gradient, momentum with dampening, Nesterov momentum, ``maximize``."""
@@ -114,21 +137,23 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def step(self, grads) -> None:
+        from .cpu.optim import sgd_update
+
         for group, p, g in self._gradients(grads):
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                g = g + p.dtype.type(group["weight_decay"]) * p
+            dtype = p.dtype.type
             momentum = group["momentum"]
+            buf, first = p, False  # (no momentum: the kernel reads no buffer)
             if momentum:
                 state = self.state.setdefault(id(p), {})
                 buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.copy()
-                else:
-                    buf *= p.dtype.type(momentum)
-                    buf += p.dtype.type(1 - group["dampening"]) * g
-                g = g + p.dtype.type(momentum) * buf if group["nesterov"] else buf
-            p -= p.dtype.type(group["lr"]) * g
+                first = buf is None
+                if first:
+                    buf = state["momentum_buffer"] = np.empty_like(p, order="C")
+            with _flat(p) as flat:
+                sgd_update(flat, g.reshape(-1), buf.reshape(-1), dtype(group["lr"]),
+                           dtype(momentum), dtype(1 - group["dampening"]),
+                           dtype(group["weight_decay"]), group["nesterov"], group["maximize"],
+                           first, workers=_shares(p))
 
 
 class Adam(Optimizer):
@@ -151,37 +176,31 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def step(self, grads) -> None:
+        from .cpu.optim import adam_update
+
         for group, p, g in self._gradients(grads):
             dtype = p.dtype.type
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            g = -g if group["maximize"] else g
-            if group["weight_decay"]:
-                if self._decoupled:
-                    p *= dtype(1 - lr * group["weight_decay"])
-                else:
-                    g = g + dtype(group["weight_decay"]) * p
             state = self.state.setdefault(id(p), {})
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = np.zeros_like(p)
-                state["exp_avg_sq"] = np.zeros_like(p)
+                state["exp_avg"] = np.zeros_like(p, order="C")
+                state["exp_avg_sq"] = np.zeros_like(p, order="C")
                 if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = np.zeros_like(p)
+                    state["max_exp_avg_sq"] = np.zeros_like(p, order="C")
             state["step"] += 1
             step = state["step"]
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m += dtype(1 - beta1) * (g - m)  # torch's lerp
-            v *= dtype(beta2)
-            v += dtype(1 - beta2) * g * g
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
-            if group["amsgrad"]:
-                np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                second = state["max_exp_avg_sq"]
-            else:
-                second = v
-            denominator = np.sqrt(second) / dtype(bias_correction2_sqrt) + dtype(eps)
-            p -= dtype(lr / bias_correction1) * (m / denominator)  # torch: addcdiv
+            decay = group["weight_decay"]
+            shrink = 1 - lr * decay if self._decoupled else 1.0
+            largest = state.get("max_exp_avg_sq", p) if group["amsgrad"] else p
+            with _flat(p) as flat:
+                adam_update(flat, g.reshape(-1), state["exp_avg"].reshape(-1),
+                            state["exp_avg_sq"].reshape(-1), largest.reshape(-1),
+                            dtype(1 - beta1), dtype(beta2), dtype(1 - beta2), dtype(eps),
+                            dtype(0 if self._decoupled else decay), dtype(shrink),
+                            group["amsgrad"], group["maximize"],
+                            dtype(lr / (1 - beta1 ** step)), dtype(math.sqrt(1 - beta2 ** step)),
+                            workers=_shares(p))
 
 
 class AdamW(Adam):

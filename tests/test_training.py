@@ -310,21 +310,32 @@ def test_dropout_gradient_is_its_mask():
                                 amsgrad=True)),
     (lambda p: optim.AdamW(p, lr=0.01, eps=1e-6),
      lambda p: torch.optim.AdamW(p, lr=0.01, eps=1e-6)),
+    (lambda p: optim.SGD(p, lr=0.2), lambda p: torch.optim.SGD(p, lr=0.2)),
+    (lambda p: optim.AdamW(p, lr=0.02, weight_decay=0.3, amsgrad=True, maximize=True),
+     lambda p: torch.optim.AdamW(p, lr=0.02, weight_decay=0.3, amsgrad=True, maximize=True)),
 ])
-def test_update_rules_follow_torch(ours, theirs):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_rules_follow_torch(ours, theirs, dtype):
+    """20 steps on a matrix, a vector, a parameter of several parallel chunks
+    (``cpu.optim.CHUNK``) and a non-contiguous view (updated through a copy, written
+    back), against torch's single-tensor updates."""
     rng = np.random.default_rng(4)
-    params = [rng.standard_normal((3, 4)).astype(np.float32),
-              rng.standard_normal(5).astype(np.float32)]
-    tensors = [torch.nn.Parameter(_tensor(p)) for p in params]
+    base = rng.standard_normal((6, 8)).astype(dtype)
+    params = [rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal(5).astype(dtype),
+              rng.standard_normal(70_000).astype(dtype), base[:, ::2]]
+    tensors = [torch.nn.Parameter(_tensor(np.ascontiguousarray(p))) for p in params]
     opt, torch_opt = ours(params), theirs(tensors)
     for _ in range(20):
-        grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+        grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
         opt.step(grads)
         for t, g in zip(tensors, grads):
             t.grad = _tensor(g)
         torch_opt.step()
+    tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10,
+                                                                             atol=1e-14)
     for p, t in zip(params, tensors):
-        np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p, t.detach().numpy(), **tolerance)
+    np.testing.assert_array_equal(base[:, ::2], params[3])  # (the view: its base changed)
 
 
 @pytest.mark.parametrize("make", [
