@@ -80,6 +80,11 @@ def matrix_product_bytes(tspec) -> int:
     threads = config.CPU_COUNT
     kg = tspec.out_channels // tspec.groups
     taps = tspec.kernel_height * tspec.kernel_width
+    positions = tspec.batch * tspec.in_height * tspec.in_width
+    if _runs_positions_major(tspec):  # the output, the transposed input, the products
+        return np.dtype(tspec.dtype).itemsize * (
+            tspec.batch * tspec.out_channels * tspec.out_height * tspec.out_width
+            + positions * tspec.in_channels + positions * tspec.out_channels * taps)
     rows, cols = transposed_jobs(tspec.batch, tspec.in_height, tspec.in_width, kg,
                                  tspec.groups, taps, True, np.dtype(tspec.dtype).itemsize,
                                  threads)
@@ -118,6 +123,8 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
     if (tspec.in_height, tspec.in_width, g, tspec.dilation, tspec.padding,
             tspec.output_padding) == (1, 1, 1, (1, 1), (0, 0), (0, 0)):
         return _from_one_pixel(tspec, x, w, bias, small)
+    if _runs_positions_major(tspec):
+        return _positions_major(tspec, x, w, bias, small)
     with small:  # the weight cache compares the weights in a kernel too
         # the tag holds what the regrouping depends on besides the weights: the groups
         wt = TRANSFORMED_WEIGHTS.get(("transposed_gemm", g), np.ascontiguousarray(w),
@@ -135,6 +142,55 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
         fill_channels(out, bias)
         transposed_gemm(xt, wt, out, tspec.in_height, tspec.in_width, g, kh, kw, sh, sw, ph,
                         pw, dh, dw, block_rows, block_cols)
+    return out
+
+
+def _runs_positions_major(tspec) -> bool:
+    """Whether :func:`by_matrix_product` runs :func:`_positions_major` for ``tspec``."""
+    return (tspec.groups == 1 and config.weights_are_fresh() and tspec.batch
+            * tspec.in_height * tspec.in_width < tspec.in_channels * tspec.kernel_height
+            * tspec.kernel_width)
+
+
+def _positions_major(tspec, x, w, bias, small):
+    """:func:`by_matrix_product` for ungrouped layers with fewer input pixels (over the
+    batch) than weight rows, while weights are new on every call (a training step's input
+    gradients of small maps): the product x^T (N * H * W, C_in) @ w (C_in, C_out * kH *
+    kW), a row of contributions per pixel, multiplies the weights as they are, and only
+    x, the smaller, is transposed; ``scatter_positions`` adds the rows where they land.
+    (AVX2, 2 threads, batch 8: ResNet-18's 512 -> 512 3x3 input gradient on 2x2 maps,
+    8.5 ms by the regrouped weights, most of it their transpose.)"""
+    import numba
+
+    from .cpu.gemm import pointwise_conv2d, product_jobs
+    from .cpu.layout import transpose_into
+    from .cpu.transposed_gemm import fill_channels, scatter_positions
+    from .epilogue import NO_EPILOGUE
+
+    kh, kw = tspec.kernel_height, tspec.kernel_width
+    plane = tspec.in_height * tspec.in_width
+    positions, columns = tspec.batch * plane, tspec.out_channels * kh * kw
+    pixels = np.empty((tspec.batch, plane, tspec.in_channels), tspec.dtype)
+    contributions = np.empty((1, positions, columns), tspec.dtype)
+    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
+                   tspec.dtype)
+    bias = np.zeros(tspec.out_channels, tspec.dtype) if bias is None else \
+        np.ascontiguousarray(bias)
+    block_rows, block_cols = product_jobs(positions, columns, 1, out.itemsize,
+                                          numba.get_num_threads())
+    with small:
+        transpose_into(np.ascontiguousarray(x).reshape(tspec.batch, tspec.in_channels, plane),
+                       pixels)
+        # (as pointwise_conv2d sees it: one "image", the weights, whose rows are the
+        # input channels; the pixels are its "output channels", with no bias)
+        pointwise_conv2d(np.ascontiguousarray(w).reshape(1, tspec.in_channels, columns),
+                         pixels.reshape(positions, tspec.in_channels),
+                         np.zeros(positions, tspec.dtype), contributions, 1, block_rows,
+                         block_cols, NO_EPILOGUE)
+        fill_channels(out, bias)
+        (sh, sw), (ph, pw), (dh, dw) = tspec.stride, tspec.padding, tspec.dilation
+        scatter_positions(contributions[0], out, tspec.in_height, tspec.in_width, kh, kw,
+                          sh, sw, ph, pw, dh, dw)
     return out
 
 

@@ -290,6 +290,33 @@ def test_weight_product_blocks_cover_the_product(depth, kg, groups, threads):
         groups >= threads
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((4, 30, 2, 2), (40, 30, 3, 3), dict(padding=1)),  # a small map, more taps than pixels
+    ((2, 9, 3, 4), (20, 9, 3, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
+    ((1, 6, 5, 5), (50, 6, 5, 5), dict(stride=2, padding=2)),
+    ((3, 7, 2, 3), (11, 7, 1, 1), dict(stride=3)),  # strided 1x1: outputs no pixel reaches
+])
+def test_input_gradient_positions_major_in_training_steps(x_shape, w_shape, kwargs, dtype, rng,
+                                                          monkeypatch):
+    """While weights are fresh (a training step), the input gradient of an ungrouped layer
+    with fewer pixels of gradient than weight rows runs positions-major (the weights as
+    they are, the gradient transposed, a scatter per plane); against the references."""
+    import numbaconv
+    from numbaconv import config, transposed
+
+    calls = []
+    original = transposed._positions_major
+    monkeypatch.setattr(transposed, "_positions_major",
+                        lambda *args: calls.append(1) or original(*args))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
+    with config.fresh_weights():
+        _check(x, w, grad, kwargs, 2)
+    assert calls
+
+
 def test_which_layers_take_which_weight_kernel():
     import numbaconv
     x = np.empty((1, 32, 8, 8), np.float32)

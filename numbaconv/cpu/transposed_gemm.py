@@ -121,3 +121,29 @@ def transposed_jobs(batch, in_h, in_w, out_channels_per_group, groups, taps, ove
     rows = -(-rows // MR) * MR if rows > MR else rows
     most = max(1, (2 << 20) // (taps * block_cols * itemsize))
     return max(1, min(rows, most, out_channels_per_group)), block_cols
+
+
+@parallel_kernel
+def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh, dw,
+                      worker, workers):
+    """out[n, k, i * sh - ph + r * dh, j * sw - pw + t * dw] += contributions[(n, i, j),
+    (k, r, t)] where that lies inside the output: the scatter-add of a positions-major
+    product (a row of every output channel's and tap's contributions per input pixel),
+    one (n, k) plane per job. contributions (N * H * W, K * kH * kW); out (N, K, OH, OW),
+    holding the bias beforehand. For few pixels (its reads are a row apart)."""
+    n_batch, channels, out_h, out_w = out.shape
+    taps = kh * kw
+    for job in range(worker, n_batch * channels, workers):
+        n, k = job // channels, job % channels
+        plane = out[n, k]
+        for i in range(in_h):
+            for j in range(in_w):
+                row = contributions[(n * in_h + i) * in_w + j]
+                for r in range(kh):
+                    oy = i * sh - ph + r * dh
+                    if 0 <= oy < out_h:
+                        for t in range(kw):
+                            ox = j * sw - pw + t * dw
+                            if 0 <= ox < out_w:
+                                plane[oy, ox] += row[k * taps + r * kw + t]
+    return 0
