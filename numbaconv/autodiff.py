@@ -235,14 +235,22 @@ def _max_pool_vjp(function):
     def vjp(ans, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
             return_indices=False):
         x = np.asarray(input)
-        _, indices = function(x, kernel_size, stride, padding, dilation, ceil_mode, True)
-        plane = x.shape[-1] * (x.shape[-2] if function is pooling.max_pool2d else 1)
-        planes = x.size // plane if plane else 0
+        spec = pool_spec(function.__name__, x.shape, kernel_size, stride, padding, dilation,
+                         ceil_mode)
 
         def scatter(g):  # each output's gradient onto the input value it took
-            flat = (np.arange(planes)[:, None] * plane + indices.reshape(planes, -1)).ravel()
-            summed = np.bincount(flat, weights=np.ravel(g), minlength=planes * plane)
-            return _like(summed, x)
+            from .cpu.pool import max_pool2d_backward
+
+            x4 = pooling._as_4d(spec, x)
+            g4 = np.ascontiguousarray(np.reshape(g, (spec.batch, spec.channels,
+                                                     spec.out_height, spec.out_width)),
+                                      x.dtype)
+            dx = np.empty(x4.shape, x.dtype)
+            if dx.size:
+                with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
+                    max_pool2d_backward(x4, g4, dx, *spec.kernel, *spec.stride, *spec.padding,
+                                        *spec.dilation)
+            return _like(dx, x)
         return scatter
     return vjp
 

@@ -22,32 +22,67 @@ from ..config import JIT
 from .dispatch import parallel_kernel
 
 
+@njit(inline="always")
+def _argmax_in_window(src, width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
+    """(maximum, its flat index in the (H, W) plane) of output (oy, ox)'s window: the
+    first largest value in row-major order, a NaN winning, as torch picks it."""
+    y0 = oy * sh - ph
+    while y0 < 0:  # first row inside the input (torch's hstart)
+        y0 += dh
+    y1 = min(oy * sh - ph + (kh - 1) * dh + 1, height)
+    x0 = ox * sw - pw
+    while x0 < 0:
+        x0 += dw
+    x1 = min(ox * sw - pw + (kw - 1) * dw + 1, width)
+    best = -np.inf
+    best_index = y0 * width + x0
+    for y in range(y0, y1, dh):
+        for z in range(x0, x1, dw):
+            value = src[y * width + z]
+            if value > best or math.isnan(value):
+                best = value
+                best_index = y * width + z
+    return best, best_index
+
+
 @parallel_kernel
 def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
+    """out and the flat in-plane indices of each window's maximum, one (n, c) plane per
+    job (see :func:`_argmax_in_window`)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     for plane in range(worker, x.shape[0] * channels, workers):
         n, c = plane // channels, plane % channels
+        src = x[n, c].reshape(height * width)
         for oy in range(out_h):
-            y0 = oy * sh - ph
-            while y0 < 0:  # first row inside the input (torch's hstart)
-                y0 += dh
-            y1 = min(oy * sh - ph + (kh - 1) * dh + 1, height)
             for ox in range(out_w):
-                x0 = ox * sw - pw
-                while x0 < 0:
-                    x0 += dw
-                x1 = min(ox * sw - pw + (kw - 1) * dw + 1, width)
-                best = -np.inf
-                best_index = y0 * width + x0
-                for y in range(y0, y1, dh):
-                    for z in range(x0, x1, dw):
-                        value = x[n, c, y, z]
-                        if value > best or math.isnan(value):
-                            best = value
-                            best_index = y * width + z
+                best, best_index = _argmax_in_window(src, width, height, oy, ox, kh, kw, sh,
+                                                     sw, ph, pw, dh, dw)
                 out[n, c, oy, ox] = best
                 indices[n, c, oy, ox] = best_index
+    return 0
+
+
+@parallel_kernel
+def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
+    """dx: max pooling's input gradient, each output's gradient added onto the input value
+    its window took (:func:`_argmax_in_window`, found again from x: no indices kept from
+    the forward pass), one (n, c) plane per job. x, dx (N, C, H, W); grad (N, C, OH, OW)."""
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    out_h, out_w = grad.shape[2], grad.shape[3]
+    zero = dx.dtype.type(0)
+    for plane in range(worker, x.shape[0] * channels, workers):
+        n, c = plane // channels, plane % channels
+        src = x[n, c].reshape(height * width)
+        dst = dx[n, c].reshape(height * width)
+        for i in range(height * width):
+            dst[i] = zero
+        for oy in range(out_h):
+            g = grad[n, c, oy]
+            for ox in range(out_w):
+                _, best_index = _argmax_in_window(src, width, height, oy, ox, kh, kw, sh, sw,
+                                                  ph, pw, dh, dw)
+                dst[best_index] += g[ox]
     return 0
 
 
