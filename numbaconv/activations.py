@@ -88,6 +88,7 @@ def leaky_relu(input, negative_slope=0.01):
     return _leaky(x, x.dtype.type(_number("leaky_relu", "negative_slope", negative_slope)))
 
 
+@differentiable
 def prelu(input, weight):
     """leaky_relu with learnt slopes: ``weight`` holds 1 slope, or one per channel (axis 1
     of an input with 2 or more dimensions)."""

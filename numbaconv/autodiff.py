@@ -24,7 +24,8 @@ import warnings
 import numpy as np
 from autograd.extend import defvjp, defvjp_argnums, primitive
 
-from . import activations, config, functional, losses, normalization, pooling, transposed
+from . import (activations, config, functional, interpolation, losses, normalization, padding,
+               pooling, transposed)
 from .dropout import _probability
 from .nn import grad as conv_grad
 from .pool_spec import pool_spec
@@ -490,3 +491,147 @@ _define(losses.binary_cross_entropy, _loss_vjp(losses.binary_cross_entropy_gradi
 _define(losses.binary_cross_entropy_with_logits,
         _loss_vjp(losses.binary_cross_entropy_with_logits_gradient))
 _define(losses.smooth_l1_loss, _loss_vjp(losses.smooth_l1_loss_gradient))
+
+
+# --------------------------------------------------------------------------- more layers
+
+
+def _pad_vjp(ans, input, pad, mode="constant", value=None):
+    x = np.asarray(input)
+
+    def vjp(g):
+        # where each output value came from: the input's flat indices, padded alike
+        # (-1 for a constant), each output's gradient added onto its source
+        indices = np.arange(x.size, dtype=np.float64).reshape(x.shape)
+        sources = padding.pad(indices, pad, mode, -1.0 if mode == "constant" else None)
+        taken = sources >= 0
+        return _like(np.bincount(sources[taken].astype(np.int64),
+                                 weights=np.asarray(g, np.float64)[taken], minlength=x.size), x)
+    return vjp
+
+
+_define(padding.pad, _pad_vjp)
+
+
+def _interpolate_vjp(ans, input, size=None, scale_factor=None, mode="nearest",
+                     align_corners=None, recompute_scale_factor=None, antialias=False):
+    x = np.asarray(input)
+    in_sizes = x.shape[2:]
+    out_sizes, scales = interpolation._output_sizes("interpolate", in_sizes, size,
+                                                    scale_factor, recompute_scale_factor)
+
+    def vjp(g):  # interpolation is linear, one axis after the other: each axis's transpose
+        gradient = np.asarray(g, x.dtype)
+        for axis, (n_in, n_out, scale) in enumerate(zip(in_sizes, out_sizes, scales)):
+            matrix = interpolation.axis_matrix(x.dtype, n_in, n_out, scale, mode,
+                                               align_corners)
+            gradient = np.moveaxis(np.tensordot(gradient, matrix, axes=([2 + axis], [0])),
+                                   -1, 2 + axis)
+        return _like(gradient, x)
+    return vjp
+
+
+_define(interpolation.interpolate, _interpolate_vjp)
+
+
+def _as_2d_pooling(x):
+    """(N, C, L) or (C, L) as (N, C, 1, L): a 1-D pooling's gradient is the 2-D one's."""
+    return x.reshape(x.shape[:-1] + (1, x.shape[-1]))
+
+
+def _avg_pool1d_vjp(ans, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True):
+    x = np.asarray(input)
+    spec = pool_spec("avg_pool1d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    as_2d = _avg_pool2d_vjp(None, _as_2d_pooling(x), spec.kernel, spec.stride, spec.padding,
+                            ceil_mode, count_include_pad)
+    return lambda g: _like(as_2d(_as_2d_pooling(np.asarray(g))), x)
+
+
+_define(pooling.avg_pool1d, _avg_pool1d_vjp)
+
+
+def _adaptive_avg_pool1d_vjp(ans, input, output_size):
+    x = np.asarray(input)
+    size = np.shape(ans)[-1]
+    as_2d = _adaptive_avg_pool2d_vjp(np.empty(x.shape[:-1] + (1, size)), _as_2d_pooling(x),
+                                     (1, size))
+    return lambda g: _like(as_2d(_as_2d_pooling(np.asarray(g))), x)
+
+
+_define(pooling.adaptive_avg_pool1d, _adaptive_avg_pool1d_vjp)
+
+
+def _gather_vjp(x, indices):
+    """The gradient of taking x's values at ``indices`` (flat per (H, W) plane, of the
+    output's shape): each output's gradient added onto the input value it took."""
+    plane = x.shape[-1] * x.shape[-2]
+    planes = x.size // plane if plane else 0
+
+    def vjp(g):
+        flat = (np.arange(planes)[:, None] * plane + indices.reshape(planes, -1)).ravel()
+        summed = np.bincount(flat, weights=np.ravel(np.asarray(g, np.float64)),
+                             minlength=planes * plane)
+        return _like(summed, x)
+    return vjp
+
+
+def _adaptive_max_pool2d_vjp(ans, input, output_size, return_indices=False):
+    x = np.asarray(input)
+    _, indices = pooling.adaptive_max_pool2d(x, output_size, True)
+    return _gather_vjp(x, indices)
+
+
+_adaptive_max_traced = primitive(pooling.adaptive_max_pool2d.raw)
+defvjp(_adaptive_max_traced, _adaptive_max_pool2d_vjp)
+
+
+def _adaptive_max_pool2d_checked(input, output_size, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d: return_indices=True while a gradient "
+                                  "is traced is not supported; call it without")
+    return _adaptive_max_traced(input, output_size)
+
+
+_PRIMITIVES["adaptive_max_pool2d"] = _adaptive_max_pool2d_checked
+
+
+def _max_unpool2d_vjp(ans, input, indices, kernel_size, stride=None, padding=0,
+                      output_size=None):
+    x = np.asarray(input)
+    flat = np.asarray(indices).reshape(-1, x.shape[-1] * x.shape[-2])
+
+    def vjp(g):  # each input value went to one output position: its gradient comes back
+        g = np.asarray(g)
+        planes = g.reshape(flat.shape[0], g.shape[-1] * g.shape[-2])
+        return _like(np.take_along_axis(planes, flat, axis=1), x)
+    return vjp
+
+
+_define(pooling.max_unpool2d, _max_unpool2d_vjp)
+
+
+def _prelu_parts(input, weight):
+    x, w = np.asarray(input), np.asarray(weight)
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    shape = () if w.size == 1 else (1, channels) + (1,) * (x.ndim - 2)
+    return x, w.reshape(shape)
+
+
+def _prelu_input(ans, input, weight):
+    x, slope = _prelu_parts(input, weight)
+    return lambda g: _like(np.where(x > 0, g, g * slope), input)
+
+
+def _prelu_weight(ans, input, weight):
+    x, slope = _prelu_parts(input, weight)
+
+    def vjp(g):
+        contribution = np.where(x > 0, 0, np.asarray(g) * x)
+        if np.ndim(slope) == 0:
+            return _like(np.sum(contribution), weight)
+        return _channel_sum(contribution, 1, weight)
+    return vjp
+
+
+_define(activations.prelu, _prelu_input, _prelu_weight)

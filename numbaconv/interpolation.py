@@ -22,12 +22,14 @@ import numbers
 import numpy as np
 
 from .spec import _is_int, check_float_array
+from .tracing import differentiable
 
 MODES = ("nearest", "nearest-exact", "linear", "bilinear")
 _TORCH_ONLY = ("bicubic", "trilinear", "area")
 _LINEAR_DIMS = {"linear": 1, "bilinear": 2}
 
 
+@differentiable
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
     """Resize the spatial axes of ``input`` (N, C, L) or (N, C, H, W), as
@@ -76,27 +78,51 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"input {tuple(in_sizes)} and output {tuple(out_sizes)}")
     out = x
     for axis, (n_in, n_out, scale) in enumerate(zip(in_sizes, out_sizes, scales)):
-        ratio = _ratio(x.dtype, n_in, n_out, scale, bool(align_corners) and linear)
-        position = np.arange(n_out, dtype=x.dtype)
-        if not linear:
-            offset = x.dtype.type(0.5 if mode == "nearest-exact" else 0.0)
-            index = np.minimum(np.floor((position + offset) * ratio).astype(np.int64), n_in - 1)
-            out = np.take(out, index, axis=2 + axis)
+        low, high, weight = axis_sources(x.dtype, n_in, n_out, scale, mode, align_corners)
+        if weight is None:
+            out = np.take(out, low, axis=2 + axis)
             continue
-        if align_corners:
-            source = position * ratio
-        else:
-            source = np.maximum((position + x.dtype.type(0.5)) * ratio - x.dtype.type(0.5),
-                                x.dtype.type(0))
-        low = np.minimum(np.floor(source).astype(np.int64), n_in - 1)
-        high = np.minimum(low + 1, n_in - 1)
-        weight = (source - low).astype(x.dtype)
         shape = [1] * x.ndim
         shape[2 + axis] = n_out
         weight = weight.reshape(shape)
         out = (np.take(out, low, axis=2 + axis) * (1 - weight)
                + np.take(out, high, axis=2 + axis) * weight)
     return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def axis_sources(dtype, n_in, n_out, scale, mode, align_corners):
+    """(low, high, weight) of one axis: output index d reads input ``low[d]`` (nearest
+    modes: high and weight are None), or ``low[d] * (1 - weight[d]) + high[d] *
+    weight[d]`` (linear modes); see the module's docstring."""
+    linear = mode in _LINEAR_DIMS
+    ratio = _ratio(dtype, n_in, n_out, scale, bool(align_corners) and linear)
+    position = np.arange(n_out, dtype=dtype)
+    if not linear:
+        offset = dtype.type(0.5 if mode == "nearest-exact" else 0.0)
+        return np.minimum(np.floor((position + offset) * ratio).astype(np.int64), n_in - 1), \
+            None, None
+    if align_corners:
+        source = position * ratio
+    else:
+        source = np.maximum((position + dtype.type(0.5)) * ratio - dtype.type(0.5),
+                            dtype.type(0))
+    low = np.minimum(np.floor(source).astype(np.int64), n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, (source - low).astype(dtype)
+
+
+def axis_matrix(dtype, n_in, n_out, scale, mode, align_corners):
+    """The (n_out, n_in) matrix of one axis's interpolation (:func:`axis_sources`): its
+    transpose carries a gradient back along that axis."""
+    low, high, weight = axis_sources(dtype, n_in, n_out, scale, mode, align_corners)
+    matrix = np.zeros((n_out, n_in), dtype)
+    rows = np.arange(n_out)
+    if weight is None:
+        matrix[rows, low] = 1
+        return matrix
+    np.add.at(matrix, (rows, low), 1 - weight)
+    np.add.at(matrix, (rows, high), weight)
+    return matrix
 
 
 def _output_sizes(op, in_sizes, size, scale_factor, recompute_scale_factor):

@@ -7,11 +7,13 @@ import numbers
 import numpy as np
 
 from .spec import _is_int, check_float_array
+from .tracing import differentiable
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 _NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+@differentiable
 def pad(input, pad, mode="constant", value=None):
     """Pad (or, with negative amounts, crop) the last axes of ``input``, as
     ``torch.nn.functional.pad``.

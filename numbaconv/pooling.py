@@ -105,6 +105,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad, divisor_override)
 
 
+@differentiable
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d``: input (N, C, L) or (C, L)."""
@@ -112,6 +113,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad, None)
 
 
+@differentiable
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Inverse of :func:`max_pool2d`, as ``torch.nn.functional.max_unpool2d``.
 
@@ -217,12 +219,14 @@ def adaptive_avg_pool2d(input, output_size):
     return _adaptive_pool("adaptive_avg_pool2d", input, output_size, 2, False)
 
 
+@differentiable
 def adaptive_avg_pool1d(input, output_size):
     """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``: input
     (N, C, L) or (C, L), ``output_size`` an int; see :func:`adaptive_avg_pool2d`."""
     return _adaptive_pool("adaptive_avg_pool1d", input, output_size, 1, False)
 
 
+@differentiable
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``: windows as
     :func:`adaptive_avg_pool2d`; NaN in a window gives NaN. With ``return_indices`` also
