@@ -106,6 +106,7 @@ def prelu(input, weight):
     return np.where(x > 0, x, x * slope).astype(dtype, copy=False)
 
 
+@differentiable
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
     """Randomised leaky ReLU. Evaluation (``training=False``) uses the mean slope
     (lower + upper) / 2; training draws a slope per element, uniform in [lower, upper],

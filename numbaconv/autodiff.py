@@ -451,23 +451,51 @@ _group_norm_vjps()
 # --------------------------------------------------------------------------- dropout
 
 
-def _traced_dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
-    """Dropout of a traced input: the mask drawn as ``numbaconv.dropout`` draws it, then
-    multiplied in, which autograd differentiates by itself."""
-    p = _probability("dropout", p)
-    if inplace:
-        raise NotImplementedError("dropout: inplace=True while a gradient is traced is not "
-                                  "supported")
-    if not training or p == 0.0:
-        return input * 1
-    if p == 1.0:
-        return input * 0
+def _traced_dropout(op, mask_shape):
+    """``op`` (dropout, dropout2d) of a traced input: the mask drawn as numbaconv's
+    function draws it (one value per ``mask_shape(input shape)``), then multiplied in,
+    which autograd differentiates by itself."""
+    def traced(input, p=0.5, training=True, inplace=False, *, rng=None):
+        p = _probability(op, p)
+        if inplace:
+            raise NotImplementedError(f"{op}: inplace=True while a gradient is traced is not "
+                                      f"supported")
+        if np.ndim(input) < 2 and op == "dropout2d":
+            raise ValueError(f"{op}: expected an input with at least 2 dimensions, got shape "
+                             f"{np.shape(input)}")
+        if not training or p == 0.0:
+            return input * 1
+        if p == 1.0:
+            return input * 0
+        dtype = np.dtype(input.dtype)
+        keep = as_generator(rng).random(mask_shape(np.shape(input))) >= p
+        return input * np.where(keep, dtype.type(1.0 / (1.0 - p)), dtype.type(0))
+    return traced
+
+
+_PRIMITIVES["dropout"] = _traced_dropout("dropout", lambda shape: shape)
+_PRIMITIVES["dropout2d"] = _traced_dropout(
+    "dropout2d", lambda shape: shape[:2] + (1,) * (len(shape) - 2))
+
+
+def _traced_rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
+    """rrelu of a traced input: the slopes drawn as ``numbaconv.rrelu`` draws them, then
+    applied by autograd's ``where``, which it differentiates by itself."""
+    import autograd.numpy as anp
+
+    lower, upper = float(lower), float(upper)
+    if lower > upper:
+        raise ValueError(f"rrelu: lower bound should be less than or equal to the upper bound, "
+                         f"got lower={lower}, upper={upper}")
     dtype = np.dtype(input.dtype)
-    keep = as_generator(rng).random(np.shape(input)) >= p
-    return input * np.where(keep, dtype.type(1.0 / (1.0 - p)), dtype.type(0))
+    if training:
+        slopes = as_generator(rng).uniform(lower, upper, size=np.shape(input)).astype(dtype)
+    else:
+        slopes = dtype.type((lower + upper) / 2)
+    return anp.where(input > 0, input, input * slopes)
 
 
-_PRIMITIVES["dropout"] = _traced_dropout
+_PRIMITIVES["rrelu"] = _traced_rrelu
 
 
 # --------------------------------------------------------------------------- losses

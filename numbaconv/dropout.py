@@ -58,6 +58,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
     return _dropout("dropout", input, p, training, inplace, rng, lambda x: x.shape)
 
 
+@differentiable
 def dropout2d(input, p=0.5, training=True, inplace=False, *, rng=None):
     """Zero whole channels with probability ``p`` (one draw per (n, c) of an (N, C, H, W)
     input), scaling the others by 1 / (1 - p), as ``torch.nn.functional.dropout2d``.

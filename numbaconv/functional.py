@@ -11,7 +11,7 @@ import numpy as np
 from . import config, devices, planner
 from .epilogue import NO_EPILOGUE, as_epilogue
 from .spec import check_float_dtype, check_float_operands, conv_spec, exact_argument as _exact
-from .tracing import differentiable
+from .tracing import differentiable, is_traced
 
 _SHAPES_DOC = """
     Parameters
@@ -211,6 +211,9 @@ def fused_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, grou
     >>> numbaconv.fused_conv2d(x, w, activation="relu")
     array([[[[0., 2.]]]], dtype=float32)
     """
+    if any(is_traced(a) for a in (input, weight, bias)):
+        raise NotImplementedError("fused_conv2d is for inference and has no gradient: while "
+                                  "training, call conv2d and then the activation")
     post = as_epilogue(activation)
     return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
                  padding_mode, algorithm, "cpu", None, post)

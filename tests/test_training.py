@@ -326,13 +326,33 @@ def test_binary_cross_entropy_needs_probabilities():
         numbaconv.binary_cross_entropy(np.array([1.5]), np.array([1.0]))
 
 
-def test_dropout_gradient_is_its_mask():
-    x = np.ones((4, 50))
+@pytest.mark.parametrize("op, shape", [("dropout", (4, 50)), ("dropout2d", (3, 40, 2, 2)),
+                                       ("dropout2d", (3, 40, 5))])
+def test_dropout_gradient_is_its_mask(op, shape):
+    x = np.ones(shape)
     import autograd
 
-    out = numbaconv.dropout(x, 0.3, rng=7)
-    grad = autograd.grad(lambda a: numbaconv.dropout(a, 0.3, rng=7).sum())(x)
+    out = getattr(numbaconv, op)(x, 0.3, rng=7)
+    grad = autograd.grad(lambda a: getattr(numbaconv, op)(a, 0.3, rng=7).sum())(x)
     np.testing.assert_array_equal(grad, out)  # the same draws: x is ones
+    if op == "dropout2d":  # whole channels: one draw per (n, c)
+        assert np.all(grad == grad[:, :, :1])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_rrelu_gradient_is_its_slopes(training):
+    """The gradient of rrelu is 1 where x > 0 and the slope drawn (training; the mean
+    slope in evaluation, as torch's) elsewhere; the same draws as the forward pass."""
+    import autograd
+
+    x = np.random.default_rng(3).standard_normal((5, 40))
+    out = numbaconv.rrelu(x, 0.1, 0.4, training, rng=11)
+    grad = autograd.grad(lambda a: numbaconv.rrelu(a, 0.1, 0.4, training, rng=11).sum())(x)
+    np.testing.assert_allclose(grad, np.where(x > 0, 1.0, out / x), rtol=1e-12)
+    if not training:
+        tx = _tensor(x, grad=True)
+        F.rrelu(tx, 0.1, 0.4, False).sum().backward()
+        np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- optimisers
@@ -395,10 +415,18 @@ def test_schedulers_follow_torch(make):
 
 
 def test_an_operation_without_gradient_raises():
-    model = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Dropout2d())
-    with pytest.raises(NotImplementedError, match="dropout2d"):
-        nn.value_and_grad(model.train(), nn.MSELoss())(np.ones((2, 3, 2, 2)),
-                                                      np.zeros((2, 3, 2, 2)))
+    class Fused(nn.Module):  # fused_conv2d is for inference: it has no gradient
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            return numbaconv.fused_conv2d(x, self.conv.weight, self.conv.bias,
+                                          activation="relu")
+
+    with pytest.raises(NotImplementedError, match="fused_conv2d is for inference"):
+        nn.value_and_grad(Fused(), nn.MSELoss())(np.ones((2, 3, 2, 2), np.float32),
+                                                 np.zeros((2, 3, 2, 2), np.float32))
 
 
 def test_a_numpy_function_on_traced_values_raises():
