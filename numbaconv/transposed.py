@@ -145,6 +145,10 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
     return out
 
 
+#: Output channels per job of the positions-major scatter (``scatter_positions``).
+SCATTER_CHANNEL_BLOCK = 32
+
+
 def _runs_positions_major(tspec) -> bool:
     """Whether :func:`by_matrix_product` runs :func:`_positions_major` for ``tspec``."""
     return (tspec.groups == 1 and config.weights_are_fresh() and tspec.batch
@@ -190,7 +194,8 @@ def _positions_major(tspec, x, w, bias, small):
         fill_channels(out, bias)
         (sh, sw), (ph, pw), (dh, dw) = tspec.stride, tspec.padding, tspec.dilation
         scatter_positions(contributions[0], out, tspec.in_height, tspec.in_width, kh, kw,
-                          sh, sw, ph, pw, dh, dw)
+                          sh, sw, ph, pw, dh, dw, SCATTER_CHANNEL_BLOCK,
+                          workers=tspec.batch * -(-tspec.out_channels // SCATTER_CHANNEL_BLOCK))
     return out
 
 

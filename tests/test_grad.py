@@ -296,6 +296,7 @@ def test_weight_product_blocks_cover_the_product(depth, kg, groups, threads):
     ((2, 9, 3, 4), (20, 9, 3, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
     ((1, 6, 5, 5), (50, 6, 5, 5), dict(stride=2, padding=2)),
     ((3, 7, 2, 3), (11, 7, 1, 1), dict(stride=3)),  # strided 1x1: outputs no pixel reaches
+    ((2, 70, 3, 3), (40, 70, 3, 3), dict(padding=1)),  # input channels over 3 scatter blocks
 ])
 def test_input_gradient_positions_major_in_training_steps(x_shape, w_shape, kwargs, dtype, rng,
                                                           monkeypatch):

@@ -125,17 +125,19 @@ def transposed_jobs(batch, in_h, in_w, out_channels_per_group, groups, taps, ove
 
 @parallel_kernel
 def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh, dw,
-                      worker, workers):
+                      block, worker, workers):
     """out[n, k, i * sh - ph + r * dh, j * sw - pw + t * dw] += contributions[(n, i, j),
     (k, r, t)] where that lies inside the output: the scatter-add of a positions-major
-    product (a row of every output channel's and tap's contributions per input pixel),
-    one (n, k) plane per job. contributions (N * H * W, K * kH * kW); out (N, K, OH, OW),
-    holding the bias beforehand. For few pixels (its reads are a row apart)."""
+    product (a row of every output channel's and tap's contributions per input pixel).
+    A job is an image's ``block`` output channels: it reads one contiguous run of each of
+    its pixels' rows, and its planes stay in L1. contributions (N * H * W, K * kH * kW);
+    out (N, K, OH, OW), holding the bias beforehand. For small maps (few pixels)."""
     n_batch, channels, out_h, out_w = out.shape
     taps = kh * kw
-    for job in range(worker, n_batch * channels, workers):
-        n, k = job // channels, job % channels
-        plane = out[n, k]
+    blocks = -(-channels // block)
+    for job in range(worker, n_batch * blocks, workers):
+        n, k0 = job // blocks, job % blocks * block
+        k1 = min(channels, k0 + block)
         for i in range(in_h):
             for j in range(in_w):
                 row = contributions[(n * in_h + i) * in_w + j]
@@ -145,5 +147,6 @@ def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh
                         for t in range(kw):
                             ox = j * sw - pw + t * dw
                             if 0 <= ox < out_w:
-                                plane[oy, ox] += row[k * taps + r * kw + t]
+                                for k in range(k0, k1):
+                                    out[n, k, oy, ox] += row[k * taps + r * kw + t]
     return 0
