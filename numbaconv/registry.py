@@ -455,6 +455,9 @@ WEIGHT_GRAD_KERNELS = {
                               "tap",
     "weight_taps": "one dot product per weight over the padded, stride-phase-split input, "
                    "summed along rows of partial sums",
+    "outer_products": "1x1 layers on 1x1 images: grad_output^T (K, N) @ input (N, C) by "
+                      "NumPy's matmul (a few rows deep: nothing to tile, four launches of "
+                      "our kernels cost more than the product)",
 }
 
 
@@ -487,6 +490,9 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     """(kernel, why) of the weight gradient of ``spec``: what ``nn.grad.plan_weight`` shows."""
     taps = spec.kernel_height * spec.kernel_width
     positions = spec.out_height * spec.out_width
+    if spec.is_vector_product:
+        return "outer_products", ("1x1 on 1x1 images (squeeze-and-excitation): the gradient's "
+                                  "N rows by the input's N rows, one small matrix product")
     if (spec.groups == 1 and spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
             and taps > 1 and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS):
         return "weight_tiles", (f"ungrouped, {spec.in_channels} input channels, {taps} taps, "
@@ -523,6 +529,8 @@ def weight_grad_chunk_images(spec: ConvSpec) -> int:
 def weight_grad_workspace(spec: ConvSpec) -> int:
     """Scratch bytes of the weight-gradient kernel for ``spec``."""
     kernel = weight_grad_kernel(spec)
+    if kernel == "outer_products":
+        return spec.out_channels * spec.in_channels * spec.itemsize
     if kernel == "weight_taps":
         return _phase_split_bytes(spec)
     if kernel == "depthwise_weight_lanes":  # per thread: a padded block, a gradient block

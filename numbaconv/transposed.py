@@ -269,7 +269,9 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     # kernels write each output once where the scatter-add of by_matrix_product adds
     # into it (AVX2, 2 threads, batch 8, the input gradient of 16 -> 64 on 54x54: 2.1-2.4
     # -> 1.8 ms, torch 1.0).
-    pointwise = spec.is_pointwise and tspec.stride == (1, 1)
+    # (1x1 images excepted: by_matrix_product multiplies those by the weights as they are)
+    pointwise = spec.is_pointwise and tspec.stride == (1, 1) and \
+        (tspec.in_height, tspec.in_width) != (1, 1)
     as_convolution = depthwise or pointwise or (spec.groups > 1 and tspec.stride == (1, 1))
     if algorithm in planner.SPECIAL and not as_convolution and (
             tspec.stride != (1, 1) or not planner.winograd_pays(spec, planner.REGISTRY)

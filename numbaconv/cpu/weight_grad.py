@@ -3,8 +3,11 @@
     grad_weight[k, c, r, s] = sum over n, oh, ow of
         grad_output[n, k, oh, ow] * padded x[n, g * Cg + c, oh * sh + r * dh, ow * sw + s * dw]
 
-(g the group of output channel k, Cg the input channels per group). Four kernels
+(g the group of output channel k, Cg the input channels per group). Five kernels
 (:func:`numbaconv.registry.weight_grad_kernel` picks one):
+
+* ``outer_products``: 1x1 layers on 1x1 images (squeeze-and-excitation), whose gradient
+  is grad_output^T (K, N) @ input (N, C): NumPy's matmul, a product N rows deep;
 
 * ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
   channels by NV vectors of output channels, one per kernel tap, whose depth runs over
@@ -245,8 +248,11 @@ def run(spec, x, grad, threads):
     input x (N, C, H, W) and grad (N, K, OH, OW), both C-contiguous of the spec's dtype."""
     kg, cg = spec.out_channels_per_group, spec.in_channels_per_group
     taps = spec.kernel_height * spec.kernel_width
-    out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
     kernel = weight_grad_kernel(spec)
+    if kernel == "outer_products":  # (K, N) @ (N, C): the stride picks pixel (0, 0) alone
+        rows = grad.reshape(spec.batch, spec.out_channels)
+        return np.matmul(rows.T, x[:, :, 0, 0]).reshape(spec.out_channels, cg, 1, 1)
+    out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
     if kernel == "depthwise_weight_lanes":
         depthwise_weight_lanes(x, grad, out, spec.stride_h, spec.stride_w, spec.pad_top,
                                spec.pad_left, spec.dilation_h, spec.dilation_w,
