@@ -472,11 +472,22 @@ WEIGHT_GRAD_TILES_MIN_CHANNELS = 16
 WEIGHT_GRAD_TILES_MIN_POSITIONS = 64
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
-#: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads,
-#: AVX-512): 1152 channels on 7x7 4.3 -> 0.4 ms.
-WEIGHT_GRAD_LANES_MAX_POSITIONS = 32 * 32
-#: Channels per ``depthwise_weight_lanes`` job (a few vectors of them).
+#: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads):
+#: AVX-512, 1152 channels on 7x7 4.3 -> 0.4 ms; AVX2, lanes against taps: 576 channels
+#: on 14x14 3.2 / 6.1 ms, 58 on 28x28 1.8 / 1.2, 72 on 56x56 stride 2 (28x28 outputs)
+#: 3.8 / 2.6, 32 on 112x112 16.4 / 5.1.
+WEIGHT_GRAD_LANES_MAX_POSITIONS = 16 * 16
+#: Channels per ``depthwise_weight_lanes`` job at most (a few vectors of them).
 DEPTHWISE_LANE_BLOCK = 64
+
+
+def depthwise_lane_block(channels: int, threads: int, itemsize: int) -> int:
+    """Channels per ``depthwise_weight_lanes`` job: whole vectors, at most
+    DEPTHWISE_LANE_BLOCK, as even a share of the channels among the threads as whole
+    vectors allow (72 channels on 2 threads in blocks of 64 left one thread 8 of them)."""
+    lanes = isa.lanes(itemsize)
+    jobs = threads * -(-channels // (threads * DEPTHWISE_LANE_BLOCK))
+    return min(DEPTHWISE_LANE_BLOCK, -(-(-(-channels // jobs)) // lanes) * lanes)
 #: Bytes of output gradient rows per ``weight_tiles`` job (kept in L2 for every tap).
 WEIGHT_GRAD_CHUNK_BYTES = 256 << 10
 

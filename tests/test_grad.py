@@ -332,6 +332,22 @@ def test_squeeze_and_excitation_gradients(x_shape, w_shape, kwargs, dtype, rng):
     _check(x, w, grad, kwargs, len(x_shape) - 2)
 
 
+@pytest.mark.parametrize("channels", [1, 6, 24, 58, 72, 88, 576, 1152])
+@pytest.mark.parametrize("threads", [1, 2, 3, 16])
+def test_depthwise_lane_blocks_share_the_channels(channels, threads):
+    """Whole vectors of channels, at most DEPTHWISE_LANE_BLOCK, and no thread left more
+    than a vector of channels short of its share when there are vectors enough."""
+    from numbaconv import isa
+
+    block = registry.depthwise_lane_block(channels, threads, 4)
+    assert block % isa.lanes(4) == 0 and 0 < block <= registry.DEPTHWISE_LANE_BLOCK
+    jobs = -(-channels // block)
+    if channels >= threads * registry.DEPTHWISE_LANE_BLOCK:
+        assert jobs >= threads
+    if jobs >= threads and jobs % threads == 0:  # even shares
+        assert channels - (jobs - 1) * block > 0
+
+
 def test_which_layers_take_which_weight_kernel():
     import numbaconv
     x = np.empty((1, 32, 8, 8), np.float32)

@@ -36,7 +36,7 @@
 import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
-from ..registry import (DEPTHWISE_LANE_BLOCK, weight_grad_chunk, weight_grad_chunk_images,
+from ..registry import (depthwise_lane_block, weight_grad_chunk, weight_grad_chunk_images,
                         weight_grad_kernel)
 from .dispatch import parallel_kernel
 from .gemm import unfold
@@ -254,10 +254,10 @@ def run(spec, x, grad, threads):
         return np.matmul(rows.T, x[:, :, 0, 0]).reshape(spec.out_channels, cg, 1, 1)
     out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
     if kernel == "depthwise_weight_lanes":
+        block = depthwise_lane_block(spec.in_channels, threads, x.itemsize)
         depthwise_weight_lanes(x, grad, out, spec.stride_h, spec.stride_w, spec.pad_top,
-                               spec.pad_left, spec.dilation_h, spec.dilation_w,
-                               DEPTHWISE_LANE_BLOCK, workers=-(-spec.in_channels
-                                                               // DEPTHWISE_LANE_BLOCK))
+                               spec.pad_left, spec.dilation_h, spec.dilation_w, block,
+                               workers=-(-spec.in_channels // block))
         return out
     if kernel == "weight_taps":
         xph = phase_split_input(spec, x, "weight_grad_input")
