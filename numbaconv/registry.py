@@ -455,9 +455,9 @@ WEIGHT_GRAD_KERNELS = {
                               "tap",
     "weight_taps": "one dot product per weight over the padded, stride-phase-split input, "
                    "summed along rows of partial sums",
-    "outer_products": "1x1 layers on 1x1 images: grad_output^T (K, N) @ input (N, C) by "
-                      "NumPy's matmul (a few rows deep: nothing to tile, four launches of "
-                      "our kernels cost more than the product)",
+    "outer_products": "1x1 layers on 1x1 images: grad_output^T (K, N) @ input (N, C) as "
+                      "the sum of N outer products, in blocks of columns (a product a few "
+                      "rows deep: nothing to tile or pack)",
 }
 
 
@@ -502,8 +502,8 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     taps = spec.kernel_height * spec.kernel_width
     positions = spec.out_height * spec.out_width
     if spec.is_vector_product:
-        return "outer_products", ("1x1 on 1x1 images (squeeze-and-excitation): the gradient's "
-                                  "N rows by the input's N rows, one small matrix product")
+        return "outer_products", ("1x1 on 1x1 images (squeeze-and-excitation): the sum of N "
+                                  "outer products of the gradient's and the input's rows")
     if (spec.groups == 1 and spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
             and taps > 1 and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS):
         return "weight_tiles", (f"ungrouped, {spec.in_channels} input channels, {taps} taps, "

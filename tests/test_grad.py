@@ -321,10 +321,12 @@ def test_input_gradient_positions_major_in_training_steps(x_shape, w_shape, kwar
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((8, 72, 1, 1), (288, 72, 1, 1), {}), ((3, 5, 1, 1), (7, 5, 1, 1), dict(stride=2)),
-    ((1, 4, 1), (6, 4, 1), {})])
+    ((1, 4, 1), (6, 4, 1), {}),
+    ((2, 300, 1, 1), (5, 300, 1, 1), {})])  # columns over two blocks, the last ragged
 def test_squeeze_and_excitation_gradients(x_shape, w_shape, kwargs, dtype, rng):
-    """1x1 layers on 1x1 images: the weight gradient is one small product (outer_products),
-    the input gradient the weights times the gradient rows; against the references."""
+    """1x1 layers on 1x1 images: both gradients are sums of a few outer products
+    (``cpu.outer``: terms in fours and a remainder, blocks of columns); against the
+    references."""
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     assert nn.grad.plan_weight(x.shape, w.shape, **kwargs)["kernel"] == "outer_products"

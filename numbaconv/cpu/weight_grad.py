@@ -7,7 +7,8 @@
 (:func:`numbaconv.registry.weight_grad_kernel` picks one):
 
 * ``outer_products``: 1x1 layers on 1x1 images (squeeze-and-excitation), whose gradient
-  is grad_output^T (K, N) @ input (N, C): NumPy's matmul, a product N rows deep;
+  is grad_output^T (K, N) @ input (N, C), a product N rows deep: sums of N outer
+  products (:mod:`.outer`);
 
 * ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
   channels by NV vectors of output channels, one per kernel tap, whose depth runs over
@@ -40,6 +41,7 @@ from ..registry import (depthwise_lane_block, weight_grad_chunk, weight_grad_chu
                         weight_grad_kernel)
 from .dispatch import parallel_kernel
 from .gemm import unfold
+from .outer import COLUMN_BLOCK, outer_sums
 from .layout import pad_phase_split, phase_split_input, transpose_into
 from .microkernel import _tile, matmul, workspace_size
 from .workspace import scratch
@@ -250,8 +252,11 @@ def run(spec, x, grad, threads):
     taps = spec.kernel_height * spec.kernel_width
     kernel = weight_grad_kernel(spec)
     if kernel == "outer_products":  # (K, N) @ (N, C): the stride picks pixel (0, 0) alone
-        rows = grad.reshape(spec.batch, spec.out_channels)
-        return np.matmul(rows.T, x[:, :, 0, 0]).reshape(spec.out_channels, cg, 1, 1)
+        out = np.empty((spec.out_channels, spec.in_channels), x.dtype)
+        outer_sums(grad.reshape(spec.batch, spec.out_channels),
+                   np.ascontiguousarray(x[:, :, 0, 0]), out,
+                   workers=-(-spec.in_channels // COLUMN_BLOCK))
+        return out.reshape(spec.out_channels, cg, 1, 1)
     out = np.empty((spec.out_channels, cg, spec.kernel_height, spec.kernel_width), x.dtype)
     if kernel == "depthwise_weight_lanes":
         block = depthwise_lane_block(spec.in_channels, threads, x.itemsize)

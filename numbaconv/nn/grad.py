@@ -99,6 +99,8 @@ def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, 
     g = _as_4d(spec, grad_output, spec.out_channels, spec.out_height, spec.out_width)
     w = np.ascontiguousarray(weight.reshape(spec.out_channels, spec.in_channels_per_group,
                                             spec.kernel_height, spec.kernel_width), dtype=dtype)
+    if spec.is_vector_product and spec.padding_mode == "zeros":
+        return _vector_input_grad(spec, g, w).reshape(input_size)
     stride2 = (spec.stride_h, spec.stride_w)
     dilation2 = (spec.dilation_h, spec.dilation_w)
     reach_h = (spec.out_height - 1) * spec.stride_h + spec.dilation_h * (spec.kernel_height - 1) + 1
@@ -118,6 +120,20 @@ def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, 
         else:
             out = _fold_padding(padded, spec)
     return np.ascontiguousarray(out).reshape(input_size)
+
+
+def _vector_input_grad(spec, g, w):
+    """The input gradient of a 1x1 layer on 1x1 images (squeeze-and-excitation, any
+    stride): grad_output (N, K) @ weight (K, C), as the sum of K outer products
+    (``cpu.outer``)."""
+    from ..cpu.outer import COLUMN_BLOCK, outer_sums
+
+    out = np.empty((spec.batch, spec.in_channels), spec.dtype)
+    with config.one_share_for(spec.flops // 2):
+        outer_sums(np.ascontiguousarray(g.reshape(spec.batch, spec.out_channels).T),
+                   w.reshape(spec.out_channels, spec.in_channels), out,
+                   workers=-(-spec.in_channels // COLUMN_BLOCK))
+    return out
 
 
 def _weight_grad(op, input, weight_size, grad_output, stride, padding, dilation, groups,
