@@ -559,10 +559,14 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     images = weight_grad_chunk_images(spec)
     positions = images * spec.out_height * spec.out_width
     in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)
-    unfolded = 0 if in_place else spec.in_channels * spec.kernel_height * spec.kernel_width
-    return spec.itemsize * positions * (unfolded + spec.out_channels) \
-        + 2 * spec.out_channels * spec.in_channels_per_group * spec.kernel_height \
-        * spec.kernel_width * spec.itemsize
+    taps = spec.kernel_height * spec.kernel_width
+    # what is copied side by side (the im2col matrix) and what is transposed; a pointwise
+    # layer with fewer input than output channels the other way round (weight_grad.run)
+    copied, transposed = spec.in_channels * taps, spec.out_channels
+    if spec.is_pointwise and spec.in_channels < spec.out_channels:
+        copied, transposed = spec.out_channels, spec.in_channels
+    return spec.itemsize * positions * ((0 if in_place else copied) + transposed) \
+        + 2 * spec.out_channels * spec.in_channels_per_group * taps * spec.itemsize
 
 
 # --------------------------------------------------------------------------- winograd

@@ -254,12 +254,14 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
 @pytest.mark.parametrize("in_place_from", [1, 10**9])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((3, 20, 7, 9), (30, 20, 1, 1), {}), ((4, 16, 5, 6), (32, 4, 1, 1), dict(groups=4)),
-    ((5, 40, 3, 3), (70, 40, 1, 1), {})])
+    ((5, 40, 3, 3), (70, 40, 1, 1), {}),
+    ((2, 40, 4, 5), (24, 40, 1, 1), {})])  # more input than output channels: not swapped
 def test_pointwise_weight_products_in_place_or_by_chunks(x_shape, w_shape, kwargs, in_place_from,
                                                          dtype, rng, monkeypatch):
     """A pointwise layer's weight gradient multiplies each image in place (planes of
-    WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more) or a chunk of images copied side by side;
-    both against the references."""
+    WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more) or a chunk of images copied side by side,
+    x by the transposed gradient, or (fewer input than output channels) the gradient by
+    the transposed x; against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
     import numbaconv
     x = rng.standard_normal(x_shape).astype(dtype)

@@ -274,25 +274,46 @@ def run(spec, x, grad, threads):
     depth = cg * taps
     positions = spec.out_height * spec.out_width
     chunk = weight_grad_chunk_images(spec)
-    block_rows, block_cols = product_blocks(depth, kg, spec.groups, threads, x.itemsize)
-    out_t = np.empty((spec.groups, depth, kg), x.dtype)
+    n_groups = spec.groups
+    # A pointwise layer with fewer input channels than output channels multiplies the
+    # other way round, grad (K, N * P) @ x^T (N * P, C) per group: the smaller operand
+    # is the one transposed, and the product lands in the weights' own layout (AVX2, 2
+    # threads, batch 8, 16 -> 64 on 54x54: 2.0 -> 1.2 ms, torch 0.9; 256 -> 1024 on 14x14
+    # within the machine's noise, 1.2-1.4x torch before and after).
+    swapped = spec.is_pointwise and spec.in_channels < spec.out_channels
+    if swapped:
+        rows_of, row_channels, columns_of, column_channels = grad, spec.out_channels, x, \
+            spec.in_channels
+        result = out.reshape(n_groups, kg, cg)
+    else:
+        rows_of, row_channels, columns_of, column_channels = x, spec.in_channels, grad, \
+            spec.out_channels
+        result = np.empty((n_groups, depth, kg), x.dtype)
+    block_rows, block_cols = product_blocks(result.shape[1], result.shape[2], n_groups,
+                                            threads, x.itemsize)
+    jobs = n_groups * -(-result.shape[1] // block_rows) * -(-result.shape[2] // block_cols)
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
-        if spec.is_pointwise and chunk == 1:  # the image is its im2col matrix (C, P): no copy
-            cols = x[n0].reshape(spec.in_channels, positions)
+        if spec.is_pointwise and chunk == 1:  # the image is its matrix (C, P): no copy
+            rows = rows_of[n0].reshape(row_channels, positions)
+        elif spec.is_pointwise:  # the images side by side: (C, chunk * P)
+            rows = scratch("weight_grad_columns", (row_channels, (n1 - n0) * positions),
+                           x.dtype)
+            unfold(rows_of[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height, spec.out_width,
+                   rows)
         else:
-            cols = scratch("weight_grad_columns",
-                           (spec.groups * depth, (n1 - n0) * positions), x.dtype)
+            rows = scratch("weight_grad_columns", (n_groups * depth, (n1 - n0) * positions),
+                           x.dtype)
             unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
                    spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-                   spec.out_height, spec.out_width, cols)
-        grad_t = scratch("weight_grad_output", ((n1 - n0) * positions, spec.out_channels),
-                         x.dtype)
-        transpose_into(grad[n0:n1].reshape(n1 - n0, spec.out_channels, positions),
-                       grad_t.reshape(n1 - n0, positions, spec.out_channels))
-        weight_products(cols, grad_t, out_t, block_rows, block_cols, n0 > 0,
-                        workers=spec.groups * -(-depth // block_rows) * -(-kg // block_cols))
-    transpose_into(out_t, out.reshape(spec.groups, kg, depth))
+                   spec.out_height, spec.out_width, rows)
+        columns = scratch("weight_grad_output", ((n1 - n0) * positions, column_channels),
+                          x.dtype)
+        transpose_into(columns_of[n0:n1].reshape(n1 - n0, column_channels, positions),
+                       columns.reshape(n1 - n0, positions, column_channels))
+        weight_products(rows, columns, result, block_rows, block_cols, n0 > 0, workers=jobs)
+    if not swapped:
+        transpose_into(result, out.reshape(n_groups, kg, depth))
     return out
 
 
