@@ -530,7 +530,8 @@ def weight_grad_chunk_images(spec: ConvSpec) -> int:
     """Images per im2col chunk of ``weight_products`` (one at a time for a pointwise layer
     on a plane of WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more: its images already are their
     im2col matrices)."""
-    if spec.is_pointwise and spec.out_height * spec.out_width >= WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS:
+    if spec.is_pointwise and \
+            spec.out_height * spec.out_width >= WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS:
         return 1
     per_image = (spec.in_channels * spec.kernel_height * spec.kernel_width
                  * spec.out_height * spec.out_width * spec.itemsize)

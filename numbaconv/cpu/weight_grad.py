@@ -8,8 +8,7 @@
 
 * ``outer_products``: 1x1 layers on 1x1 images (squeeze-and-excitation), whose gradient
   is grad_output^T (K, N) @ input (N, C), a product N rows deep: sums of N outer
-  products (:mod:`.outer`);
-
+  products (:mod:`.outer`).
 * ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
   channels by NV vectors of output channels, one per kernel tap, whose depth runs over
   output positions: the tap's input values are read in place in the padded,
@@ -22,8 +21,9 @@
   grad_output^T (N * OH * OW, Kg), by the register-tiled product of
   :mod:`.microkernel`; the im2col matrix is unfolded (``gemm.unfold``) for a chunk of
   images at a time, each chunk's product added to the last (a pointwise layer's images
-  already are theirs: multiplied in place, batch 8, 256 -> 64 on 56x56: 10.5 -> 7.9 ms,
-  torch 6.9).
+  already are theirs: on large planes multiplied in place, batch 8, 256 -> 64 on 56x56:
+  10.5 -> 7.9 ms, torch 6.9; with fewer input than output channels, the other way
+  round: grad_weight (Kg, Cg) = grad_output (Kg, N * P) @ x^T (N * P, Cg)).
 * ``depthwise_weight_lanes``: depthwise layers on small planes, vectorised across
   channels (see the kernel).
 * ``weight_taps``: one dot product per weight, for few output channels per group
@@ -41,9 +41,9 @@ from ..registry import (depthwise_lane_block, weight_grad_chunk, weight_grad_chu
                         weight_grad_kernel)
 from .dispatch import parallel_kernel
 from .gemm import unfold
-from .outer import COLUMN_BLOCK, outer_sums
 from .layout import pad_phase_split, phase_split_input, transpose_into
 from .microkernel import _tile, matmul, workspace_size
+from .outer import COLUMN_BLOCK, outer_sums
 from .workspace import scratch
 
 @parallel_kernel
