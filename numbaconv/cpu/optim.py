@@ -21,20 +21,31 @@ def sgd_update(param, grad, buf, lr, momentum, keep, weight_decay, nesterov, max
     """torch.optim.SGD's step for one parameter: g = +-grad + weight_decay * param; with
     momentum, buf = g (``first``) or momentum * buf + keep * g (keep = 1 - dampening),
     and g = buf (or g + momentum * buf, ``nesterov``); param -= lr * g. ``buf`` is unused
-    without momentum (pass any array of the dtype)."""
+    without momentum (pass any array of the dtype). The options are selects in one
+    branch-free loop, which LLVM vectorises (with branches it ran scalar)."""
     size = param.shape[0]
+    sign = param.dtype.type(-1 if maximize else 1)  # (exact: a sign flip)
+    decay = weight_decay != 0
     for chunk in range(worker, -(-size // CHUNK), workers):
         lo = chunk * CHUNK
         hi = min(size, lo + CHUNK)
-        for i in range(lo, hi):
-            g = -grad[i] if maximize else grad[i]
-            if weight_decay != 0:
-                g = g + weight_decay * param[i]
-            if momentum != 0:
-                b = g if first else buf[i] * momentum + keep * g
-                buf[i] = b
-                g = g + momentum * b if nesterov else b
-            param[i] = param[i] - lr * g
+        # views indexed from 0: LLVM sees no negative index to wrap around
+        pv, gv, bv = param[lo:hi], grad[lo:hi], buf[lo:hi]
+        if momentum == 0:
+            for i in range(hi - lo):
+                p = pv[i]
+                g = sign * gv[i]
+                g = g + weight_decay * p if decay else g
+                pv[i] = p - lr * g
+        else:
+            for i in range(hi - lo):
+                p = pv[i]
+                g = sign * gv[i]
+                g = g + weight_decay * p if decay else g
+                b = g if first else bv[i] * momentum + keep * g
+                bv[i] = b
+                step = g + momentum * b if nesterov else b
+                pv[i] = p - lr * step
     return 0
 
 
@@ -52,25 +63,28 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, towards, beta2
     bias_correction2_sqrt = sqrt(1 - beta2^t). ``max_exp_avg_sq`` is unused without
     amsgrad."""
     size = param.shape[0]
+    sign = param.dtype.type(-1 if maximize else 1)
+    decay = weight_decay != 0
     for chunk in range(worker, -(-size // CHUNK), workers):
         lo = chunk * CHUNK
         hi = min(size, lo + CHUNK)
-        for i in range(lo, hi):
-            g = -grad[i] if maximize else grad[i]
-            p = param[i] * shrink
-            if weight_decay != 0:
-                g = g + weight_decay * p
-            m = exp_avg[i]
+        pv, gv, mv, vv = param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi]
+        largest_v = max_exp_avg_sq[lo:hi] if amsgrad else vv
+        for i in range(hi - lo):
+            p = pv[i] * shrink
+            g = sign * gv[i]
+            g = g + weight_decay * p if decay else g
+            m = mv[i]
             m = m + towards * (g - m)
-            exp_avg[i] = m
-            v = exp_avg_sq[i] * beta2 + fresh * g * g
-            exp_avg_sq[i] = v
+            mv[i] = m
+            v = vv[i] * beta2 + fresh * g * g
+            vv[i] = v
             if amsgrad:
-                largest = max_exp_avg_sq[i]
-                if v != v or v > largest:  # (NaN propagates, as in torch.maximum)
-                    largest = v
-                max_exp_avg_sq[i] = largest
+                largest = largest_v[i]
+                # (NaN propagates, as in torch.maximum)
+                largest = v if (v != v) | (v > largest) else largest
+                largest_v[i] = largest
                 v = largest
             denominator = np.sqrt(v) / bias_correction2_sqrt + eps
-            param[i] = p - step_size * (m / denominator)
+            pv[i] = p - step_size * (m / denominator)
     return 0
