@@ -1,4 +1,5 @@
-"""Normalisation kernels on the CPU: per-channel statistics and one-pass affine maps.
+"""Normalisation kernels on the CPU: per-channel statistics, one-pass affine maps and batch
+normalisation's gradients.
 
 Statistics accumulate in float64 whatever the data's dtype, two passes over the values
 (the mean, then the squared deviations from it: exact where the one-pass sum of squares
@@ -6,6 +7,7 @@ cancels catastrophically for data far from zero). Every output is written in one
 """
 
 import numpy as np
+from numba import njit
 
 from .dispatch import parallel_kernel
 
@@ -24,6 +26,18 @@ def channel_affine(x3, scale, shift, out3, worker, workers):
     return 0
 
 
+@njit(inline="always")
+def _channel_mean(x3, c):
+    """The mean of x3[:, c, :] (float64)."""
+    n_batch, _, positions = x3.shape
+    total = 0.0
+    for n in range(n_batch):
+        src = x3[n, c]
+        for p in range(positions):
+            total += src[p]
+    return total / (n_batch * positions)
+
+
 @parallel_kernel
 def channel_moments(x3, mean, var, worker, workers):
     """mean[c], var[c] (float64): the mean and the biased variance of x3[:, c, :] over N
@@ -31,12 +45,7 @@ def channel_moments(x3, mean, var, worker, workers):
     n_batch, channels, positions = x3.shape
     count = n_batch * positions
     for c in range(worker, channels, workers):
-        total = 0.0
-        for n in range(n_batch):
-            src = x3[n, c]
-            for p in range(positions):
-                total += src[p]
-        m = total / count
+        m = _channel_mean(x3, c)
         squares = 0.0
         for n in range(n_batch):
             src = x3[n, c]
@@ -124,15 +133,7 @@ def channel_backward(x3, g3, mean_in, var_in, batch_stats, weight, eps, dx3, dwe
     n_batch, channels, positions = x3.shape
     count = n_batch * positions
     for c in range(worker, channels, workers):
-        if batch_stats:
-            total = 0.0
-            for n in range(n_batch):
-                src = x3[n, c]
-                for p in range(positions):
-                    total += src[p]
-            m = total / count
-        else:
-            m = mean_in[c]
+        m = _channel_mean(x3, c) if batch_stats else mean_in[c]
         squares = 0.0
         g_total = 0.0
         gx_total = 0.0  # sum of g * (x - mean)
