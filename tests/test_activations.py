@@ -172,10 +172,12 @@ def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape,
     np.testing.assert_allclose(out, torch_fn(torch, "linear", x, w, b), rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (33, 65), (64, 32), (3, 100)])
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (33, 65), (64, 32), (3, 100), (8, 128),
+                                   (9, 129), (16, 300)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_blocked_transpose_of_any_shape_and_layout(rng, shape, dtype):
-    # cpu.layout.transposed: 32 x 32 blocks, ragged at both edges; views are copied first
+    # cpu.layout.transposed: strips of 8 rows by 128 columns, ragged at both edges; views
+    # are copied first
     from numbaconv.cpu.layout import transposed
 
     a = rng.standard_normal(shape).astype(dtype)
@@ -185,6 +187,17 @@ def test_blocked_transpose_of_any_shape_and_layout(rng, shape, dtype):
         assert out.flags.c_contiguous and out.dtype == dtype
         np.testing.assert_array_equal(out, view.T)
         np.testing.assert_array_equal(view, before)
+
+
+@pytest.mark.parametrize("shape", [(3, 37, 61), (2, 8, 128), (4, 17, 260), (1, 1, 5)])
+def test_batched_transpose(rng, shape):
+    """cpu.layout.transpose_into: every matrix of a batch in one launch."""
+    from numbaconv.cpu.layout import transpose_into
+
+    a = rng.standard_normal(shape).astype(np.float32)
+    out = np.empty((shape[0], shape[2], shape[1]), np.float32)
+    transpose_into(a, out)
+    np.testing.assert_array_equal(out, a.transpose(0, 2, 1))
 
 
 @pytest.mark.parametrize("size", [1, 1023, 1025, 40_000, 70_001])  # blocks, chunks, ragged
