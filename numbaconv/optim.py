@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from . import config
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR"]
 
 
@@ -115,8 +117,6 @@ class _flat:
 
 def _shares(p) -> int:
     """Numba threads for an update of p: one for a small parameter (a bias)."""
-    from . import config
-
     return 1 if p.size * config.WORK_PER_VALUE_READ < config.SMALL_WORK else None
 
 

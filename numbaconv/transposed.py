@@ -62,13 +62,9 @@ def swapped_weight(tspec, w: np.ndarray) -> np.ndarray:
 def equivalent_weight(tspec, w: np.ndarray) -> np.ndarray:
     """The conv weight of the zero-inserted form: :func:`swapped_weight`, flipped."""
     if tspec.kernel_height == tspec.kernel_width == 1:  # each group's matrix transposed
-        from .cpu.layout import transpose_into
-
         g = tspec.groups
         cg, kg = tspec.in_channels // g, tspec.out_channels // g
-        out = np.empty((tspec.out_channels, cg, 1, 1), w.dtype)
-        transpose_into(np.ascontiguousarray(w).reshape(g, cg, kg), out.reshape(g, kg, cg))
-        return out
+        return _regrouped(w, g, cg, kg).reshape(tspec.out_channels, cg, 1, 1)
     return np.ascontiguousarray(swapped_weight(tspec, w)[:, :, ::-1, ::-1])
 
 
