@@ -361,6 +361,35 @@ def test_tiled_direct_kernel(args):
     check_conv("conv2d", x, w, b, **kwargs, algorithm="direct", torch=TORCH)
 
 
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 12), w=st.integers(1, 40),
+       kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       dh=st.integers(1, 3), dw=st.integers(1, 3), pt=st.integers(0, 3), pl=st.integers(0, 3),
+       extra=st.integers(0, 3), workers=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_unfold_against_numpy(n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, extra, workers,
+                              seed):
+    """gemm.unfold (the im2col matrix of every image side by side), narrow rows (a table of
+    offsets) and wide ones (a copy per row), against slices of the zero-padded input; extra
+    columns past the images are left alone."""
+    from numbaconv.cpu.gemm import unfold
+    out_h = (h + 2 * pt - dh * (kh - 1) - 1) // sh + 1
+    out_w = (w + 2 * pl - dw * (kw - 1) - 1) // sw + 1
+    if out_h < 1 or out_w < 1:
+        return
+    x = random(np.random.default_rng(seed), (n, c, h, w))
+    padded = np.pad(x, ((0, 0), (0, 0), (pt, pt), (pl, pl)))
+    expected = np.empty((c, kh, kw, n, out_h, out_w), x.dtype)
+    for r in range(kh):
+        for s in range(kw):
+            window = padded[:, :, r * dh:, s * dw:][:, :, ::sh, ::sw][:, :, :out_h, :out_w]
+            expected[:, r, s] = window.transpose(1, 0, 2, 3)
+    positions = n * out_h * out_w
+    cols = np.full((c * kh * kw, positions + extra), np.nan, x.dtype)
+    unfold(x, sh, sw, pt, pl, dh, dw, kh, kw, out_h, out_w, cols, workers=workers)
+    np.testing.assert_array_equal(cols[:, :positions], expected.reshape(c * kh * kw, -1))
+    assert np.isnan(cols[:, positions:]).all()
+
+
 @pytest.mark.parametrize("xs, ws, kwargs", [
     ((1, 40, 7, 9), (50, 20, 3, 3), dict(groups=2, padding=1)),       # ragged channel tiles
     ((1, 64, 14, 14), (96, 64, 3, 3), dict(stride=2, padding=1)),
