@@ -273,6 +273,33 @@ def test_pointwise_weight_products_in_place_or_by_chunks(x_shape, w_shape, kwarg
     _check(x, w, grad, kwargs, 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("unfold_bytes", [1, 1 << 30])  # an image per chunk, or all at once
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, swapped", [
+    ((3, 12, 2, 3), (40, 12, 3, 3), dict(padding=1), True),  # 18 positions, 40 channels
+    ((2, 8, 3, 2), (36, 4, 3, 2), dict(padding=(1, 0), groups=2), True),
+    ((2, 6, 5, 7), (40, 6, 3, 3), dict(stride=2, dilation=(1, 2), padding=2), True),
+    ((2, 6, 5, 7), (8, 6, 3, 3), dict(padding=1), False)])  # 70 positions, 8 channels
+def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped,
+                                               unfold_bytes, dtype, rng, monkeypatch):
+    """Where the batch's positions are fewer than the output channels per group, the
+    product runs grad @ im2col^T straight into the weights' layout; by chunks of one image
+    (each chunk's product added onto the last) or all at once, against the references."""
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", 0)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
+    import numbaconv
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    spec = numbaconv.plan(x, w, **kwargs).spec
+    assert registry.weight_grad_kernel(spec) == "weight_products"
+    assert registry.weight_products_swapped(spec) == swapped
+    assert (registry.weight_grad_chunk_images(spec) == 1) == (unfold_bytes == 1)
+    grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
+    _check(x, w, grad, kwargs, 2)
+
+
 @pytest.mark.parametrize("depth, kg, groups, threads", [
     (256, 1024, 1, 2), (16, 64, 1, 2), (16, 8, 1, 4), (300, 70, 1, 3), (36, 30, 4, 2),
     (5, 3, 1, 8), (1152, 256, 1, 16)])

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import (depthwise_lane_block, weight_grad_chunk, weight_grad_chunk_images,
-                        weight_grad_kernel)
+                        weight_grad_kernel, weight_products_swapped)
 from .dispatch import parallel_kernel
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, transpose_into
@@ -275,42 +275,42 @@ def run(spec, x, grad, threads):
     positions = spec.out_height * spec.out_width
     chunk = weight_grad_chunk_images(spec)
     n_groups = spec.groups
-    # A pointwise layer with fewer input channels than output channels multiplies the
-    # other way round, grad (K, N * P) @ x^T (N * P, C) per group: the smaller operand
-    # is the one transposed, and the product lands in the weights' own layout (AVX2, 2
-    # threads, batch 8, 16 -> 64 on 54x54: 2.0 -> 1.2 ms, torch 0.9; 256 -> 1024 on 14x14
-    # within the machine's noise, 1.2-1.4x torch before and after).
-    swapped = spec.is_pointwise and spec.in_channels < spec.out_channels
+    swapped = weight_products_swapped(spec)  # grad @ im2col^T, into the weights' layout
     if swapped:
-        rows_of, row_channels, columns_of, column_channels = grad, spec.out_channels, x, \
-            spec.in_channels
-        result = out.reshape(n_groups, kg, cg)
+        rows_of, row_channels, column_channels = grad, spec.out_channels, n_groups * depth
+        result = out.reshape(n_groups, kg, depth)
     else:
-        rows_of, row_channels, columns_of, column_channels = x, spec.in_channels, grad, \
-            spec.out_channels
+        rows_of, row_channels, column_channels = x, n_groups * depth, spec.out_channels
         result = np.empty((n_groups, depth, kg), x.dtype)
     block_rows, block_cols = product_blocks(result.shape[1], result.shape[2], n_groups,
                                             threads, x.itemsize)
     jobs = n_groups * -(-result.shape[1] // block_rows) * -(-result.shape[2] // block_cols)
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
-        if spec.is_pointwise and chunk == 1:  # the image is its matrix (C, P): no copy
-            rows = rows_of[n0].reshape(row_channels, positions)
-        elif spec.is_pointwise:  # the images side by side: (C, chunk * P)
-            rows = scratch("weight_grad_columns", (row_channels, (n1 - n0) * positions),
-                           x.dtype)
-            unfold(rows_of[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height, spec.out_width,
-                   rows)
-        else:
-            rows = scratch("weight_grad_columns", (n_groups * depth, (n1 - n0) * positions),
-                           x.dtype)
+        if spec.is_pointwise or swapped:  # rows: x or grad, the images side by side
+            if chunk == 1:  # the image is its matrix (channels, P): no copy
+                rows = rows_of[n0].reshape(row_channels, positions)
+            else:
+                rows = scratch("weight_grad_columns", (row_channels, (n1 - n0) * positions),
+                               x.dtype)
+                unfold(rows_of[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height,
+                       spec.out_width, rows)
+        if not spec.is_pointwise:
+            unfolded = scratch("weight_grad_unfolded" if swapped else "weight_grad_columns",
+                               (n_groups * depth, (n1 - n0) * positions), x.dtype)
             unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
                    spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-                   spec.out_height, spec.out_width, rows)
+                   spec.out_height, spec.out_width, unfolded)
+            if not swapped:
+                rows = unfolded
         columns = scratch("weight_grad_output", ((n1 - n0) * positions, column_channels),
                           x.dtype)
-        transpose_into(columns_of[n0:n1].reshape(n1 - n0, column_channels, positions),
-                       columns.reshape(n1 - n0, positions, column_channels))
+        if swapped and not spec.is_pointwise:  # the im2col matrix, a position per row
+            transpose_into(unfolded[None], columns[None])
+        else:  # x (swapped pointwise) or grad, a position per row, image by image
+            columns_of = x if swapped else grad
+            transpose_into(columns_of[n0:n1].reshape(n1 - n0, column_channels, positions),
+                           columns.reshape(n1 - n0, positions, column_channels))
         weight_products(rows, columns, result, block_rows, block_cols, n0 > 0, workers=jobs)
     if not swapped:
         transpose_into(result, out.reshape(n_groups, kg, depth))
