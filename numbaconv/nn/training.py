@@ -129,4 +129,5 @@ def _value_and_gradients(objective, arrays):
             continue
         for parent, ingrad in zip(node.parents, node.vjp(outgrad[0])):
             outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
-    return value, [reached.get(i, np.zeros_like(a)) for i, a in enumerate(arrays)]
+    return value, [reached[i] if i in reached else np.zeros_like(a)
+                   for i, a in enumerate(arrays)]
