@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import numbaconv
@@ -366,6 +366,10 @@ def test_tiled_direct_kernel(args):
        kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
        dh=st.integers(1, 3), dw=st.integers(1, 3), pt=st.integers(0, 3), pl=st.integers(0, 3),
        extra=st.integers(0, 3), workers=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+@example(n=3, c=4, h=7, w=7, kh=1, kw=1, sh=1, sw=1, dh=1, dw=1, pt=0, pl=0, extra=2,
+         workers=2, seed=0)  # a pointwise layer's images side by side: one copy per plane
+@example(n=2, c=3, h=5, w=20, kh=1, kw=1, sh=1, sw=1, dh=2, dw=3, pt=0, pl=0, extra=0,
+         workers=3, seed=1)
 def test_unfold_against_numpy(n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, extra, workers,
                               seed):
     """gemm.unfold (the im2col matrix of every image side by side), narrow rows (a table of

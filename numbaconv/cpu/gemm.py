@@ -105,6 +105,15 @@ def unfold(x, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, ker
     positions = out_h * out_w
     src = x.reshape(n_batch * channels * height * width)
     dst = cols.reshape(depth * columns)
+    if kernel_h == 1 and kernel_w == 1 and stride_h == 1 and stride_w == 1 and \
+            pad_top == 0 and pad_left == 0 and out_h == height and out_w == width:
+        # a pointwise layer's images side by side: a plane per (image, channel), one copy
+        # (through the narrow rows' table, 7x7 planes took 4x as long)
+        for job in range(worker, n_batch * channels, workers):
+            n = job // channels
+            _copy_strided(dst, (job - n * channels) * columns + n * positions, src,
+                          job * positions, 1, positions)
+        return 0
     if out_w < NARROW_ROWS:
         _unfold_narrow(src, dst, n_batch, channels, height, width, stride_h, stride_w,
                        pad_top, pad_left, dilation_h, dilation_w, kernel_h, kernel_w, out_h,
