@@ -444,7 +444,22 @@ WEIGHT_GRAD_UNFOLD_BYTES = 16 << 20
 #: first, so that the product runs deep enough to pay for its packing.
 WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS = 1024
 
+#: Bytes of the smaller side of a group's weight gradient (its output channels, or its
+#: input channels x taps) below which it runs as dot products of rows (``weight_dots``):
+#: under one panel of the matrix product's register tile (NV vectors) the product pads
+#: every panel with zero columns and transposes both sides. Measured (AVX-512, 2
+#: threads, batch 8): RegNet's 208 channels in groups of 8, 3x3 on 14x14, 1.2 ms of
+#: product + 0.2 of transposes -> 0.33 ms; 96 -> 24 1x1 on 28x28 0.55 + 0.07 -> 0.19;
+#: with 160 and more on each side the products win back (1024 -> 256 1x1: 5.1 / 6.0 ms).
+WEIGHT_GRAD_DOTS_MAX_BYTES = isa.NV * isa.VECTOR_BYTES
+#: Bytes of each row that ``weight_dots`` multiplies per pass over the other side's rows
+#: (which stay in L2 meanwhile).
+WEIGHT_GRAD_DOTS_ROW_BYTES = 4 << 10
+
 WEIGHT_GRAD_KERNELS = {
+    "weight_dots": "per group, dot products of the output gradient's rows with the "
+                   "im2col matrix's rows (the input's own rows for a pointwise layer), 4 x 4 "
+                   "at a time, straight into the weights' layout: nothing transposed",
     "weight_tiles": "register tiles of input channels by output channels over the padded, "
                     "phase-split input read in place, the depth running over positions; "
                     "one partial sum per thread",
@@ -513,12 +528,31 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
             and positions <= WEIGHT_GRAD_LANES_MAX_POSITIONS):
         return "depthwise_weight_lanes", (f"depthwise on {positions} outputs per image: "
                                           f"vectorised across channels, channels-last")
+    if weight_dots_pay(spec):
+        return "weight_dots", (f"{spec.out_channels_per_group} output channels by "
+                               f"{spec.in_channels_per_group * taps} input channels x taps a "
+                               f"group: too narrow for the matrix product's panels")
     if spec.out_channels_per_group >= WEIGHT_GRAD_PRODUCT_MIN_CHANNELS:
         return "weight_products", (f"{spec.out_channels_per_group} output channels per group: "
                                    f"one matrix product per group over im2col chunks")
     return "weight_taps", (f"{spec.out_channels_per_group} output channel(s) per group: one "
                            f"dot product per weight (a matrix product would pad each column "
                            f"to a whole vector)")
+
+
+def weight_dots_pay(spec: ConvSpec) -> bool:
+    """Whether the weight gradient of ``spec`` runs as ``weight_dots``: a group's smaller
+    side under WEIGHT_GRAD_DOTS_MAX_BYTES, depthwise layers excepted (a 1 x taps output
+    per group would leave most of each 4 x 4 tile idle)."""
+    kg, cg = spec.out_channels_per_group, spec.in_channels_per_group
+    side = min(kg, cg * spec.kernel_height * spec.kernel_width)
+    return not kg == cg == 1 and side * spec.itemsize < WEIGHT_GRAD_DOTS_MAX_BYTES
+
+
+def weight_dots_row_block(itemsize: int) -> int:
+    """Elements of each row that ``weight_dots`` takes per pass (WEIGHT_GRAD_DOTS_ROW_BYTES,
+    at least 64)."""
+    return max(64, WEIGHT_GRAD_DOTS_ROW_BYTES // itemsize)
 
 
 def weight_grad_chunk(padded_k: int, itemsize: int) -> int:
@@ -561,6 +595,9 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     positions = images * spec.out_height * spec.out_width
     in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)
     taps = spec.kernel_height * spec.kernel_width
+    if kernel == "weight_dots":  # the gradient's and the input's rows, images side by side
+        return spec.itemsize * positions * ((0 if images == 1 else spec.out_channels)
+                                            + (0 if in_place else spec.in_channels * taps))
     # what is copied side by side (the im2col matrix, or the gradient when swapped) and
     # what is transposed (weight_grad.run); swapped 3x3 layers do both to the im2col matrix
     copied, transposed = spec.in_channels * taps, spec.out_channels

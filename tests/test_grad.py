@@ -210,9 +210,10 @@ _KERNEL_CASES = [
     ((2, 70, 9, 8), (70, 1, 3, 2), dict(padding=(2, 1), dilation=(2, 1), groups=70)),
 ]
 #: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_LANES_MAX_POSITIONS,
-#: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS)
-_FORCE = {"weight_tiles": (1, 0, 10**9), "depthwise_weight_lanes": (10**9, 10**9, 10**9),
-          "weight_products": (10**9, 0, 1), "weight_taps": (10**9, 0, 10**9)}
+#: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS, WEIGHT_GRAD_DOTS_MAX_BYTES)
+_FORCE = {"weight_tiles": (1, 0, 10**9, 0), "depthwise_weight_lanes": (10**9, 10**9, 10**9, 0),
+          "weight_dots": (10**9, 0, 1, 10**9), "weight_products": (10**9, 0, 1, 0),
+          "weight_taps": (10**9, 0, 10**9, 0)}
 
 
 def _runs(kernel, w_shape, kwargs):
@@ -220,8 +221,11 @@ def _runs(kernel, w_shape, kwargs):
     one tap, depthwise_weight_lanes one channel in and out per group."""
     if kernel == "weight_tiles":
         return "groups" not in kwargs and w_shape[2] * w_shape[3] > 1
+    depthwise = kwargs.get("groups", 1) == w_shape[0] and w_shape[1] == 1
     if kernel == "depthwise_weight_lanes":
-        return kwargs.get("groups", 1) == w_shape[0] and w_shape[1] == 1
+        return depthwise
+    if kernel == "weight_dots":
+        return not depthwise
     return True
 
 
@@ -234,11 +238,12 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     with one image per im2col chunk, each chunk's product added onto the last;
     weight_tiles with jobs of the fewest positions (64), channels and output channels
     padded to whole tiles; depthwise_weight_lanes on a ragged last block of channels."""
-    tiles, lanes, products = _FORCE[kernel]
+    tiles, lanes, products, dots = _FORCE[kernel]
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", lanes)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", products)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", dots)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_CHUNK_BYTES", 1)
     import numbaconv
@@ -263,6 +268,7 @@ def test_pointwise_weight_products_in_place_or_by_chunks(x_shape, w_shape, kwarg
     x by the transposed gradient, or (fewer input than output channels) the gradient by
     the transposed x; against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 0)
     import numbaconv
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
@@ -288,6 +294,7 @@ def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
     import numbaconv
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -298,6 +305,59 @@ def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped
     assert (registry.weight_grad_chunk_images(spec) == 1) == (unfold_bytes == 1)
     grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
     _check(x, w, grad, kwargs, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("unfold_bytes, in_place_from", [(1, 1), (1, 10**9), (1 << 30, 10**9)])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((3, 20, 7, 9), (30, 20, 1, 1), {}),  # pointwise: x's own rows, or side by side
+    ((2, 26, 9, 10), (26, 2, 3, 3), dict(padding=1, groups=13)),  # 2 in, 2 out a group
+    ((2, 30, 11, 10), (42, 10, 3, 3), dict(padding=1, groups=3)),  # ragged 4 x 4 tiles
+    ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet's first layer
+    ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
+                                          groups=2))])
+def test_weight_dots(x_shape, w_shape, kwargs, unfold_bytes, in_place_from, dtype, rng,
+                     monkeypatch):
+    """weight_dots, the rows of the gradient against the im2col matrix's (or a pointwise
+    layer's input in place): an image per chunk (views, each chunk added onto the last)
+    or all at once (copied side by side), passes of a few elements along the rows,
+    against the references."""
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_ROW_BYTES", 8 * 37)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
+    import numbaconv
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    spec = numbaconv.plan(x, w, **kwargs).spec
+    assert registry.weight_grad_kernel(spec) == "weight_dots"
+    grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
+    _check(x, w, grad, kwargs, 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(groups=st.integers(1, 3), rows=st.integers(1, 9), cols=st.integers(1, 9),
+       depth=st.integers(1, 150), row_block=st.integers(64, 100), workers=st.integers(1, 5),
+       accumulate=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_row_dots_against_numpy(groups, rows, cols, depth, row_block, workers, accumulate,
+                                seed):
+    """row_dots: every (group, row, column) sum, ragged tiles and passes, added onto out
+    or written over it; nothing written past the output."""
+    from numbaconv.cpu.row_dots import row_dots
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((groups * rows, depth))
+    b = rng.standard_normal((groups * cols, depth))
+    start = rng.standard_normal((groups, rows, cols))
+    guarded = np.full(start.size + 8, np.nan)
+    out = guarded[:start.size].reshape(start.shape)
+    out[...] = start
+    row_dots(a, b, out, row_block, accumulate, workers=workers)
+    expected = np.einsum("gip,gjp->gij", a.reshape(groups, rows, depth),
+                         b.reshape(groups, cols, depth))
+    np.testing.assert_allclose(out, expected + start if accumulate else expected, rtol=1e-12,
+                               atol=1e-12)
+    assert np.isnan(guarded[start.size:]).all()
 
 
 @pytest.mark.parametrize("depth, kg, groups, threads", [
@@ -390,7 +450,10 @@ def test_which_layers_take_which_weight_kernel():
                           np.empty((32, 1, 3, 3), np.float32), groups=32).spec
     assert registry.weight_grad_kernel(depthwise) == "depthwise_weight_lanes"
     assert registry.weight_grad_kernel(wide) == "weight_taps"
-    assert registry.weight_grad_kernel(grouped) == "weight_products"
+    assert registry.weight_grad_kernel(grouped) == "weight_dots"  # 8 output channels a group
+    wide_groups = numbaconv.plan(np.empty((1, 256, 8, 8), np.float32),
+                                 np.empty((256, 128, 3, 3), np.float32), groups=2).spec
+    assert registry.weight_grad_kernel(wide_groups) == "weight_products"
     assert registry.weight_grad_kernel(dense) == "weight_tiles"
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
 

@@ -3,7 +3,7 @@
     grad_weight[k, c, r, s] = sum over n, oh, ow of
         grad_output[n, k, oh, ow] * padded x[n, g * Cg + c, oh * sh + r * dh, ow * sw + s * dw]
 
-(g the group of output channel k, Cg the input channels per group). Five kernels
+(g the group of output channel k, Cg the input channels per group). Six kernels
 (:func:`numbaconv.registry.weight_grad_kernel` picks one):
 
 * ``outer_products``: 1x1 layers on 1x1 images (squeeze-and-excitation), whose gradient
@@ -24,6 +24,10 @@
   already are theirs: on large planes multiplied in place, batch 8, 256 -> 64 on 56x56:
   10.5 -> 7.9 ms, torch 6.9; with fewer input than output channels, the other way
   round: grad_weight (Kg, Cg) = grad_output (Kg, N * P) @ x^T (N * P, Cg)).
+* ``weight_dots``: groups too narrow for the product's panels (fewer output channels,
+  or input channels x taps, than a panel's NV vectors hold): dot products of the
+  gradient's rows with the im2col matrix's, 4 x 4 at a time (:mod:`.row_dots`), straight
+  into the weights' layout.
 * ``depthwise_weight_lanes``: depthwise layers on small planes, vectorised across
   channels (see the kernel).
 * ``weight_taps``: one dot product per weight, for few output channels per group
@@ -37,13 +41,14 @@
 import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
-from ..registry import (depthwise_lane_block, weight_grad_chunk, weight_grad_chunk_images,
-                        weight_grad_kernel, weight_products_swapped)
+from ..registry import (depthwise_lane_block, weight_dots_row_block, weight_grad_chunk,
+                        weight_grad_chunk_images, weight_grad_kernel, weight_products_swapped)
 from .dispatch import parallel_kernel
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, transpose_into
 from .microkernel import _tile, matmul, workspace_size
 from .outer import COLUMN_BLOCK, outer_sums
+from .row_dots import row_dots
 from .workspace import scratch
 
 @parallel_kernel
@@ -271,6 +276,8 @@ def run(spec, x, grad, threads):
         return out
     if kernel == "weight_tiles":
         return _run_tiles(spec, x, grad, threads, out)
+    if kernel == "weight_dots":
+        return _run_dots(spec, x, grad, out)
     depth = cg * taps
     positions = spec.out_height * spec.out_width
     chunk = weight_grad_chunk_images(spec)
@@ -314,6 +321,37 @@ def run(spec, x, grad, threads):
         weight_products(rows, columns, result, block_rows, block_cols, n0 > 0, workers=jobs)
     if not swapped:
         transpose_into(result, out.reshape(n_groups, kg, depth))
+    return out
+
+
+def _run_dots(spec, x, grad, out):
+    """``weight_dots`` for ``spec``: per chunk of images, the gradient's rows (K, chunk *
+    P) against the im2col matrix's (G * Cg * kH * kW, chunk * P), each a view of the
+    arrays where one image makes the chunk (and, for a pointwise layer, the input
+    itself), added into ``out`` in its own layout."""
+    positions = spec.out_height * spec.out_width
+    depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    chunk = weight_grad_chunk_images(spec)
+    row_block = weight_dots_row_block(x.itemsize)
+    result = out.reshape(spec.groups, spec.out_channels_per_group, depth)
+    for n0 in range(0, spec.batch, chunk):
+        n1 = min(spec.batch, n0 + chunk)
+        if n1 - n0 == 1:
+            grad_rows = grad[n0].reshape(spec.out_channels, positions)
+        else:
+            grad_rows = scratch("weight_grad_rows", (spec.out_channels, (n1 - n0) * positions),
+                                x.dtype)
+            unfold(grad[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height, spec.out_width,
+                   grad_rows)
+        if spec.is_pointwise and n1 - n0 == 1:
+            columns = x[n0].reshape(spec.in_channels, positions)
+        else:
+            columns = scratch("weight_grad_columns",
+                              (spec.groups * depth, (n1 - n0) * positions), x.dtype)
+            unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
+                   spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
+                   spec.out_height, spec.out_width, columns)
+        row_dots(grad_rows, columns, result, row_block, n0 > 0)
     return out
 
 
