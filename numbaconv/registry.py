@@ -452,9 +452,9 @@ WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS = 1024
 #: product + 0.2 of transposes -> 0.33 ms; 96 -> 24 1x1 on 28x28 0.55 + 0.07 -> 0.19;
 #: with 160 and more on each side the products win back (1024 -> 256 1x1: 5.1 / 6.0 ms).
 WEIGHT_GRAD_DOTS_MAX_BYTES = isa.NV * isa.VECTOR_BYTES
-#: Bytes of each row that ``weight_dots`` multiplies per pass over the other side's rows
-#: (which stay in L2 meanwhile).
-WEIGHT_GRAD_DOTS_ROW_BYTES = 4 << 10
+#: Bytes of the rows ``weight_dots`` keeps in L2 while the other side's pass over them
+#: (a group's rows of the smaller side, a block of each at a time).
+WEIGHT_GRAD_DOTS_HELD_BYTES = 256 << 10
 
 WEIGHT_GRAD_KERNELS = {
     "weight_dots": "per group, dot products of the output gradient's rows with the "
@@ -549,10 +549,11 @@ def weight_dots_pay(spec: ConvSpec) -> bool:
     return not kg == cg == 1 and side * spec.itemsize < WEIGHT_GRAD_DOTS_MAX_BYTES
 
 
-def weight_dots_row_block(itemsize: int) -> int:
-    """Elements of each row that ``weight_dots`` takes per pass (WEIGHT_GRAD_DOTS_ROW_BYTES,
-    at least 64)."""
-    return max(64, WEIGHT_GRAD_DOTS_ROW_BYTES // itemsize)
+def weight_dots_row_block(held_rows: int, itemsize: int) -> int:
+    """Elements of each row that ``weight_dots`` takes per pass: ``held_rows`` rows of them
+    (the second operand's, a group's) fill WEIGHT_GRAD_DOTS_HELD_BYTES, between 256 and
+    4096 elements."""
+    return max(256, min(4096, WEIGHT_GRAD_DOTS_HELD_BYTES // (max(1, held_rows) * itemsize)))
 
 
 def weight_grad_chunk(padded_k: int, itemsize: int) -> int:
@@ -595,9 +596,11 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     positions = images * spec.out_height * spec.out_width
     in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)
     taps = spec.kernel_height * spec.kernel_width
-    if kernel == "weight_dots":  # the gradient's and the input's rows, images side by side
-        return spec.itemsize * positions * ((0 if images == 1 else spec.out_channels)
-                                            + (0 if in_place else spec.in_channels * taps))
+    if kernel == "weight_dots":  # the gradient's and the input's rows, images side by side,
+        # and the result to transpose where the gradient has fewer rows (weight_grad.run)
+        return spec.itemsize * (positions * ((0 if images == 1 else spec.out_channels)
+                                             + (0 if in_place else spec.in_channels * taps))
+                                + spec.out_channels * spec.in_channels_per_group * taps)
     # what is copied side by side (the im2col matrix, or the gradient when swapped) and
     # what is transposed (weight_grad.run); swapped 3x3 layers do both to the im2col matrix
     copied, transposed = spec.in_channels * taps, spec.out_channels

@@ -314,6 +314,7 @@ def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped
     ((2, 26, 9, 10), (26, 2, 3, 3), dict(padding=1, groups=13)),  # 2 in, 2 out a group
     ((2, 30, 11, 10), (42, 10, 3, 3), dict(padding=1, groups=3)),  # ragged 4 x 4 tiles
     ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet's first layer
+    ((2, 4, 9, 9), (40, 2, 2, 2), dict(groups=2)),  # more output channels than taps a group
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2))])
 def test_weight_dots(x_shape, w_shape, kwargs, unfold_bytes, in_place_from, dtype, rng,
@@ -324,7 +325,7 @@ def test_weight_dots(x_shape, w_shape, kwargs, unfold_bytes, in_place_from, dtyp
     against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 10**9)
-    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_ROW_BYTES", 8 * 37)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_HELD_BYTES", 8 * 300)  # passes of 256
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
     import numbaconv

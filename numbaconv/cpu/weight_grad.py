@@ -328,12 +328,19 @@ def _run_dots(spec, x, grad, out):
     """``weight_dots`` for ``spec``: per chunk of images, the gradient's rows (K, chunk *
     P) against the im2col matrix's (G * Cg * kH * kW, chunk * P), each a view of the
     arrays where one image makes the chunk (and, for a pointwise layer, the input
-    itself), added into ``out`` in its own layout."""
+    itself). The side with fewer rows a group is row_dots' second operand, whose block
+    stays in L2 while the other's rows pass; with the gradient there, the (small) result
+    is transposed into ``out`` at the end."""
     positions = spec.out_height * spec.out_width
+    kg = spec.out_channels_per_group
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     chunk = weight_grad_chunk_images(spec)
-    row_block = weight_dots_row_block(x.itemsize)
-    result = out.reshape(spec.groups, spec.out_channels_per_group, depth)
+    row_block = weight_dots_row_block(min(kg, depth), x.itemsize)
+    by_columns = kg < depth  # the gradient's rows are the fewer: (G, D, Kg), transposed
+    if by_columns:
+        result = scratch("weight_grad_output", (spec.groups, depth, kg), x.dtype)
+    else:
+        result = out.reshape(spec.groups, kg, depth)
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
         if n1 - n0 == 1:
@@ -351,7 +358,12 @@ def _run_dots(spec, x, grad, out):
             unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
                    spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
                    spec.out_height, spec.out_width, columns)
-        row_dots(grad_rows, columns, result, row_block, n0 > 0)
+        if by_columns:
+            row_dots(columns, grad_rows, result, row_block, n0 > 0)
+        else:
+            row_dots(grad_rows, columns, result, row_block, n0 > 0)
+    if by_columns:
+        transpose_into(result, out.reshape(spec.groups, kg, depth))
     return out
 
 
