@@ -157,6 +157,8 @@ OPERATIONS = [
      lambda x: F.softmax(x, dim=0), [(4, 5)]),
     ("log_softmax", lambda x: numbaconv.log_softmax(x, dim=-1),
      lambda x: F.log_softmax(x, dim=-1), [(4, 5)]),
+    ("max_pool2d 2x2", lambda x: numbaconv.max_pool2d(x, 2),  # odd sizes: a row, a column
+     lambda x: F.max_pool2d(x, 2), [(2, 3, 9, 11)]),                # that no window reads
     ("max_pool2d overlapping", lambda x: numbaconv.max_pool2d(x, 3, 2, 1),
      lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 9, 10)]),
     ("max_pool1d dilated", lambda x: numbaconv.max_pool1d(x, 2, 2, 0, 2, True),
@@ -260,6 +262,20 @@ def test_each_operation_gradient(name, ours, theirs, shapes):
         got, want = _function_grads(ours, theirs, arrays)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("args", [(2,), (2, 2, 0, 1, True), (3, 2, 1), (2, 1)])
+def test_max_pool_gradient_on_ties_and_nans(args, dtype):
+    """Windows with equal values (small integers) and NaNs: the gradient goes where
+    torch's indices point (the 2x2 stride-2 kernel's selects and the general scan)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (2, 3, 8, 9)).astype(dtype)
+    x[rng.random(x.shape) < 0.08] = np.nan
+    x[0, 0, :2, :2] = np.nan  # a window of NaNs only
+    got, want = _function_grads(lambda a: numbaconv.max_pool2d(a, *args),
+                                lambda a: F.max_pool2d(a, *args), [x])
+    np.testing.assert_array_equal(got[0], want[0])
 
 
 _LOSS_OPTIONS = [
