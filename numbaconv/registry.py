@@ -481,10 +481,14 @@ WEIGHT_GRAD_KERNELS = {
 #: its depth runs over the positions of one image (a handful would leave it mostly
 #: loading and storing). Measured (2 threads, AVX-512, batch 8, time / torch's), tiles
 #: against products: 64 -> 64 3x3 on 56x56 1.24 / 1.44, 128 -> 128 3x3 stride 2 on
-#: 56x56 1.59 / 1.72, 3x3 on 28x28 and 14x14 within 5% of each other; 1x1 256 -> 64 on
-#: 56x56 1.82 / 1.45 (products, whose im2col is a copy of the input).
+#: 56x56 1.59 / 1.72; 1x1 256 -> 64 on 56x56 1.82 / 1.45 (products, whose im2col is a
+#: copy of the input). Since the products' jobs are cut by columns, they win on planes
+#: under 32x32 (Zen 4, the same process taking turns, ms): 160 -> 320 3x3 on 14x14
+#: 16.1 / 9.9, 256 -> 256 on 14x14 13.8 / 11.5, 32 -> 96 on 28x28 4.1 / 3.0, 128 -> 128
+#: on 28x28 13.2 / 12.2, 512 -> 512 on 7x7 13.3 / 13.2; 64 -> 64 on 16x16 1.18 / 1.28
+#: (tiles); and tiles still on 56x56: 64 -> 64 13.3 / 14.4, 128 -> 128 39.7 / 44.5.
 WEIGHT_GRAD_TILES_MIN_CHANNELS = 16
-WEIGHT_GRAD_TILES_MIN_POSITIONS = 64
+WEIGHT_GRAD_TILES_MIN_POSITIONS = 32 * 32
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
 #: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads):

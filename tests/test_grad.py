@@ -445,7 +445,9 @@ def test_which_layers_take_which_weight_kernel():
     x = np.empty((1, 32, 8, 8), np.float32)
     depthwise = numbaconv.plan(x, np.empty((32, 1, 3, 3), np.float32), groups=32).spec
     grouped = numbaconv.plan(x, np.empty((64, 4, 3, 3), np.float32), groups=8).spec
-    dense = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32), padding=1).spec
+    dense = numbaconv.plan(np.empty((1, 32, 32, 32), np.float32),
+                           np.empty((64, 32, 3, 3), np.float32), padding=1).spec
+    dense_small = numbaconv.plan(x, np.empty((64, 32, 3, 3), np.float32), padding=1).spec
     tiny = numbaconv.plan(x[..., :4, :4], np.empty((64, 32, 3, 3), np.float32)).spec
     wide = numbaconv.plan(np.empty((1, 32, 112, 112), np.float32),
                           np.empty((32, 1, 3, 3), np.float32), groups=32).spec
@@ -456,6 +458,7 @@ def test_which_layers_take_which_weight_kernel():
                                  np.empty((256, 128, 3, 3), np.float32), groups=2).spec
     assert registry.weight_grad_kernel(wide_groups) == "weight_products"
     assert registry.weight_grad_kernel(dense) == "weight_tiles"
+    assert registry.weight_grad_kernel(dense_small) == "weight_products"  # 8x8 outputs
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
 
 
