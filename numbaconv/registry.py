@@ -450,10 +450,11 @@ WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS = 1024
 #: every panel with zero columns and transposes both sides. Measured (AVX-512, 2
 #: threads, batch 8): RegNet's 208 channels in groups of 8, 3x3 on 14x14, 1.2 ms of
 #: product + 0.2 of transposes -> 0.33 ms; 96 -> 24 1x1 on 28x28 0.55 + 0.07 -> 0.19;
-#: with 160 and more on each side the products win back (1024 -> 256 1x1: 5.1 / 6.0 ms).
+#: 256 -> 32 1x1 on 28x28, whole gradient 3.5 -> 1.3 ms; with 160 and more rows on each
+#: side the products win back (1024 -> 256 1x1 on 14x14: 5.1 against 6.0 ms).
 WEIGHT_GRAD_DOTS_MAX_BYTES = isa.NV * isa.VECTOR_BYTES
-#: Bytes of the rows ``weight_dots`` keeps in L2 while the other side's pass over them
-#: (a group's rows of the smaller side, a block of each at a time).
+#: Bytes of the rows ``weight_dots`` keeps in L2 while the other side's rows pass over
+#: them (a group's rows of the smaller side, a block of each at a time).
 WEIGHT_GRAD_DOTS_HELD_BYTES = 256 << 10
 
 WEIGHT_GRAD_KERNELS = {

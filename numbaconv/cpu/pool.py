@@ -74,13 +74,13 @@ def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, wor
     pairs = kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and \
         2 * out_h <= height and 2 * out_w <= width  # (ceil_mode's last windows can be cut)
     for plane in range(worker, x.shape[0] * channels, workers):
-        n, c = plane // channels, plane % channels
-        src = x[n, c].reshape(height * width)
-        dst = dx[n, c].reshape(height * width)
         if pairs:
             _pairs_backward(x.reshape(x.size), grad.reshape(grad.size), dx.reshape(dx.size),
                             plane, height, width, out_h, out_w)
             continue
+        n, c = plane // channels, plane % channels
+        src = x[n, c].reshape(height * width)
+        dst = dx[n, c].reshape(height * width)
         for i in range(height * width):
             dst[i] = zero
         for oy in range(out_h):
@@ -95,16 +95,17 @@ def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, wor
 @njit(inline="always")
 def _pairs_backward(x, grad, dx, plane, height, width, out_h, out_w):
     """:func:`max_pool2d_backward` of one plane for 2x2 windows at stride 2 (no padding,
-    dilation or windows cut by ceil_mode): the windows do not overlap, so each input value gets its window's
-    gradient or zero, written once, and the window's first maximum (a NaN winning) is
-    found by selects, not branches, which LLVM vectorises along the row (the scan took
-    0.7 ms for LeNet's 64 x 6 x 28 x 28, most of it in mispredicted branches on random
-    data). Flat unsigned indices (see :func:`_square_window_rows`)."""
+    no dilation, no window cut by ceil_mode): the windows do not overlap, so each input
+    value gets its window's gradient or zero, and the value the window took (the rule of
+    :func:`_argmax_in_window`) is found by selects, not branches, which LLVM vectorises
+    along the row (the scan took 0.7 ms for LeNet's 64 x 6 x 28 x 28, most of it in
+    mispredicted branches on random data). Flat unsigned indices (see
+    :func:`_square_window_rows`)."""
     zero = dx.dtype.type(0)
     w = np.uint64(width)
     first = np.uint64(plane) * np.uint64(height) * w
-    for i in range(np.uint64(height * width)):
-        dx[first + i] = zero  # rows and columns past the last window
+    for i in range(np.uint64(height * width)):  # (a last odd row or column stays zero)
+        dx[first + i] = zero
     g_first = np.uint64(plane) * np.uint64(out_h) * np.uint64(out_w)
     two = np.uint64(2)
     for oy in range(np.uint64(out_h)):
