@@ -284,32 +284,22 @@ def run(spec, x, grad, threads):
     n_groups = spec.groups
     swapped = weight_products_swapped(spec)  # grad @ im2col^T, into the weights' layout
     if swapped:
-        rows_of, row_channels, column_channels = grad, spec.out_channels, n_groups * depth
+        column_channels = n_groups * depth
         result = out.reshape(n_groups, kg, depth)
     else:
-        rows_of, row_channels, column_channels = x, n_groups * depth, spec.out_channels
+        column_channels = spec.out_channels
         result = np.empty((n_groups, depth, kg), x.dtype)
     block_rows, block_cols = product_blocks(result.shape[1], result.shape[2], n_groups,
                                             threads, x.itemsize)
     jobs = n_groups * -(-result.shape[1] // block_rows) * -(-result.shape[2] // block_cols)
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
-        if spec.is_pointwise or swapped:  # rows: x or grad, the images side by side
-            if chunk == 1:  # the image is its matrix (channels, P): no copy
-                rows = rows_of[n0].reshape(row_channels, positions)
-            else:
-                rows = scratch("weight_grad_columns", (row_channels, (n1 - n0) * positions),
-                               x.dtype)
-                unfold(rows_of[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height,
-                       spec.out_width, rows)
-        if not spec.is_pointwise:
-            unfolded = scratch("weight_grad_unfolded" if swapped else "weight_grad_columns",
-                               (n_groups * depth, (n1 - n0) * positions), x.dtype)
-            unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
-                   spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-                   spec.out_height, spec.out_width, unfolded)
-            if not swapped:
-                rows = unfolded
+        if swapped:
+            rows = _side_by_side(grad, n0, n1, "weight_grad_columns")
+            if not spec.is_pointwise:
+                unfolded = _im2col(spec, x, n0, n1, "weight_grad_unfolded")
+        else:
+            rows = _im2col(spec, x, n0, n1, "weight_grad_columns")
         columns = scratch("weight_grad_output", ((n1 - n0) * positions, column_channels),
                           x.dtype)
         if swapped and not spec.is_pointwise:  # the im2col matrix, a position per row
@@ -321,6 +311,32 @@ def run(spec, x, grad, threads):
         weight_products(rows, columns, result, block_rows, block_cols, n0 > 0, workers=jobs)
     if not swapped:
         transpose_into(result, out.reshape(n_groups, kg, depth))
+    return out
+
+
+def _side_by_side(a, n0, n1, name):
+    """Images n0:n1 of ``a`` (N, C, H, W) as one (C, (n1 - n0) * H * W) matrix: the image
+    itself where there is one, else the images copied side by side into scratch
+    ``name``."""
+    channels, positions = a.shape[1], a.shape[2] * a.shape[3]
+    if n1 - n0 == 1:
+        return a[n0].reshape(channels, positions)
+    out = scratch(name, (channels, (n1 - n0) * positions), a.dtype)
+    unfold(a[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, a.shape[2], a.shape[3], out)
+    return out
+
+
+def _im2col(spec, x, n0, n1, name):
+    """The im2col matrix of images n0:n1 of ``x`` for ``spec``, (C * kH * kW, (n1 - n0) *
+    OH * OW), unfolded into scratch ``name``; a pointwise layer's is x itself
+    (:func:`_side_by_side`)."""
+    if spec.is_pointwise:
+        return _side_by_side(x, n0, n1, name)
+    depth = spec.in_channels * spec.kernel_height * spec.kernel_width
+    out = scratch(name, (depth, (n1 - n0) * spec.out_height * spec.out_width), x.dtype)
+    unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
+           spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
+           spec.out_height, spec.out_width, out)
     return out
 
 
@@ -343,21 +359,8 @@ def _run_dots(spec, x, grad, out):
         result = out.reshape(spec.groups, kg, depth)
     for n0 in range(0, spec.batch, chunk):
         n1 = min(spec.batch, n0 + chunk)
-        if n1 - n0 == 1:
-            grad_rows = grad[n0].reshape(spec.out_channels, positions)
-        else:
-            grad_rows = scratch("weight_grad_rows", (spec.out_channels, (n1 - n0) * positions),
-                                x.dtype)
-            unfold(grad[n0:n1], 1, 1, 0, 0, 1, 1, 1, 1, spec.out_height, spec.out_width,
-                   grad_rows)
-        if spec.is_pointwise and n1 - n0 == 1:
-            columns = x[n0].reshape(spec.in_channels, positions)
-        else:
-            columns = scratch("weight_grad_columns",
-                              (spec.groups * depth, (n1 - n0) * positions), x.dtype)
-            unfold(x[n0:n1], spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left,
-                   spec.dilation_h, spec.dilation_w, spec.kernel_height, spec.kernel_width,
-                   spec.out_height, spec.out_width, columns)
+        grad_rows = _side_by_side(grad, n0, n1, "weight_grad_rows")
+        columns = _im2col(spec, x, n0, n1, "weight_grad_columns")
         if by_columns:
             row_dots(columns, grad_rows, result, row_block, n0 > 0)
         else:
