@@ -104,8 +104,11 @@ def _pairs_backward(x, grad, dx, plane, height, width, out_h, out_w):
     zero = dx.dtype.type(0)
     w = np.uint64(width)
     first = np.uint64(plane) * np.uint64(height) * w
-    for i in range(np.uint64(height * width)):  # (a last odd row or column stays zero)
-        dx[first + i] = zero
+    covered_h, covered_w = np.uint64(2 * out_h), np.uint64(2 * out_w)
+    for y in range(np.uint64(height)):  # a last odd row and column no window reads
+        start = covered_w if y < covered_h else np.uint64(0)
+        for i in range(first + y * w + start, first + y * w + w):
+            dx[i] = zero
     g_first = np.uint64(plane) * np.uint64(out_h) * np.uint64(out_w)
     two = np.uint64(2)
     for oy in range(np.uint64(out_h)):
