@@ -439,9 +439,9 @@ WEIGHT_GRAD_PRODUCT_MIN_CHANNELS = 8
 #: The most bytes of im2col matrix ``weight_products`` unfolds at once (whole images;
 #: at least one).
 WEIGHT_GRAD_UNFOLD_BYTES = 16 << 20
-#: Output positions per image from which a pointwise layer's weight gradient multiplies
-#: each image in place; on smaller planes the images of a chunk are copied side by side
-#: first, so that the product runs deep enough to pay for its packing.
+#: Output positions per image from which a pointwise layer's weight gradient, as
+#: ``weight_dots``, takes each image's rows in place; on smaller planes the images of a
+#: chunk are copied side by side first, so that each pass runs long enough.
 WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS = 1024
 
 #: Bytes of the smaller side of a group's weight gradient (its output channels, or its
@@ -464,8 +464,10 @@ WEIGHT_GRAD_KERNELS = {
     "weight_tiles": "register tiles of input channels by output channels over the padded, "
                     "phase-split input read in place, the depth running over positions; "
                     "one partial sum per thread",
-    "weight_products": "per group, the im2col matrix of a chunk of images times the "
-                       "transposed output gradient: one register-tiled matrix product",
+    "weight_products": "per group, the output gradient's rows times the im2col matrix's "
+                       "(a pointwise layer's input rows in place), a chunk of images at a "
+                       "time: one register-tiled matrix product, its columns transposed as "
+                       "they are packed",
     "depthwise_weight_lanes": "depthwise layers on small planes: each job's channels turned "
                               "channels-last, one vectorised multiply-add per position and "
                               "tap",
@@ -539,7 +541,8 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
                                f"group: too narrow for the matrix product's panels")
     if spec.out_channels_per_group >= WEIGHT_GRAD_PRODUCT_MIN_CHANNELS:
         return "weight_products", (f"{spec.out_channels_per_group} output channels per group: "
-                                   f"one matrix product per group over im2col chunks")
+                                   f"one matrix product per group, of the gradient's rows and "
+                                   f"the im2col matrix's")
     return "weight_taps", (f"{spec.out_channels_per_group} output channel(s) per group: one "
                            f"dot product per weight (a matrix product would pad each column "
                            f"to a whole vector)")
@@ -567,11 +570,12 @@ def weight_grad_chunk(padded_k: int, itemsize: int) -> int:
 
 
 def weight_grad_chunk_images(spec: ConvSpec) -> int:
-    """Images per im2col chunk of ``weight_products`` (one at a time for a pointwise layer
-    on a plane of WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more: its images already are their
-    im2col matrices)."""
-    if spec.is_pointwise and \
-            spec.out_height * spec.out_width >= WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS:
+    """Images per im2col chunk of ``weight_products`` and ``weight_dots``: 1 where a
+    pointwise layer's images, already their im2col matrices, are read in place (always by
+    the products, by the dots on planes of WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more)."""
+    if spec.is_pointwise and (
+            weight_grad_kernel(spec) == "weight_products"
+            or spec.out_height * spec.out_width >= WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS):
         return 1
     per_image = (spec.in_channels * spec.kernel_height * spec.kernel_width
                  * spec.out_height * spec.out_width * spec.itemsize)
@@ -601,34 +605,15 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     positions = images * spec.out_height * spec.out_width
     in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)
     taps = spec.kernel_height * spec.kernel_width
-    if kernel == "weight_dots":  # the gradient's and the input's rows, images side by side,
-        # and the result to transpose where the gradient has fewer rows (weight_grad.run)
-        return spec.itemsize * (positions * ((0 if images == 1 else spec.out_channels)
-                                             + (0 if in_place else spec.in_channels * taps))
-                                + spec.out_channels * spec.in_channels_per_group * taps)
-    # what is copied side by side (the im2col matrix, or the gradient when swapped) and
-    # what is transposed (weight_grad.run); swapped 3x3 layers do both to the im2col matrix
-    copied, transposed = spec.in_channels * taps, spec.out_channels
-    if weight_products_swapped(spec):
-        copied, transposed = spec.out_channels, spec.in_channels * taps
-        if not spec.is_pointwise:
-            copied += spec.in_channels * taps
-    return spec.itemsize * positions * ((0 if in_place else copied) + transposed) \
-        + 2 * spec.out_channels * spec.in_channels_per_group * taps * spec.itemsize
-
-
-def weight_products_swapped(spec: ConvSpec) -> bool:
-    """Whether ``weight_products`` runs grad @ im2col^T, (K, N * P) @ (N * P, G * D),
-    straight into the weights' layout, instead of im2col @ grad^T, (G * D, N * P) @
-    (N * P, K), whose result is transposed. Swapped transposes the im2col matrix (x itself
-    for a pointwise layer) instead of the gradient and the result: it pays where the
-    batch's positions are fewer than the output channels per group (ResNet-18's 512 ->
-    512 3x3 on 2x2 at batch 8: a 32 x 4608 transpose instead of 4608 x 512), and for
-    pointwise layers with fewer input than output channels (AVX2, 2 threads, batch 8,
-    16 -> 64 on 54x54: 2.0 -> 1.2 ms, torch 0.9)."""
-    if spec.is_pointwise:
-        return spec.in_channels < spec.out_channels
-    return spec.batch * spec.out_height * spec.out_width < spec.out_channels_per_group
+    # the gradient's and the input's rows, images side by side, and the result to
+    # transpose where the im2col side gives the rows (weight_grad._run_row_products)
+    kg, depth = spec.out_channels_per_group, spec.in_channels_per_group * taps
+    transposed = kg < depth if kernel == "weight_dots" else depth < kg
+    work = 0 if kernel == "weight_dots" else \
+        config.CPU_COUNT * _matmul_work_bytes(positions, spec.itemsize)
+    return spec.itemsize * (positions * ((0 if images == 1 else spec.out_channels)
+                                         + (0 if in_place else spec.in_channels * taps))
+                            + transposed * spec.out_channels * depth) + work
 
 
 # --------------------------------------------------------------------------- winograd

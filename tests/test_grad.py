@@ -256,41 +256,42 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("in_place_from", [1, 10**9])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
-    ((3, 20, 7, 9), (30, 20, 1, 1), {}), ((4, 16, 5, 6), (32, 4, 1, 1), dict(groups=4)),
+    ((3, 20, 7, 9), (30, 20, 1, 1), {}),  # fewer input than output channels: x's rows first
+    ((4, 16, 5, 6), (32, 4, 1, 1), dict(groups=4)),
     ((5, 40, 3, 3), (70, 40, 1, 1), {}),
-    ((2, 40, 4, 5), (24, 40, 1, 1), {})])  # more input than output channels: not swapped
-def test_pointwise_weight_products_in_place_or_by_chunks(x_shape, w_shape, kwargs, in_place_from,
-                                                         dtype, rng, monkeypatch):
-    """A pointwise layer's weight gradient multiplies each image in place (planes of
-    WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS or more) or a chunk of images copied side by side,
-    x by the transposed gradient, or (fewer input than output channels) the gradient by
-    the transposed x; against the references."""
-    monkeypatch.setattr(registry, "WEIGHT_GRAD_IN_PLACE_MIN_POSITIONS", in_place_from)
+    ((2, 40, 4, 5), (24, 40, 1, 1), {}),  # more input than output channels: grad's first
+    ((2, 300, 3, 50), (20, 300, 1, 1), {}),  # depth blocks of 256, ragged panels and tiles
+    ((3, 48, 2, 2), (18, 24, 1, 1), dict(groups=2))])
+def test_pointwise_weight_products_in_place(x_shape, w_shape, kwargs, dtype, rng, monkeypatch):
+    """A pointwise layer's weight gradient multiplies every image's rows in place, one
+    launch summing the images, the side with fewer channels a group giving the
+    product's rows (the result transposed when that is the input's); against the
+    references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 0)
     import numbaconv
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     spec = numbaconv.plan(x, w, **kwargs).spec
     assert registry.weight_grad_kernel(spec) == "weight_products"
-    assert (registry.weight_grad_chunk_images(spec) == 1) == (in_place_from == 1)
+    assert registry.weight_grad_chunk_images(spec) == 1
     grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
     _check(x, w, grad, kwargs, 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("unfold_bytes", [1, 1 << 30])  # an image per chunk, or all at once
-@pytest.mark.parametrize("x_shape, w_shape, kwargs, swapped", [
-    ((3, 12, 2, 3), (40, 12, 3, 3), dict(padding=1), True),  # 18 positions, 40 channels
-    ((2, 8, 3, 2), (36, 4, 3, 2), dict(padding=(1, 0), groups=2), True),
-    ((2, 6, 5, 7), (40, 6, 3, 3), dict(stride=2, dilation=(1, 2), padding=2), True),
-    ((2, 6, 5, 7), (8, 6, 3, 3), dict(padding=1), False)])  # 70 positions, 8 channels
-def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped,
-                                               unfold_bytes, dtype, rng, monkeypatch):
-    """Where the batch's positions are fewer than the output channels per group, the
-    product runs grad @ im2col^T straight into the weights' layout; by chunks of one image
-    (each chunk's product added onto the last) or all at once, against the references."""
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((3, 12, 2, 3), (40, 12, 3, 3), dict(padding=1)),  # 18 positions, 40 channels
+    ((2, 8, 3, 2), (36, 4, 3, 2), dict(padding=(1, 0), groups=2)),
+    ((2, 6, 5, 7), (40, 6, 3, 3), dict(stride=2, dilation=(1, 2), padding=2)),
+    ((2, 4, 9, 9), (40, 2, 2, 2), dict(groups=2)),  # 8 taps x channels, 20 outputs a group
+    ((2, 6, 5, 7), (8, 6, 3, 3), dict(padding=1))])  # 70 positions, 8 channels
+def test_weight_products_by_chunks(x_shape, w_shape, kwargs, unfold_bytes, dtype, rng,
+                                   monkeypatch):
+    """weight_products on the im2col matrix, by chunks of one image (each chunk's product
+    added onto the last, the gradient's rows a view) or all at once (its images copied
+    side by side), either side giving the product's rows; against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", 1)
@@ -301,7 +302,6 @@ def test_weight_products_swapped_on_small_maps(x_shape, w_shape, kwargs, swapped
     w = rng.standard_normal(w_shape).astype(dtype)
     spec = numbaconv.plan(x, w, **kwargs).spec
     assert registry.weight_grad_kernel(spec) == "weight_products"
-    assert registry.weight_products_swapped(spec) == swapped
     assert (registry.weight_grad_chunk_images(spec) == 1) == (unfold_bytes == 1)
     grad = rng.standard_normal(numbaconv.conv2d(x, w, **kwargs).shape).astype(dtype)
     _check(x, w, grad, kwargs, 2)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numbaconv import isa
-from numbaconv.cpu.microkernel import _PACK_MIN_ROWS, matmul, workspace_size
+from numbaconv.cpu.microkernel import _PACK_MIN_ROWS, matmul, matmul_bt, workspace_size
 from numbaconv.isa import MR, NV, VECTOR_BYTES
 
 PANEL32 = NV * VECTOR_BYTES // 4  # columns of one register tile in float32
@@ -129,3 +129,39 @@ def test_accumulates_onto_views(m, k, n, strided, seed):
     scale = np.abs(start) + np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     assert np.all(np.abs(c - expected) <= 4 * np.finfo(np.float32).eps * k ** 0.5 * scale)
     np.testing.assert_array_equal(c_full[:, :pad], outside)  # nothing else written
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 3 * MR + 1), k=st.integers(1, 600), n=st.integers(1, 420),
+       double=st.booleans(), strided=st.booleans(), accumulate=st.booleans(),
+       seed=st.integers(0, 2**31 - 1))
+def test_transposed_second_operand(m, k, n, double, strided, accumulate, seed):
+    """matmul_bt(a, bt, c) is c (+)= a @ bt.T: bt (N, K) transposed as it is packed, in
+    whole register blocks and by loops for a ragged depth (several depth blocks of 256)
+    and a last partial vector of columns; views with longer rows; nothing outside c's
+    window written; a NaN-filled work buffer never leaks into the result."""
+    dtype = np.float64 if double else np.float32
+    rng = np.random.default_rng(seed)
+    pad = 3 if strided else 0
+    a = rng.standard_normal((m, k + pad)).astype(dtype)[:, pad:]
+    bt = rng.standard_normal((n, k + pad)).astype(dtype)[:, :k]
+    c_full = rng.standard_normal((m, n + pad)).astype(dtype)
+    c = c_full[:, pad:]
+    start, outside = c.astype(np.float64), c_full[:, :pad].copy()
+    matmul_bt(a, bt, c, np.full(workspace_size(k), np.nan, dtype), accumulate)
+    product = a.astype(np.float64) @ bt.T.astype(np.float64)
+    expected = start + product if accumulate else product
+    scale = np.abs(start) * accumulate + np.abs(a).astype(np.float64) @ np.abs(bt.T)
+    assert np.all(np.abs(c - expected) <= 4 * np.finfo(dtype).eps * k ** 0.5 * scale + 1e-30)
+    np.testing.assert_array_equal(c_full[:, :pad], outside)
+
+
+def test_transposed_rejects_bad_arguments():
+    a, bt = np.ones((4, 5), np.float32), np.ones((6, 5), np.float32)
+    work = np.empty(workspace_size(5), np.float32)
+    with pytest.raises(ValueError, match="shapes"):  # bt's rows must run over a's depth
+        matmul_bt(a, np.ones((5, 6), np.float32), np.empty((4, 5), np.float32), work)
+    with pytest.raises(ValueError, match="shapes"):
+        matmul_bt(a, bt, np.empty((4, 5), np.float32), work)
+    with pytest.raises(ValueError, match="contiguous"):
+        matmul_bt(a, np.ones((5, 6), np.float32).T, np.empty((4, 6), np.float32), work)

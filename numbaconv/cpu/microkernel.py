@@ -348,90 +348,133 @@ def _pack_panels(b, k0, kc, jb, j_end, packed, panel, width):
                 packed[dst + k * panel + q] = row[j + q] if j + q < j_end else 0
 
 
-@njit(**CALLEE)
-def matmul(a, b, c, work, accumulate=False):
-    """c[:, :] = a @ b (``accumulate``: c += a @ b), single-threaded, for 2-D float arrays
-    of one dtype.
+@njit(inline="always")
+def _pack_panels_transposed(bt, k0, kc, jb, j_end, packed, panel, width):
+    """As :func:`_pack_panels` for b = bt.T, given as bt (N, K): column j of b is row j of
+    bt, contiguous along the depth. Whole blocks of ``width`` columns by ``width`` depth
+    steps are transposed in registers (``transpose_tile``), the depth's remainder and a
+    last partial vector of columns (zero-padded) by loops."""
+    ldt = bt.strides[0] // bt.itemsize
+    whole_depth = kc // width * width
+    for j in range(jb, j_end, width):
+        rel = j - jb
+        dst = (rel - rel % panel) * kc + rel % panel  # panel rel // panel, its column
+        if j + width <= j_end:
+            for k in range(0, whole_depth, width):
+                transpose_tile(bt, j * ldt + k0 + k, ldt, packed, dst + k * panel, panel)
+            for k in range(whole_depth, kc):
+                for q in range(width):
+                    packed[dst + k * panel + q] = bt[j + q, k0 + k]
+        else:
+            for k in range(kc):
+                for q in range(width):
+                    packed[dst + k * panel + q] = bt[j + q, k0 + k] if j + q < j_end else 0
 
-    a (M, K), b (K, N), c (M, N): any row strides, but each row contiguous. ``work``: a
-    1-D array of a's dtype with at least ``workspace_size(K)`` elements, so that callers
-    running many products reuse one buffer: it holds zero-padded copies of the edges
-    (the last rows of ``a`` and ``c`` when M is not a multiple of MR, the last columns
-    of ``b`` and ``c`` when N is not one of the vector width), which then run through
-    the same register tiles, and, for products of at least ``_PACK_MIN_ROWS`` rows, each
-    block of ``b`` copied into contiguous panels.
-    """
-    m, depth = a.shape
-    n = b.shape[1]
-    if b.shape[0] != depth or c.shape[0] != m or c.shape[1] != n:
-        raise ValueError("matmul: shapes do not match")
-    if m == 0 or n == 0:
-        return
-    if depth == 0:
-        if not accumulate:
-            c[:, :] = 0
-        return
-    item = a.itemsize
-    if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
-        raise ValueError("matmul: rows must be contiguous")
-    width = VECTOR_BYTES // item
-    panel = NV * width
-    kc_max = min(depth, _DEPTH_BLOCK)
-    column_block = _COLUMN_BLOCK_BYTES // item  # a multiple of every panel width
-    edges = MR * kc_max + MR * panel + kc_max * width
-    if work.size < edges + kc_max * column_block:
-        raise ValueError("matmul: work buffer too small")
-    a_edge = work[:MR * kc_max].reshape(MR, kc_max)
-    c_edge = work[MR * kc_max:MR * (kc_max + panel)].reshape(MR, panel)
-    b_edge = work[MR * (kc_max + panel):edges].reshape(kc_max, width)
-    packed = work[edges:edges + kc_max * column_block]
-    packed_2d = packed.reshape(kc_max, column_block)  # for the tiles (b's 2-D type)
-    pack = m >= _PACK_MIN_ROWS
-    lda = a.strides[0] // item
-    ldb = b.strides[0] // item
-    ldc = c.strides[0] // item
-    vector_cols = n // width * width
-    tail = n - vector_cols
-    for k0 in range(0, depth, kc_max):
-        kc = min(kc_max, depth - k0)
-        onto_c = accumulate or k0 > 0
-        if tail and not pack:
-            b_edge[:, :] = 0
-            copy2d(b_edge[:kc, :tail], b[k0:k0 + kc, vector_cols:])
-        for jb in range(0, n, column_block):
-            j_end = min(n, jb + column_block)
-            if pack:
-                _pack_panels(b, k0, kc, jb, j_end, packed, panel, width)
-            for i0 in range(0, m, MR):
-                rows = min(MR, m - i0)
-                if rows == MR:
-                    a_src, a_off, a_ld = a, i0 * lda + k0, lda
-                else:  # the last rows, fewer than MR
-                    a_edge[:, :] = 0
-                    copy2d(a_edge[:rows, :kc], a[i0:, k0:k0 + kc])
-                    a_src, a_off, a_ld = a_edge, 0, kc_max
-                j0 = jb
-                while j0 < j_end:
-                    if pack:  # whole vectors of a panel, zero-padded past n
-                        cols = min(panel, j_end - j0)
-                        nv = -(-cols // width)
-                        b_src, b_off, b_ld = packed_2d, (j0 - jb) * kc, panel
-                    elif j0 < vector_cols:
-                        nv = min(NV, (min(vector_cols, j_end) - j0) // width)
-                        cols = nv * width
-                        b_src, b_off, b_ld = b, k0 * ldb + j0, ldb
-                    else:
-                        nv, cols = 1, tail
-                        b_src, b_off, b_ld = b_edge, 0, width
-                    # One call site: each one inlines the register tiles (compile time).
-                    edge = rows < MR or cols < nv * width
-                    if edge:  # through a padded copy of c
-                        copy2d(c_edge[:rows, :cols], c[i0:i0 + rows, j0:j0 + cols])
-                        c_dst, c_off, c_ld = c_edge, 0, panel
-                    else:
-                        c_dst, c_off, c_ld = c, i0 * ldc + j0, ldc
-                    _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_dst, c_off, c_ld, kc,
-                          onto_c)
-                    if edge:
-                        copy2d(c[i0:i0 + rows, j0:j0 + cols], c_edge[:rows, :cols])
-                    j0 += cols
+
+def _matmul_kernel(b_transposed):
+    """The register-tiled product, ``c (+)= a @ b``, with ``b`` given as it is
+    (``b_transposed`` false: :func:`matmul`) or as ``b.T`` (:func:`matmul_bt`, whose
+    blocks of b are transposed as they are packed). ``b_transposed`` is a constant of
+    the compiled function: Numba prunes the other branch."""
+
+    @njit(**CALLEE)
+    def product(a, b, c, work, accumulate=False):
+        m, depth = a.shape
+        n = b.shape[0] if b_transposed else b.shape[1]
+        b_depth = b.shape[1] if b_transposed else b.shape[0]
+        if b_depth != depth or c.shape[0] != m or c.shape[1] != n:
+            raise ValueError("matmul: shapes do not match")
+        if m == 0 or n == 0:
+            return
+        if depth == 0:
+            if not accumulate:
+                c[:, :] = 0
+            return
+        item = a.itemsize
+        if a.strides[1] != item or b.strides[1] != item or c.strides[1] != item:
+            raise ValueError("matmul: rows must be contiguous")
+        width = VECTOR_BYTES // item
+        panel = NV * width
+        kc_max = min(depth, _DEPTH_BLOCK)
+        column_block = _COLUMN_BLOCK_BYTES // item  # a multiple of every panel width
+        edges = MR * kc_max + MR * panel + kc_max * width
+        if work.size < edges + kc_max * column_block:
+            raise ValueError("matmul: work buffer too small")
+        a_edge = work[:MR * kc_max].reshape(MR, kc_max)
+        c_edge = work[MR * kc_max:MR * (kc_max + panel)].reshape(MR, panel)
+        b_edge = work[MR * (kc_max + panel):edges].reshape(kc_max, width)
+        packed = work[edges:edges + kc_max * column_block]
+        packed_2d = packed.reshape(kc_max, column_block)  # for the tiles (b's 2-D type)
+        pack = b_transposed or m >= _PACK_MIN_ROWS
+        lda = a.strides[0] // item
+        ldb = b.strides[0] // item
+        ldc = c.strides[0] // item
+        vector_cols = n // width * width
+        tail = n - vector_cols
+        for k0 in range(0, depth, kc_max):
+            kc = min(kc_max, depth - k0)
+            onto_c = accumulate or k0 > 0
+            if tail and not pack:
+                b_edge[:, :] = 0
+                copy2d(b_edge[:kc, :tail], b[k0:k0 + kc, vector_cols:])
+            for jb in range(0, n, column_block):
+                j_end = min(n, jb + column_block)
+                if b_transposed:
+                    _pack_panels_transposed(b, k0, kc, jb, j_end, packed, panel, width)
+                elif pack:
+                    _pack_panels(b, k0, kc, jb, j_end, packed, panel, width)
+                for i0 in range(0, m, MR):
+                    rows = min(MR, m - i0)
+                    if rows == MR:
+                        a_src, a_off, a_ld = a, i0 * lda + k0, lda
+                    else:  # the last rows, fewer than MR
+                        a_edge[:, :] = 0
+                        copy2d(a_edge[:rows, :kc], a[i0:, k0:k0 + kc])
+                        a_src, a_off, a_ld = a_edge, 0, kc_max
+                    j0 = jb
+                    while j0 < j_end:
+                        if pack:  # whole vectors of a panel, zero-padded past n
+                            cols = min(panel, j_end - j0)
+                            nv = -(-cols // width)
+                            b_src, b_off, b_ld = packed_2d, (j0 - jb) * kc, panel
+                        elif j0 < vector_cols:
+                            nv = min(NV, (min(vector_cols, j_end) - j0) // width)
+                            cols = nv * width
+                            b_src, b_off, b_ld = b, k0 * ldb + j0, ldb
+                        else:
+                            nv, cols = 1, tail
+                            b_src, b_off, b_ld = b_edge, 0, width
+                        # One call site: each one inlines the register tiles (compile time).
+                        edge = rows < MR or cols < nv * width
+                        if edge:  # through a padded copy of c
+                            copy2d(c_edge[:rows, :cols], c[i0:i0 + rows, j0:j0 + cols])
+                            c_dst, c_off, c_ld = c_edge, 0, panel
+                        else:
+                            c_dst, c_off, c_ld = c, i0 * ldc + j0, ldc
+                        _tile(nv, a_src, a_off, a_ld, b_src, b_off, b_ld, c_dst, c_off, c_ld,
+                              kc, onto_c)
+                        if edge:
+                            copy2d(c[i0:i0 + rows, j0:j0 + cols], c_edge[:rows, :cols])
+                        j0 += cols
+
+    return product
+
+
+matmul = _matmul_kernel(False)
+matmul.__doc__ = """c[:, :] = a @ b (``accumulate``: c += a @ b), single-threaded, for 2-D float
+arrays of one dtype.
+
+a (M, K), b (K, N), c (M, N): any row strides, but each row contiguous. ``work``: a 1-D
+array of a's dtype with at least ``workspace_size(K)`` elements, so that callers running
+many products reuse one buffer: it holds zero-padded copies of the edges (the last rows
+of ``a`` and ``c`` when M is not a multiple of MR, the last columns of ``b`` and ``c``
+when N is not one of the vector width), which then run through the same register
+tiles, and, for products of at least ``_PACK_MIN_ROWS`` rows, each block of ``b``
+copied into contiguous panels.
+"""
+matmul_bt = _matmul_kernel(True)
+matmul_bt.__doc__ = """c[:, :] = a @ bt.T (``accumulate``: c += a @ bt.T): :func:`matmul` with its
+second operand given transposed, bt (N, K), rows contiguous along the depth as a's are
+(a weight gradient's two sides: the output gradient's and the input's rows over the
+positions). Every block of b is packed, transposed in registers on the way, so no
+transposed copy of bt is ever made."""
