@@ -318,6 +318,34 @@ def conv_options(op: str, nsp: int, stride, dilation, groups, padding_mode) -> t
     return stride, dilation, groups
 
 
+# Repeated validation. A training step validates each layer's arguments three times
+# more than its forward call (its input gradient's transposed convolution and the
+# convolution that computes it, its weight gradient), each a few hundred lines of
+# Python: 0.2-0.3 ms of a small layer's 0.3 ms input gradient (AVX2). Specs depend on
+# nothing but the arguments, so those of exact arguments (ints, strs, tuples of ints,
+# whose equality means the same meaning: see exact_argument) are kept by them; a
+# refused call raises before anything is kept, so it raises again every time.
+_SPECS: dict = {}
+_SPECS_MAX = 512
+
+
+def _remembered(make, op, *arguments):
+    """make(op, *arguments), kept in ``_SPECS`` when every argument is exact (None, an
+    exact_argument, or a dtype) and computed anew otherwise."""
+    for value in arguments:
+        if not (value is None or exact_argument(value) or isinstance(value, np.dtype)
+                or value is np.float32 or value is np.float64):
+            return make(op, *arguments)
+    key = (make, op) + arguments
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = make(op, *arguments)
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[key] = spec
+    return spec
+
+
 def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, dilation,
               groups, padding_mode, dtype) -> ConvSpec:
     """Validate PyTorch conv arguments and return the canonical :class:`ConvSpec`.
@@ -325,6 +353,19 @@ def conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, d
     ``op`` is ``"conv1d"`` or ``"conv2d"``; shapes are tuples (``bias_shape`` None for no
     bias); ``dtype`` is the computation dtype (already promoted).
     """
+    return _remembered(_conv_spec, op, _shape_key(input_shape), _shape_key(weight_shape),
+                       _shape_key(bias_shape), stride, padding, dilation, groups,
+                       padding_mode, dtype)
+
+
+def _shape_key(shape):
+    """A shape as a tuple, for ``_remembered`` (a list becomes one; anything else, kept
+    as it is, is checked there)."""
+    return tuple(shape) if type(shape) is list else shape
+
+
+def _conv_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding, dilation,
+               groups, padding_mode, dtype) -> ConvSpec:
     nsp = 1 if op.endswith("1d") else 2
     input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
 
@@ -510,6 +551,13 @@ def conv_transpose_options(op: str, nsp: int, stride, padding, output_padding, d
 def conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding,
                         output_padding, groups, dilation, dtype) -> ConvTransposeSpec:
     """Validate torch's ``conv_transpose1d/2d`` arguments (torch 2.13's rules and order)."""
+    return _remembered(_conv_transpose_spec, op, _shape_key(input_shape),
+                       _shape_key(weight_shape), _shape_key(bias_shape), stride, padding,
+                       output_padding, groups, dilation, dtype)
+
+
+def _conv_transpose_spec(op: str, input_shape, weight_shape, bias_shape, stride, padding,
+                         output_padding, groups, dilation, dtype) -> ConvTransposeSpec:
     nsp = 1 if op.endswith("1d") else 2
     input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
     if len(input_shape) not in (nsp + 1, nsp + 2):

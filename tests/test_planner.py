@@ -266,6 +266,38 @@ def test_plan_names_the_gemm_kernel():
         assert plan.kernel_summary in repr(plan)
 
 
+def test_specs_of_exact_arguments_are_kept_and_refusals_repeat():
+    """conv_spec and conv_transpose_spec keep the specs of exact arguments (spec._SPECS):
+    the same arguments give the same spec object; arguments equal to kept ones but of
+    another type (True for 1, 1.0, a NumPy int) are validated anew, and refused as
+    before; a refused call keeps nothing and is refused again."""
+    from numbaconv import spec as spec_module
+    from numbaconv.spec import conv_transpose_spec
+
+    spec_module._SPECS.clear()
+    args = ("conv2d", (2, 4, 9, 9), (6, 4, 3, 3), None, 1, 1, 1, 1, "zeros", np.float32)
+    first = conv_spec(*args)
+    assert conv_spec(*args) is first
+    assert conv_spec("conv2d", [2, 4, 9, 9], [6, 4, 3, 3], *args[3:]) is first  # lists
+    kept = len(spec_module._SPECS)
+    for stride in (True, 1.0):
+        with pytest.raises(TypeError, match="stride"):
+            conv_spec("conv2d", (2, 4, 9, 9), (6, 4, 3, 3), None, stride, 1, 1, 1, "zeros",
+                      np.float32)
+    numpy_stride = conv_spec("conv2d", (2, 4, 9, 9), (6, 4, 3, 3), None, np.int64(1), 1, 1,
+                             1, "zeros", np.float32)
+    assert numpy_stride == first and numpy_stride is not first  # valid, not kept
+    for _ in range(2):
+        with pytest.raises(ValueError, match="groups"):
+            conv_spec("conv2d", (2, 4, 9, 9), (6, 4, 3, 3), None, 1, 1, 1, 4, "zeros",
+                      np.float32)
+    assert len(spec_module._SPECS) == kept
+    t_args = ("conv_transpose2d", (2, 4, 5, 5), (4, 3, 3, 3), None, 2, 1, 1, 1, 1,
+              np.dtype(np.float32))
+    assert conv_transpose_spec(*t_args) is conv_transpose_spec(*t_args)
+    spec_module._SPECS.clear()
+
+
 class TestRepeatedCalls:
     """conv2d keeps the spec and plan of plain CPU calls (functional._REPEATS); a repeat
     must behave exactly as a first call: same result, same refusals, memory limit checked."""
