@@ -133,6 +133,37 @@ def test_matrix_product_equals_zero_insertion(rng, kwargs):
     assert relative_error(product, inserted) < 1e-12
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, by_product", [
+    ((3, 16, 6, 7), (16, 6, 5, 5), {}, False),  # LeNet-like: direct's tiles, padded in place
+    ((2, 12, 5, 5), (12, 7, 5, 3), dict(padding=(1, 2)), False),  # ragged tiles, asymmetric
+    ((2, 12, 5, 6), (12, 8, 3, 3), dict(dilation=2, output_padding=1, padding=1), True),
+    ((2, 12, 5, 6), (12, 8, 3, 3), dict(padding=3), False),  # crops: a cropped copy of x
+    ((2, 8, 5, 6), (8, 2, 3, 3), dict(padding=1, groups=4), False),
+    ((2, 8, 5, 6), (8, 2, 3, 3), dict(padding=1, groups=4, dilation=2, output_padding=1),
+     False),  # grouped, padded in place one more at the bottom and right
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride_one_runs_as_the_convolution_it_equals(torch, rng, monkeypatch, x_shape,
+                                                      w_shape, kwargs, by_product, dtype):
+    """At stride 1 a transposed convolution whose equivalent convolution runs as direct's
+    register tiles (or is grouped, depthwise, pointwise) runs as that convolution, which
+    pads the input itself where the equivalent padding is not negative (no zero-inserted
+    copy, else from a cropped copy); dilated ones by the matrix product; against torch."""
+    import numbaconv.transposed as transposed
+
+    used = []
+    by_matrix = transposed.by_matrix_product
+    monkeypatch.setattr(transposed, "by_matrix_product",
+                        lambda *a, **k: used.append("product") or by_matrix(*a, **k))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    args = dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1) | kwargs
+    out = numbaconv.conv_transpose2d(x, w, **args)
+    assert bool(used) == by_product
+    expected = torch_transpose(torch, "conv_transpose2d", x, w, None, **args)
+    assert relative_error(out, expected) < TOLERANCE[np.dtype(dtype).name]
+
+
 def test_empty_batch():
     out = numbaconv.conv_transpose2d(np.zeros((0, 2, 3, 3)), np.ones((2, 3, 3, 3)), stride=2)
     assert out.shape == (0, 3, 7, 7)
