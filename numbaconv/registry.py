@@ -492,6 +492,15 @@ WEIGHT_GRAD_KERNELS = {
 #: (tiles); and tiles still on 56x56: 64 -> 64 13.3 / 14.4, 128 -> 128 39.7 / 44.5.
 WEIGHT_GRAD_TILES_MIN_CHANNELS = 16
 WEIGHT_GRAD_TILES_MIN_POSITIONS = 32 * 32
+#: Output channels up to which an ungrouped layer with whole tiles of input channels
+#: (MR or more) takes ``weight_tiles`` on any plane: a product's im2col unfold writes
+#: C * taps values per position, which its product then uses for only 2 * K flops each.
+#: Measured (AVX2, 2 threads, taking turns, tiles / products, ms): LeNet's 6 -> 16 5x5 on
+#: 14x14 at batch 64 0.87 / 1.64; batch 8: 32 -> 16 5x5 on 28x28 2.0 / 4.7, DenseNet's
+#: 128 -> 32 3x3 on 28x28 6.2 / 10.6, on 14x14 1.9 / 3.1, on 7x7 0.89 / 1.18, 16 -> 16
+#: on 14x14 0.46 / 0.54; with more output channels it varies (64 -> 64 on 14x14 1.49 /
+#: 1.68, 16 -> 48 on 28x28 1.81 / 1.60, 96 -> 208 on 14x14 6.5 / 5.7).
+WEIGHT_GRAD_TILES_NARROW_CHANNELS = 32
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
 #: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads):
@@ -526,11 +535,13 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     if spec.is_vector_product:
         return "outer_products", ("1x1 on 1x1 images (squeeze-and-excitation): the sum of N "
                                   "outer products of the gradient's and the input's rows")
-    if (spec.groups == 1 and spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
-            and taps > 1 and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS):
-        return "weight_tiles", (f"ungrouped, {spec.in_channels} input channels, {taps} taps, "
-                                f"{positions} outputs per image: register tiles over the "
-                                f"input read in place, no im2col")
+    wide_plane = (spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
+                  and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS)
+    narrow = spec.in_channels >= isa.MR and spec.out_channels <= WEIGHT_GRAD_TILES_NARROW_CHANNELS
+    if spec.groups == 1 and taps > 1 and (wide_plane or narrow):
+        return "weight_tiles", (f"ungrouped, {spec.in_channels} input and {spec.out_channels} "
+                                f"output channels, {taps} taps, {positions} outputs per image: "
+                                f"register tiles over the input read in place, no im2col")
     if (spec.in_channels_per_group == spec.out_channels_per_group == 1
             and positions <= WEIGHT_GRAD_LANES_MAX_POSITIONS):
         return "depthwise_weight_lanes", (f"depthwise on {positions} outputs per image: "

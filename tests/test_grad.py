@@ -240,6 +240,7 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     padded to whole tiles; depthwise_weight_lanes on a ragged last block of channels."""
     tiles, lanes, products, dots = _FORCE[kernel]
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", lanes)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", products)
@@ -293,6 +294,7 @@ def test_weight_products_by_chunks(x_shape, w_shape, kwargs, unfold_bytes, dtype
     added onto the last, the gradient's rows a view) or all at once (its images copied
     side by side), either side giving the product's rows; against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 0)
@@ -324,6 +326,7 @@ def test_weight_dots(x_shape, w_shape, kwargs, unfold_bytes, in_place_from, dtyp
     or all at once (copied side by side), passes of a few elements along the rows,
     against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_HELD_BYTES", 8 * 300)  # passes of 256
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
@@ -460,6 +463,10 @@ def test_which_layers_take_which_weight_kernel():
     assert registry.weight_grad_kernel(dense) == "weight_tiles"
     assert registry.weight_grad_kernel(dense_small) == "weight_products"  # 8x8 outputs
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
+    narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
+    assert registry.weight_grad_kernel(narrow) == "weight_tiles"  # 32 outputs, any plane
+    one_channel = numbaconv.plan(x[:, :1], np.empty((6, 1, 5, 5), np.float32), padding=2).spec
+    assert registry.weight_grad_kernel(one_channel) != "weight_tiles"  # 1/6 of a tile
 
 
 def test_inputs_are_not_modified(rng):
