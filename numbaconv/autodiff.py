@@ -102,8 +102,12 @@ _conv(functional.conv1d, 1, conv_grad.conv1d_input, conv_grad.conv1d_weight)
 def _linear_input(ans, input, weight, bias=None):
     if np.ndim(weight) == 1:
         return lambda g: _like(np.multiply.outer(g, weight), input)
-    return lambda g: _like(activations.linear(g, np.ascontiguousarray(np.transpose(weight))),
-                           input)
+
+    def vjp(g):  # g (*, out) @ weight (out, in), the weight read as it is
+        rows = _float_rows(g, np.shape(weight)[0], weight)
+        w = _float_rows(weight, np.shape(weight)[1], g)
+        return _like(activations.matrix_product(rows, w).reshape(np.shape(input)), input)
+    return vjp
 
 
 def _linear_weight(ans, input, weight, bias=None):
@@ -112,12 +116,20 @@ def _linear_weight(ans, input, weight, bias=None):
         return lambda g: _like(np.tensordot(g, x, axes=(range(np.ndim(g)), range(np.ndim(g)))),
                                weight)
 
-    def vjp(g):
-        rows = np.reshape(g, (-1, np.shape(weight)[0]))
-        inputs = x.reshape(-1, x.shape[-1])
-        return _like(activations.linear(np.ascontiguousarray(rows.T),
-                                        np.ascontiguousarray(inputs.T)), weight)
+    def vjp(g):  # g^T (out, rows) @ x (rows, in): x read as it is, g transposed
+        from .cpu.layout import transposed as transposed_copy
+
+        rows = _float_rows(g, np.shape(weight)[0], x)
+        inputs = _float_rows(x, x.shape[-1], g)
+        return _like(activations.matrix_product(transposed_copy(rows), inputs), weight)
     return vjp
+
+
+def _float_rows(a, width, other):
+    """``a`` as rows of ``width`` values, C-contiguous, in the dtype ``a`` and ``other``
+    promote to (the products take one float dtype)."""
+    dtype = np.result_type(np.asarray(a).dtype, np.asarray(other).dtype)
+    return np.ascontiguousarray(np.reshape(a, (-1, width)), dtype=dtype)
 
 
 _define(activations.linear, _linear_input, _linear_weight,

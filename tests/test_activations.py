@@ -154,13 +154,14 @@ def test_inputs_that_are_not_numeric_arrays_are_named(call, bad, error, message)
                                               ((1, 33), (13, 33)), ((1, 1), (1000, 1)),
                                               ((8, 33), (13, 33)), ((2, 4, 65), (9, 65)),
                                               ((70, 45), (37, 45)), ((40, 70), (100, 70)),
+                                              ((100, 300), (20, 300)), ((20, 300), (90, 300)),
                                               ((3, 4), (0, 4)), ((3, 0), (5, 0)),
                                               ((0, 4), (2, 4)), ((2, 3, 0), (4, 0))])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_linear_both_product_orientations_and_blas(torch, rng, x_shape, w_shape, dtype):
-    # Rows >= OWN_PRODUCT_MIN_ROWS run numbaconv's own product, transposing whichever of
-    # input and weights is smaller; fewer rows run dot products in runs of four outputs
-    # per thread (and what is left of a run one by one); a 1-D weight, BLAS.
+    # Rows >= OWN_PRODUCT_MIN_ROWS run numbaconv's own product, packing the rows (fewer
+    # than OWN_PRODUCT_PACKED_ROWS) or the weights; fewer rows run dot products in runs
+    # of four outputs per thread (and what is left of a run one by one); a 1-D weight, BLAS.
     x = rng.standard_normal(x_shape).astype(dtype)
     w = rng.standard_normal(w_shape).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)

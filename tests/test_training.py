@@ -145,6 +145,8 @@ OPERATIONS = [
      lambda x, w: F.conv1d(x, w, padding="same", dilation=2), [(2, 3, 11), (4, 3, 3)]),
     ("linear 3-D", lambda x, w, b: numbaconv.linear(x, w, b),
      lambda x, w, b: F.linear(x, w, b), [(2, 3, 5), (4, 5), (4,)]),
+    ("linear 3-D, many rows", lambda x, w, b: numbaconv.linear(x, w, b),  # own product
+     lambda x, w, b: F.linear(x, w, b), [(5, 4, 13), (21, 13), (21,)]),
     ("relu6", numbaconv.relu6, F.relu6 if F else None, [(3, 7)]),
     ("hardtanh", lambda x: numbaconv.hardtanh(x, -0.5, 0.5),
      lambda x: F.hardtanh(x, -0.5, 0.5), [(3, 7)]),
