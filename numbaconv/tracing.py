@@ -52,9 +52,12 @@ def differentiable(function):
         from . import autodiff
 
         # autograd follows positional arguments only: every argument that can be passed
-        # by position goes by position.
+        # by position goes by position (binding costs ~15 us: only when there is a keyword).
+        primitive = autodiff.primitive_of(function.__name__)
+        if not kwargs:
+            return primitive(*args)
         bound = signature.bind(*args, **kwargs)
-        return autodiff.primitive_of(function.__name__)(*bound.args, **bound.kwargs)
+        return primitive(*bound.args, **bound.kwargs)
 
     wrapper.raw = function
     return wrapper
