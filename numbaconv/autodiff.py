@@ -183,7 +183,8 @@ def _between(low, high):
     return lambda ans, x, *args, **kwargs: ((x > low) & (x < high)).astype(x.dtype)
 
 
-_elementwise(activations.relu, lambda ans, x: (ans > 0).astype(x.dtype))
+_define(activations.relu, lambda ans, input: lambda g: _like(activations.relu_backward(ans, g),
+                                                              input))
 _elementwise(activations.relu6, _between(0, 6))
 _elementwise(activations.hardtanh, lambda ans, x, min_val=-1.0, max_val=1.0, inplace=False:
              ((x > min_val) & (x < max_val)).astype(x.dtype))

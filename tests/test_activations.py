@@ -229,3 +229,30 @@ def test_float32_sigmoid_and_silu_kernel_across_the_range(torch, size):
     np.testing.assert_allclose(silu, theirs, rtol=5e-7, atol=110 * tiny)
     strided = x[::3]
     np.testing.assert_array_equal(numbaconv.sigmoid(strided), numbaconv.sigmoid(strided.copy()))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_relu_kernel_and_its_gradient_agree_with_torch(torch, rng, dtype, contiguous):
+    """From RELU_KERNEL_MIN_VALUES values relu and its gradient run as Numba passes: NaN and
+    -0.0 kept as torch keeps them, a strided input, and torch's threshold_backward (the
+    gradient where the output is at most 0 is 0, even a NaN or infinite one; a NaN output
+    passes it on)."""
+    import autograd
+
+    from numbaconv.activations import RELU_KERNEL_MIN_VALUES
+
+    n = RELU_KERNEL_MIN_VALUES + 7
+    x = rng.standard_normal(2 * n).astype(dtype)
+    x[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    x = x[::2] if not contiguous else np.ascontiguousarray(x[::2])
+    out = numbaconv.relu(x)
+    expected = torch.relu(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    np.testing.assert_array_equal(out, expected)
+    assert np.array_equal(np.signbit(out), np.signbit(expected))
+    g = rng.standard_normal(n).astype(dtype)
+    g[1:6] = [np.nan, np.inf, np.nan, 1.0, np.nan]
+    got = autograd.grad(lambda a: (numbaconv.relu(a) * g).sum())(x)
+    tx = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_()
+    (torch.relu(tx) * torch.from_numpy(g)).sum().backward()
+    np.testing.assert_array_equal(got, tx.grad.numpy())
