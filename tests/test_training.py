@@ -280,6 +280,30 @@ def test_max_pool_gradient_on_ties_and_nans(args, dtype):
     np.testing.assert_array_equal(got[0], want[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_gradient_without_nans_and_with_infinite_gradients(dtype):
+    """2x2 stride-2 windows of ties (small integers, -0.0 against 0.0, infinities) and no
+    NaN take the branch-free path, rows whose gradient holds an infinity or a NaN the
+    scan (which gives the other values of the window 0, not NaN); against torch."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (2, 3, 8, 10)).astype(dtype)
+    x[0, 0, 0, :4] = [-0.0, 0.0, np.inf, -np.inf]
+    x[0, 1, 2:4, 2:4] = -np.inf
+    g = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    g[1, 2, 1, 3], g[0, 1, 3, 0] = np.inf, np.nan
+    got = nn_grad_of_pool(x, g)
+    tx = torch.from_numpy(x).requires_grad_()
+    F.max_pool2d(tx, 2).backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(got, tx.grad.numpy())
+
+
+def nn_grad_of_pool(x, g):
+    """The input gradient of max_pool2d(x, 2) for the output gradient g, by autograd."""
+    import autograd
+
+    return autograd.grad(lambda a: (numbaconv.max_pool2d(a, 2) * g).sum())(x)
+
+
 _LOSS_OPTIONS = [
     dict(), dict(reduction="sum"), dict(reduction="none"), dict(ignore_index=2),
     dict(weight=np.array([0.5, 2.0, 1.0, 3.0])),

