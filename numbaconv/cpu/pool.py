@@ -96,10 +96,11 @@ def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, wor
 def _pairs_backward(x, grad, dx, plane, height, width, out_h, out_w):
     """:func:`max_pool2d_backward` of one plane for 2x2 windows at stride 2 (no padding,
     no dilation, no window cut by ceil_mode): the windows do not overlap, so each input
-    value gets its window's gradient or zero, and the value the window took (the rule of
-    :func:`_argmax_in_window`) is found by selects, not branches, which LLVM vectorises
-    along the row (the scan took 0.7 ms for LeNet's 64 x 6 x 28 x 28, most of it in
-    mispredicted branches on random data). Flat unsigned indices (see
+    value gets its window's gradient or zero. The value the window took (the rule of
+    :func:`_argmax_in_window`) is found without the scan's branches, which mispredicted
+    on random data (0.7 ms for LeNet's 64 x 6 x 28 x 28): in a row of windows without NaN
+    and with finite gradients as the first largest value, by 0/1 factors; in the others
+    by the running maximum's selects. Flat unsigned indices (see
     :func:`_square_window_rows`)."""
     zero = dx.dtype.type(0)
     w = np.uint64(width)

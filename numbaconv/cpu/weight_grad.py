@@ -260,8 +260,7 @@ def weight_taps(xph, grad, out, dilation_h, dilation_w, groups, worker, workers)
 def run(spec, x, grad, threads):
     """The weight gradient (K, Cg, kH, kW) of the zero-padded convolution ``spec`` for
     input x (N, C, H, W) and grad (N, K, OH, OW), both C-contiguous of the spec's dtype."""
-    kg, cg = spec.out_channels_per_group, spec.in_channels_per_group
-    taps = spec.kernel_height * spec.kernel_width
+    cg = spec.in_channels_per_group
     kernel = weight_grad_kernel(spec)
     if kernel == "outer_products":  # (K, N) @ (N, C): the stride picks pixel (0, 0) alone
         out = np.empty((spec.out_channels, spec.in_channels), x.dtype)
