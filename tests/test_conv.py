@@ -710,3 +710,28 @@ def test_depthwise_channels_last_kernel_is_the_one_that_runs(monkeypatch):
     side = int(registry.DEPTHWISE_CHANNELS_LAST_MAX_PLANE ** 0.5) + 1
     numbaconv.conv2d(np.ones((1, 32, side, side), np.float32), np.ones((32, 1, 3, 3), np.float32),
                      stride=2, groups=32, algorithm="direct")
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9)),
+       pad=st.tuples(st.integers(-3, 4), st.integers(-3, 4)),
+       grid=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), extra_channels=st.integers(0, 2))
+def test_pad_phase_split_against_numpy(size, pad, grid, stride, extra_channels):
+    """The padded input split by stride phase, for any padding (negative: cropped), grid
+    and stride (1: the whole-plane path), into a buffer with channels past x's (left as
+    they were)."""
+    from numbaconv.cpu.layout import pad_phase_split
+    x = np.random.default_rng(sum(size)).standard_normal(size).astype(np.float32)
+    n, c, h, w = size
+    (pad_top, pad_left), (sh, sw), (rows_q, cols_q) = pad, stride, grid
+    xph = np.full((n, c + extra_channels, sh, sw, rows_q, cols_q), np.nan, np.float32)
+    pad_phase_split(x, pad_top, pad_left, xph)
+    padded = np.zeros((n, c, rows_q * sh, cols_q * sw), np.float32)
+    for i in range(rows_q * sh):
+        for j in range(cols_q * sw):
+            if 0 <= i - pad_top < h and 0 <= j - pad_left < w:
+                padded[:, :, i, j] = x[:, :, i - pad_top, j - pad_left]
+    expected = padded.reshape(n, c, rows_q, sh, cols_q, sw).transpose(0, 1, 3, 5, 2, 4)
+    np.testing.assert_array_equal(xph[:, :c], expected)
+    assert np.isnan(xph[:, c:]).all()
