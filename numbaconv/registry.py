@@ -8,6 +8,7 @@ module is imported on first use.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
@@ -459,8 +460,9 @@ WEIGHT_GRAD_DOTS_HELD_BYTES = 256 << 10
 
 WEIGHT_GRAD_KERNELS = {
     "weight_dots": "per group, dot products of the output gradient's rows with the "
-                   "im2col matrix's rows (the input's own rows for a pointwise layer), 4 x 4 "
-                   "at a time, straight into the weights' layout: nothing transposed",
+                   "im2col matrix's rows (the input's own rows for a pointwise layer; for an "
+                   "ungrouped layer, the rows each tap reads in the padded input, in place), "
+                   "4 x 4 at a time, straight into the weights' layout: nothing transposed",
     "weight_tiles": "register tiles of input channels by output channels over the padded, "
                     "phase-split input read in place, the depth running over positions; "
                     "one partial sum per thread",
@@ -501,6 +503,10 @@ WEIGHT_GRAD_TILES_MIN_POSITIONS = 32 * 32
 #: on 14x14 0.46 / 0.54; with more output channels it varies (64 -> 64 on 14x14 1.49 /
 #: 1.68, 16 -> 48 on 28x28 1.81 / 1.60, 96 -> 208 on 14x14 6.5 / 5.7).
 WEIGHT_GRAD_TILES_NARROW_CHANNELS = 32
+#: The least share of a ``weight_tiles`` tile's rows that are weights from which a layer
+#: with fewer input channels than a tile's rows (one grey channel, three colours) takes
+#: the tiles, its rows then the taps of a channel (see :func:`weight_tile_rows_are_taps`).
+WEIGHT_GRAD_TILES_MIN_TAP_FILL = 0.75
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
 #: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads):
@@ -538,7 +544,9 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     wide_plane = (spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
                   and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS)
     narrow = spec.in_channels >= isa.MR and spec.out_channels <= WEIGHT_GRAD_TILES_NARROW_CHANNELS
-    if spec.groups == 1 and taps > 1 and (wide_plane or narrow):
+    few_channels = (spec.in_channels < isa.MR
+                    and weight_tile_fill(spec) >= WEIGHT_GRAD_TILES_MIN_TAP_FILL)
+    if spec.groups == 1 and taps > 1 and (wide_plane or narrow or few_channels):
         return "weight_tiles", (f"ungrouped, {spec.in_channels} input and {spec.out_channels} "
                                 f"output channels, {taps} taps, {positions} outputs per image: "
                                 f"register tiles over the input read in place, no im2col")
@@ -557,6 +565,44 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     return "weight_taps", (f"{spec.out_channels_per_group} output channel(s) per group: one "
                            f"dot product per weight (a matrix product would pad each column "
                            f"to a whole vector)")
+
+
+def _tap_tiles(spec: ConvSpec) -> int:
+    """``weight_tiles`` tiles whose rows are taps of one channel: per channel and kernel
+    row, those in one column phase of the stride (``stride_w / gcd(dilation_w,
+    stride_w)`` taps apart), MR at a time (``weight_grad.tile_plan``)."""
+    step = spec.stride_w // math.gcd(spec.dilation_w, spec.stride_w)
+    width = spec.kernel_width
+    per_row = sum(-(-len(range(first, width, step)) // isa.MR) for first in range(min(step, width)))
+    return spec.in_channels * spec.kernel_height * per_row
+
+
+def weight_tile_rows_are_taps(spec: ConvSpec) -> bool:
+    """Whether ``weight_tiles``' rows are the taps of a channel rather than MR channels of
+    a tap: where that leaves fewer rows without a weight (one channel's 5 x 5 taps fill
+    5 of 6 rows a kernel row, its channels 1 of 6)."""
+    taps = spec.kernel_height * spec.kernel_width
+    padded_c = -(-spec.in_channels // isa.MR) * isa.MR
+    return _tap_tiles(spec) * isa.MR < taps * padded_c
+
+
+def weight_tile_rows(spec: ConvSpec) -> int:
+    """Rows of all ``weight_tiles`` tiles, weights or not."""
+    if weight_tile_rows_are_taps(spec):
+        return _tap_tiles(spec) * isa.MR
+    return spec.kernel_height * spec.kernel_width * -(-spec.in_channels // isa.MR) * isa.MR
+
+
+def weight_tile_fill(spec: ConvSpec) -> float:
+    """The share of ``weight_tiles``' rows that are weights."""
+    return spec.in_channels * spec.kernel_height * spec.kernel_width / weight_tile_rows(spec)
+
+
+def weight_dots_shifted(spec: ConvSpec) -> bool:
+    """Whether ``weight_dots`` reads the rows each tap sees in the padded, phase-split
+    input in place (ungrouped layers with more than one tap) rather than an im2col
+    matrix's rows (``row_dots.shifted_row_dots``)."""
+    return spec.groups == 1 and not spec.is_pointwise
 
 
 def weight_dots_pay(spec: ConvSpec) -> bool:
@@ -603,15 +649,23 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     if kernel == "depthwise_weight_lanes":  # per thread: a padded block, a gradient block
         return config.CPU_COUNT * DEPTHWISE_LANE_BLOCK * spec.itemsize * (
             spec.padded_height * spec.padded_width + spec.out_height * spec.out_width)
-    if kernel == "weight_tiles":  # channels padded to tiles; the gradient; the partial sums
+    if kernel == "weight_tiles":  # the input (channels padded to tiles where they are the
+        # rows); the gradient; the partial sums
         lanes = isa.lanes(spec.itemsize)
-        padded_c = -(-spec.in_channels // isa.MR) * isa.MR
+        padded_c = spec.in_channels if weight_tile_rows_are_taps(spec) else \
+            -(-spec.in_channels // isa.MR) * isa.MR
         padded_k = -(-spec.out_channels // lanes) * lanes
         columns = -(-spec.padded_width // spec.stride_w)
-        taps = spec.kernel_height * spec.kernel_width
         return (_phase_split_bytes(spec) * padded_c // max(1, spec.in_channels)
                 + spec.batch * spec.out_height * columns * padded_k * spec.itemsize
-                + (config.CPU_COUNT + 1) * taps * padded_c * padded_k * spec.itemsize)
+                + (config.CPU_COUNT + 1) * weight_tile_rows(spec) * padded_k * spec.itemsize)
+    if kernel == "weight_dots" and weight_dots_shifted(spec):  # the input; the gradient
+        # widened to the input's columns; the partial sums
+        columns = -(-spec.padded_width // spec.stride_w)
+        weights = spec.out_channels * spec.in_channels * spec.kernel_height * spec.kernel_width
+        return (_phase_split_bytes(spec)
+                + spec.batch * spec.out_channels * spec.out_height * columns * spec.itemsize
+                + (config.CPU_COUNT + 1) * weights * spec.itemsize)
     images = weight_grad_chunk_images(spec)
     positions = images * spec.out_height * spec.out_width
     in_place = spec.is_pointwise and images == 1  # (the image itself is the matrix)

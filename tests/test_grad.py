@@ -208,6 +208,10 @@ _KERNEL_CASES = [
                                           groups=2)),
     ((2, 6, 28, 28), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),  # depthwise
     ((2, 70, 9, 8), (70, 1, 3, 2), dict(padding=(2, 1), dilation=(2, 1), groups=70)),
+    # fewer input channels than a tile's rows: weight_tiles' rows are one channel's taps
+    ((3, 1, 13, 12), (5, 1, 5, 4), dict(padding=2)),
+    ((2, 3, 17, 19), (7, 3, 7, 7), dict(stride=2, padding=3)),  # in two column phases
+    ((2, 2, 15, 17), (8, 2, 3, 5), dict(stride=(1, 3), dilation=(2, 2), padding=(1, 2))),
 ]
 #: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_LANES_MAX_POSITIONS,
 #: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS, WEIGHT_GRAD_DOTS_MAX_BYTES)
@@ -242,6 +246,7 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_TAP_FILL", 0 if tiles == 1 else 2)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_LANES_MAX_POSITIONS", lanes)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_PRODUCT_MIN_CHANNELS", products)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", dots)
@@ -254,6 +259,38 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     spec = numbaconv.plan(x, w, **kwargs).spec
     assert registry.weight_grad_kernel(spec) == kernel
     _check(x, w, grad, kwargs, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(channels=st.integers(1, 13), kernel=st.tuples(st.integers(1, 7), st.integers(1, 9)),
+       stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)))
+def test_weight_tiles_rows_are_every_weight_once(channels, kernel, stride, dilation):
+    """weight_tiles' plan, whichever its rows (channels of a tap, taps of a channel): every
+    weight is one tile row; each row reads the tap's run of inputs (its start in the
+    phase-split input); rows without a weight read at most MR steps past the last image."""
+    import numbaconv
+    from numbaconv.cpu.layout import phase_split_shape
+    from numbaconv.cpu.weight_grad import _tap_starts, tile_plan
+    from numbaconv.isa import MR
+    size = [d * (k - 1) + s * 3 for k, s, d in zip(kernel, stride, dilation)]
+    spec = numbaconv.plan(np.empty((1, channels, *size), np.float32),
+                          np.empty((4, channels, *kernel), np.float32), stride=stride,
+                          dilation=dilation).spec
+    offsets, strides, index, padded_c = tile_plan(spec)
+    taps = kernel[0] * kernel[1]
+    assert sorted(index[index >= 0]) == list(range(channels * taps))
+    assert padded_c == (channels if registry.weight_tile_rows_are_taps(spec)
+                        else -(-channels // MR) * MR)
+    assert index.size == registry.weight_tile_rows(spec)
+    channel_size = np.prod(phase_split_shape(spec)[2:])
+    starts = _tap_starts(spec).reshape(-1)
+    for i, j in zip(*np.nonzero(index >= 0)):
+        c, t = divmod(index[i, j], taps)
+        assert offsets[i] + j * strides[i] == c * channel_size + starts[t]
+    wide = phase_split_shape(spec)[5]
+    last_read = offsets + (MR - 1) * strides + (spec.out_height - 1) * wide + spec.out_width - 1
+    assert last_read.max() < padded_c * channel_size + MR * strides.max()  # (the slack)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -315,18 +352,22 @@ def test_weight_products_by_chunks(x_shape, w_shape, kwargs, unfold_bytes, dtype
     ((3, 20, 7, 9), (30, 20, 1, 1), {}),  # pointwise: x's own rows, or side by side
     ((2, 26, 9, 10), (26, 2, 3, 3), dict(padding=1, groups=13)),  # 2 in, 2 out a group
     ((2, 30, 11, 10), (42, 10, 3, 3), dict(padding=1, groups=3)),  # ragged 4 x 4 tiles
-    ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet's first layer
+    ((3, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),  # LeNet's first layer: shifted rows
+    ((3, 3, 13, 12), (5, 3, 3, 4), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1))),
+    ((2, 2, 8, 9), (3, 2, 2, 3), dict(padding="same", dilation=(1, 2))),  # uneven padding
     ((2, 4, 9, 9), (40, 2, 2, 2), dict(groups=2)),  # more output channels than taps a group
     ((2, 8, 20, 19), (16, 4, 3, 5), dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1),
                                           groups=2))])
 def test_weight_dots(x_shape, w_shape, kwargs, unfold_bytes, in_place_from, dtype, rng,
                      monkeypatch):
     """weight_dots, the rows of the gradient against the im2col matrix's (or a pointwise
-    layer's input in place): an image per chunk (views, each chunk added onto the last)
+    layer's input in place, or, ungrouped, the rows each tap reads in the padded input
+    in place): an image per chunk (views, each chunk added onto the last)
     or all at once (copied side by side), passes of a few elements along the rows,
     against the references."""
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
+    monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_TAP_FILL", 2)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_MAX_BYTES", 10**9)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_DOTS_HELD_BYTES", 8 * 300)  # passes of 256
     monkeypatch.setattr(registry, "WEIGHT_GRAD_UNFOLD_BYTES", unfold_bytes)
@@ -466,7 +507,10 @@ def test_which_layers_take_which_weight_kernel():
     narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
     assert registry.weight_grad_kernel(narrow) == "weight_tiles"  # 32 outputs, any plane
     one_channel = numbaconv.plan(x[:, :1], np.empty((6, 1, 5, 5), np.float32), padding=2).spec
-    assert registry.weight_grad_kernel(one_channel) != "weight_tiles"  # 1/6 of a tile
+    assert registry.weight_grad_kernel(one_channel) == "weight_tiles"  # 5 taps fill 5/6 rows
+    assert registry.weight_tile_rows_are_taps(one_channel)
+    colours = numbaconv.plan(x[:, :3], np.empty((64, 3, 3, 3), np.float32), padding=1).spec
+    assert registry.weight_grad_kernel(colours) != "weight_tiles"  # half of each tile
 
 
 def test_inputs_are_not_modified(rng):

@@ -10,7 +10,8 @@
   is grad_output^T (K, N) @ input (N, C), a product N rows deep: sums of N outer
   products (:mod:`.outer`).
 * ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
-  channels by NV vectors of output channels, one per kernel tap, whose depth runs over
+  channels of one kernel tap (or, for one or three input channels, MR taps of one
+  channel: :func:`tile_plan`) by NV vectors of output channels, whose depth runs over
   output positions: the tap's input values are read in place in the padded,
   stride-phase-split input (contiguous along a row of outputs; the columns between rows
   multiply zeros of the gradient, laid out a row of output channels per position), so
@@ -30,7 +31,9 @@
 * ``weight_dots``: groups too narrow for the product's panels (fewer output channels,
   or input channels x taps, than a panel's NV vectors hold): dot products of the
   gradient's rows with the im2col matrix's, 4 x 4 at a time (:mod:`.row_dots`), straight
-  into the weights' layout.
+  into the weights' layout. An ungrouped layer's im2col rows are not copied: they are
+  the runs each tap reads in the padded, phase-split input, against the gradient's rows
+  widened to that input's columns (:func:`_run_shifted_dots`).
 * ``depthwise_weight_lanes``: depthwise layers on small planes, vectorised across
   channels (see the kernel).
 * ``weight_taps``: one dot product per weight, for few output channels per group
@@ -41,17 +44,21 @@
   sums (vectorised), which is summed once at the end.
 """
 
+import functools
+import math
+
 import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import (depthwise_lane_block, weight_dots_row_block, weight_grad_chunk,
-                        weight_grad_chunk_images, weight_grad_kernel)
+                        weight_grad_chunk_images, weight_grad_kernel, weight_dots_shifted,
+                        weight_tile_rows_are_taps)
 from .dispatch import parallel_kernel
 from .gemm import unfold
-from .layout import pad_phase_split, phase_split_input, transpose_into
+from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
 from .microkernel import _tile, matmul_bt, workspace_size
 from .outer import COLUMN_BLOCK, outer_sums
-from .row_dots import row_dots
+from .row_dots import row_dots, shifted_row_dots
 from .workspace import scratch
 
 @parallel_kernel
@@ -124,29 +131,28 @@ def positions_last(grad, wide, ext, worker, workers):
 
 
 @parallel_kernel
-def weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, worker, workers):
-    """partials[worker, t, c, :] += the gradient of tap t's weights from input channel c,
-    summed over the positions of this share's jobs: register tiles of MR input channels
-    by NV vectors of output channels, the depth running over positions.
+def weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, positions, chunk,
+                 worker, workers):
+    """partials[worker, i, j, :] += the gradient of the weight that row j of tile i stands
+    for, summed over the positions of this share's jobs: register tiles of MR rows of
+    the input by NV vectors of output channels, the depth running over positions.
 
-    xph (N, Cp, sh, sw, Hq, Wq): the padded input split by stride phase, Cp a multiple of
-    MR (zero channels past C); ext (N, OH * Wq, Kp): the gradient, a row of output
-    channels per position (``positions_last``). Output position m = oh * Wq + ow of tap t
-    reads xph[n, c, phase_t].flat[m + tap_shift[t]]: contiguous along m, so the tile
-    reads its rows in place, and the positions of the columns past OW, whose gradient is
-    zero, add nothing. ``positions``: (OH - 1) * Wq + OW, the last one that counts; jobs
-    are (image, ``chunk`` positions), whose gradient rows stay in L2 for every tap and
-    channel.
+    xflat: the padded input split by stride phase (N, Cp, sh, sw, Hq, Wq), flat, images
+    ``image_size`` apart, with slack past the last one for the rows no weight needs;
+    ext (N, OH * Wq, Kp): the gradient, a row of output channels per position
+    (``positions_last``). Row j of tile i reads, for output position m = oh * Wq + ow,
+    xflat[image + tile_offset[i] + j * tile_stride[i] + m] (a tap of a channel: see
+    :func:`tile_plan`): contiguous along m, so the tile reads its rows in place, and the
+    positions of the columns past OW, whose gradient is zero, add nothing.
+    ``positions``: (OH - 1) * Wq + OW, the last one that counts; jobs are (image,
+    ``chunk`` positions), whose gradient rows stay in L2 for every tile.
     """
-    n_batch, padded_c, stride_h, stride_w, rows_q, cols_q = xph.shape
-    n_taps, padded_k = partials.shape[1], partials.shape[3]
-    lanes = VECTOR_BYTES // xph.itemsize
+    n_batch = ext.shape[0]
+    n_tiles, padded_k = partials.shape[1], partials.shape[3]
+    lanes = VECTOR_BYTES // xflat.itemsize
     panel = NV * lanes
     n_panels = -(-padded_k // panel)
-    plane = rows_q * cols_q
-    channel_stride = stride_h * stride_w * plane
     wide_positions = ext.shape[1]
-    xf = xph.reshape(xph.size)
     ef = ext.reshape(ext.size)
     pf = partials.reshape(partials.size)
     chunks = -(-positions // chunk)
@@ -155,17 +161,60 @@ def weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, wor
         m0 = job % chunks * chunk
         depth = min(chunk, positions - m0)
         b_row = (n * wide_positions + m0) * padded_k
-        for t in range(n_taps):
-            a_base = (n * padded_c * stride_h * stride_w + tap_phase[t]) * plane \
-                + tap_shift[t] + m0
-            c_base = (worker * n_taps + t) * padded_c * padded_k
-            for c0 in range(0, padded_c, MR):
-                for p in range(n_panels):
-                    nv = min(NV, (padded_k - p * panel) // lanes)
-                    _tile(nv, xf, a_base + c0 * channel_stride, channel_stride, ef,
-                          b_row + p * panel, padded_k, pf, c_base + c0 * padded_k + p * panel,
-                          padded_k, depth, True)
+        for i in range(n_tiles):
+            a_base = n * image_size + tile_offset[i] + m0
+            c_base = (worker * n_tiles + i) * MR * padded_k
+            for p in range(n_panels):
+                nv = min(NV, (padded_k - p * panel) // lanes)
+                _tile(nv, xflat, a_base, tile_stride[i], ef, b_row + p * panel, padded_k, pf,
+                      c_base + p * panel, padded_k, depth, True)
     return 0
+
+
+@functools.lru_cache(maxsize=64)
+def tile_plan(spec):
+    """(tile_offset, tile_stride, weight_index, padded_c) of ``weight_tiles`` for
+    ``spec``: tile i's rows start tile_offset[i] into an image of the padded, phase-split
+    input (its channels padded to ``padded_c``) and lie tile_stride[i] apart; row j gives
+    the weight weight_index[i, j] of a (C * kH * kW) row of the weights, -1 for none.
+
+    A tile's rows are MR input channels of one tap (the channel stride apart; channels
+    past C are zero planes) or, where the channels fill too little of a tile
+    (``registry.weight_tile_rows_are_taps``: one grey channel, three colours), taps of
+    one channel: in one row of the kernel, those in the same column phase of the stride
+    lie a constant step apart (a step of the dilation at stride 1), and the rows past the
+    last such tap read values no weight needs (from the slack past the last image)."""
+    sw, kh, kw, dw = spec.stride_w, spec.kernel_height, spec.kernel_width, spec.dilation_w
+    channel_stride = math.prod(phase_split_shape(spec)[2:])
+    channels, taps = spec.in_channels, kh * kw
+    tap_start = _tap_starts(spec)  # (kH, kW)
+
+    offsets, strides, rows = [], [], []
+    if weight_tile_rows_are_taps(spec):
+        padded_c = channels
+        step = sw // math.gcd(dw, sw)  # taps this far apart share a column phase
+        for c in range(channels):
+            for r in range(kh):
+                for first in range(min(step, kw)):
+                    same_phase = range(first, kw, step)
+                    for i in range(0, len(same_phase), MR):
+                        group = same_phase[i:i + MR]
+                        offsets.append(c * channel_stride + tap_start[r, group[0]])
+                        strides.append(dw // math.gcd(dw, sw))
+                        rows.append([c * taps + r * kw + s for s in group]
+                                    + [-1] * (MR - len(group)))
+    else:
+        padded_c = -(-channels // MR) * MR
+        for t in range(taps):
+            for c0 in range(0, padded_c, MR):
+                offsets.append(c0 * channel_stride + tap_start[t // kw, t % kw])
+                strides.append(channel_stride)
+                rows.append([c * taps + t if c < channels else -1 for c in range(c0, c0 + MR)])
+    plan = (np.array(offsets, np.int64), np.array(strides, np.int64),
+            np.array(rows, np.int64), padded_c)
+    for array in plan[:3]:
+        array.setflags(write=False)
+    return plan
 
 
 @parallel_kernel
@@ -282,6 +331,8 @@ def run(spec, x, grad, threads):
         return out
     if kernel == "weight_tiles":
         return _run_tiles(spec, x, grad, threads, out)
+    if kernel == "weight_dots" and weight_dots_shifted(spec):
+        return _run_shifted_dots(spec, x, grad, threads, out)
     return _run_row_products(spec, x, grad, threads, out, kernel)
 
 
@@ -359,34 +410,73 @@ def _im2col(spec, x, n0, n1, name):
     return out
 
 
+def _tap_starts(spec):
+    """(kH, kW): where each tap's run of inputs starts in a channel of the padded input
+    split by stride phase (``phase_split_shape``): output position oh * Wq + ow of tap
+    (r, s) reads that channel's flat element start[r, s] + oh * Wq + ow."""
+    _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
+    rr = np.arange(spec.kernel_height)[:, None] * spec.dilation_h
+    cc = np.arange(spec.kernel_width)[None, :] * spec.dilation_w
+    return ((rr % sh) * sw + cc % sw) * (rows_q * cols_q) + rr // sh * cols_q + cc // sw
+
+
+def _run_shifted_dots(spec, x, grad, threads, out):
+    """``weight_dots`` of an ungrouped layer with more than one tap, without an im2col
+    matrix: the dot products of the gradient's rows, widened to the phase-split grid's
+    rows (zero past OW), with the rows each tap reads in the padded, phase-split input
+    (:func:`_tap_starts`), both in place (``row_dots.shifted_row_dots``); the images
+    shared among the threads, each thread's sums added at the end."""
+    shape = phase_split_shape(spec)
+    image_size = math.prod(shape[1:])
+    xph = scratch("weight_grad_dots_input", shape, x.dtype)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    cols_q = shape[5]
+    rows = scratch("weight_grad_dots_rows",
+                   (spec.batch, spec.out_channels, 1, 1, spec.out_height, cols_q), x.dtype)
+    pad_phase_split(grad, 0, 0, rows)  # (the columns past OW zero)
+    row_size = spec.out_height * cols_q
+    channel_stride = math.prod(shape[2:])
+    tap_rows = (np.arange(spec.in_channels)[:, None] * channel_stride
+                + _tap_starts(spec).reshape(1, -1)).reshape(-1)
+    shares = max(1, min(threads, spec.batch))
+    partials = np.zeros((shares, spec.out_channels, tap_rows.size), x.dtype)
+    shifted_row_dots(rows.reshape(-1), np.arange(spec.out_channels) * row_size,
+                     spec.out_channels * row_size, xph.reshape(-1), tap_rows, image_size,
+                     (spec.out_height - 1) * cols_q + spec.out_width, spec.batch, partials,
+                     weight_dots_row_block(tap_rows.size, x.itemsize), workers=shares)
+    out.reshape(spec.out_channels, -1)[...] = partials.sum(axis=0) if shares > 1 else partials[0]
+    return out
+
+
 def _run_tiles(spec, x, grad, threads, out):
-    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input with its
-    channels padded to whole tiles, the gradient positions-last, one partial sum per
-    share, then their sum transposed into ``out`` (K, C, kH, kW)."""
+    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input (its
+    channels padded to whole tiles where the tiles' rows are channels), the gradient
+    positions-last, one partial sum per share, then their sum put in ``out`` (K, C, kH,
+    kW) (:func:`tile_plan`)."""
     sh, sw = spec.stride_h, spec.stride_w
     rows_q, cols_q = -(-spec.padded_height // sh), -(-spec.padded_width // sw)
     lanes = VECTOR_BYTES // x.itemsize
-    padded_c = -(-spec.in_channels // MR) * MR
+    tile_offset, tile_stride, weight_index, padded_c = tile_plan(spec)
     padded_k = -(-spec.out_channels // lanes) * lanes
-    xph = scratch("weight_grad_tiles_input",
-                  (spec.batch, padded_c, sh, sw, rows_q, cols_q), x.dtype)
+    image_size = padded_c * sh * sw * rows_q * cols_q
+    size = spec.batch * image_size
+    xflat = scratch("weight_grad_tiles_input", (size + MR * int(tile_stride.max()),), x.dtype)
+    xph = xflat[:size].reshape(spec.batch, padded_c, sh, sw, rows_q, cols_q)
     xph[:, spec.in_channels:] = 0
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph[:, :spec.in_channels])
+    xflat[size:] = 0
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)  # (channels past C: left zero)
     ext = scratch("weight_grad_tiles_output",
                   (spec.batch, spec.out_height * cols_q, padded_k), x.dtype)
     positions_last(grad, cols_q, ext, workers=spec.batch * spec.out_height)
-    taps = spec.kernel_height * spec.kernel_width
-    r = np.arange(taps) // spec.kernel_width * spec.dilation_h
-    s = np.arange(taps) % spec.kernel_width * spec.dilation_w
-    tap_phase = (r % sh) * sw + s % sw
-    tap_shift = (r // sh) * cols_q + s // sw
     positions = (spec.out_height - 1) * cols_q + spec.out_width
     chunk = weight_grad_chunk(padded_k, x.itemsize)
     jobs = spec.batch * -(-positions // chunk)
     shares = max(1, min(threads, jobs))
-    partials = np.zeros((shares, taps, padded_c, padded_k), x.dtype)
-    weight_tiles(xph, ext, partials, tap_phase, tap_shift, positions, chunk, workers=shares)
-    total = partials.sum(axis=0) if shares > 1 else partials[0]
-    out[...] = total[:, :spec.in_channels, :spec.out_channels].transpose(2, 1, 0).reshape(
-        out.shape)
+    partials = np.zeros((shares, len(tile_offset), MR, padded_k), x.dtype)
+    weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, positions, chunk,
+                 workers=shares)
+    total = (partials.sum(axis=0) if shares > 1 else partials[0]).reshape(-1, padded_k)
+    used = weight_index.reshape(-1) >= 0
+    out.reshape(spec.out_channels, -1)[:, weight_index.reshape(-1)[used]] = \
+        total[used, :spec.out_channels].T
     return out
