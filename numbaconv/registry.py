@@ -503,10 +503,14 @@ WEIGHT_GRAD_TILES_MIN_POSITIONS = 32 * 32
 #: on 14x14 0.46 / 0.54; with more output channels it varies (64 -> 64 on 14x14 1.49 /
 #: 1.68, 16 -> 48 on 28x28 1.81 / 1.60, 96 -> 208 on 14x14 6.5 / 5.7).
 WEIGHT_GRAD_TILES_NARROW_CHANNELS = 32
-#: The least share of a ``weight_tiles`` tile's rows that are weights from which a layer
-#: with fewer input channels than a tile's rows (one grey channel, three colours) takes
-#: the tiles, its rows then the taps of a channel (see :func:`weight_tile_rows_are_taps`).
-WEIGHT_GRAD_TILES_MIN_TAP_FILL = 0.75
+#: The least share of a ``weight_tiles`` tile's multiply-adds that make weights (rows
+#: that are weights, times output channels of whole vectors) from which a layer with
+#: fewer input channels than a tile's rows (one grey channel, three colours) takes the
+#: tiles, its rows then the taps of a channel (see :func:`weight_tile_rows_are_taps`);
+#: below it, ``weight_dots``. Measured (batch 64, 28 x 28, 2 threads, ms, tiles / dots,
+#: torch in brackets): LeNet's 1 -> 6 5x5, 0.62 of the tile on AVX2 0.70 / 0.70 (1.75),
+#: 0.31 on AVX-512 0.77 / 0.31 (0.36); 4 -> 16 5x5 (batch 32), 0.83, AVX-512 0.94 / 0.93.
+WEIGHT_GRAD_TILES_MIN_TAP_FILL = 0.6
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
 #: long enough to vectorise along (``weight_taps``). Measured (batch 8, 2 threads):
@@ -594,8 +598,12 @@ def weight_tile_rows(spec: ConvSpec) -> int:
 
 
 def weight_tile_fill(spec: ConvSpec) -> float:
-    """The share of ``weight_tiles``' rows that are weights."""
-    return spec.in_channels * spec.kernel_height * spec.kernel_width / weight_tile_rows(spec)
+    """The share of ``weight_tiles``' multiply-adds that make weights: its rows that are
+    weights times its output channels that are the layer's (whole vectors of them)."""
+    lanes = isa.lanes(spec.itemsize)
+    lane_fill = spec.out_channels / (-(-spec.out_channels // lanes) * lanes)
+    weights = spec.in_channels * spec.kernel_height * spec.kernel_width
+    return weights / weight_tile_rows(spec) * lane_fill
 
 
 def weight_dots_shifted(spec: ConvSpec) -> bool:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from conftest import TORCH
 from helpers import as_pairs, as_tuple
-from numbaconv import nn, registry
+from numbaconv import isa, nn, registry
 from reference import NUMPY_PAD_MODE
 
 TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
@@ -506,9 +506,12 @@ def test_which_layers_take_which_weight_kernel():
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
     narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
     assert registry.weight_grad_kernel(narrow) == "weight_tiles"  # 32 outputs, any plane
-    one_channel = numbaconv.plan(x[:, :1], np.empty((6, 1, 5, 5), np.float32), padding=2).spec
+    one_channel = numbaconv.plan(x[:, :1], np.empty((16, 1, 5, 5), np.float32), padding=2).spec
     assert registry.weight_grad_kernel(one_channel) == "weight_tiles"  # 5 taps fill 5/6 rows
     assert registry.weight_tile_rows_are_taps(one_channel)
+    # LeNet's 6 output channels fill 6 of 8 lanes (AVX2), but only 6 of 16 (AVX-512)
+    lenet = numbaconv.plan(x[:, :1], np.empty((6, 1, 5, 5), np.float32), padding=2).spec
+    assert (registry.weight_grad_kernel(lenet) == "weight_tiles") == (isa.lanes(4) == 8)
     colours = numbaconv.plan(x[:, :3], np.empty((64, 3, 3, 3), np.float32), padding=1).spec
     assert registry.weight_grad_kernel(colours) != "weight_tiles"  # half of each tile
 
