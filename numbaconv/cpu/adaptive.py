@@ -7,7 +7,7 @@ divide L.
 
 import numpy as np
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 
 @parallel_kernel
@@ -18,7 +18,8 @@ def adaptive_pool2d(x, take_max, out, indices, worker, workers):
     torch. One (n, c) plane per job. x (N, C, H, W); out, indices (N, C, OH, OW)."""
     n_batch, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         n, c = plane // channels, plane % channels
         src, dst = x[n, c], out[n, c]
         for i in range(out_h):

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import channels_last_geometry, inside_range
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .epilogue import finish_block, new_scratch
 from .layout import new_output
 from .microkernel import _tile, transpose_tile, transpose_tile_bias
@@ -55,7 +55,8 @@ def to_channels_last(x, pad_left, xcl, worker, workers):
     xclf = xcl.reshape(xcl.size)
     zero = x.dtype.type(0)
     plane = height * width
-    for job in range(worker, n_batch * height, workers):
+    my_first, my_stop = share(worker, workers, n_batch * height)
+    for job in range(my_first, my_stop):
         n = job // height
         h = job % height
         row = xcl[n, h]
@@ -100,7 +101,8 @@ def tap_tiles(xcl, panels, out_cl, jobs, row_stride, tap_rows, tap_cols, col_lo,
     wf = panels.reshape(panels.size)
     of = out_cl.reshape(out_cl.size)
     zero = xcl.dtype.type(0)
-    for job in range(worker, jobs.shape[0], workers):
+    my_first, my_stop = share(worker, workers, jobs.shape[0])
+    for job in range(my_first, my_stop):
         n, oh0, oh1 = jobs[job, 0], jobs[job, 1], jobs[job, 2]
         first = (n * out_rows + oh0) * padded_out_width * padded_k
         last = (n * out_rows + oh1) * padded_out_width * padded_k
@@ -144,7 +146,8 @@ def from_channels_last(out_cl, bias, out, post, worker, workers):
     w_full = out_width - out_width % lanes
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(out.itemsize)
-    for job in range(worker, n_batch * k_blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * k_blocks)
+    for job in range(my_first, my_stop):
         n = job // k_blocks
         k0 = job % k_blocks * lanes
         k1 = min(out_channels, k0 + lanes)

@@ -28,7 +28,7 @@ from numba import njit
 from ..isa import NV, VECTOR_BYTES
 from ..registry import direct_block_rows, direct_kernel, direct_tile_rows
 from ..epilogue import NO_EPILOGUE
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .epilogue import biased_row, finish_block, finish_silu, new_scratch
 from .layout import (copy1d, copy2d, new_output, pad_phase_split, phase_split_input,
                      phase_split_plane, phase_split_shape)
@@ -156,7 +156,8 @@ def direct_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_
     blocks = -(-out_h // block_rows)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(xph.itemsize)
-    for job in range(worker, n_batch * out_channels * blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * out_channels * blocks)
+    for job in range(my_first, my_stop):
         n, k, oh0, nrows = _row_block_job(job, blocks, out_channels, block_rows, out_h)
         acc = np.zeros((nrows - 1) * cols_q + out_w, dtype=out.dtype)
         c0 = (k // kg) * cin
@@ -188,7 +189,8 @@ def depthwise_conv2d(x, weight, bias, out, pad_top, pad_left, stride_h, stride_w
     rows_q = block_rows + ((kernel_h - 1) * dilation_h) // stride_h + 1
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
-    for job in range(worker, n_batch * channels * blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels * blocks)
+    for job in range(my_first, my_stop):
         oh0 = (job % blocks) * block_rows
         c = (job // blocks) % channels
         n = job // (blocks * channels)
@@ -322,7 +324,8 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, post, worker, w
     n_interior = max(0, min(out_w, width + pad_left - 2) - lo)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
-    for job in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for job in range(my_first, my_stop):
         c = job % channels
         n = job // channels
         w = weight[c, 0]
@@ -382,7 +385,8 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
     size = n_batch * grid_h * grid_w + 2 * lanes + 2 * grid_w
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
-    for c in range(worker, channels, workers):
+    my_first, my_stop = share(worker, workers, channels)
+    for c in range(my_first, my_stop):
         padded = np.zeros(size, dtype=x.dtype)
         grid = np.empty(n_vectors * lanes, dtype=x.dtype)
         for n in range(n_batch):
@@ -428,7 +432,8 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
         offsets[t] = ((t // kernel_w) * dilation_h * grid_w + (t % kernel_w) * dilation_w) * lanes
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
-    for block in range(worker, -(-channels // lanes), workers):
+    my_first, my_stop = share(worker, workers, -(-channels // lanes))
+    for block in range(my_first, my_stop):
         c0 = block * lanes
         used = min(lanes, channels - c0)  # a last block of fewer channels: lanes left zero
         taps = np.zeros((n_taps, lanes), dtype=x.dtype)
@@ -507,7 +512,8 @@ def tiled_conv2d(xflat, image_stride, channel_stride, a, offsets, bias, out, col
     acc = np.empty((channel_block, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(out.itemsize)
-    for job in range(worker, n_batch * groups * blocks * channel_blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * groups * blocks * channel_blocks)
+    for job in range(my_first, my_stop):
         k_lo = (job % channel_blocks) * channel_block
         k_hi = min(kg_pad, k_lo + channel_block)
         n, g, oh0, nrows = _row_block_job(job // channel_blocks, blocks, groups, block_rows,
@@ -569,7 +575,8 @@ def grouped_tiled_conv2d(x, a, offsets, bias, out, gathers, cols_q, slack, block
     acc = np.empty((kg_pad, -(-(block_rows * cols_q) // panel) * panel), dtype=out.dtype)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(out.itemsize)
-    for job in range(worker, n_batch * groups * blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * groups * blocks)
+    for job in range(my_first, my_stop):
         n, g, oh0, nrows = _row_block_job(job, blocks, groups, block_rows, out_h)
         gather = gathers[oh0 // block_rows]
         for c in range(cin):

@@ -2,7 +2,7 @@
 
 Every parallel entry point of numbaconv (convolutions, pooling, and whatever comes later)
 is a plain serial function ``kernel(..., worker, workers) -> int`` that does share
-``worker`` of ``workers`` of the work (usually items ``worker, worker + workers, ...``)
+``worker`` of ``workers`` of the work (usually a run of consecutive items: :func:`share`)
 and returns a count (of non-finite outputs, invalid indices...; 0 when it counts
 nothing), declared with ``@parallel_kernel``. Calling the :class:`Kernel` runs every
 share at once on Numba's threads (``numba.get_num_threads()`` of them, or fewer when
@@ -173,6 +173,18 @@ def _kind(value):
     if isinstance(value, tuple):
         return tuple(map(_kind, value))
     return type(value)
+
+
+@njit(inline="always")
+def share(worker, workers, items):
+    """(first, stop): the items of share ``worker`` of ``workers``, consecutive ones.
+
+    Kernels split their jobs this way rather than taking every ``workers``-th: two
+    threads writing interleaved small items (planes of a few KB, rows) fight over the
+    cache lines at the items' borders and break each other's prefetch streams (Zen 4,
+    2 threads, max_pool2d's 2x2 gradient on 64 x 6 x 28 x 28: 0.43 ms interleaved,
+    0.16 consecutive, 0.27 on one thread)."""
+    return worker * items // workers, (worker + 1) * items // workers
 
 
 def parallel_kernel(function) -> Kernel:

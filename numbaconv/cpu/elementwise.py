@@ -1,6 +1,6 @@
 """Element-wise kernels that NumPy would run as several passes over memory."""
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .epilogue import BLOCK, new_scratch, sigmoid_block
 
 #: Values per job: enough to amortise a job's start, few enough to share among threads.
@@ -14,7 +14,8 @@ def hard_sigmoid_or_swish(x, swish, out, worker, workers):
     size = x.shape[0]
     three, six = x.dtype.type(3), x.dtype.type(6)
     zero = x.dtype.type(0)
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         lo = chunk * CHUNK
         src = x[lo:min(size, lo + CHUNK)]
         dst = out[lo:min(size, lo + CHUNK)]
@@ -39,7 +40,8 @@ def relu_flat(x, out, worker, workers):
     ``maximum`` took 280 us for LeNet's 64 x 6 x 28 x 28 (AVX2), one thread, this ~40."""
     size = x.shape[0]
     zero = x.dtype.type(0)
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         lo = chunk * CHUNK
         src = x[lo:min(size, lo + CHUNK)]
         dst = out[lo:min(size, lo + CHUNK)]
@@ -56,7 +58,8 @@ def relu_backward_flat(ans, grad, out, worker, workers):
     where the unit was off gives 0), over flat arrays, in chunks of CHUNK values."""
     size = ans.shape[0]
     zero = out.dtype.type(0)
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         lo = chunk * CHUNK
         a = ans[lo:min(size, lo + CHUNK)]
         g = grad[lo:min(size, lo + CHUNK)]
@@ -77,7 +80,8 @@ def sigmoid_or_silu(x, silu, out, worker, workers):
     is 1 and 0, silu(-inf) is NaN (-inf * 0); subnormal results for x down to -104."""
     size = x.shape[0]
     scaled, bits = new_scratch(x.itemsize)
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         end = min(size, (chunk + 1) * CHUNK)
         for lo in range(chunk * CHUNK, end, BLOCK):
             sigmoid_block(x[lo:min(end, lo + BLOCK)], out[lo:min(end, lo + BLOCK)], silu,

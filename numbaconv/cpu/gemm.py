@@ -19,7 +19,7 @@ from ..registry import gemm_block_rows, gemm_kernel, gemm_whole_columns
 from . import channels_last
 from .layout import new_output, phase_split_input, subsample
 from .workspace import scratch
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .epilogue import biased_row, finish_silu, finish_value, new_scratch
 from ..isa import MR, NV, VECTOR_BYTES
 from .microkernel import matmul, workspace_size
@@ -51,7 +51,8 @@ def gemm_conv2d(xph, weight, bias, out, dilation_h, dilation_w, groups, block_ro
     work = np.empty(workspace_size(depth), dtype=xph.dtype)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(xph.itemsize)
-    for block in range(worker, n_blocks, workers):
+    my_first, my_stop = share(worker, workers, n_blocks)
+    for block in range(my_first, my_stop):
         i0 = (block % blocks_per_plane) * block_rows
         ng = block // blocks_per_plane
         g = ng % groups
@@ -109,7 +110,8 @@ def unfold(x, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, ker
             pad_top == 0 and pad_left == 0 and out_h == height and out_w == width:
         # a pointwise layer's images side by side: a plane per (image, channel), one copy
         # (through the narrow rows' table, 7x7 planes took 4x as long)
-        for job in range(worker, n_batch * channels, workers):
+        my_first, my_stop = share(worker, workers, n_batch * channels)
+        for job in range(my_first, my_stop):
             n = job // channels
             _copy_strided(dst, (job - n * channels) * columns + n * positions, src,
                           job * positions, 1, positions)
@@ -122,7 +124,8 @@ def unfold(x, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, ker
     # One job per (image, channel, kernel row): its kernel_w rows of cols in turn. A job per
     # row of cols spent ~10 integer divisions on rows of a few elements (8 x 512 x 2 x 2,
     # 3x3: 2.6 ms where the copy itself is ~20 us).
-    for job in range(worker, n_batch * channels * kernel_h, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels * kernel_h)
+    for job in range(my_first, my_stop):
         image_channel = job // kernel_h
         n = image_channel // channels
         plane = image_channel * height * width
@@ -176,7 +179,8 @@ def _unfold_narrow(src, dst, n_batch, channels, height, width, stride_h, stride_
                 iw = j * stride_w + off_w
                 inside = ih >= 0 and ih < height and iw >= 0 and iw < width
                 offsets[tap * positions + i * out_w + j] = ih * width + iw if inside else -1
-    for job in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for job in range(my_first, my_stop):
         n = job // channels
         plane = job * height * width
         first = (job - n * channels) * taps * columns + n * positions
@@ -218,7 +222,8 @@ def _copy_strided(dst, start, src, first, step, count):
 def images_first(product, out, worker, workers):
     """out[n, k, p] = product[k, n * P + p]: (K, N * P) to (N, K, P), a row per job."""
     n_batch, channels, positions = out.shape
-    for job in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for job in range(my_first, my_stop):
         n, k = job // channels, job % channels
         src = product[k, n * positions:(n + 1) * positions]
         dst = out[n, k]
@@ -310,7 +315,8 @@ def pointwise_conv2d(x3, w2, bias, out3, groups, block_rows, block_cols, post, w
     work = np.empty(workspace_size(cin), dtype=x3.dtype)
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x3.itemsize)
-    for job in range(worker, n_batch * groups * per_matrix, workers):
+    my_first, my_stop = share(worker, workers, n_batch * groups * per_matrix)
+    for job in range(my_first, my_stop):
         matrix = job // per_matrix
         n, g = matrix // groups, matrix % groups
         k0 = g * kg + (job % per_matrix) // col_blocks * block_rows

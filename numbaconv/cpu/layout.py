@@ -6,7 +6,7 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 import numpy as np
 from numba import njit
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .workspace import scratch
 
 
@@ -48,7 +48,8 @@ def subsample(x, stride_h, stride_w, out, worker, workers):
     """out[n, c, i, j] = x[n, c, i * stride_h, j * stride_w] over out's shape (N, C, OH, OW):
     the pixels an unpadded strided 1x1 convolution reads, one plane per job."""
     n_batch, channels, rows, cols = out.shape
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         n = plane // channels
         c = plane % channels
         for i in range(rows):
@@ -73,7 +74,8 @@ def transpose_into(src, dst, worker, workers):
     strips, column_blocks = -(-rows // strip), -(-cols // width)
     sf, df = src.reshape(src.size), dst.reshape(dst.size)
     step = np.uint64(cols)
-    for job in range(worker, batch * strips * column_blocks, workers):
+    my_first, my_stop = share(worker, workers, batch * strips * column_blocks)
+    for job in range(my_first, my_stop):
         b = job // (strips * column_blocks)
         i0 = job // column_blocks % strips * strip
         j0 = job % column_blocks * width
@@ -218,7 +220,8 @@ def pad_phase_split(x, pad_top, pad_left, xph, worker, workers):
     if xph.shape[2] == xph.shape[3] == 1:
         _pad_planes(x, pad_top, pad_left, xph, worker, workers)
         return 0
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         n = plane // channels
         c = plane % channels
         phase_split_plane(x[n, c], 0, pad_top, pad_left, xph[n, c])
@@ -241,7 +244,8 @@ def _pad_planes(x, pad_top, pad_left, xph, worker, workers):
     # x's rows [i0, i1) and columns [j0, j1) land inside (a padding may be negative: cropped)
     i0, i1 = max(0, -pad_top), min(height, rows - pad_top)
     j0, j1 = max(0, -pad_left), min(width, cols - pad_left)
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         n = plane // channels
         c = plane % channels
         src = x[n, c]

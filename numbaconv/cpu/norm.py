@@ -9,7 +9,7 @@ cancels catastrophically for data far from zero). Every output is written in one
 import numpy as np
 from numba import njit
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 
 @parallel_kernel
@@ -17,7 +17,8 @@ def channel_affine(x3, scale, shift, out3, worker, workers):
     """out3[n, c, p] = x3[n, c, p] * scale[c] + shift[c]: eval-mode batch norm, one (n, c)
     plane per job. x3, out3 (N, C, P); scale, shift (C,) in the data's dtype."""
     n_batch, channels, positions = x3.shape
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         n, c = plane // channels, plane % channels
         src, dst = x3[n, c], out3[n, c]
         a, b = scale[c], shift[c]
@@ -44,7 +45,8 @@ def channel_moments(x3, mean, var, worker, workers):
     and P, one channel per job."""
     n_batch, channels, positions = x3.shape
     count = n_batch * positions
-    for c in range(worker, channels, workers):
+    my_first, my_stop = share(worker, workers, channels)
+    for c in range(my_first, my_stop):
         m = _channel_mean(x3, c)
         squares = 0.0
         for n in range(n_batch):
@@ -67,7 +69,8 @@ def group_normalize(x3, groups, weight, bias, eps, out3, worker, workers):
     n_batch, channels, positions = x3.shape
     per_group = channels // groups
     count = per_group * positions
-    for job in range(worker, n_batch * groups, workers):
+    my_first, my_stop = share(worker, workers, n_batch * groups)
+    for job in range(my_first, my_stop):
         n, g = job // groups, job % groups
         total = 0.0
         for c in range(g * per_group, (g + 1) * per_group):
@@ -98,7 +101,8 @@ def row_normalize(x2, weight, bias, eps, out2, worker, workers):
     weight + bias, weight and bias (K,) element-wise (ones and zeros for none); rows
     worker, worker + workers, ..."""
     rows, size = x2.shape
-    for r in range(worker, rows, workers):
+    my_first, my_stop = share(worker, workers, rows)
+    for r in range(my_first, my_stop):
         src, dst = x2[r], out2[r]
         total = 0.0
         for k in range(size):
@@ -132,7 +136,8 @@ def channel_backward(x3, g3, mean_in, var_in, batch_stats, weight, eps, dx3, dwe
     """
     n_batch, channels, positions = x3.shape
     count = n_batch * positions
-    for c in range(worker, channels, workers):
+    my_first, my_stop = share(worker, workers, channels)
+    for c in range(my_first, my_stop):
         m = _channel_mean(x3, c) if batch_stats else mean_in[c]
         squares = 0.0
         g_total = 0.0

@@ -9,7 +9,7 @@ floats first as torch computes them (1 - beta1 rounded once, not 1 - rounded bet
 
 import numpy as np
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 #: Values per job: enough to amortise a job's start, few enough to share among threads.
 CHUNK = 1 << 15
@@ -26,7 +26,8 @@ def sgd_update(param, grad, buf, lr, momentum, keep, weight_decay, nesterov, max
     size = param.shape[0]
     sign = param.dtype.type(-1 if maximize else 1)  # (exact: a sign flip)
     decay = weight_decay != 0
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         lo = chunk * CHUNK
         hi = min(size, lo + CHUNK)
         # views indexed from 0: LLVM sees no negative index to wrap around
@@ -65,7 +66,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, towards, beta2
     size = param.shape[0]
     sign = param.dtype.type(-1 if maximize else 1)
     decay = weight_decay != 0
-    for chunk in range(worker, -(-size // CHUNK), workers):
+    my_first, my_stop = share(worker, workers, -(-size // CHUNK))
+    for chunk in range(my_first, my_stop):
         lo = chunk * CHUNK
         hi = min(size, lo + CHUNK)
         pv, gv, mv, vv = param[lo:hi], grad[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi]

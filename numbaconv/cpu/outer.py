@@ -11,7 +11,7 @@ backward bench, between torch's calls.
 
 import numpy as np
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 #: Output columns per job: a block of every output row stays in L2 while the terms add.
 COLUMN_BLOCK = 256
@@ -28,7 +28,8 @@ def outer_sums(a, b, out, worker, workers):
     bf = b.reshape(b.size)
     of = out.reshape(out.size)
     zero = out.dtype.type(0)
-    for job in range(worker, -(-columns // COLUMN_BLOCK), workers):
+    my_first, my_stop = share(worker, workers, -(-columns // COLUMN_BLOCK))
+    for job in range(my_first, my_stop):
         c0 = job * COLUMN_BLOCK
         width = np.uint64(min(columns, c0 + COLUMN_BLOCK) - c0)
         for m in range(rows):

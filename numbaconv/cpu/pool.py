@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from ..config import JIT
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 
 @njit(inline="always")
@@ -51,7 +51,8 @@ def max_pool2d_kernel(x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, worker, w
     job (see :func:`_argmax_in_window`)."""
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in range(worker, x.shape[0] * channels, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * channels)
+    for plane in range(my_first, my_stop):
         n, c = plane // channels, plane % channels
         src = x[n, c].reshape(height * width)
         for oy in range(out_h):
@@ -74,7 +75,8 @@ def max_pool2d_backward(x, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker, wor
     pairs = kh == kw == sh == sw == 2 and ph == pw == 0 and dh == dw == 1 and \
         2 * out_h <= height and 2 * out_w <= width  # (ceil_mode's last windows can be cut)
     xf, gf, dxf = x.reshape(x.size), grad.reshape(grad.size), dx.reshape(dx.size)
-    for plane in range(worker, x.shape[0] * channels, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * channels)
+    for plane in range(my_first, my_stop):
         if pairs:
             _pairs_backward(xf, gf, dxf, plane, height, width, out_h, out_w)
             continue
@@ -284,7 +286,8 @@ def max_pool2d_rows(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
     out_h, out_w = out.shape[2], out.shape[3]
     lo, hi = _interior_columns(width, out_w, kw, sw, pw, dw)
     x_flat, out_flat = x.reshape(x.size), out.reshape(out.size)  # views: x, out contiguous
-    for plane in range(worker, x.shape[0] * channels, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * channels)
+    for plane in range(my_first, my_stop):
         for oy in range(out_h):
             y0 = oy * sh - ph
             if not (kh == kw and dh == 1 and dw == 1 and y0 >= 0 and y0 + kh <= height
@@ -363,7 +366,8 @@ def avg_pool2d_rows(x, out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_o
     scale = np.full(1, 1.0 / (divisor_override if divisor_override != 0 else kh * kw),
                     out.dtype)[0]
     x_flat, out_flat = x.reshape(x.size), out.reshape(out.size)  # views: x, out contiguous
-    for plane in range(worker, x.shape[0] * channels, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * channels)
+    for plane in range(my_first, my_stop):
         for oy in range(out_h):
             y0 = oy * sh - ph
             if y0 >= 0 and y0 + kh <= height:  # whole windows in these rows: the interior
@@ -450,7 +454,8 @@ def max_unpool2d_kernel(x, indices, out, worker, workers):
     channels = x.shape[1]
     plane_size = out.shape[2] * out.shape[3]
     invalid = 0
-    for plane in range(worker, x.shape[0] * channels, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * channels)
+    for plane in range(my_first, my_stop):
         n, c = plane // channels, plane % channels
         flat = out[n, c].reshape(plane_size)  # out is contiguous: a view
         for i in range(x.shape[2]):

@@ -17,7 +17,7 @@ elements at a time: the ``b`` rows of a group's block stay in L2 while every 4 r
 
 from numba import njit
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 
 
 @parallel_kernel
@@ -30,7 +30,8 @@ def row_dots(a, b, out, row_block, accumulate, worker, workers):
     quads = -(-rows // 4)
     parts = max(1, min(quads, -(-workers // groups)))
     per_part = -(-quads // parts) * 4
-    for job in range(worker, groups * parts, workers):
+    my_first, my_stop = share(worker, workers, groups * parts)
+    for job in range(my_first, my_stop):
         g = job // parts
         i_start = (job - g * parts) * per_part
         i_end = min(rows, i_start + per_part)
@@ -97,7 +98,8 @@ def shifted_row_dots(a, a_starts, a_image, b, b_starts, b_image, length, images,
     row at a time, so that the ``b`` rows' block stays in L2 while the ``a`` rows pass."""
     rows, cols = partials.shape[1], partials.shape[2]
     mine = partials[worker]
-    for n in range(worker, images, workers):
+    my_first, my_stop = share(worker, workers, images)
+    for n in range(my_first, my_stop):
         a_first, b_first = n * a_image, n * b_image
         for p0 in range(0, length, row_block):
             p1 = min(length, p0 + row_block)

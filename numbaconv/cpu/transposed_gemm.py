@@ -15,7 +15,7 @@ share an output: a block of columns holds whole images whenever windows overlap
 import numpy as np
 from numba import njit
 
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from ..isa import MR
 from .microkernel import matmul, workspace_size
 
@@ -24,7 +24,8 @@ from .microkernel import matmul, workspace_size
 def fill_channels(out, bias, worker, workers):
     """out[n, k] = bias[k] everywhere, one (n, k) plane per job."""
     n_batch, channels = out.shape[0], out.shape[1]
-    for plane in range(worker, n_batch * channels, workers):
+    my_first, my_stop = share(worker, workers, n_batch * channels)
+    for plane in range(my_first, my_stop):
         flat = out[plane // channels, plane % channels].reshape(out.shape[2] * out.shape[3])
         b = bias[plane % channels]
         for q in range(flat.shape[0]):
@@ -53,7 +54,8 @@ def transposed_gemm(xt, wt, out, in_h, in_w, groups, kh, kw, sh, sw, ph, pw, dh,
     work = np.empty(workspace_size(cg), dtype=xt.dtype)
     # Flat views, indexed by offsets below: views of each row cost more than its work.
     out_flat, result_flat = out.reshape(out.size), result.reshape(result.size)
-    for job in range(worker, groups * row_blocks * col_blocks, workers):
+    my_first, my_stop = share(worker, workers, groups * row_blocks * col_blocks)
+    for job in range(my_first, my_stop):
         g = job // (row_blocks * col_blocks)
         k0 = g * kg + (job // col_blocks) % row_blocks * block_rows
         k1 = min(k0 + block_rows, (g + 1) * kg)
@@ -135,7 +137,8 @@ def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh
     n_batch, channels, out_h, out_w = out.shape
     taps = kh * kw
     blocks = -(-channels // block)
-    for job in range(worker, n_batch * blocks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * blocks)
+    for job in range(my_first, my_stop):
         n, k0 = job // blocks, job % blocks * block
         k1 = min(channels, k0 + block)
         for i in range(in_h):

@@ -53,7 +53,7 @@ from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import (depthwise_lane_block, weight_dots_row_block, weight_grad_chunk,
                         weight_grad_chunk_images, weight_grad_kernel, weight_dots_shifted,
                         weight_tile_rows_are_taps)
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
 from .microkernel import _tile, matmul_bt, workspace_size
@@ -77,7 +77,8 @@ def weight_products(rows, columns, out, block_rows, block_cols, accumulate, work
     n_mats, positions = rows.shape[0], rows.shape[2]
     row_blocks, col_blocks = -(-m // block_rows), -(-n_cols // block_cols)
     work = np.empty(workspace_size(positions), dtype=rows.dtype)
-    for job in range(worker, groups * row_blocks * col_blocks, workers):
+    my_first, my_stop = share(worker, workers, groups * row_blocks * col_blocks)
+    for job in range(my_first, my_stop):
         g = job // (row_blocks * col_blocks)
         i0 = job // col_blocks % row_blocks * block_rows
         j0 = job % col_blocks * block_cols
@@ -116,7 +117,8 @@ def positions_last(grad, wide, ext, worker, workers):
     n_batch, out_channels, out_h, out_w = grad.shape
     padded_k = ext.shape[2]
     zero = ext.dtype.type(0)
-    for job in range(worker, n_batch * out_h, workers):
+    my_first, my_stop = share(worker, workers, n_batch * out_h)
+    for job in range(my_first, my_stop):
         n = job // out_h
         oh = job % out_h
         for ow in range(wide):
@@ -156,7 +158,8 @@ def weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, pos
     ef = ext.reshape(ext.size)
     pf = partials.reshape(partials.size)
     chunks = -(-positions // chunk)
-    for job in range(worker, n_batch * chunks, workers):
+    my_first, my_stop = share(worker, workers, n_batch * chunks)
+    for job in range(my_first, my_stop):
         n = job // chunks
         m0 = job % chunks * chunk
         depth = min(chunk, positions - m0)
@@ -236,7 +239,8 @@ def depthwise_weight_lanes(x, grad, out, stride_h, stride_w, pad_top, pad_left, 
     padded = np.zeros((rows, cols, block), dtype=x.dtype)
     lanes = np.empty((out_h, out_w, block), dtype=x.dtype)
     acc = np.empty((taps, block), dtype=x.dtype)
-    for job in range(worker, -(-channels // block), workers):
+    my_first, my_stop = share(worker, workers, -(-channels // block))
+    for job in range(my_first, my_stop):
         c0 = job * block
         count = min(block, channels - c0)
         acc[:, :] = 0
@@ -281,7 +285,8 @@ def weight_taps(xph, grad, out, dilation_h, dilation_w, groups, worker, workers)
     out_h, out_w = grad.shape[2], grad.shape[3]
     kg = out_channels // groups
     partial = np.empty(out_w, dtype=grad.dtype)
-    for job in range(worker, out_channels * cg, workers):
+    my_first, my_stop = share(worker, workers, out_channels * cg)
+    for job in range(my_first, my_stop):
         k = job // cg
         c = job % cg
         channel = k // kg * cg + c

@@ -34,7 +34,7 @@ from .. import winograd_math
 from ..registry import (winograd_block_rows, winograd_phase_spec, winograd_piece_spec,
                         winograd_pieces)
 from .layout import copy1d, new_output, pad_phase_split
-from .dispatch import parallel_kernel
+from .dispatch import parallel_kernel, share
 from ..isa import VECTOR_BYTES
 from .microkernel import matmul, transpose_tile, transpose_tile_bias, workspace_size
 from .weight_cache import TRANSFORMED_WEIGHTS
@@ -101,7 +101,8 @@ def weight_transform(kernels, g_matrix, u, worker, workers):
     cin, _, _, kout = kernels.shape
     alpha = g_matrix.shape[0]
     tmp = np.empty((alpha, 3, kout), dtype=u.dtype)  # G g, per column s
-    for c in range(worker, cin, workers):
+    my_first, my_stop = share(worker, workers, cin)
+    for c in range(my_first, my_stop):
         for a in range(alpha):
             ga0, ga1, ga2 = g_matrix[a, 0], g_matrix[a, 1], g_matrix[a, 2]
             for s in range(3):
@@ -340,7 +341,8 @@ def winograd_conv2d(x, c0, pad_top, pad_left, u, bias, k0, out, tile, tiles_h, t
     s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, kg, x)
     work = np.empty(workspace_size(channels), dtype=x.dtype)
     nonfinite = 0
-    for blk in range(worker, n_blocks, workers):
+    my_first, my_stop = share(worker, workers, n_blocks)
+    for blk in range(my_first, my_stop):
         q0 = blk * block_rows
         q1 = min(q0 + block_rows, n_rows)
         for q in range(q0, q1):
@@ -368,7 +370,8 @@ def winograd_input_stage(x, c0, pad_top, pad_left, v, tile, tiles_h, tiles_w, wo
     """v[:, t] = B^T d B for every tile d of x[:, c0:c0 + C] (tile rows worker, worker +
     workers, ...)."""
     row_stage, rows_buf, tmp_in = _input_buffers(tile, tiles_w, v.shape[2], x)
-    for q in range(worker, x.shape[0] * tiles_h, workers):
+    my_first, my_stop = share(worker, workers, x.shape[0] * tiles_h)
+    for q in range(my_first, my_stop):
         n, ty = divmod(q, tiles_h)
         _input_tile_row(x, n, c0, ty * tile, pad_top, pad_left, row_stage, rows_buf, tmp_in,
                         tiles_w, v, q * tiles_w)
@@ -379,7 +382,8 @@ def winograd_input_stage(x, c0, pad_top, pad_left, v, tile, tiles_h, tiles_w, wo
 def winograd_product_stage(v, u, m, worker, workers):
     """m[p] = v[p] @ u[p] for the positions p = worker, worker + workers, ..."""
     work = np.empty(workspace_size(u.shape[1]), dtype=v.dtype)
-    for p in range(worker, u.shape[0], workers):
+    my_first, my_stop = share(worker, workers, u.shape[0])
+    for p in range(my_first, my_stop):
         matmul(v[p], u[p], m[p], work)
     return 0
 
@@ -389,7 +393,8 @@ def winograd_output_stage(m, bias, k0, out, tile, tiles_h, tiles_w, worker, work
     """out[:, k0:k0 + K] = A^T M A + bias for every tile; returns the non-finite count."""
     s_buf, y_buf, t_buf = _output_buffers(tile, tiles_w, m.shape[2], m)
     nonfinite = 0
-    for q in range(worker, out.shape[0] * tiles_h, workers):
+    my_first, my_stop = share(worker, workers, out.shape[0] * tiles_h)
+    for q in range(my_first, my_stop):
         n, ty = divmod(q, tiles_h)
         nonfinite += _output_tile_row(m, q * tiles_w, s_buf, y_buf, t_buf, tiles_w, bias, k0,
                                       out, n, ty * tile)
@@ -439,7 +444,8 @@ def stack_pieces(x, pad_top, pad_left, piece_cols, groups, xs, worker, workers):
     cg = channels // groups
     stacked, rows, cols = xs.shape[1], xs.shape[2], xs.shape[3]
     per_group = stacked // groups  # pieces x C'
-    for job in range(worker, n_batch * stacked, workers):
+    my_first, my_stop = share(worker, workers, n_batch * stacked)
+    for job in range(my_first, my_stop):
         n, sc = job // stacked, job % stacked
         g, piece, c = sc // per_group, (sc % per_group) // cg, sc % cg
         top = 3 * (piece // piece_cols) - pad_top  # input row of output row 0's first tap
