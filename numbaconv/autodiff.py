@@ -259,11 +259,12 @@ def _max_pool_vjp(function):
             g4 = np.ascontiguousarray(np.reshape(g, (spec.batch, spec.channels,
                                                      spec.out_height, spec.out_width)),
                                       x.dtype)
+            out4 = np.ascontiguousarray(np.reshape(ans, g4.shape), x.dtype)
             dx = np.empty(x4.shape, x.dtype)
             if dx.size:
                 with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
-                    max_pool2d_backward(x4, g4, dx, *spec.kernel, *spec.stride, *spec.padding,
-                                        *spec.dilation)
+                    max_pool2d_backward(x4, out4, g4, dx, *spec.kernel, *spec.stride,
+                                        *spec.padding, *spec.dilation)
             return _like(dx, x)
         return scatter
     return vjp

@@ -281,6 +281,22 @@ def test_max_pool_gradient_on_ties_and_nans(args, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("args", [(3, 2, 1), (3, 1, 1, 2), (2, 3, 1, 1, True), (3, 2, 0, 1, True)])
+def test_max_pool_gradient_of_overlapping_windows_on_ties(args, dtype):
+    """Overlapping or padded windows of ties (small integers, -0.0 against 0.0, windows
+    of -inf only) and a few NaNs: the first value equal to the pooled maximum (or the
+    first NaN) takes the gradient, where torch's indices point."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(-1, 2, (2, 3, 9, 10)).astype(dtype)
+    x[x == 0] = rng.choice(np.array([0.0, -0.0], dtype), int((x == 0).sum()))
+    x[0, 1, :4, :4] = -np.inf
+    x[1, 2][rng.random((9, 10)) < 0.1] = np.nan
+    got, want = _function_grads(lambda a: numbaconv.max_pool2d(a, *args),
+                                lambda a: F.max_pool2d(a, *args), [x])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pool_gradient_without_nans_and_with_infinite_gradients(dtype):
     """2x2 stride-2 windows of ties (small integers, -0.0 against 0.0, infinities) and no
     NaN take the branch-free path, rows whose gradient holds an infinity or a NaN the
