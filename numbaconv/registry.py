@@ -494,6 +494,22 @@ WEIGHT_GRAD_KERNELS = {
 #: (tiles); and tiles still on 56x56: 64 -> 64 13.3 / 14.4, 128 -> 128 39.7 / 44.5.
 WEIGHT_GRAD_TILES_MIN_CHANNELS = 16
 WEIGHT_GRAD_TILES_MIN_POSITIONS = 32 * 32
+#: Smaller planes, from this many outputs per image, take ``weight_tiles`` too where
+#: each thread's partial sums (taps x C x K values) stay within
+#: WEIGHT_GRAD_TILES_MAX_PARTIAL_BYTES (about a core's L2: every job adds onto all of
+#: them), the output channels fill the tiles' panels of NV vectors
+#: (WEIGHT_GRAD_TILES_MIN_PANEL_FILL) and the (image, positions) jobs number at least
+#: WEIGHT_GRAD_TILES_MIN_JOBS_PER_CORE a core. Measured (Zen 4, AVX-512, 2 threads,
+#: batch 8, 3x3, ms, tiles / products, torch in brackets): ResNet-18's 64 -> 64 on 16x16
+#: 1.11 / 1.62 (0.85), 128 -> 128 on 8x8 1.66 / 2.83 (1.30), 64 -> 128 stride 2 0.91 /
+#: 1.53 (0.87), 96 -> 128 on 14x14 2.56 / 2.66, 128 -> 128 on 28x28 15.3 / 17.1; larger
+#: partial sums go to the products: 256 -> 256 on 8x8 7.30 / 6.47, 160 -> 320 on 14x14
+#: 14.0 / 10.1, 512 -> 512 on 7x7 29.9 / 14.0 (AVX2: 96 -> 208 on 14x14 6.5 / 5.7); and
+#: part-filled panels: 32 -> 96 on 28x28 (96 of 128 lanes) 3.99 / 3.21.
+WEIGHT_GRAD_TILES_SMALL_MIN_POSITIONS = 8 * 8
+WEIGHT_GRAD_TILES_MAX_PARTIAL_BYTES = 640 << 10
+WEIGHT_GRAD_TILES_MIN_PANEL_FILL = 0.9
+WEIGHT_GRAD_TILES_MIN_JOBS_PER_CORE = 4
 #: Output channels up to which an ungrouped layer with whole tiles of input channels
 #: (MR or more) takes ``weight_tiles`` on any plane: a product's im2col unfold writes
 #: C * taps values per position, which its product then uses for only 2 * K flops each.
@@ -548,9 +564,10 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     wide_plane = (spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS
                   and positions >= WEIGHT_GRAD_TILES_MIN_POSITIONS)
     narrow = spec.in_channels >= isa.MR and spec.out_channels <= WEIGHT_GRAD_TILES_NARROW_CHANNELS
+    small_sums = spec.in_channels >= WEIGHT_GRAD_TILES_MIN_CHANNELS and _small_tile_sums(spec)
     few_channels = (spec.in_channels < isa.MR
                     and weight_tile_fill(spec) >= WEIGHT_GRAD_TILES_MIN_TAP_FILL)
-    if spec.groups == 1 and taps > 1 and (wide_plane or narrow or few_channels):
+    if spec.groups == 1 and taps > 1 and (wide_plane or narrow or small_sums or few_channels):
         return "weight_tiles", (f"ungrouped, {spec.in_channels} input and {spec.out_channels} "
                                 f"output channels, {taps} taps, {positions} outputs per image: "
                                 f"register tiles over the input read in place, no im2col")
@@ -569,6 +586,23 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     return "weight_taps", (f"{spec.out_channels_per_group} output channel(s) per group: one "
                            f"dot product per weight (a matrix product would pad each column "
                            f"to a whole vector)")
+
+
+def _small_tile_sums(spec: ConvSpec) -> bool:
+    """Whether a plane under WEIGHT_GRAD_TILES_MIN_POSITIONS outputs runs ``weight_tiles``
+    (see WEIGHT_GRAD_TILES_SMALL_MIN_POSITIONS): enough positions, partial sums that
+    stay in L2, full panels and enough jobs."""
+    positions = spec.out_height * spec.out_width
+    panel = isa.NV * isa.lanes(spec.itemsize)
+    panel_fill = spec.out_channels / (-(-spec.out_channels // panel) * panel)
+    partial_bytes = (spec.kernel_height * spec.kernel_width * spec.in_channels
+                     * spec.out_channels * spec.itemsize)
+    padded_k = -(-spec.out_channels // isa.lanes(spec.itemsize)) * isa.lanes(spec.itemsize)
+    jobs = spec.batch * -(-positions // weight_grad_chunk(padded_k, spec.itemsize))
+    return (positions >= WEIGHT_GRAD_TILES_SMALL_MIN_POSITIONS
+            and partial_bytes <= WEIGHT_GRAD_TILES_MAX_PARTIAL_BYTES
+            and panel_fill >= WEIGHT_GRAD_TILES_MIN_PANEL_FILL
+            and jobs >= WEIGHT_GRAD_TILES_MIN_JOBS_PER_CORE * config.CPU_COUNT)
 
 
 def _tap_tiles(spec: ConvSpec) -> int:

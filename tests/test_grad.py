@@ -516,6 +516,29 @@ def test_which_layers_take_which_weight_kernel():
     assert registry.weight_grad_kernel(colours) != "weight_tiles"  # half of each tile
 
 
+def test_small_planes_take_weight_tiles_while_their_partial_sums_stay_small(monkeypatch):
+    """Planes under 32x32 take weight_tiles where each thread's partial sums stay about
+    L2-sized, the output channels fill whole panels and there are jobs for every core
+    (ResNet-18's 64 -> 64 on 16x16 at batch 8; not 256 -> 256, nor at batch 1, nor 96
+    output channels with AVX-512's 64-lane panels)."""
+    import numbaconv
+    from numbaconv import config
+    monkeypatch.setattr(config, "CPU_COUNT", 2)
+
+    def kernel(batch, c, k, side):
+        return registry.weight_grad_kernel(numbaconv.plan(
+            np.empty((batch, c, side, side), np.float32),
+            np.empty((k, c, 3, 3), np.float32), padding=1).spec)
+
+    assert kernel(8, 64, 64, 16) == kernel(8, 128, 128, 8) == "weight_tiles"
+    assert kernel(8, 256, 256, 8) == "weight_products"  # 2.4 MB of partial sums
+    assert kernel(1, 64, 64, 16) == "weight_products"  # one job
+    assert kernel(8, 64, 64, 7) == "weight_products"  # 49 positions
+    assert (kernel(8, 32, 96, 28) == "weight_tiles") == (96 % (isa.NV * isa.lanes(4)) == 0)
+    monkeypatch.setattr(config, "CPU_COUNT", 16)
+    assert kernel(8, 64, 64, 16) == "weight_products"  # 8 jobs for 16 cores
+
+
 def test_inputs_are_not_modified(rng):
     x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
