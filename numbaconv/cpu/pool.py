@@ -23,17 +23,26 @@ from .dispatch import parallel_kernel, share
 
 
 @njit(inline="always")
-def _argmax_in_window(src, width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
-    """(maximum, its flat index in the (H, W) plane) of output (oy, ox)'s window: the
-    first largest value in row-major order, a NaN winning, as torch picks it."""
+def _window_bounds(width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
+    """(y0, y1, x0, x1): output (oy, ox)'s window's rows y0, y0 + dh, ... below y1 and
+    columns x0, x0 + dw, ... below x1 that lie inside the (H, W) plane (torch's hstart,
+    hend, wstart, wend)."""
     y0 = oy * sh - ph
-    while y0 < 0:  # first row inside the input (torch's hstart)
+    while y0 < 0:  # the first row inside the input
         y0 += dh
     y1 = min(oy * sh - ph + (kh - 1) * dh + 1, height)
     x0 = ox * sw - pw
     while x0 < 0:
         x0 += dw
     x1 = min(ox * sw - pw + (kw - 1) * dw + 1, width)
+    return y0, y1, x0, x1
+
+
+@njit(inline="always")
+def _argmax_in_window(src, width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw):
+    """(maximum, its flat index in the (H, W) plane) of output (oy, ox)'s window: the
+    first largest value in row-major order, a NaN winning, as torch picks it."""
+    y0, y1, x0, x1 = _window_bounds(width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
     best = -np.inf
     best_index = y0 * width + x0
     for y in range(y0, y1, dh):
@@ -108,14 +117,7 @@ def _first_equal(src, width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw, val
     0.0 alike). A minimum over selects rather than the scan's compare-and-replace, whose
     branches random data mispredicted (Zen 4, 2 threads, ResNet's 3x3 stride 2 on 8 x 64
     x 32 x 32: 2.0 -> 1.5 ms, torch 0.15 with its indices)."""
-    y0 = oy * sh - ph
-    while y0 < 0:
-        y0 += dh
-    y1 = min(oy * sh - ph + (kh - 1) * dh + 1, height)
-    x0 = ox * sw - pw
-    while x0 < 0:
-        x0 += dw
-    x1 = min(ox * sw - pw + (kw - 1) * dw + 1, width)
+    y0, y1, x0, x1 = _window_bounds(width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
     none = height * width
     first = none
     if dh == 1 and dw == 1:  # (a range with a step computes its length by division)
