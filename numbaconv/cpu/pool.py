@@ -45,6 +45,14 @@ def _argmax_in_window(src, width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw
     y0, y1, x0, x1 = _window_bounds(width, height, oy, ox, kh, kw, sh, sw, ph, pw, dh, dw)
     best = -np.inf
     best_index = y0 * width + x0
+    if dh == 1 and dw == 1:  # (see _first_equal)
+        for y in range(y0, y1):
+            for at in range(y * width + x0, y * width + x1):
+                value = src[at]
+                if value > best or math.isnan(value):
+                    best = value
+                    best_index = at
+        return best, best_index
     for y in range(y0, y1, dh):
         for z in range(x0, x1, dw):
             value = src[y * width + z]
