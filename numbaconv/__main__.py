@@ -46,7 +46,8 @@ def main(argv=None) -> int:
                        help="auto (default), autotune, direct, gemm, winograd_f2x2, winograd_f4x4")
     bench.add_argument("--repeat", type=int, default=None,
                        help="timed calls per library and layer, interleaved (best is shown; "
-                            "default 15, 7 with --set networks)")
+                            "default 15, 7 with --set networks, 3 with --backward, 20 "
+                            "with --training)")
     bench.add_argument("--threads", type=int, default=None,
                        help="threads for numbaconv and torch alike (default: all cores)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -96,13 +97,13 @@ def main(argv=None) -> int:
     elif args.command is None:
         bench_module.run_bench()
     elif args.backward or args.training:
-        from .bench_training import run_backward_bench, run_training_bench
+        from .bench_training import TRAINING_REPEAT, run_backward_bench, run_training_bench
 
         if args.backward:
             run_backward_bench(batch=args.batch or 8,
                                repeat=args.repeat or 3, threads=args.threads)
         if args.training:
-            run_training_bench(repeat=args.repeat or 5, threads=args.threads)
+            run_training_bench(repeat=args.repeat or TRAINING_REPEAT, threads=args.threads)
     elif args.set == "networks":
         from .bench_networks import run_network_bench
 

@@ -116,3 +116,16 @@ def test_models_bench_runs_a_model_through_onnx(torch):
     assert {"resnet18", "mobilenet_v2"} <= set(makers)
     with pytest.raises(ValueError, match="unknown model"):
         run_models_bench(["resnet1000"], (1,), out=io.StringIO())
+
+
+def test_training_bench_times_a_step_of_each_model_against_torch(torch):
+    """bench --training: a row per model (LeNet-5, the ResNet-18), both libraries timed,
+    the header saying how many steps each took."""
+    from numbaconv.bench_training import run_training_bench
+
+    out = io.StringIO()
+    rows = run_training_bench(repeat=1, out=out)
+    assert [r["model"] for r in rows] == ["lenet5", "resnet18"]
+    assert all(r["ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    text = out.getvalue()
+    assert "best of 1" in text and "64x1x28x28" in text and "8x3x64x64" in text
