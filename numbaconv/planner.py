@@ -140,18 +140,27 @@ WINOGRAD_STREAMED_WEIGHT_BYTES = 16 << 20
 WINOGRAD_MIN_STREAMED_POSITIONS = 128
 
 
-#: F(4x4) output tiles per call below which, while every call's weights are new (a
-#: training step: ``config.fresh_weights``), the CPU does not run Winograd: transforming
-#: the weights (6x6 values from each 3x3 kernel, written out) then costs more than the
-#: multiplications it saves. Measured (2 threads, AVX-512), a ResNet-18 training step at
-#: batch 8 on 64x64 images: the weight transforms took 78 ms of 300.
-WINOGRAD_FRESH_MIN_TILES = 64
+#: F(4x4) output tiles per call, and per image, below which, while every call's weights
+#: are new (a training step: ``config.fresh_weights``), the CPU does not run Winograd:
+#: transforming the weights (6x6 values from each 3x3 kernel, written out) then costs
+#: more than the multiplications it saves, both growing with input x output channels.
+#: Measured (Zen 4, AVX-512, 2 threads, 3x3, forward + input gradient, ms, F(4x4) /
+#: what ran with 64 tiles the least): 128 -> 128 on 8x8 at batch 8 (32 tiles) 2.0 / 3.0,
+#: at batch 4 (16) 1.2-1.4 / 1.7-1.8, 256 -> 256 on 8x8 at batch 8 7.5-8.1 / 9.1-9.9;
+#: but planes of one tile each lose: 256 -> 256 on 4x4 at batch 16 (16 tiles) 5.4-6.9 /
+#: 4.6-5.7, at batch 8 4.0-5.0 / 2.5-2.7.
+WINOGRAD_FRESH_MIN_TILES = 16
+WINOGRAD_FRESH_MIN_TILES_PER_IMAGE = 4
 
 
 def fresh_transform_pays(spec: ConvSpec) -> bool:
     """False while weights are new on every call (``config.fresh_weights``) and ``spec``
-    has too few output tiles to pay for transforming them (WINOGRAD_FRESH_MIN_TILES)."""
-    return not config.weights_are_fresh() or winograd_f4_tiles(spec) >= WINOGRAD_FRESH_MIN_TILES
+    has too few output tiles to pay for transforming them (WINOGRAD_FRESH_MIN_TILES, and
+    WINOGRAD_FRESH_MIN_TILES_PER_IMAGE)."""
+    tiles = winograd_f4_tiles(spec)
+    return not config.weights_are_fresh() or (
+        tiles >= WINOGRAD_FRESH_MIN_TILES
+        and tiles >= WINOGRAD_FRESH_MIN_TILES_PER_IMAGE * spec.batch)
 
 
 def winograd_f4_tiles(spec: ConvSpec) -> int:
@@ -214,7 +223,8 @@ def auto_rule(spec: ConvSpec) -> tuple[str, str]:
        1.9 ms). Either way the output (per phase) must hold a whole 4x4 tile, and a
        call with few outputs whose transformed weights outgrow the caches goes on to the
        next rules (``winograd_streams_weights``), and so does, in a training step (new
-       weights on every call), one with fewer than ``WINOGRAD_FRESH_MIN_TILES`` tiles.
+       weights on every call), one with fewer than ``WINOGRAD_FRESH_MIN_TILES`` tiles
+       (or ``WINOGRAD_FRESH_MIN_TILES_PER_IMAGE`` an image).
     2. A 1x1 convolution of 1x1 images (squeeze-and-excitation blocks), any channel
        counts: GEMM, which computes it as one dot product per output (48 -> 1152
        channels at batch 1: 89 us a call as a tiled matrix product, 22 us so; torch 10-16).

@@ -497,6 +497,25 @@ def test_tap_work_counts_the_taps_that_read_inside():
                                                          / (784 * 9))
 
 
+def test_winograd_in_training_steps_only_where_the_weight_transform_pays():
+    """While weights are new on every call, a 3x3 layer runs Winograd only with enough
+    F(4x4) output tiles in all and per image: ResNet-18's 128 -> 128 on 8x8 at batch 8
+    does (32 tiles, 4 an image), at batch 2 (8) it does not, nor do 4x4 planes (one
+    tile an image) at any batch; outside training steps all three do."""
+    from numbaconv import config
+
+    def algorithm(batch, side, channels):
+        return numbaconv.plan(np.empty((batch, channels, side, side), np.float32),
+                              np.empty((channels, channels, 3, 3), np.float32),
+                              padding=1).algorithm
+
+    cases = [(8, 8, 128), (2, 8, 128), (64, 4, 256)]
+    assert all(algorithm(*case).startswith("winograd") for case in cases)
+    with config.fresh_weights():
+        assert [algorithm(*case).startswith("winograd") for case in cases] == \
+            [True, False, False]
+
+
 def test_tap_tiles_in_training_steps_only_where_its_packing_pays():
     """While weights are new on every call (config.fresh_weights), a small map's 3x3 layer
     (ResNet-18's last stage on 64x64 images) runs im2col_whole, which multiplies the
