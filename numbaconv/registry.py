@@ -605,14 +605,23 @@ def _small_tile_sums(spec: ConvSpec) -> bool:
             and jobs >= WEIGHT_GRAD_TILES_MIN_JOBS_PER_CORE * config.CPU_COUNT)
 
 
-def _tap_tiles(spec: ConvSpec) -> int:
-    """``weight_tiles`` tiles whose rows are taps of one channel: per channel and kernel
-    row, those in one column phase of the stride (``stride_w / gcd(dilation_w,
-    stride_w)`` taps apart), MR at a time (``weight_grad.tile_plan``)."""
+@functools.lru_cache(maxsize=256)
+def weight_tile_tap_groups(spec: ConvSpec) -> tuple:
+    """The kernel columns of each ``weight_tiles`` tile whose rows are taps of one channel,
+    for every channel and kernel row alike: those in one column phase of the stride
+    (``stride_w / gcd(dilation_w, stride_w)`` columns apart), MR at a time
+    (``weight_grad.tile_plan`` lays them out)."""
     step = spec.stride_w // math.gcd(spec.dilation_w, spec.stride_w)
     width = spec.kernel_width
-    per_row = sum(-(-len(range(first, width, step)) // isa.MR) for first in range(min(step, width)))
-    return spec.in_channels * spec.kernel_height * per_row
+    return tuple(tuple(same_phase[i:i + isa.MR])
+                 for same_phase in (range(first, width, step) for first in range(min(step, width)))
+                 for i in range(0, len(same_phase), isa.MR))
+
+
+def _tap_tiles(spec: ConvSpec) -> int:
+    """``weight_tiles`` tiles whose rows are taps of one channel (see
+    :func:`weight_tile_tap_groups`)."""
+    return spec.in_channels * spec.kernel_height * len(weight_tile_tap_groups(spec))
 
 
 def weight_tile_rows_are_taps(spec: ConvSpec) -> bool:

@@ -52,7 +52,7 @@ import numpy as np
 from ..isa import MR, NV, VECTOR_BYTES
 from ..registry import (depthwise_lane_block, weight_dots_row_block, weight_grad_chunk,
                         weight_grad_chunk_images, weight_grad_kernel, weight_dots_shifted,
-                        weight_tile_rows_are_taps)
+                        weight_tile_rows_are_taps, weight_tile_tap_groups)
 from .dispatch import parallel_kernel, share
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
@@ -195,17 +195,13 @@ def tile_plan(spec):
     offsets, strides, rows = [], [], []
     if weight_tile_rows_are_taps(spec):
         padded_c = channels
-        step = sw // math.gcd(dw, sw)  # taps this far apart share a column phase
         for c in range(channels):
             for r in range(kh):
-                for first in range(min(step, kw)):
-                    same_phase = range(first, kw, step)
-                    for i in range(0, len(same_phase), MR):
-                        group = same_phase[i:i + MR]
-                        offsets.append(c * channel_stride + tap_start[r, group[0]])
-                        strides.append(dw // math.gcd(dw, sw))
-                        rows.append([c * taps + r * kw + s for s in group]
-                                    + [-1] * (MR - len(group)))
+                for group in weight_tile_tap_groups(spec):  # columns of one phase
+                    offsets.append(c * channel_stride + tap_start[r, group[0]])
+                    strides.append(dw // math.gcd(dw, sw))
+                    rows.append([c * taps + r * kw + s for s in group]
+                                + [-1] * (MR - len(group)))
     else:
         padded_c = -(-channels // MR) * MR
         for t in range(taps):
@@ -458,8 +454,7 @@ def _run_tiles(spec, x, grad, threads, out):
     channels padded to whole tiles where the tiles' rows are channels), the gradient
     positions-last, one partial sum per share, then their sum put in ``out`` (K, C, kH,
     kW) (:func:`tile_plan`)."""
-    sh, sw = spec.stride_h, spec.stride_w
-    rows_q, cols_q = -(-spec.padded_height // sh), -(-spec.padded_width // sw)
+    _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
     lanes = VECTOR_BYTES // x.itemsize
     tile_offset, tile_stride, weight_index, padded_c = tile_plan(spec)
     padded_k = -(-spec.out_channels // lanes) * lanes
