@@ -350,7 +350,8 @@ def _own_product(rows, w):
     import numba
 
     from .cpu.layout import transposed
-    from .cpu.weight_grad import product_blocks, weight_products
+    from .cpu.weight_grad import weight_products
+    from .registry import product_blocks
 
     m, k = rows.shape[0], w.shape[0]
     by_weights = m < OWN_PRODUCT_PACKED_ROWS  # out.T (K, M) = w (K, C) @ rows.T

@@ -522,8 +522,7 @@ WEIGHT_GRAD_TILES_NARROW_CHANNELS = 32
 #: The least share of a ``weight_tiles`` tile's multiply-adds that make weights (rows
 #: that are weights, times output channels of whole vectors) from which a layer with
 #: fewer input channels than a tile's rows (one grey channel, three colours) takes the
-#: tiles, its rows then the taps of a channel (see :func:`weight_tile_rows_are_taps`);
-#: below it, ``weight_dots``. Measured (batch 64, 28 x 28, 2 threads, ms, tiles / dots,
+#: tiles (see :func:`weight_tile_rows`); below it, ``weight_dots``. Measured (batch 64, 28 x 28, 2 threads, ms, tiles / dots,
 #: torch in brackets): LeNet's 1 -> 6 5x5, 0.62 of the tile on AVX2 0.70 / 0.70 (1.75),
 #: 0.31 on AVX-512 0.77 / 0.31 (0.36); 4 -> 16 5x5 (batch 32), 0.83, AVX-512 0.94 / 0.93.
 WEIGHT_GRAD_TILES_MIN_TAP_FILL = 0.6
@@ -605,39 +604,11 @@ def _small_tile_sums(spec: ConvSpec) -> bool:
             and jobs >= WEIGHT_GRAD_TILES_MIN_JOBS_PER_CORE * config.CPU_COUNT)
 
 
-@functools.lru_cache(maxsize=256)
-def weight_tile_tap_groups(spec: ConvSpec) -> tuple:
-    """The kernel columns of each ``weight_tiles`` tile whose rows are taps of one channel,
-    for every channel and kernel row alike: those in one column phase of the stride
-    (``stride_w / gcd(dilation_w, stride_w)`` columns apart), MR at a time
-    (``weight_grad.tile_plan`` lays them out)."""
-    step = spec.stride_w // math.gcd(spec.dilation_w, spec.stride_w)
-    width = spec.kernel_width
-    return tuple(tuple(same_phase[i:i + isa.MR])
-                 for same_phase in (range(first, width, step) for first in range(min(step, width)))
-                 for i in range(0, len(same_phase), isa.MR))
-
-
-def _tap_tiles(spec: ConvSpec) -> int:
-    """``weight_tiles`` tiles whose rows are taps of one channel (see
-    :func:`weight_tile_tap_groups`)."""
-    return spec.in_channels * spec.kernel_height * len(weight_tile_tap_groups(spec))
-
-
-def weight_tile_rows_are_taps(spec: ConvSpec) -> bool:
-    """Whether ``weight_tiles``' rows are the taps of a channel rather than MR channels of
-    a tap: where that leaves fewer rows without a weight (one channel's 5 x 5 taps fill
-    5 of 6 rows a kernel row, its channels 1 of 6)."""
-    taps = spec.kernel_height * spec.kernel_width
-    padded_c = -(-spec.in_channels // isa.MR) * isa.MR
-    return _tap_tiles(spec) * isa.MR < taps * padded_c
-
-
 def weight_tile_rows(spec: ConvSpec) -> int:
-    """Rows of all ``weight_tiles`` tiles, weights or not."""
-    if weight_tile_rows_are_taps(spec):
-        return _tap_tiles(spec) * isa.MR
-    return spec.kernel_height * spec.kernel_width * -(-spec.in_channels // isa.MR) * isa.MR
+    """Rows of all ``weight_tiles`` tiles, weights or not: the weights' rows (C * kH * kW)
+    in whole tiles (``weight_grad.tile_plan``)."""
+    weights = spec.in_channels * spec.kernel_height * spec.kernel_width
+    return -(-weights // isa.MR) * isa.MR
 
 
 def weight_tile_fill(spec: ConvSpec) -> float:
@@ -690,6 +661,89 @@ def weight_grad_chunk_images(spec: ConvSpec) -> int:
     return max(1, min(spec.batch, WEIGHT_GRAD_UNFOLD_BYTES // max(1, per_image)))
 
 
+def product_blocks(rows: int, cols: int, groups: int, threads: int, itemsize: int) -> tuple:
+    """(block_rows, block_cols) of ``weight_products``' jobs on a (rows, cols) result per
+    group: a job per group when there are groups enough for the threads, else each
+    group's columns cut into whole panels, one block per thread, and its rows too where
+    there are too few panels. A weight gradient's product runs deep (over every position
+    of the batch) into a small output: each job packs the columns it multiplies, so
+    cutting columns, not rows, packs each of them once (AVX2, 2 threads, 256 -> 1024 1x1
+    on 14x14 at batch 8: rows cut in 4 jobs a thread 10.3 ms, in 1 a thread 6.6-8.4,
+    columns cut in 2 blocks 5.2; torch 6.2-8.7).
+    """
+    if groups >= threads:
+        return rows, cols
+    wanted = -(-threads // groups)
+    panel = isa.NV * isa.lanes(itemsize)
+    col_blocks = max(1, min(wanted, cols // panel))
+    block_cols = min(cols, -(-(-(-cols // col_blocks)) // panel) * panel)
+    row_blocks = -(-wanted // col_blocks)
+    block_rows = min(rows, -(-(-(-rows // row_blocks)) // isa.MR) * isa.MR)
+    return block_rows, block_cols
+
+
+def _product_share_work(rows: int, cols: int, groups: int, threads: int,
+                        itemsize: int) -> int:
+    """The most register-tile work (rows rounded up to MR, columns to whole panels) one
+    thread gets from ``weight_products``' jobs (:func:`product_blocks`, consecutive jobs a
+    share, as ``dispatch.share`` deals them) on a (rows, cols) result per group."""
+    block_rows, block_cols = product_blocks(rows, cols, groups, threads, itemsize)
+    panel = isa.NV * isa.lanes(itemsize)
+    jobs = []
+    for i0 in range(0, rows, block_rows):
+        for j0 in range(0, cols, block_cols):
+            jobs.append(-(-min(block_rows, rows - i0) // isa.MR) * isa.MR
+                        * -(-min(block_cols, cols - j0) // panel) * panel)
+    jobs *= groups
+    shares = max(1, min(threads, len(jobs)))
+    return max(sum(jobs[w * len(jobs) // shares:(w + 1) * len(jobs) // shares])
+               for w in range(shares))
+
+
+#: What transposing one weight of a product's result costs, in the product's
+#: multiply-adds (a value moved about 1 ns, against ~100 multiply-adds a ns on a core
+#: with AVX-512): ``weight_rows_from_im2col`` takes the im2col side's rows only where the
+#: multiply-adds it saves outweigh the transpose of the result (ResNet's 512 -> 512 on
+#: 2x2 saved 0.8% of the tiles, over 32 positions, and the 512 x 4608 transpose made the
+#: gradient 1.4 -> 2.7 ms; AVX-512, 2 threads, batch 8).
+WEIGHT_GRAD_TRANSPOSE_MULTIPLY_ADDS = 64
+#: ``weight_rows_from_im2col`` leaves the side with fewer rows (the other packed into
+#: panels, measured the faster on most layers) only where that side's busiest thread
+#: gets more than this many times the other's register tiles.
+WEIGHT_GRAD_SIDE_MAX_EXTRA_WORK = 1.25
+
+
+def weight_rows_from_im2col(spec: ConvSpec, threads: int) -> bool:
+    """Whether ``weight_products``/``weight_dots`` take their rows from the im2col
+    matrix (the result, (Cg * kH * kW, Kg) a group, then transposed into the weights'
+    layout) rather than from the output gradient.
+
+    The dots take the side with more rows (the other's block stays in L2 while they
+    pass). The products take the side with fewer rows (the other is packed into panels)
+    unless the busiest thread's register tiles (rows padded to whole tiles, columns to
+    whole panels, jobs as the threads share them) come to more than
+    WEIGHT_GRAD_SIDE_MAX_EXTRA_WORK times those of the other side, and, to take the
+    im2col side, the multiply-adds saved outweigh transposing the result
+    (WEIGHT_GRAD_TRANSPOSE_MULTIPLY_ADDS). ResNet's 7x7 stem, 3 -> 64
+    at stride 2 (147 im2col rows against 64 gradient rows), on 2 threads: as gradient
+    rows its 147 columns were cut at 128, one thread getting 7 times the other's work;
+    as im2col rows each thread takes 74 of them (AVX-512, batch 8 at 64x64: 2.3 -> 1.5
+    ms; torch 0.85).
+    """
+    kg = spec.out_channels_per_group
+    depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
+    if weight_grad_kernel(spec) == "weight_dots":
+        return kg < depth
+    as_grad = _product_share_work(kg, depth, spec.groups, threads, spec.itemsize)
+    as_im2col = _product_share_work(depth, kg, spec.groups, threads, spec.itemsize)
+    if depth < kg:  # the im2col side's rows, unless they leave a thread much more work
+        return as_im2col <= WEIGHT_GRAD_SIDE_MAX_EXTRA_WORK * as_grad
+    positions = spec.batch * spec.out_height * spec.out_width
+    saved = (as_grad - as_im2col) * positions
+    return (as_grad > WEIGHT_GRAD_SIDE_MAX_EXTRA_WORK * as_im2col
+            and saved > WEIGHT_GRAD_TRANSPOSE_MULTIPLY_ADDS * spec.groups * kg * depth)
+
+
 def weight_grad_workspace(spec: ConvSpec) -> int:
     """Scratch bytes of the weight-gradient kernel for ``spec``."""
     kernel = weight_grad_kernel(spec)
@@ -700,14 +754,11 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     if kernel == "depthwise_weight_lanes":  # per thread: a padded block, a gradient block
         return config.CPU_COUNT * DEPTHWISE_LANE_BLOCK * spec.itemsize * (
             spec.padded_height * spec.padded_width + spec.out_height * spec.out_width)
-    if kernel == "weight_tiles":  # the input (channels padded to tiles where they are the
-        # rows); the gradient; the partial sums
+    if kernel == "weight_tiles":  # the input; the gradient; the partial sums
         lanes = isa.lanes(spec.itemsize)
-        padded_c = spec.in_channels if weight_tile_rows_are_taps(spec) else \
-            -(-spec.in_channels // isa.MR) * isa.MR
         padded_k = -(-spec.out_channels // lanes) * lanes
         columns = -(-spec.padded_width // spec.stride_w)
-        return (_phase_split_bytes(spec) * padded_c // max(1, spec.in_channels)
+        return (_phase_split_bytes(spec)
                 + spec.batch * spec.out_height * columns * padded_k * spec.itemsize
                 + (config.CPU_COUNT + 1) * weight_tile_rows(spec) * padded_k * spec.itemsize)
     if kernel == "weight_dots" and weight_dots_shifted(spec):  # the input; the gradient
@@ -724,7 +775,7 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     # the gradient's and the input's rows, images side by side, and the result to
     # transpose where the im2col side gives the rows (weight_grad._run_row_products)
     kg, depth = spec.out_channels_per_group, spec.in_channels_per_group * taps
-    transposed = kg < depth if kernel == "weight_dots" else depth < kg
+    transposed = weight_rows_from_im2col(spec, config.CPU_COUNT)
     work = 0 if kernel == "weight_dots" else \
         config.CPU_COUNT * _matmul_work_bytes(positions, spec.itemsize)
     return spec.itemsize * (positions * ((0 if images == 1 else spec.out_channels)

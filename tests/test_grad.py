@@ -266,9 +266,9 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
        stride=st.tuples(st.integers(1, 4), st.integers(1, 4)),
        dilation=st.tuples(st.integers(1, 3), st.integers(1, 3)))
 def test_weight_tiles_rows_are_every_weight_once(channels, kernel, stride, dilation):
-    """weight_tiles' plan, whichever its rows (channels of a tap, taps of a channel): every
-    weight is one tile row; each row reads the tap's run of inputs (its start in the
-    phase-split input); rows without a weight read at most MR steps past the last image."""
+    """weight_tiles' plan: the weights' rows in order, MR a tile, each weight one row,
+    reading its tap's run of inputs (its start in the phase-split input); only the last
+    tile has rows without a weight, and those read the last weight's run (in bounds)."""
     import numbaconv
     from numbaconv.cpu.layout import phase_split_shape
     from numbaconv.cpu.weight_grad import _tap_starts, tile_plan
@@ -277,20 +277,23 @@ def test_weight_tiles_rows_are_every_weight_once(channels, kernel, stride, dilat
     spec = numbaconv.plan(np.empty((1, channels, *size), np.float32),
                           np.empty((4, channels, *kernel), np.float32), stride=stride,
                           dilation=dilation).spec
-    offsets, strides, index, padded_c = tile_plan(spec)
+    starts, index = tile_plan(spec)
     taps = kernel[0] * kernel[1]
-    assert sorted(index[index >= 0]) == list(range(channels * taps))
-    assert padded_c == (channels if registry.weight_tile_rows_are_taps(spec)
-                        else -(-channels // MR) * MR)
+    weights = channels * taps
+    assert starts.shape == index.shape == (-(-weights // MR), MR)
     assert index.size == registry.weight_tile_rows(spec)
+    assert list(index.reshape(-1)[:weights]) == list(range(weights))
+    assert (index.reshape(-1)[weights:] == -1).all()
     channel_size = np.prod(phase_split_shape(spec)[2:])
-    starts = _tap_starts(spec).reshape(-1)
-    for i, j in zip(*np.nonzero(index >= 0)):
-        c, t = divmod(index[i, j], taps)
-        assert offsets[i] + j * strides[i] == c * channel_size + starts[t]
+    tap_starts = _tap_starts(spec).reshape(-1)
+    flat = starts.reshape(-1)
+    for row in range(weights):
+        c, t = divmod(row, taps)
+        assert flat[row] == c * channel_size + tap_starts[t]
+    assert (flat[weights:] == flat[weights - 1]).all()
     wide = phase_split_shape(spec)[5]
-    last_read = offsets + (MR - 1) * strides + (spec.out_height - 1) * wide + spec.out_width - 1
-    assert last_read.max() < padded_c * channel_size + MR * strides.max()  # (the slack)
+    last_read = flat + (spec.out_height - 1) * wide + spec.out_width - 1
+    assert last_read.max() < channels * channel_size  # inside the image's input
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -507,13 +510,15 @@ def test_which_layers_take_which_weight_kernel():
     narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
     assert registry.weight_grad_kernel(narrow) == "weight_tiles"  # 32 outputs, any plane
     one_channel = numbaconv.plan(x[:, :1], np.empty((16, 1, 5, 5), np.float32), padding=2).spec
-    assert registry.weight_grad_kernel(one_channel) == "weight_tiles"  # 5 taps fill 5/6 rows
-    assert registry.weight_tile_rows_are_taps(one_channel)
+    assert registry.weight_grad_kernel(one_channel) == "weight_tiles"  # 25 weights, 30 rows
     # LeNet's 6 output channels fill 6 of 8 lanes (AVX2), but only 6 of 16 (AVX-512)
     lenet = numbaconv.plan(x[:, :1], np.empty((6, 1, 5, 5), np.float32), padding=2).spec
     assert (registry.weight_grad_kernel(lenet) == "weight_tiles") == (isa.lanes(4) == 8)
     colours = numbaconv.plan(x[:, :3], np.empty((64, 3, 3, 3), np.float32), padding=1).spec
-    assert registry.weight_grad_kernel(colours) != "weight_tiles"  # half of each tile
+    assert registry.weight_grad_kernel(colours) == "weight_tiles"  # 27 weights, 30 rows
+    stem = numbaconv.plan(np.empty((8, 3, 64, 64), np.float32),
+                          np.empty((64, 3, 7, 7), np.float32), stride=2, padding=3).spec
+    assert registry.weight_grad_kernel(stem) == "weight_tiles"  # 147 weights, 150 rows
 
 
 def test_small_planes_take_weight_tiles_while_their_partial_sums_stay_small(monkeypatch):
@@ -537,6 +542,30 @@ def test_small_planes_take_weight_tiles_while_their_partial_sums_stay_small(monk
     assert (kernel(8, 32, 96, 28) == "weight_tiles") == (96 % (isa.NV * isa.lanes(4)) == 0)
     monkeypatch.setattr(config, "CPU_COUNT", 16)
     assert kernel(8, 64, 64, 16) == "weight_products"  # 8 jobs for 16 cores
+
+
+def test_weight_products_side_shares_the_tiles_and_counts_the_transpose():
+    """weight_products takes the im2col side's rows where the gradient's would leave one
+    thread far more register tiles (DenseNet's 160 -> 128 1x1: 160 columns cut at 128
+    and 32), never where the saving is smaller than transposing the result (ResNet-18's
+    512 -> 512 on 2x2 at batch 8: 32 positions); the side with fewer rows otherwise."""
+    import numbaconv
+
+    def im2col_rows(x_shape, w_shape, threads, **kwargs):
+        spec = numbaconv.plan(np.empty(x_shape, np.float32), np.empty(w_shape, np.float32),
+                              **kwargs).spec
+        assert registry.weight_grad_kernel(spec) == "weight_products"
+        return registry.weight_rows_from_im2col(spec, threads)
+
+    assert im2col_rows((8, 160, 56, 56), (128, 160, 1, 1), 2)
+    assert not im2col_rows((8, 160, 56, 56), (128, 160, 1, 1), 1)  # one job: fewer rows
+    assert not im2col_rows((8, 512, 2, 2), (512, 512, 3, 3), 2, padding=1)
+    assert im2col_rows((8, 64, 28, 28), (256, 64, 1, 1), 2)  # fewer rows, even shares
+    panel = isa.NV * isa.lanes(4)
+    for rows, cols in [(64, 147), (128, 160), (512, 4608), (7, 9)]:
+        work = registry._product_share_work(rows, cols, 1, 2, 4)
+        padded = -(-rows // isa.MR) * isa.MR * (-(-cols // panel) * panel)
+        assert padded // 2 <= work <= padded  # a share of all of it, at least half
 
 
 def test_inputs_are_not_modified(rng):

@@ -41,7 +41,7 @@ def vector_setup(context, builder, dtype):
     return lanes, vec, fma
 
 
-def _tile_kernel(mr, nv, gather=False):
+def _tile_kernel(mr, nv, gather=False, gather_rows=False):
     """An intrinsic computing c[0:mr, 0:nv*W] (+)= a[0:mr, 0:depth] @ b[0:depth, 0:nv*W].
 
     Arguments: ``a``, ``a_off``, ``lda``, ``b``, ``b_off``, ``ldb``, ``c``, ``c_off``,
@@ -54,13 +54,18 @@ def _tile_kernel(mr, nv, gather=False):
     ``b_off + ldb[k]``. That is an implicit GEMM: the rows can be the input runs that
     each kernel tap reads, so a convolution needs no im2col copy (see
     ``direct.tiled_conv2d``).
+
+    With ``gather_rows``, ``lda`` is instead an int64 array: row i of ``a`` starts at
+    ``a_off + lda[i]``, each row anywhere (a weight gradient's rows: any MR of the input
+    runs its kernel taps read, see ``weight_grad.tile_plan``).
     """
 
     @intrinsic
     def tile(typingctx, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
         if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
             return None  # a typing error: one float dtype for all three
-        if gather != isinstance(ldb, types.Array):
+        if gather != isinstance(ldb, types.Array) or \
+                gather_rows != isinstance(lda, types.Array):
             return None
         sig = types.void(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
 
@@ -82,7 +87,13 @@ def _tile_kernel(mr, nv, gather=False):
             def row(base, stride, i):
                 return builder.gep(base, [builder.mul(stride, ir.Constant(i64, i))])
 
-            a_rows = [row(start(0, a_v, a_off_v), lda_v, i) for i in range(mr)]
+            if gather_rows:
+                row_starts = cgutils.create_struct_proxy(signature.args[2])(
+                    context, builder, value=lda_v).data
+                a_rows = [builder.gep(start(0, a_v, a_off_v), [builder.load(
+                    builder.gep(row_starts, [ir.Constant(i64, i)]))]) for i in range(mr)]
+            else:
+                a_rows = [row(start(0, a_v, a_off_v), lda_v, i) for i in range(mr)]
             b_ptr = start(3, b_v, b_off_v)
             c_ptr = start(6, c_v, c_off_v)
             c_vectors = [[vector_at(row(c_ptr, ldc_v, i), ir.Constant(i64, v * width))
@@ -270,6 +281,10 @@ _tile1 = _tile_kernel(MR, 1)
 _tile2 = _tile_kernel(MR, 2)
 _tile3 = _tile_kernel(MR, 3)
 _tile4 = _tile_kernel(MR, 4)
+_rows_tile1 = _tile_kernel(MR, 1, gather_rows=True)
+_rows_tile2 = _tile_kernel(MR, 2, gather_rows=True)
+_rows_tile3 = _tile_kernel(MR, 3, gather_rows=True)
+_rows_tile4 = _tile_kernel(MR, 4, gather_rows=True)
 _copy_panel = _panel_copy_kernel(NV)  # a whole panel's vectors
 _copy_vector = _panel_copy_kernel(1)
 
@@ -284,6 +299,19 @@ def _tile(nv, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
         _tile2(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
     else:
         _tile1(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+
+
+@njit(inline="always")
+def _rows_tile(nv, a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
+    """:func:`_tile` whose MR rows of ``a`` start at a_off + row_starts[i] (int64, MR)."""
+    if nv == 4:
+        _rows_tile4(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    elif nv == 3:
+        _rows_tile3(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    elif nv == 2:
+        _rows_tile2(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
+    else:
+        _rows_tile1(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
 
 
 # Depth per pass: a pass re-reads (depth block x N) of b from L2 for every MR rows of a.

@@ -9,11 +9,11 @@
 * ``outer_products``: 1x1 layers on 1x1 images (squeeze-and-excitation), whose gradient
   is grad_output^T (K, N) @ input (N, C), a product N rows deep: sums of N outer
   products (:mod:`.outer`).
-* ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR input
-  channels of one kernel tap (or, for one or three input channels, MR taps of one
-  channel: :func:`tile_plan`) by NV vectors of output channels, whose depth runs over
-  output positions: the tap's input values are read in place in the padded,
-  stride-phase-split input (contiguous along a row of outputs; the columns between rows
+* ``weight_tiles`` (ungrouped layers with more than one tap): register tiles of MR
+  weights' rows (MR (channel, tap) pairs: :func:`tile_plan`) by NV vectors of output
+  channels, whose depth runs over output positions: each tap's input values are read in
+  place in the padded, stride-phase-split input (contiguous along a row of outputs; the
+  columns between rows
   multiply zeros of the gradient, laid out a row of output channels per position), so
   nothing is unfolded. Each thread sums its share of the positions into a partial sum
   of its own; the partial sums are added at the end.
@@ -23,8 +23,8 @@
   the columns' side as it packs it: neither is transposed in memory); the im2col matrix
   is unfolded (``gemm.unfold``) for a chunk of images at a time, each chunk's product
   added to the last; a pointwise layer's images are their own, multiplied in place.
-  The side with fewer rows gives the product's rows (the result is transposed where
-  that is the im2col matrix's). Against transposing the gradient and the result in
+  The side whose register tiles the threads share best gives the product's rows (the
+  result is transposed where that is the im2col matrix's). Against transposing the gradient and the result in
   memory (AVX2, 2 threads, batch 8, pointwise, ms, torch in brackets): 832 -> 256 on
   7x7 2.25 -> 1.66 (1.62), 116 -> 116 on 28x28 4.4 -> 2.7 (2.9), 256 -> 256 on 56x56
   35.9 -> 26.1 (54.0).
@@ -50,13 +50,13 @@ import math
 import numpy as np
 
 from ..isa import MR, NV, VECTOR_BYTES
-from ..registry import (depthwise_lane_block, weight_dots_row_block, weight_grad_chunk,
-                        weight_grad_chunk_images, weight_grad_kernel, weight_dots_shifted,
-                        weight_tile_rows_are_taps, weight_tile_tap_groups)
+from ..registry import (depthwise_lane_block, product_blocks, weight_dots_row_block,
+                        weight_grad_chunk, weight_grad_chunk_images, weight_grad_kernel,
+                        weight_dots_shifted, weight_rows_from_im2col)
 from .dispatch import parallel_kernel, share
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
-from .microkernel import _tile, matmul_bt, workspace_size
+from .microkernel import _rows_tile, matmul_bt, transpose_tile, workspace_size
 from .outer import COLUMN_BLOCK, outer_sums
 from .row_dots import row_dots, shifted_row_dots
 from .workspace import scratch
@@ -89,61 +89,57 @@ def weight_products(rows, columns, out, block_rows, block_cols, accumulate, work
     return 0
 
 
-def product_blocks(depth: int, kg: int, groups: int, threads: int, itemsize: int) -> tuple:
-    """(block_rows, block_cols) of ``weight_products``' jobs: a job per group when there
-    are groups enough for the threads, else each group's columns cut into whole panels,
-    one block per thread, and its rows too where there are too few panels. A weight
-    gradient's product runs deep (over every position of the batch) into a small output:
-    each job packs the columns it multiplies, so cutting columns, not rows, packs each of
-    them once (AVX2, 2 threads, 256 -> 1024 1x1 on 14x14 at batch 8: rows cut in 4 jobs
-    a thread 10.3 ms, in 1 a thread 6.6-8.4, columns cut in 2 blocks 5.2; torch 6.2-8.7).
-    """
-    if groups >= threads:
-        return depth, kg
-    wanted = -(-threads // groups)
-    panel = NV * VECTOR_BYTES // itemsize
-    col_blocks = max(1, min(wanted, kg // panel))
-    block_cols = min(kg, -(-(-(-kg // col_blocks)) // panel) * panel)
-    row_blocks = -(-wanted // col_blocks)
-    block_rows = min(depth, -(-(-(-depth // row_blocks)) // MR) * MR)
-    return block_rows, block_cols
-
-
 @parallel_kernel
 def positions_last(grad, wide, ext, worker, workers):
     """ext[n, oh * wide + ow, k] = grad[n, k, oh, ow]: the gradient with a row of output
     channels per position, rows ``wide`` positions apart, zero in the columns past OW and
-    the channels past K (what ``weight_tiles`` multiplies); one (image, row) per job."""
+    the channels past K (what ``weight_tiles`` multiplies); one (image, row) per job.
+    grad C-contiguous.
+
+    Blocks of LANES channels by LANES columns are transposed in registers
+    (``transpose_tile``), the ragged channels and columns past the last whole block
+    moved one by one: one value at a time, 64 channels of 64 columns took 1.7 ns a value
+    (AVX-512, one thread: 3.6 ms for a batch of 8 on 64x64, where weight_tiles itself
+    took 1.3)."""
     n_batch, out_channels, out_h, out_w = grad.shape
     padded_k = ext.shape[2]
-    zero = ext.dtype.type(0)
+    lanes = VECTOR_BYTES // grad.itemsize
+    whole_k = out_channels // lanes * lanes
+    whole_w = out_w // lanes * lanes
+    plane = out_h * out_w
+    gf, ef = grad.reshape(grad.size), ext.reshape(ext.size)
     my_first, my_stop = share(worker, workers, n_batch * out_h)
     for job in range(my_first, my_stop):
         n = job // out_h
-        oh = job % out_h
-        for ow in range(wide):
-            row = ext[n, oh * wide + ow]
-            for k in range(padded_k):
-                row[k] = zero
-        for k in range(out_channels):
-            src = grad[n, k, oh]
-            for ow in range(out_w):
-                ext[n, oh * wide + ow, k] = src[ow]
+        oh = job - n * out_h
+        src = n * out_channels * plane + oh * out_w  # channel 0 of the row
+        dst = (n * ext.shape[1] + oh * wide) * padded_k  # its first position
+        for kb in range(0, whole_k, lanes):
+            for wb in range(0, whole_w, lanes):
+                transpose_tile(gf, src + kb * plane + wb, plane, ef, dst + wb * padded_k + kb,
+                               padded_k)
+        for ow in range(out_w):
+            row = dst + ow * padded_k
+            for k in range(whole_k if ow < whole_w else 0, out_channels):
+                ef[row + k] = gf[src + k * plane + ow]
+            for k in range(out_channels, padded_k):
+                ef[row + k] = 0
+        for q in range(dst + out_w * padded_k, dst + wide * padded_k):
+            ef[q] = 0
     return 0
 
 
 @parallel_kernel
-def weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, positions, chunk,
-                 worker, workers):
+def weight_tiles(xflat, image_size, ext, partials, row_starts, positions, chunk, worker,
+                 workers):
     """partials[worker, i, j, :] += the gradient of the weight that row j of tile i stands
     for, summed over the positions of this share's jobs: register tiles of MR rows of
     the input by NV vectors of output channels, the depth running over positions.
 
-    xflat: the padded input split by stride phase (N, Cp, sh, sw, Hq, Wq), flat, images
-    ``image_size`` apart, with slack past the last one for the rows no weight needs;
-    ext (N, OH * Wq, Kp): the gradient, a row of output channels per position
-    (``positions_last``). Row j of tile i reads, for output position m = oh * Wq + ow,
-    xflat[image + tile_offset[i] + j * tile_stride[i] + m] (a tap of a channel: see
+    xflat: the padded input split by stride phase (N, C, sh, sw, Hq, Wq), flat, images
+    ``image_size`` apart; ext (N, OH * Wq, Kp): the gradient, a row of output channels
+    per position (``positions_last``). Row j of tile i reads, for output position m =
+    oh * Wq + ow, xflat[image + row_starts[i, j] + m] (a tap of a channel: see
     :func:`tile_plan`): contiguous along m, so the tile reads its rows in place, and the
     positions of the columns past OW, whose gradient is zero, add nothing.
     ``positions``: (OH - 1) * Wq + OW, the last one that counts; jobs are (image,
@@ -165,53 +161,41 @@ def weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, pos
         depth = min(chunk, positions - m0)
         b_row = (n * wide_positions + m0) * padded_k
         for i in range(n_tiles):
-            a_base = n * image_size + tile_offset[i] + m0
+            starts = row_starts[i]
             c_base = (worker * n_tiles + i) * MR * padded_k
             for p in range(n_panels):
                 nv = min(NV, (padded_k - p * panel) // lanes)
-                _tile(nv, xflat, a_base, tile_stride[i], ef, b_row + p * panel, padded_k, pf,
-                      c_base + p * panel, padded_k, depth, True)
+                _rows_tile(nv, xflat, n * image_size + m0, starts, ef, b_row + p * panel,
+                           padded_k, pf, c_base + p * panel, padded_k, depth, True)
     return 0
 
 
 @functools.lru_cache(maxsize=64)
 def tile_plan(spec):
-    """(tile_offset, tile_stride, weight_index, padded_c) of ``weight_tiles`` for
-    ``spec``: tile i's rows start tile_offset[i] into an image of the padded, phase-split
-    input (its channels padded to ``padded_c``) and lie tile_stride[i] apart; row j gives
-    the weight weight_index[i, j] of a (C * kH * kW) row of the weights, -1 for none.
+    """(row_starts, weight_index) of ``weight_tiles`` for ``spec``, both (tiles, MR):
+    row j of tile i computes the weight weight_index[i, j] of a (C * kH * kW) row of the
+    weights (-1 for none) from the run of inputs its tap reads, which starts
+    row_starts[i, j] into an image of the padded, phase-split input.
 
-    A tile's rows are MR input channels of one tap (the channel stride apart; channels
-    past C are zero planes) or, where the channels fill too little of a tile
-    (``registry.weight_tile_rows_are_taps``: one grey channel, three colours), taps of
-    one channel: in one row of the kernel, those in the same column phase of the stride
-    lie a constant step apart (a step of the dilation at stride 1), and the rows past the
-    last such tap read values no weight needs (from the slack past the last image)."""
-    sw, kh, kw, dw = spec.stride_w, spec.kernel_height, spec.kernel_width, spec.dilation_w
-    channel_stride = math.prod(phase_split_shape(spec)[2:])
-    channels, taps = spec.in_channels, kh * kw
-    tap_start = _tap_starts(spec)  # (kH, kW)
-
-    offsets, strides, rows = [], [], []
-    if weight_tile_rows_are_taps(spec):
-        padded_c = channels
-        for c in range(channels):
-            for r in range(kh):
-                for group in weight_tile_tap_groups(spec):  # columns of one phase
-                    offsets.append(c * channel_stride + tap_start[r, group[0]])
-                    strides.append(dw // math.gcd(dw, sw))
-                    rows.append([c * taps + r * kw + s for s in group]
-                                + [-1] * (MR - len(group)))
-    else:
-        padded_c = -(-channels // MR) * MR
-        for t in range(taps):
-            for c0 in range(0, padded_c, MR):
-                offsets.append(c0 * channel_stride + tap_start[t // kw, t % kw])
-                strides.append(channel_stride)
-                rows.append([c * taps + t if c < channels else -1 for c in range(c0, c0 + MR)])
-    plan = (np.array(offsets, np.int64), np.array(strides, np.int64),
-            np.array(rows, np.int64), padded_c)
-    for array in plan[:3]:
+    The rows are the weights in order (the taps of a channel, channel by channel), MR a
+    tile, each starting wherever its tap's run does (the tile takes its rows' starts from
+    the plan), so that only the last tile can have rows without a weight (they read the
+    last weight's run). Tiles whose rows lay a constant stride apart (MR channels of one
+    tap, or the taps of one channel in one stride phase) left rows without a weight: 5
+    of 6 for a grey image's 5x5 taps, 5 of 12 for ResNet's 7x7 stem on colour at stride
+    2 (4 + 3 taps a phase in each kernel row)."""
+    channel_size = math.prod(phase_split_shape(spec)[2:])
+    taps = spec.kernel_height * spec.kernel_width
+    weights = spec.in_channels * taps
+    starts = (np.arange(spec.in_channels)[:, None] * channel_size
+              + _tap_starts(spec).reshape(1, taps)).reshape(-1)
+    rows = -(-weights // MR) * MR
+    index = np.full(rows, -1, np.int64)
+    index[:weights] = np.arange(weights)
+    row_starts = np.full(rows, starts[-1], np.int64)
+    row_starts[:weights] = starts
+    plan = (row_starts.reshape(-1, MR), index.reshape(-1, MR))
+    for array in plan:
         array.setflags(write=False)
     return plan
 
@@ -342,15 +326,15 @@ def _run_row_products(spec, x, grad, threads, out, kernel):
     gradient's rows (K, chunk * P) against the im2col matrix's (G * D, chunk * P), D = Cg *
     kH * kW, each a view of the arrays where one image makes the chunk (and, for a
     pointwise layer, the input itself; weight_products then takes every image in one
-    launch, each in place). Which side gives the rows: for the products the side with
-    fewer rows a group (the other is packed into panels of whole vectors), for the dots
-    the side with more (the other's block stays in L2 while they pass). With the im2col
-    side first the (small) result is transposed into ``out`` at the end."""
+    launch, each in place). Which side gives the rows: ``registry.weight_rows_from_im2col``
+    (for the products, the side whose tiles the threads share best; for the dots, the
+    side with more rows). With the im2col side first the (small) result is transposed
+    into ``out`` at the end."""
     positions = spec.out_height * spec.out_width
     kg = spec.out_channels_per_group
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
     dots = kernel == "weight_dots"
-    im2col_first = kg < depth if dots else depth < kg
+    im2col_first = weight_rows_from_im2col(spec, threads)
     if im2col_first:
         result = scratch("weight_grad_output", (spec.groups, depth, kg), x.dtype)
     else:
@@ -450,33 +434,28 @@ def _run_shifted_dots(spec, x, grad, threads, out):
 
 
 def _run_tiles(spec, x, grad, threads, out):
-    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input (its
-    channels padded to whole tiles where the tiles' rows are channels), the gradient
-    positions-last, one partial sum per share, then their sum put in ``out`` (K, C, kH,
-    kW) (:func:`tile_plan`)."""
+    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input, the
+    gradient positions-last, one partial sum per share, then their sum put in ``out`` (K,
+    C, kH, kW) (:func:`tile_plan`)."""
     _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
     lanes = VECTOR_BYTES // x.itemsize
-    tile_offset, tile_stride, weight_index, padded_c = tile_plan(spec)
+    row_starts, _ = tile_plan(spec)
     padded_k = -(-spec.out_channels // lanes) * lanes
-    image_size = padded_c * sh * sw * rows_q * cols_q
-    size = spec.batch * image_size
-    xflat = scratch("weight_grad_tiles_input", (size + MR * int(tile_stride.max()),), x.dtype)
-    xph = xflat[:size].reshape(spec.batch, padded_c, sh, sw, rows_q, cols_q)
-    xph[:, spec.in_channels:] = 0
-    xflat[size:] = 0
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)  # (channels past C: left zero)
+    xph = scratch("weight_grad_tiles_input",
+                  (spec.batch, spec.in_channels, sh, sw, rows_q, cols_q), x.dtype)
+    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
     ext = scratch("weight_grad_tiles_output",
                   (spec.batch, spec.out_height * cols_q, padded_k), x.dtype)
-    positions_last(grad, cols_q, ext, workers=spec.batch * spec.out_height)
+    positions_last(np.ascontiguousarray(grad), cols_q, ext,
+                   workers=spec.batch * spec.out_height)
     positions = (spec.out_height - 1) * cols_q + spec.out_width
     chunk = weight_grad_chunk(padded_k, x.itemsize)
     jobs = spec.batch * -(-positions // chunk)
     shares = max(1, min(threads, jobs))
-    partials = np.zeros((shares, len(tile_offset), MR, padded_k), x.dtype)
-    weight_tiles(xflat, image_size, ext, partials, tile_offset, tile_stride, positions, chunk,
+    partials = np.zeros((shares, len(row_starts), MR, padded_k), x.dtype)
+    weight_tiles(xph.reshape(-1), xph[0].size, ext, partials, row_starts, positions, chunk,
                  workers=shares)
     total = (partials.sum(axis=0) if shares > 1 else partials[0]).reshape(-1, padded_k)
-    used = weight_index.reshape(-1) >= 0
-    out.reshape(spec.out_channels, -1)[:, weight_index.reshape(-1)[used]] = \
-        total[used, :spec.out_channels].T
+    weights = spec.in_channels * spec.kernel_height * spec.kernel_width
+    out.reshape(spec.out_channels, weights)[:] = total[:weights, :spec.out_channels].T
     return out
