@@ -170,6 +170,42 @@ def weight_tiles(xflat, image_size, ext, partials, row_starts, positions, chunk,
     return 0
 
 
+@parallel_kernel
+def sum_partials(partials, out, worker, workers):
+    """out[k, d] = sum over s of partials[s, d // MR, d % MR, k] for k < K, d < D, out (K,
+    D): ``weight_tiles``' partial sums added and put in the weights' layout in one pass,
+    a block of LANES weights' rows per job, summed along the output channels, then
+    transposed in registers (``transpose_tile``). (NumPy's sum, then a copy of its
+    transpose: two passes, 0.18 ms for 128 -> 128 3x3 on AVX-512.)"""
+    shares = partials.shape[0]
+    padded_k = partials.shape[3]
+    out_channels, weights = out.shape
+    lanes = VECTOR_BYTES // out.itemsize
+    whole_k = out_channels // lanes * lanes
+    flat = partials.reshape(shares, partials.shape[1] * MR, padded_k)
+    block = np.empty((lanes, padded_k), out.dtype)
+    my_first, my_stop = share(worker, workers, -(-weights // lanes))
+    for job in range(my_first, my_stop):
+        d0 = job * lanes
+        rows = min(lanes, weights - d0)
+        for i in range(rows):
+            dst = block[i]
+            first = flat[0, d0 + i]
+            for k in range(padded_k):
+                dst[k] = first[k]
+            for s in range(1, shares):
+                src = flat[s, d0 + i]
+                for k in range(padded_k):
+                    dst[k] += src[k]
+        if rows == lanes:
+            for kb in range(0, whole_k, lanes):
+                transpose_tile(block, kb, padded_k, out, kb * weights + d0, weights)
+        for k in range(whole_k if rows == lanes else 0, out_channels):
+            for i in range(rows):
+                out[k, d0 + i] = block[i, k]
+    return 0
+
+
 @functools.lru_cache(maxsize=64)
 def tile_plan(spec):
     """(row_starts, weight_index) of ``weight_tiles`` for ``spec``, both (tiles, MR):
@@ -455,7 +491,7 @@ def _run_tiles(spec, x, grad, threads, out):
     partials = np.zeros((shares, len(row_starts), MR, padded_k), x.dtype)
     weight_tiles(xph.reshape(-1), xph[0].size, ext, partials, row_starts, positions, chunk,
                  workers=shares)
-    total = (partials.sum(axis=0) if shares > 1 else partials[0]).reshape(-1, padded_k)
     weights = spec.in_channels * spec.kernel_height * spec.kernel_width
-    out.reshape(spec.out_channels, weights)[:] = total[:weights, :spec.out_channels].T
+    sum_partials(partials, out.reshape(spec.out_channels, weights),
+                 workers=-(-weights // (4 * lanes)))
     return out
