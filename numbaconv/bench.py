@@ -75,6 +75,22 @@ def interleaved_best(ours, peer, repeat: int) -> tuple:
     return t_ours, t_peer
 
 
+def interleaved_rounds(ours, peer, repeat: int) -> tuple[list, list]:
+    """The seconds of each of ``repeat`` rounds of :func:`interleaved_best`'s turns, for
+    ``ours`` and for ``peer``, which go first in alternate rounds (neither always follows
+    the other): for the ratio of each round's pair, whose median is steadier than the
+    ratio of the bests where the machine's speed drifts between rounds."""
+    t_ours, t_peer = [], []
+    for round_ in range(repeat):
+        if round_ % 2:
+            t_peer.append(_settled_time(peer))
+            t_ours.append(_settled_time(ours))
+        else:
+            t_ours.append(_settled_time(ours))
+            t_peer.append(_settled_time(peer))
+    return t_ours, t_peer
+
+
 def _settled_time(fn) -> float:
     time.sleep(SETTLE_SECONDS)
     fn()

@@ -19,13 +19,17 @@ from collections import defaultdict
 import numpy as np
 
 from .autotune import cpu_model
-from .bench import import_torch, interleaved_best, set_threads
+from .bench import import_torch, interleaved_best, interleaved_rounds, set_threads
 from .bench_networks import _arrays, _describe, _geomean, _kwargs, conv_kind, load_network_layers
 from .isa import vector_isa
 
 #: Steps per library ``bench --training`` times, taking turns (the best is shown): on a
 #: shared 2-core VM (Zen 4, 2026-12-03) the best of 5 put the same tree's LeNet-5 step
-#: anywhere from 0.85 to 1.13x torch's, the best of 25-30 within 0.88-1.06x.
+#: anywhere from 0.85 to 1.13x torch's, the best of 25-30 within 0.88-1.06x. It also
+#: shows the median of the rounds' ratios (each step against torch's in the same round):
+#: there, with the machine's speed drifting by a third from minute to minute, the ratio
+#: of the bests of a ResNet-18 step moved 0.82-1.13 between runs of the same tree, the
+#: median ratio 0.91-0.94.
 TRAINING_REPEAT = 20
 
 
@@ -124,9 +128,10 @@ def run_training_bench(repeat: int = TRAINING_REPEAT, threads=None, out=sys.stdo
     threads = set_threads(threads, torch)
     print(f"numbaconv bench --training: one SGD step (forward, loss, gradients, update), "
           f"float32, {threads} threads, best of {repeat}, taking turns with torch; CPU "
-          f"{cpu_model()!r}, vector ISA {vector_isa()}", file=out)
-    print(f"\n{'model':10s} {'batch':>9s} {'numbaconv ms':>12s} {'torch ms':>9s} {'ratio':>6s}",
-          file=out)
+          f"{cpu_model()!r}, vector ISA {vector_isa()}; ratio = numbaconv / torch time "
+          f"(of the bests, and the median of each round's)", file=out)
+    print(f"\n{'model':10s} {'batch':>9s} {'numbaconv ms':>12s} {'torch ms':>9s} {'ratio':>6s} "
+          f"{'median ratio':>12s}", file=out)
     rng = np.random.default_rng(0)
     rows = []
     for name, (theirs, ours, shape) in training_models(torch).items():
@@ -150,8 +155,12 @@ def run_training_bench(repeat: int = TRAINING_REPEAT, threads=None, out=sys.stdo
 
         ours_step()
         torch_step()
-        t_ours, t_theirs = interleaved_best(ours_step, torch_step, repeat)
-        rows.append(dict(model=name, ms=t_ours * 1e3, torch_ms=t_theirs * 1e3))
+        rounds_ours, rounds_theirs = interleaved_rounds(ours_step, torch_step, repeat)
+        t_ours, t_theirs = min(rounds_ours), min(rounds_theirs)
+        median_ratio = float(np.median(np.divide(rounds_ours, rounds_theirs)))
+        rows.append(dict(model=name, ms=t_ours * 1e3, torch_ms=t_theirs * 1e3,
+                         median_ratio=median_ratio))
         print(f"{name:10s} {'x'.join(map(str, shape)):>9s} {t_ours * 1e3:12.2f} "
-              f"{t_theirs * 1e3:9.2f} {t_ours / t_theirs:6.2f}", file=out, flush=True)
+              f"{t_theirs * 1e3:9.2f} {t_ours / t_theirs:6.2f} {median_ratio:12.2f}",
+              file=out, flush=True)
     return rows

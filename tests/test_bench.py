@@ -127,5 +127,21 @@ def test_training_bench_times_a_step_of_each_model_against_torch(torch):
     rows = run_training_bench(repeat=1, out=out)
     assert [r["model"] for r in rows] == ["lenet5", "resnet18"]
     assert all(r["ms"] > 0 and r["torch_ms"] > 0 for r in rows)
+    # one round: its ratio is the ratio of the bests
+    assert all(r["median_ratio"] == pytest.approx(r["ms"] / r["torch_ms"]) for r in rows)
     text = out.getvalue()
     assert "best of 1" in text and "64x1x28x28" in text and "8x3x64x64" in text
+    assert "median ratio" in text
+
+
+def test_interleaved_rounds_take_turns_in_alternating_order(monkeypatch):
+    """Each round times both, ours first in even rounds and the peer first in odd ones;
+    each turn is an untimed call, then the timed one."""
+    from numbaconv import bench
+
+    monkeypatch.setattr(bench, "SETTLE_SECONDS", 0)
+    calls = []
+    ours, theirs = bench.interleaved_rounds(lambda: calls.append("o"),
+                                            lambda: calls.append("t"), 3)
+    assert len(ours) == len(theirs) == 3 and min(ours + theirs) >= 0
+    assert "".join(calls) == "oott" "ttoo" "oott"
