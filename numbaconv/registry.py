@@ -8,7 +8,6 @@ module is imported on first use.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Optional
@@ -522,9 +521,12 @@ WEIGHT_GRAD_TILES_NARROW_CHANNELS = 32
 #: The least share of a ``weight_tiles`` tile's multiply-adds that make weights (rows
 #: that are weights, times output channels of whole vectors) from which a layer with
 #: fewer input channels than a tile's rows (one grey channel, three colours) takes the
-#: tiles (see :func:`weight_tile_rows`); below it, ``weight_dots``. Measured (batch 64, 28 x 28, 2 threads, ms, tiles / dots,
-#: torch in brackets): LeNet's 1 -> 6 5x5, 0.62 of the tile on AVX2 0.70 / 0.70 (1.75),
-#: 0.31 on AVX-512 0.77 / 0.31 (0.36); 4 -> 16 5x5 (batch 32), 0.83, AVX-512 0.94 / 0.93.
+#: tiles (see :func:`weight_tile_rows`); below it, ``weight_dots``. Measured (batch 64,
+#: 28 x 28, 2 threads, ms, tiles / dots, torch in brackets): LeNet's 1 -> 6 5x5, 0.62 of
+#: the tile on AVX2 0.70 / 0.70 (1.75), 0.31 on AVX-512 0.77 / 0.31 (0.36); 4 -> 16 5x5
+#: (batch 32), 0.83, AVX-512 0.94 / 0.93; batch 8, AVX-512: ResNet's 7x7 stem on 64x64
+#: colour images at stride 2 (0.98 of the tile) 1.1 / 1.7 (0.9-1.5), 3 -> 64 3x3 on 32x32
+#: (0.9) 0.31-0.37 / 0.33-0.38 (0.33-0.40).
 WEIGHT_GRAD_TILES_MIN_TAP_FILL = 0.6
 #: Output positions per image up to which a depthwise layer's weight gradient runs
 #: vectorised across channels (``depthwise_weight_lanes``); on larger planes the rows are
@@ -724,11 +726,10 @@ def weight_rows_from_im2col(spec: ConvSpec, threads: int) -> bool:
     whole panels, jobs as the threads share them) come to more than
     WEIGHT_GRAD_SIDE_MAX_EXTRA_WORK times those of the other side, and, to take the
     im2col side, the multiply-adds saved outweigh transposing the result
-    (WEIGHT_GRAD_TRANSPOSE_MULTIPLY_ADDS). ResNet's 7x7 stem, 3 -> 64
-    at stride 2 (147 im2col rows against 64 gradient rows), on 2 threads: as gradient
-    rows its 147 columns were cut at 128, one thread getting 7 times the other's work;
-    as im2col rows each thread takes 74 of them (AVX-512, batch 8 at 64x64: 2.3 -> 1.5
-    ms; torch 0.85).
+    (WEIGHT_GRAD_TRANSPOSE_MULTIPLY_ADDS). DenseNet's 160 -> 128 1x1 on 2 threads: as
+    gradient rows its 160 columns were cut at 128, one thread getting 4 times the other's
+    work; as im2col rows each thread takes 64 of the 128 columns (AVX-512, batch 8 on
+    56x56: 9.1 -> 6.0 ms, torch 7.2; 192 -> 64 on 14x14 0.47 -> 0.33, torch 0.53).
     """
     kg = spec.out_channels_per_group
     depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
@@ -774,7 +775,7 @@ def weight_grad_workspace(spec: ConvSpec) -> int:
     taps = spec.kernel_height * spec.kernel_width
     # the gradient's and the input's rows, images side by side, and the result to
     # transpose where the im2col side gives the rows (weight_grad._run_row_products)
-    kg, depth = spec.out_channels_per_group, spec.in_channels_per_group * taps
+    depth = spec.in_channels_per_group * taps
     transposed = weight_rows_from_im2col(spec, config.CPU_COUNT)
     work = 0 if kernel == "weight_dots" else \
         config.CPU_COUNT * _matmul_work_bytes(positions, spec.itemsize)

@@ -216,10 +216,10 @@ def tile_plan(spec):
     The rows are the weights in order (the taps of a channel, channel by channel), MR a
     tile, each starting wherever its tap's run does (the tile takes its rows' starts from
     the plan), so that only the last tile can have rows without a weight (they read the
-    last weight's run). Tiles whose rows lay a constant stride apart (MR channels of one
-    tap, or the taps of one channel in one stride phase) left rows without a weight: 5
-    of 6 for a grey image's 5x5 taps, 5 of 12 for ResNet's 7x7 stem on colour at stride
-    2 (4 + 3 taps a phase in each kernel row)."""
+    last weight's run). When a tile's rows had to lie a constant stride apart, tiles of
+    MR channels of one tap left 5 of 6 rows without a weight on a grey image, and tiles
+    of one channel's taps in one stride phase of a kernel row 5 of 12 on ResNet's 7x7
+    stem at stride 2 (4 + 3 taps a phase)."""
     channel_size = math.prod(phase_split_shape(spec)[2:])
     taps = spec.kernel_height * spec.kernel_width
     weights = spec.in_channels * taps
