@@ -367,9 +367,12 @@ def _batch_norm_vjp(argnums, ans, args, kwargs):
     if unknown:
         raise NotImplementedError(f"batch_norm: no gradient with respect to argument(s) "
                                   f"{sorted(unknown)} (running statistics)")
-    bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
-    bound.apply_defaults()
-    a = bound.arguments
+    if not kwargs and len(args) == len(_BATCH_NORM_SIGNATURE.parameters):
+        a = dict(zip(_BATCH_NORM_SIGNATURE.parameters, args))  # (as the modules call it)
+    else:  # (binding costs ~15 us)
+        bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
     x = np.asarray(a["input"])
     channels = x.shape[1]
     batch_stats = bool(a["training"]) or a["running_mean"] is None

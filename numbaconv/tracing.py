@@ -33,6 +33,8 @@ def as_array(value):
 def differentiable(function):
     """Mark a public function whose gradient :mod:`numbaconv.autodiff` defines."""
     signature = inspect.signature(function)
+    keyword_only = frozenset(name for name, parameter in signature.parameters.items()
+                             if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
 
     modules = sys.modules
 
@@ -52,10 +54,11 @@ def differentiable(function):
         from . import autodiff
 
         # autograd follows positional arguments only: every argument that can be passed
-        # by position goes by position (binding costs ~15 us: only when there is a keyword).
+        # by position goes by position (binding costs ~15 us: only when there is a keyword
+        # that could go by position).
         primitive = autodiff.primitive_of(function.__name__)
-        if not kwargs:
-            return primitive(*args)
+        if keyword_only.issuperset(kwargs):
+            return primitive(*args, **kwargs)
         bound = signature.bind(*args, **kwargs)
         return primitive(*bound.args, **bound.kwargs)
 

@@ -520,6 +520,40 @@ def test_concatenation_through_autograd_numpy():
     np.testing.assert_allclose(grads["a.bias"], 2 * out[:, :3].sum(axis=(0, 2, 3)), rtol=1e-4)
 
 
+def test_keywords_reach_the_gradient_as_positions_do():
+    """A traced call with keywords (ones that could go by position, which are bound to
+    their positions, and keyword-only ones, passed on as they are) gives the gradients
+    of the same call made by position."""
+    from numbaconv import functional as F
+
+    class Functional(nn.Module):
+        def __init__(self, by_keyword):
+            super().__init__()
+            self.by_keyword = by_keyword
+            self.conv = nn.Conv2d(2, 3, 3)
+
+        def forward(self, x):
+            w, b = self.conv.weight, self.conv.bias
+            if self.by_keyword:
+                y = F.conv2d(x, w, bias=b, padding=1, padding_mode="reflect", algorithm="gemm")
+                return max_pool2d(y, 2, ceil_mode=True)
+            return max_pool2d(F.conv2d(x, w, b, 1, 1, 1, 1, "reflect"), 2, None, 0, 1, True)
+
+    from numbaconv import max_pool2d
+
+    x = np.random.default_rng(6).standard_normal((2, 2, 5, 5)).astype(np.float32)
+    results = []
+    for by_keyword in (True, False):
+        model = Functional(by_keyword)
+        model.conv.weight[...] = np.arange(54, dtype=np.float32).reshape(3, 2, 3, 3) / 50
+        model.conv.bias[...] = (0.5, -0.25, 0.125)
+        results.append(nn.value_and_grad(model, lambda out, t: (out * out).sum())(x, None))
+    (loss_k, grads_k), (loss_p, grads_p) = results
+    assert loss_k == pytest.approx(loss_p, rel=1e-6)
+    for name in grads_p:
+        np.testing.assert_allclose(grads_k[name], grads_p[name], rtol=1e-5, atol=1e-6)
+
+
 def test_value_and_grad_arguments():
     with pytest.raises(TypeError, match="Module"):
         nn.value_and_grad(lambda x: x, nn.MSELoss())

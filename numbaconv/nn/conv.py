@@ -104,8 +104,8 @@ class _Conv(_ConvNd):
 
     def forward(self, input):
         return self._function(input, self.weight, self.bias, self.stride, self.padding,
-                                    self.dilation, self.groups, padding_mode=self.padding_mode,
-                                    algorithm=self.algorithm)
+                              self.dilation, self.groups, self.padding_mode,
+                              algorithm=self.algorithm)
 
 
 class _ConvTranspose(_ConvNd):
