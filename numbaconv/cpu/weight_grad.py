@@ -470,16 +470,15 @@ def _run_shifted_dots(spec, x, grad, threads, out):
 
 
 def _run_tiles(spec, x, grad, threads, out):
-    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input, the
+    """``weight_tiles`` for ``spec`` (groups 1): the padded, phase-split input (x itself
+    for an unpadded layer at stride 1: the last tap's run ends at the last input), the
     gradient positions-last, one partial sum per share, then their sum put in ``out`` (K,
     C, kH, kW) (:func:`tile_plan`)."""
-    _, _, sh, sw, rows_q, cols_q = phase_split_shape(spec)
+    cols_q = phase_split_shape(spec)[5]
     lanes = VECTOR_BYTES // x.itemsize
     row_starts, _ = tile_plan(spec)
     padded_k = -(-spec.out_channels // lanes) * lanes
-    xph = scratch("weight_grad_tiles_input",
-                  (spec.batch, spec.in_channels, sh, sw, rows_q, cols_q), x.dtype)
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    xph = phase_split_input(spec, x, "weight_grad_tiles_input")
     ext = scratch("weight_grad_tiles_output",
                   (spec.batch, spec.out_height * cols_q, padded_k), x.dtype)
     positions_last(np.ascontiguousarray(grad), cols_q, ext,
