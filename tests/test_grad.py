@@ -415,7 +415,7 @@ def test_weight_product_blocks_cover_the_product(depth, kg, groups, threads):
     """Jobs of whole panels and tiles (or the whole side), as many as the threads where
     the product has tiles and panels enough, every row and column in exactly one job."""
     from numbaconv import isa
-    from numbaconv.cpu.weight_grad import product_blocks
+    from numbaconv.registry import product_blocks
 
     rows, cols = product_blocks(depth, kg, groups, threads, 4)
     panel = isa.NV * isa.VECTOR_BYTES // 4
