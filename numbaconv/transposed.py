@@ -167,7 +167,7 @@ def _positions_major(tspec, x, w, bias, small):
 
     from .cpu.gemm import pointwise_conv2d, product_jobs
     from .cpu.layout import transpose_into
-    from .cpu.transposed_gemm import fill_channels, scatter_positions
+    from .cpu.transposed_gemm import scatter_positions
     from .epilogue import NO_EPILOGUE
 
     kh, kw = tspec.kernel_height, tspec.kernel_width
@@ -190,10 +190,9 @@ def _positions_major(tspec, x, w, bias, small):
                          pixels.reshape(positions, tspec.in_channels),
                          np.zeros(positions, tspec.dtype), contributions, 1, block_rows,
                          block_cols, NO_EPILOGUE)
-        fill_channels(out, bias)
         (sh, sw), (ph, pw), (dh, dw) = tspec.stride, tspec.padding, tspec.dilation
-        scatter_positions(contributions[0], out, tspec.in_height, tspec.in_width, kh, kw,
-                          sh, sw, ph, pw, dh, dw, SCATTER_CHANNEL_BLOCK,
+        scatter_positions(contributions[0], bias, out, tspec.in_height, tspec.in_width, kh,
+                          kw, sh, sw, ph, pw, dh, dw, SCATTER_CHANNEL_BLOCK,
                           workers=tspec.batch * -(-tspec.out_channels // SCATTER_CHANNEL_BLOCK))
     return out
 

@@ -455,6 +455,28 @@ def test_input_gradient_positions_major_in_training_steps(x_shape, w_shape, kwar
     assert calls
 
 
+def test_positions_major_transposed_convolution_adds_its_bias(rng, monkeypatch):
+    """conv_transpose2d with a bias while weights are fresh runs positions-major, whose
+    scatter starts each of its planes at the bias (channels over three scatter blocks);
+    against the same call with weights not fresh, which runs another path."""
+    import numbaconv
+    from numbaconv import config, transposed
+
+    calls = []
+    original = transposed._positions_major
+    monkeypatch.setattr(transposed, "_positions_major",
+                        lambda *args: calls.append(1) or original(*args))
+    x = rng.standard_normal((2, 40, 2, 3)).astype(np.float32)
+    w = rng.standard_normal((40, 70, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    expected = numbaconv.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+    assert not calls
+    with config.fresh_weights():
+        got = numbaconv.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+    assert calls
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((8, 72, 1, 1), (288, 72, 1, 1), {}), ((3, 5, 1, 1), (7, 5, 1, 1), dict(stride=2)),

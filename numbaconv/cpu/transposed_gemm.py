@@ -126,14 +126,16 @@ def transposed_jobs(batch, in_h, in_w, out_channels_per_group, groups, taps, ove
 
 
 @parallel_kernel
-def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh, dw,
+def scatter_positions(contributions, bias, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh, dw,
                       block, worker, workers):
-    """out[n, k, i * sh - ph + r * dh, j * sw - pw + t * dw] += contributions[(n, i, j),
-    (k, r, t)] where that lies inside the output: the scatter-add of a positions-major
-    product (a row of every output channel's and tap's contributions per input pixel).
-    A job is an image's ``block`` output channels: it reads one contiguous run of each of
-    its pixels' rows, and its planes stay in L1. contributions (N * H * W, K * kH * kW);
-    out (N, K, OH, OW), holding the bias beforehand. For small maps (few pixels)."""
+    """out[n, k] = bias[k] + the sum of contributions[(n, i, j), (k, r, t)] over the
+    pixels (i, j) and taps (r, t) that land at (i * sh - ph + r * dh, j * sw - pw + t *
+    dw) inside the output: the scatter-add of a positions-major product (a row of every
+    output channel's and tap's contributions per input pixel). A job is an image's
+    ``block`` output channels: it sets its planes to the bias (no pass of its own over
+    the output first), then reads one contiguous run of each of its pixels' rows, and its
+    planes stay in L1. contributions (N * H * W, K * kH * kW); out (N, K, OH, OW). For
+    small maps (few pixels)."""
     n_batch, channels, out_h, out_w = out.shape
     taps = kh * kw
     blocks = -(-channels // block)
@@ -141,6 +143,11 @@ def scatter_positions(contributions, out, in_h, in_w, kh, kw, sh, sw, ph, pw, dh
     for job in range(my_first, my_stop):
         n, k0 = job // blocks, job % blocks * block
         k1 = min(channels, k0 + block)
+        for k in range(k0, k1):
+            plane = out[n, k].reshape(out_h * out_w)
+            b = bias[k]
+            for q in range(out_h * out_w):
+                plane[q] = b
         for i in range(in_h):
             for j in range(in_w):
                 row = contributions[(n * in_h + i) * in_w + j]
