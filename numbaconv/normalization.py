@@ -52,6 +52,13 @@ def _as_3d(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))
 
 
+#: Channels per thread from which training-mode ``batch_norm`` computes its statistics and
+#: its output in one launch (``cpu.norm.channel_normalize``, a job per channel); with
+#: fewer, the output pass runs over (image, channel) planes (``channel_affine``), so that
+#: every thread has work.
+BATCH_NORM_FUSED_CHANNELS_PER_THREAD = 4
+
+
 @differentiable
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-05):
@@ -78,7 +85,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     (array([0.2, 2. ]), array([ 1.1, 20.9]))
     """
     op = "batch_norm"
-    from .cpu.norm import channel_affine, channel_moments
+    import numba  # (imported here: importing numbaconv compiles and imports no Numba)
+
+    from .cpu.norm import channel_affine, channel_moments, channel_normalize
 
     x = check_float_array(op, "input", input)
     if x.ndim < 2:
@@ -106,12 +115,22 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
         mean, var = np.empty(channels), np.empty(channels)
-        with config.one_share_for(work):
-            channel_moments(x3, mean, var)
+        fused = channels >= BATCH_NORM_FUSED_CHANNELS_PER_THREAD * numba.get_num_threads()
+        if fused:  # statistics and output in one launch
+            out = np.empty(x3.shape, dtype)
+            unused = np.empty(0)
+            with config.one_share_for(work):
+                channel_normalize(x3, unused if w is None else w, unused if b is None else b,
+                                  w is not None, b is not None, eps, out, mean, var)
+        else:
+            with config.one_share_for(work):
+                channel_moments(x3, mean, var)
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * mean_in + momentum * mean
         if running_var is not None:
             running_var[...] = (1 - momentum) * var_in + momentum * var * count / (count - 1)
+        if fused:
+            return out.reshape(x.shape)
     else:
         mean, var = mean_in, var_in
     scale = 1.0 / np.sqrt(var + eps)

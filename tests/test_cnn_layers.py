@@ -193,6 +193,30 @@ def test_batch_norm_matches_torch_and_the_formula(torch, data):
     np.testing.assert_allclose(out, reference, rtol=tol * 10, atol=tol * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_training_in_one_launch_equals_two(dtype, affine, rng, monkeypatch):
+    """Training-mode batch_norm's one-launch kernel (statistics, then the output, a job
+    per channel) gives the two-launch path's output, batch statistics and running
+    statistics bit for bit, signed zeros included (a channel of zeros, a bias of -0.0)."""
+    from numbaconv import normalization
+
+    x = (rng.standard_normal((3, 20, 5, 7)) * 3 + 2).astype(dtype)
+    x[:, 4] = 0  # mean 0, scale 1 / sqrt(eps): x * a + s of zeros
+    weight = rng.standard_normal(20).astype(dtype) if affine else None
+    bias = rng.standard_normal(20).astype(dtype) if affine else None
+    if affine:
+        bias[4] = -0.0
+    results = []
+    for per_thread in (0, 10**9):  # the one launch, then the two
+        monkeypatch.setattr(normalization, "BATCH_NORM_FUSED_CHANNELS_PER_THREAD", per_thread)
+        mean, var = np.zeros(20), np.ones(20)
+        out = numbaconv.batch_norm(x, mean, var, weight, bias, training=True, momentum=0.3)
+        results.append((out, mean, var))
+    for fused, plain in zip(*results):
+        assert fused.dtype == plain.dtype and fused.tobytes() == plain.tobytes()
+
+
 @pytest.mark.parametrize("call, error, pattern", [
     (lambda: numbaconv.batch_norm(np.ones(3), None, None, training=True), ValueError, "2 dim"),
     (lambda: numbaconv.batch_norm(np.ones((2, 3)), None, None), ValueError, "evaluation mode"),
