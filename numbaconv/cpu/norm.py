@@ -39,23 +39,28 @@ def _channel_mean(x3, c):
     return total / (n_batch * positions)
 
 
+@njit(inline="always")
+def _channel_moments(x3, c):
+    """(mean, biased variance) of x3[:, c, :] (float64): the mean, then the squared
+    deviations from it."""
+    n_batch, _, positions = x3.shape
+    m = _channel_mean(x3, c)
+    squares = 0.0
+    for n in range(n_batch):
+        src = x3[n, c]
+        for p in range(positions):
+            d = src[p] - m
+            squares += d * d
+    return m, squares / (n_batch * positions)
+
+
 @parallel_kernel
 def channel_moments(x3, mean, var, worker, workers):
     """mean[c], var[c] (float64): the mean and the biased variance of x3[:, c, :] over N
     and P, one channel per job."""
-    n_batch, channels, positions = x3.shape
-    count = n_batch * positions
-    my_first, my_stop = share(worker, workers, channels)
+    my_first, my_stop = share(worker, workers, x3.shape[1])
     for c in range(my_first, my_stop):
-        m = _channel_mean(x3, c)
-        squares = 0.0
-        for n in range(n_batch):
-            src = x3[n, c]
-            for p in range(positions):
-                d = src[p] - m
-                squares += d * d
-        mean[c] = m
-        var[c] = squares / count
+        mean[c], var[c] = _channel_moments(x3, c)
     return 0
 
 
@@ -70,17 +75,9 @@ def channel_normalize(x3, weight, bias, has_weight, has_bias, eps, out3, mean, v
     while they are still in cache (for a ResNet's batch of 8: 32 KiB a channel at most),
     and a layer makes one launch instead of two with NumPy's work between them."""
     n_batch, channels, positions = x3.shape
-    count = n_batch * positions
     my_first, my_stop = share(worker, workers, channels)
     for c in range(my_first, my_stop):
-        m = _channel_mean(x3, c)
-        squares = 0.0
-        for n in range(n_batch):
-            src = x3[n, c]
-            for p in range(positions):
-                d = src[p] - m
-                squares += d * d
-        v = squares / count
+        m, v = _channel_moments(x3, c)
         mean[c] = m
         var[c] = v
         scale = 1.0 / np.sqrt(v + eps)
