@@ -41,7 +41,7 @@ def vector_setup(context, builder, dtype):
     return lanes, vec, fma
 
 
-def _tile_kernel(mr, nv, gather=False, gather_rows=False):
+def _tile_kernel(mr, nv, gather=False):
     """An intrinsic computing c[0:mr, 0:nv*W] (+)= a[0:mr, 0:depth] @ b[0:depth, 0:nv*W].
 
     Arguments: ``a``, ``a_off``, ``lda``, ``b``, ``b_off``, ``ldb``, ``c``, ``c_off``,
@@ -55,18 +55,19 @@ def _tile_kernel(mr, nv, gather=False, gather_rows=False):
     each kernel tap reads, so a convolution needs no im2col copy (see
     ``direct.tiled_conv2d``).
 
-    With ``gather_rows``, ``lda`` is instead an int64 array: row i of ``a`` starts at
-    ``a_off + lda[i]``, each row anywhere (a weight gradient's rows: any MR of the input
-    runs its kernel taps read, see ``weight_grad.tile_plan``).
+    Where ``lda`` is an int64 array instead of a stride (the arguments' types decide, as
+    each type compiles its own tile), row i of ``a`` starts at ``a_off + lda[i]``, each
+    row anywhere (a weight gradient's rows: any MR of the input runs its kernel taps
+    read, see ``weight_grad.tile_plan``).
     """
 
     @intrinsic
     def tile(typingctx, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
         if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
             return None  # a typing error: one float dtype for all three
-        if gather != isinstance(ldb, types.Array) or \
-                gather_rows != isinstance(lda, types.Array):
+        if gather != isinstance(ldb, types.Array):
             return None
+        gather_rows = isinstance(lda, types.Array)
         sig = types.void(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
 
         def codegen(context, builder, signature, args):
@@ -272,6 +273,22 @@ def transpose_tile_bias(typingctx, src, src_off, lds, dst, dst_off, ldd, bias, b
     return sig, _transpose_codegen(True)
 
 
+@njit(inline="always")
+def transpose_block(src, src_off, lds, dst, dst_off, ldd, rows, cols):
+    """dst[dst_off + j * ldd + i] = src[src_off + i * lds + j] for i < rows, j < cols
+    (1-D arrays, offsets and strides in elements): whole LANES x LANES blocks by
+    :func:`transpose_tile`, the ragged rows and columns past them one value at a time."""
+    lanes = VECTOR_BYTES // src.itemsize
+    whole_rows = rows // lanes * lanes
+    whole_cols = cols // lanes * lanes
+    for i in range(0, whole_rows, lanes):
+        for j in range(0, whole_cols, lanes):
+            transpose_tile(src, src_off + i * lds + j, lds, dst, dst_off + j * ldd + i, ldd)
+    for j in range(cols):
+        for i in range(whole_rows if j < whole_cols else 0, rows):
+            dst[dst_off + j * ldd + i] = src[src_off + i * lds + j]
+
+
 #: The implicit-GEMM tile: MR output channels by NV vectors of output positions; and one
 #: of 4 channels, for layers whose channels per group come in fours (grouped layers with
 #: 8, 16 or 32: in tiles of 6 a third, a ninth or a ninth of the work would be padding).
@@ -281,10 +298,6 @@ _tile1 = _tile_kernel(MR, 1)
 _tile2 = _tile_kernel(MR, 2)
 _tile3 = _tile_kernel(MR, 3)
 _tile4 = _tile_kernel(MR, 4)
-_rows_tile1 = _tile_kernel(MR, 1, gather_rows=True)
-_rows_tile2 = _tile_kernel(MR, 2, gather_rows=True)
-_rows_tile3 = _tile_kernel(MR, 3, gather_rows=True)
-_rows_tile4 = _tile_kernel(MR, 4, gather_rows=True)
 _copy_panel = _panel_copy_kernel(NV)  # a whole panel's vectors
 _copy_vector = _panel_copy_kernel(1)
 
@@ -299,19 +312,6 @@ def _tile(nv, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
         _tile2(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
     else:
         _tile1(a, a_off, lda, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
-
-
-@njit(inline="always")
-def _rows_tile(nv, a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate):
-    """:func:`_tile` whose MR rows of ``a`` start at a_off + row_starts[i] (int64, MR)."""
-    if nv == 4:
-        _rows_tile4(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
-    elif nv == 3:
-        _rows_tile3(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
-    elif nv == 2:
-        _rows_tile2(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
-    else:
-        _rows_tile1(a, a_off, row_starts, b, b_off, ldb, c, c_off, ldc, depth, accumulate)
 
 
 # Depth per pass: a pass re-reads (depth block x N) of b from L2 for every MR rows of a.

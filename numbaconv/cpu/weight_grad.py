@@ -13,8 +13,8 @@
   weights' rows (MR (channel, tap) pairs: :func:`tile_plan`) by NV vectors of output
   channels, whose depth runs over output positions: each tap's input values are read in
   place in the padded, stride-phase-split input (contiguous along a row of outputs; the
-  columns between rows
-  multiply zeros of the gradient, laid out a row of output channels per position), so
+  columns between rows multiply zeros of the gradient, laid out a row of output
+  channels per position), so
   nothing is unfolded. Each thread sums its share of the positions into a partial sum
   of its own; the partial sums are added at the end.
 * ``weight_products``: per group, grad_weight (Kg, Cg * kH * kW) = grad_output (Kg,
@@ -24,8 +24,8 @@
   is unfolded (``gemm.unfold``) for a chunk of images at a time, each chunk's product
   added to the last; a pointwise layer's images are their own, multiplied in place.
   The side whose register tiles the threads share best gives the product's rows (the
-  result is transposed where that is the im2col matrix's). Against transposing the gradient and the result in
-  memory (AVX2, 2 threads, batch 8, pointwise, ms, torch in brackets): 832 -> 256 on
+  result is transposed where that is the im2col matrix's). Against transposing the
+  gradient and the result in memory (AVX2, 2 threads, batch 8, pointwise, ms, torch in brackets): 832 -> 256 on
   7x7 2.25 -> 1.66 (1.62), 116 -> 116 on 28x28 4.4 -> 2.7 (2.9), 256 -> 256 on 56x56
   35.9 -> 26.1 (54.0).
 * ``weight_dots``: groups too narrow for the product's panels (fewer output channels,
@@ -56,7 +56,7 @@ from ..registry import (depthwise_lane_block, product_blocks, weight_dots_row_bl
 from .dispatch import parallel_kernel, share
 from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
-from .microkernel import _rows_tile, matmul_bt, transpose_tile, workspace_size
+from .microkernel import _tile, matmul_bt, transpose_block, workspace_size
 from .outer import COLUMN_BLOCK, outer_sums
 from .row_dots import row_dots, shifted_row_dots
 from .workspace import scratch
@@ -96,16 +96,11 @@ def positions_last(grad, wide, ext, worker, workers):
     the channels past K (what ``weight_tiles`` multiplies); one (image, row) per job.
     grad C-contiguous.
 
-    Blocks of LANES channels by LANES columns are transposed in registers
-    (``transpose_tile``), the ragged channels and columns past the last whole block
-    moved one by one: one value at a time, 64 channels of 64 columns took 1.7 ns a value
-    (AVX-512, one thread: 3.6 ms for a batch of 8 on 64x64, where weight_tiles itself
-    took 1.3)."""
+    A row's (channels, columns) block is transposed in registers (``transpose_block``):
+    one value at a time, 64 channels of 64 columns took 1.7 ns a value (AVX-512, one
+    thread: 3.6 ms for a batch of 8 on 64x64, where weight_tiles itself took 1.3)."""
     n_batch, out_channels, out_h, out_w = grad.shape
     padded_k = ext.shape[2]
-    lanes = VECTOR_BYTES // grad.itemsize
-    whole_k = out_channels // lanes * lanes
-    whole_w = out_w // lanes * lanes
     plane = out_h * out_w
     gf, ef = grad.reshape(grad.size), ext.reshape(ext.size)
     my_first, my_stop = share(worker, workers, n_batch * out_h)
@@ -114,14 +109,9 @@ def positions_last(grad, wide, ext, worker, workers):
         oh = job - n * out_h
         src = n * out_channels * plane + oh * out_w  # channel 0 of the row
         dst = (n * ext.shape[1] + oh * wide) * padded_k  # its first position
-        for kb in range(0, whole_k, lanes):
-            for wb in range(0, whole_w, lanes):
-                transpose_tile(gf, src + kb * plane + wb, plane, ef, dst + wb * padded_k + kb,
-                               padded_k)
+        transpose_block(gf, src, plane, ef, dst, padded_k, out_channels, out_w)
         for ow in range(out_w):
             row = dst + ow * padded_k
-            for k in range(whole_k if ow < whole_w else 0, out_channels):
-                ef[row + k] = gf[src + k * plane + ow]
             for k in range(out_channels, padded_k):
                 ef[row + k] = 0
         for q in range(dst + out_w * padded_k, dst + wide * padded_k):
@@ -165,8 +155,8 @@ def weight_tiles(xflat, image_size, ext, partials, row_starts, positions, chunk,
             c_base = (worker * n_tiles + i) * MR * padded_k
             for p in range(n_panels):
                 nv = min(NV, (padded_k - p * panel) // lanes)
-                _rows_tile(nv, xflat, n * image_size + m0, starts, ef, b_row + p * panel,
-                           padded_k, pf, c_base + p * panel, padded_k, depth, True)
+                _tile(nv, xflat, n * image_size + m0, starts, ef, b_row + p * panel,
+                      padded_k, pf, c_base + p * panel, padded_k, depth, True)
     return 0
 
 
@@ -175,15 +165,15 @@ def sum_partials(partials, out, worker, workers):
     """out[k, d] = sum over s of partials[s, d // MR, d % MR, k] for k < K, d < D, out (K,
     D): ``weight_tiles``' partial sums added and put in the weights' layout in one pass,
     a block of LANES weights' rows per job, summed along the output channels, then
-    transposed in registers (``transpose_tile``). (NumPy's sum, then a copy of its
+    transposed in registers (``transpose_block``). (NumPy's sum, then a copy of its
     transpose: two passes, 0.18 ms for 128 -> 128 3x3 on AVX-512.)"""
     shares = partials.shape[0]
     padded_k = partials.shape[3]
     out_channels, weights = out.shape
     lanes = VECTOR_BYTES // out.itemsize
-    whole_k = out_channels // lanes * lanes
     flat = partials.reshape(shares, partials.shape[1] * MR, padded_k)
     block = np.empty((lanes, padded_k), out.dtype)
+    block_flat, out_flat = block.reshape(block.size), out.reshape(out.size)
     my_first, my_stop = share(worker, workers, -(-weights // lanes))
     for job in range(my_first, my_stop):
         d0 = job * lanes
@@ -197,12 +187,7 @@ def sum_partials(partials, out, worker, workers):
                 src = flat[s, d0 + i]
                 for k in range(padded_k):
                     dst[k] += src[k]
-        if rows == lanes:
-            for kb in range(0, whole_k, lanes):
-                transpose_tile(block, kb, padded_k, out, kb * weights + d0, weights)
-        for k in range(whole_k if rows == lanes else 0, out_channels):
-            for i in range(rows):
-                out[k, d0 + i] = block[i, k]
+        transpose_block(block_flat, 0, padded_k, out_flat, d0, weights, rows, out_channels)
     return 0
 
 
