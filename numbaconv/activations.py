@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from scipy import special
 
-from . import config
+from . import array_pool, config
 from .epilogue import NO_EPILOGUE
 from .random import as_generator
 from .spec import _is_int, check_float_array
@@ -34,8 +34,8 @@ def _number(op: str, name: str, value) -> float:
 def _fresh(x):
     """A new array of x's shape and dtype for a ufunc's ``out=``: a ufunc called on a 0-d
     array returns a NumPy scalar, where torch returns a 0-d tensor; with ``out=`` it
-    returns the (0-d) array."""
-    return np.empty(x.shape, x.dtype)
+    returns the (0-d) array. Large ones reuse pooled memory (:mod:`numbaconv.array_pool`)."""
+    return array_pool.empty(x.shape, x.dtype)
 
 
 #: Values from which relu and its gradient run as one Numba pass on the threads

@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from . import config
+from . import array_pool, config
 from .spec import _is_int, check_float_array
 from .tracing import differentiable
 
@@ -117,7 +117,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         mean, var = np.empty(channels), np.empty(channels)
         fused = channels >= BATCH_NORM_FUSED_CHANNELS_PER_THREAD * numba.get_num_threads()
         if fused:  # statistics and output in one launch
-            out = np.empty(x3.shape, dtype)
+            out = array_pool.empty(x3.shape, dtype)
             unused = np.empty(0)
             with config.one_share_for(work):
                 channel_normalize(x3, unused if w is None else w, unused if b is None else b,
@@ -139,7 +139,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     shift = -mean * scale
     if b is not None:
         shift = shift + b
-    out = np.empty(x3.shape, dtype)
+    out = array_pool.empty(x3.shape, dtype)
     if out.size:
         with config.one_share_for(work):
             channel_affine(x3, scale.astype(dtype), shift.astype(dtype), out)
@@ -197,7 +197,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
         affine.append(array.reshape(size))
     x2 = np.ascontiguousarray(x, dtype=dtype).reshape(math.prod(x.shape) // size if size
                                                       else 0, size)
-    out = np.empty(x2.shape, dtype)
+    out = array_pool.empty(x2.shape, dtype)
     if out.size:
         with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
             row_normalize(x2, *(np.ascontiguousarray(a, dtype=dtype) for a in affine), eps,
@@ -244,7 +244,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
         dtype = np.result_type(dtype, array.dtype)
         affine.append(array)
     x3 = _as_3d(x.astype(dtype, copy=False))
-    out = np.empty(x3.shape, dtype)
+    out = array_pool.empty(x3.shape, dtype)
     if out.size:
         with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
             group_normalize(x3, int(num_groups),

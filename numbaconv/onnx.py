@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
-from . import activations, config, normalization, pooling
+from . import activations, array_pool, config, normalization, pooling
 from .functional import conv1d, conv2d, fused_conv2d
 from .nn.module import Module
 from .transposed import conv_transpose1d, conv_transpose2d
@@ -528,7 +528,16 @@ def _unary(function):
 
 
 def _binary(function):
-    return lambda model, args, attributes, n_out: [function(args[0], args[1])]
+    def run(model, args, attributes, n_out):
+        a, b = args
+        if function in (np.add, np.subtract, np.multiply) and isinstance(a, np.ndarray) and \
+                isinstance(b, np.ndarray) and a.dtype == b.dtype and a.dtype.kind == "f":
+            # a large result (a squeeze-and-excitation's scaled activations) in pooled memory
+            out = array_pool.empty(np.broadcast_shapes(a.shape, b.shape), a.dtype)
+            return [function(a, b, out=out)]
+        return [function(a, b)]
+
+    return run
 
 
 def _divide(a, b):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config
+from . import array_pool, config
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import _is_int, check_float_array
 from .tracing import differentiable
@@ -26,7 +26,7 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
 
     x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
+    out = array_pool.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     geometry = (*spec.kernel, *spec.stride, *spec.padding, *spec.dilation)
     if not return_indices:
         if out.size:
@@ -78,7 +78,7 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
     x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
     override = divisor(op, divisor_override)
-    out = np.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
+    out = array_pool.empty((spec.batch, spec.channels, spec.out_height, spec.out_width), x.dtype)
     if out.size:
         with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]
                                           * config.WORK_PER_VALUE_READ):

@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import config, devices, planner
+from . import array_pool, config, devices, planner
 from .registry import direct_kernel
 from .spec import check_float_operands, conv_spec, conv_transpose_spec
 from .tracing import differentiable
@@ -129,8 +129,8 @@ def by_matrix_product(tspec, x: np.ndarray, w: np.ndarray, bias) -> np.ndarray:
         wt = TRANSFORMED_WEIGHTS.get(("transposed_gemm", g), np.ascontiguousarray(w),
                                      lambda: _regrouped(w, g, cg, kg * kh * kw))
     xt = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(tspec.in_channels, positions)
-    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
-                   tspec.dtype)
+    out = array_pool.empty((tspec.batch, tspec.out_channels, tspec.out_height,
+                            tspec.out_width), tspec.dtype)
     bias = np.zeros(tspec.out_channels, tspec.dtype) if bias is None else \
         np.ascontiguousarray(bias)
     overlapping = dh * (kh - 1) + 1 > sh or dw * (kw - 1) + 1 > sw
@@ -175,8 +175,8 @@ def _positions_major(tspec, x, w, bias, small):
     positions, columns = tspec.batch * plane, tspec.out_channels * kh * kw
     pixels = np.empty((tspec.batch, plane, tspec.in_channels), tspec.dtype)
     contributions = np.empty((1, positions, columns), tspec.dtype)
-    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
-                   tspec.dtype)
+    out = array_pool.empty((tspec.batch, tspec.out_channels, tspec.out_height,
+                            tspec.out_width), tspec.dtype)
     bias = np.zeros(tspec.out_channels, tspec.dtype) if bias is None else \
         np.ascontiguousarray(bias)
     block_rows, block_cols = product_jobs(positions, columns, 1, out.itemsize,
@@ -219,8 +219,8 @@ def _from_one_pixel(tspec, x, w, bias, small):
     from .epilogue import NO_EPILOGUE
 
     columns = tspec.out_channels * tspec.kernel_height * tspec.kernel_width
-    out = np.empty((tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
-                   tspec.dtype)
+    out = array_pool.empty((tspec.batch, tspec.out_channels, tspec.out_height,
+                            tspec.out_width), tspec.dtype)
     # As pointwise_conv2d sees it: one "image", the weights, whose rows are the channels;
     # the input rows are its "output channels" (no bias: that runs per output channel).
     block_rows, block_cols = product_jobs(tspec.batch, columns, 1, out.itemsize,

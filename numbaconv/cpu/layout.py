@@ -6,6 +6,7 @@ Kernels read a padded copy of the input so that their inner loops carry no bound
 import numpy as np
 from numba import njit
 
+from .. import array_pool
 from .dispatch import parallel_kernel, share
 from .workspace import scratch
 
@@ -33,8 +34,9 @@ def copy2d(dst, src):
 
 
 def new_output(spec, dtype) -> np.ndarray:
-    """The fresh (N, K, OH, OW) array a kernel writes in full and the user receives."""
-    return np.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype)
+    """The fresh (N, K, OH, OW) array a kernel writes in full and the user receives (from
+    the pool of reused blocks: see :mod:`numbaconv.array_pool`)."""
+    return array_pool.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype)
 
 
 def phase_split_shape(spec) -> tuple:
