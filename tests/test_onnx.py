@@ -409,9 +409,43 @@ def test_x_times_sigmoid_x_runs_as_one_silu_step(torch, rng):
         numbaconv.onnx.load(graph.SerializeToString())
 
 
+@pytest.mark.parametrize("scale_first", [True, False])
+def test_squeeze_and_excitation_scale_and_global_pool_match_torch(torch, rng, scale_first):
+    """A squeeze-and-excitation block's Mul of each (n, c) plane by its own factor and its
+    GlobalAveragePool run as numbaconv kernels (either operand order, odd plane sizes,
+    NaN and inf carried as torch carries them)."""
+
+    class SE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Conv2d(6, 6, 1)
+
+        def forward(self, x):
+            scale = torch.sigmoid(self.fc(torch.nn.functional.adaptive_avg_pool2d(x, 1)))
+            y = scale * x if scale_first else x * scale
+            return y, x.mean((2, 3), keepdim=True)
+
+    torch.manual_seed(0)
+    x = rng.standard_normal((3, 6, 7, 5)).astype(np.float32) * 3
+    x[0, 1, 2, 3], x[1, 2, 0, 0] = np.inf, np.nan
+    model = SE()
+    loaded = numbaconv.onnx.load(export(torch, model, x))
+    assert [op for _, op, _, _, _ in loaded._nodes].count("GlobalAveragePool") >= 1
+    with torch.no_grad():
+        expected = [e.numpy() for e in model(torch.from_numpy(x))]
+    for got, want in zip(loaded(x), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # a product whose second operand is not one factor per plane stays NumPy's broadcast
+    a = rng.standard_normal((2, 6, 4, 4)).astype(np.float32)
+    for b in (rng.standard_normal((1, 6, 1, 1)).astype(np.float32),
+              rng.standard_normal((2, 6, 1, 4)).astype(np.float32), np.float32(2.0)):
+        got = numbaconv.onnx._STEPS["Mul"](loaded, [a, b], {}, 1)[0]
+        np.testing.assert_array_equal(got, a * b)
+
+
 @pytest.mark.parametrize("activation, module", [
     ("relu", "ReLU"), (("clamp", 0.0, 6.0), "ReLU6"), ("hardswish", "Hardswish"),
-    (("clamp", -0.5, 0.25), "Hardtanh"), (None, "SiLU")])  # (SiLU: a parallel pass of its own)
+    (("clamp", -0.5, 0.25), "Hardtanh"), ("silu", "SiLU")])
 def test_conv_activations_are_fused_into_the_convolution(torch, rng, activation, module):
     """A Conv whose result only an activation reads computes it as it writes (one pass
     over the output less); a Conv whose result is read twice keeps its activation apart."""

@@ -34,6 +34,23 @@ def hard_sigmoid_or_swish(x, swish, out, worker, workers):
 
 
 @parallel_kernel
+def scale_planes(x, scale, out, worker, workers):
+    """out[n, c] = x[n, c] * scale[n, c] (x, out (N, C, H, W) C-contiguous; scale (N, C)):
+    a squeeze-and-excitation block's rescaling of its input, one (n, c) plane per job,
+    where NumPy's broadcast multiply is one thread."""
+    n_batch, channels = x.shape[0], x.shape[1]
+    size = x.shape[2] * x.shape[3]
+    first, stop = share(worker, workers, n_batch * channels)
+    for plane in range(first, stop):
+        n, c = plane // channels, plane % channels
+        src, dst = x[n, c].reshape(size), out[n, c].reshape(size)
+        factor = scale[n, c]
+        for i in range(size):
+            dst[i] = src[i] * factor
+    return 0
+
+
+@parallel_kernel
 def relu_flat(x, out, worker, workers):
     """out = x where x is not below zero, else 0, over the flat arrays x and out, in
     chunks of CHUNK values: torch's rule (NaN and -0.0 stay as they are). NumPy's
