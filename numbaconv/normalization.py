@@ -87,7 +87,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     op = "batch_norm"
     import numba  # (imported here: importing numbaconv compiles and imports no Numba)
 
-    from .cpu.norm import channel_affine, channel_moments, channel_normalize
+    from .cpu.norm import channel_moments, channel_normalize
 
     x = check_float_array(op, "input", input)
     if x.ndim < 2:
@@ -133,17 +133,37 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             return out.reshape(x.shape)
     else:
         mean, var = mean_in, var_in
+    scale, shift = batch_norm_scale_and_shift(mean, var, w, b, eps)
+    return _channel_affine_3d(x3, scale, shift, False).reshape(x.shape)
+
+
+def batch_norm_scale_and_shift(mean, var, weight, bias, eps) -> tuple:
+    """(scale, shift), float64 (C,): batch norm as x * scale + shift, from the statistics
+    and the affine parameters (float64 (C,) arrays; weight and bias may be None)."""
     scale = 1.0 / np.sqrt(var + eps)
-    if w is not None:
-        scale = scale * w
+    if weight is not None:
+        scale = scale * weight
     shift = -mean * scale
-    if b is not None:
-        shift = shift + b
-    out = array_pool.empty(x3.shape, dtype)
+    if bias is not None:
+        shift = shift + bias
+    return scale, shift
+
+
+def scale_and_shift_channels(x, scale, shift, relu=False):
+    """x[:, c] * scale[c] + shift[c], then max(., 0) with ``relu``, in one parallel pass
+    (:func:`numbaconv.cpu.norm.channel_affine`): x (N, C, *) float; scale, shift (C,)
+    float64, rounded to x's dtype first."""
+    return _channel_affine_3d(_as_3d(x), scale, shift, relu).reshape(x.shape)
+
+
+def _channel_affine_3d(x3, scale, shift, relu):
+    from .cpu.norm import channel_affine
+
+    out = array_pool.empty(x3.shape, x3.dtype)
     if out.size:
-        with config.one_share_for(work):
-            channel_affine(x3, scale.astype(dtype), shift.astype(dtype), out)
-    return out.reshape(x.shape)
+        with config.one_share_for(x3.size * config.WORK_PER_VALUE_READ):
+            channel_affine(x3, scale.astype(x3.dtype), shift.astype(x3.dtype), relu, out)
+    return out
 
 
 def _normalized_shape(op: str, normalized_shape) -> tuple:

@@ -166,6 +166,7 @@ class OnnxModel(Module):
                                 _attributes(node, base_dir)))
         self._fold_constants()
         self._fold_batch_norms()
+        self._batch_norms_as_channel_affine()
         self._fuse_silu()
         self._fuse_activations()
         self._in_place = self._in_place_steps()
@@ -232,6 +233,40 @@ class OnnxModel(Module):
             self._nodes[source] = (c_name, c_op, [c_inputs[0], folded_w, folded_b],
                                    output_names, c_attributes)
             drop.add(k)
+        self._nodes = [node for k, node in enumerate(self._nodes) if k not in drop]
+
+    def _batch_norms_as_channel_affine(self) -> None:
+        """A BatchNormalization (inference) left after _fold_batch_norms (one that follows
+        a Concat, as in DenseNet's BatchNorm, ReLU, Conv) becomes x * scale + shift with
+        scale and shift computed here, once (as ``numbaconv.batch_norm`` computes them on
+        every call); a Relu that alone reads its result runs in the same pass."""
+        consumers = self._consumers()
+        readers = {}
+        for k, (_, op, input_names, _, _) in enumerate(self._nodes):
+            for i in input_names:
+                readers.setdefault(i, []).append(k)
+        drop = set()
+        for k, (name, op, input_names, output_names, attributes) in enumerate(self._nodes):
+            if op != "BatchNormalization" or attributes.get("training_mode", 0) or \
+                    len(output_names) != 1 or len(input_names) != 5 or \
+                    not all(i in self.initializers for i in input_names[1:]):
+                continue
+            scale, bias, mean, var = (self.initializers[i].astype(np.float64)
+                                      for i in input_names[1:])
+            if not (scale.ndim == bias.ndim == mean.ndim == var.ndim == 1):
+                continue
+            per_channel = normalization.batch_norm_scale_and_shift(
+                mean, var, scale, bias, float(attributes.get("epsilon", 1e-5)))
+            names = [f"{input_names[1]}::{part}:{name}" for part in ("scale", "shift")]
+            self.initializers.update(zip(names, per_channel))
+            outputs, relu = output_names, False
+            (reader, *_) = readers.get(output_names[0], [None])
+            if reader is not None and consumers.get(output_names[0]) == 1 and \
+                    self._nodes[reader][1] == "Relu":
+                outputs, relu = self._nodes[reader][3], True
+                drop.add(reader)
+            self._nodes[k] = (name, CHANNEL_AFFINE, [input_names[0], *names], outputs,
+                              {"relu": relu})
         self._nodes = [node for k, node in enumerate(self._nodes) if k not in drop]
 
     def _fuse_silu(self) -> None:
@@ -460,6 +495,14 @@ def _batch_norm(model, args, attributes, n_out):
                                      eps=float(attributes.get("epsilon", 1e-5)))]
 
 
+def _channel_affine(model, args, attributes, n_out):
+    x, scale, shift = args
+    if x.dtype.kind != "f" or x.ndim < 2 or x.shape[1] != scale.shape[0]:
+        raise ValueError(f"BatchNormalization: expected a float input (N, C, ...) with "
+                         f"C = {scale.shape[0]}, got {x.dtype} {x.shape}")
+    return [normalization.scale_and_shift_channels(x, scale, shift, attributes["relu"])]
+
+
 def _pool(kind):
     def run(model, args, attributes, n_out):
         x = args[0]
@@ -614,7 +657,14 @@ def _axis(axis, ndim):
 
 
 def _concat(model, args, attributes, n_out):
-    return [np.concatenate(args, axis=_axis(int(attributes["axis"]), args[0].ndim))]
+    axis = _axis(int(attributes["axis"]), args[0].ndim)
+    if all(isinstance(a, np.ndarray) and a.dtype == args[0].dtype and a.ndim == args[0].ndim
+           for a in args):
+        shape = list(args[0].shape)
+        shape[axis] = sum(a.shape[axis] for a in args)
+        # (DenseNet's concatenations grow to megabytes: pooled memory, no fresh pages)
+        return [np.concatenate(args, axis=axis, out=array_pool.empty(shape, args[0].dtype))]
+    return [np.concatenate(args, axis=axis)]
 
 
 def _flatten(model, args, attributes, n_out):
@@ -896,11 +946,12 @@ _IN_PLACE = {"Relu": _relu_in_place, "Clip": _clip_in_place, "Add": _add_in_plac
 #: Steps the load-time passes make of several nodes (not ONNX operators: a file naming one
 #: is refused like any unknown operator).
 SILU = "SiLU (fused Sigmoid, Mul)"
+CHANNEL_AFFINE = "BatchNormalization (scale and shift per channel, computed at load)"
 #: Operators whose results are always arrays of their own (never views of an input).
 _FRESH_RESULTS = {"Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool",
                   "GlobalAveragePool", "Gemm", "MatMul", "Relu", "Clip", "Add", "Sub", "Mul",
                   "Div", "Concat", "Resize", "HardSwish", "HardSigmoid", "Sigmoid",
-                  "LayerNormalization", SILU}
+                  "LayerNormalization", SILU, CHANNEL_AFFINE}
 
 
 #: ONNX operator -> function(model, inputs, attributes, number of outputs) -> outputs.
@@ -929,4 +980,5 @@ OPERATORS = {
     "ReduceSum": _reduce(np.sum), "Pad": _pad, "Resize": _resize,
     "LayerNormalization": _layer_norm, "Dropout": _dropout, "Identity": _identity,
 }
-_STEPS = dict(OPERATORS, **{SILU: _unary(activations.silu)})  # what _run_nodes runs
+_STEPS = dict(OPERATORS, **{SILU: _unary(activations.silu),  # what _run_nodes runs
+                             CHANNEL_AFFINE: _channel_affine})

@@ -409,6 +409,51 @@ def test_x_times_sigmoid_x_runs_as_one_silu_step(torch, rng):
         numbaconv.onnx.load(graph.SerializeToString())
 
 
+def test_batch_norms_after_a_concatenation_run_as_one_pass_with_their_relu(torch, rng):
+    """DenseNet's BatchNorm, ReLU on a concatenation (nothing to fold it into): scale and
+    shift computed at load, the ReLU in the same pass; a BatchNorm read by two nodes keeps
+    its ReLU apart; a BatchNorm after a Conv is still folded into it."""
+
+    class Dense(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn_folded = torch.nn.BatchNorm2d(4)
+            self.bn_relu = torch.nn.BatchNorm2d(7)
+            self.bn_shared = torch.nn.BatchNorm2d(7)
+            self.bn_alone = torch.nn.BatchNorm2d(7)
+
+        def forward(self, x):
+            y = torch.cat([x, self.bn_folded(self.conv(x))], 1)
+            shared = self.bn_shared(y)
+            return torch.relu(self.bn_relu(y)), torch.relu(shared), shared, self.bn_alone(y)
+
+    torch.manual_seed(0)
+    model = Dense()
+    with torch.no_grad():
+        for bn in (model.bn_folded, model.bn_relu, model.bn_shared, model.bn_alone):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(-2, 2)
+            bn.bias.uniform_(-1, 1)
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32) * 2
+    x[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
+    loaded = numbaconv.onnx.load(export(torch, model, x))
+    steps = [(op, attributes.get("relu")) for _, op, _, _, attributes in loaded._nodes]
+    affine = numbaconv.onnx.CHANNEL_AFFINE
+    assert sorted(relu for op, relu in steps if op == affine) == [False, False, True]
+    assert [op for op, _ in steps].count("Relu") == 1
+    assert "BatchNormalization" not in [op for op, _ in steps]
+    with torch.no_grad():
+        expected = [e.numpy() for e in model(torch.from_numpy(x))]
+    for got, want in zip(loaded(x), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    (_, _, inputs, _, attributes), *_ = [n for n in loaded._nodes if n[1] == affine]
+    scale, shift = (loaded.initializers[i] for i in inputs[1:])
+    with pytest.raises(ValueError, match="BatchNormalization: expected .* C = 7"):
+        numbaconv.onnx._STEPS[affine](loaded, [x, scale, shift], attributes, 1)
+
+
 @pytest.mark.parametrize("scale_first", [True, False])
 def test_squeeze_and_excitation_scale_and_global_pool_match_torch(torch, rng, scale_first):
     """A squeeze-and-excitation block's Mul of each (n, c) plane by its own factor and its

@@ -13,17 +13,24 @@ from .dispatch import parallel_kernel, share
 
 
 @parallel_kernel
-def channel_affine(x3, scale, shift, out3, worker, workers):
+def channel_affine(x3, scale, shift, relu, out3, worker, workers):
     """out3[n, c, p] = x3[n, c, p] * scale[c] + shift[c]: eval-mode batch norm, one (n, c)
-    plane per job. x3, out3 (N, C, P); scale, shift (C,) in the data's dtype."""
+    plane per job; with ``relu``, max(that, 0) in the same pass (NaN kept, as torch's
+    relu; DenseNet's BatchNorm, ReLU). x3, out3 (N, C, P); scale, shift (C,) in the
+    data's dtype."""
     n_batch, channels, positions = x3.shape
     my_first, my_stop = share(worker, workers, n_batch * channels)
     for plane in range(my_first, my_stop):
         n, c = plane // channels, plane % channels
         src, dst = x3[n, c], out3[n, c]
         a, b = scale[c], shift[c]
-        for p in range(positions):
-            dst[p] = src[p] * a + b
+        if relu:
+            for p in range(positions):
+                v = src[p] * a + b
+                dst[p] = 0.0 if v < 0.0 else v
+        else:
+            for p in range(positions):
+                dst[p] = src[p] * a + b
     return 0
 
 
