@@ -22,7 +22,7 @@ def _as_4d(spec, x):
 
 
 def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    from .cpu.pool import max_pool2d_kernel, max_pool2d_rows
+    from .cpu.pool import max_pool2d_kernel, max_pool2d_rows, max_pool2d_separable
 
     x = check_float_array(op, "input", input)
     spec = pool_spec(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
@@ -32,7 +32,9 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
         if out.size:
             with config.one_share_for(out.size * spec.kernel[0] * spec.kernel[1]
                                           * config.WORK_PER_VALUE_READ):
-                max_pool2d_rows(_as_4d(spec, x), out, *geometry)
+                unit_stride = spec.stride == (1, 1)  # (GoogLeNet's, 4-6x the row kernel)
+                (max_pool2d_separable if unit_stride else max_pool2d_rows)(
+                    _as_4d(spec, x), out, *geometry)
         return out.reshape(spec.output_shape)
     indices = np.empty(out.shape, np.int64)
     if out.size:

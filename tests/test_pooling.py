@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import numbaconv
@@ -193,6 +193,31 @@ def test_row_kernels_on_wide_rows(torch, rng, kernel_size, stride, padding, ceil
     xr, k, s, p, d = as_2d("max_pool2d", wide, kernel_size, stride, padding)
     np.testing.assert_array_equal(numbaconv.max_pool2d(wide, **kwargs),
                                   reference.max_pool2d(xr, k, s, p, d, ceil_mode)[0])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_stride_one_max_pool_separable(torch, data):
+    """max_pool2d at stride 1 without indices (the separable kernel over flat planes):
+    any window, dilation, padding and ceil_mode, planes narrower and wider than a vector,
+    NaN and infinities: torch's values, and those of the indexed kernel."""
+    draw = data.draw
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    height, width = draw(st.integers(1, 23)), draw(st.integers(1, 40))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x = rng.standard_normal((2, 3, height, width)).astype(dtype)
+    for value in (np.nan, np.inf, -np.inf):
+        x.flat[rng.integers(x.size)] = value
+    kwargs = dict(kernel_size=(kh, kw), stride=1, padding=(ph, pw), dilation=(dh, dw),
+                  ceil_mode=draw(st.booleans()))
+    expected = torch_call(torch, "max_pool2d", x, **kwargs)
+    assume(not isinstance(expected, Exception))  # windows larger than the padded input
+    out = numbaconv.max_pool2d(x, **kwargs)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, numbaconv.max_pool2d(x, **kwargs, return_indices=True)[0])
 
 
 def test_repeated_calls_reuse_the_checked_spec_and_invalid_ones_still_raise():

@@ -325,6 +325,53 @@ def _unrolled_average(src, first, width, dst, start, count, scale, size, stride)
 SLOW_PATH = dict(JIT, cache=False)  # compiled into the kernels' own cache entries
 
 
+@njit(inline="always")
+def _running_max(acc, src):
+    """acc[i] = the larger of acc[i] and src[i] (NaN winning) over acc's length: indexed
+    from 0 through slices, so that LLVM sees no negative index to wrap and vectorises."""
+    for i in range(acc.size):
+        acc[i] = _larger(acc[i], src[i])
+
+
+@njit(inline="always")
+def _copy(dst, src):
+    for i in range(dst.size):
+        dst[i] = src[i]
+
+
+@parallel_kernel
+def max_pool2d_separable(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
+    """max_pool2d without indices, stride 1, separably: each plane copied into a scratch
+    plane whose padding (and ceil_mode's overhang) is -inf, then the maximum over each
+    window's columns, then over its rows (kh + kw comparisons an output instead of
+    kh * kw). Both passes run along the whole flat plane, rows and all, as single
+    vectorised loops (a 14-wide row is shorter than one AVX-512 step); their values past
+    a row's last window are never read. The padding never wins and a NaN does, as in
+    torch. (GoogLeNet's 3x3 pools on 14x14 and 7x7 planes.)"""
+    n_batch, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    rows = max(height + ph, out_h + (kh - 1) * dh)  # padded coordinates
+    cols = max(width + pw, out_w + (kw - 1) * dw)
+    padded = np.full(rows * cols, -np.inf, x.dtype)  # only the input's part is rewritten
+    across = np.empty(rows * cols - (kw - 1) * dw, x.dtype)  # maximum over columns
+    down = np.empty(out_h * cols - (kw - 1) * dw, x.dtype)  # then over rows
+    first, stop = share(worker, workers, n_batch * channels)
+    for plane in range(first, stop):
+        n, c = plane // channels, plane % channels
+        for y in range(height):
+            at = (ph + y) * cols + pw
+            _copy(padded[at:at + width], x[n, c, y])
+        _copy(across, padded[:across.size])
+        for s in range(1, kw):
+            _running_max(across, padded[s * dw:s * dw + across.size])
+        _copy(down, across[:down.size])
+        for r in range(1, kh):
+            _running_max(down, across[r * dh * cols:r * dh * cols + down.size])
+        for oy in range(out_h):
+            _copy(out[n, c, oy], down[oy * cols:oy * cols + out_w])
+    return 0
+
+
 @parallel_kernel
 def max_pool2d_rows(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
     """max_pool2d without indices, a row of outputs at a time (see the module docstring)."""
