@@ -152,10 +152,10 @@ def unfold(x, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w, ker
 
 
 # Output rows narrower than this are unfolded through a table of source offsets
-# (:func:`_unfold_narrow`): 0.7-0.9 ns an element on Zen 4 (AVX-512, 2 threads), which
-# beats a copy per row for 2- and 4-wide rows (1.5-2x), ties at 8, loses from 10 on
-# (64 x 6 x 14 x 14, 5x5: 0.67 against 0.40 ms).
-NARROW_ROWS = 8
+# (:func:`_unfold_narrow`), wider ones a copy per row. Zen 4 (AVX-512, 2 threads),
+# table against rows: 8 x 256 x 4 x 4, 3x3: 0.18 against 0.48 ms; 8 x 128 x 8 x 8 0.36
+# against 1.04; 8 x 64 x 16 x 16 0.52 against 0.85; 8 x 64 x 28 x 28 1.30 against 0.94.
+NARROW_ROWS = 20
 
 
 @njit(inline="always")
@@ -164,32 +164,36 @@ def _unfold_narrow(src, dst, n_batch, channels, height, width, stride_h, stride_
                    columns, worker, workers):
     """:func:`unfold` for narrow output rows, one job per (image, channel) plane. Copying a
     run per output row cost ~100 cycles of loop set-up and index arithmetic for rows of 2-8
-    elements (8 x 512 x 2 x 2, 3x3 padding 1: ~1 ms for 147K elements); here each tap's
-    source offsets in the plane (-1 in the padding) are tabulated once per call, and every
-    plane is a gather through the table."""
+    elements (8 x 512 x 2 x 2, 3x3 padding 1: ~1 ms for 147K elements); here each plane is
+    copied into a zero-bordered scratch plane and every tap's row of ``cols`` is a gather
+    through a table of offsets in it, tabulated once per call: unsigned and never in the
+    padding, so the loop has no branch and no index wrapping, and vectorises."""
     taps = kernel_h * kernel_w
     positions = out_h * out_w
-    offsets = np.empty(taps * positions, np.int64)
+    rows = max(pad_top + height, (out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1)
+    wide = max(pad_left + width, (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1)
+    padded = np.zeros(rows * wide, dst.dtype)  # only the input's part is rewritten
+    offsets = np.empty(taps * positions, np.uint64)
     for tap in range(taps):
-        off_h = tap // kernel_w * dilation_h - pad_top
-        off_w = tap % kernel_w * dilation_w - pad_left
+        r, s = tap // kernel_w, tap % kernel_w
         for i in range(out_h):
-            ih = i * stride_h + off_h
             for j in range(out_w):
-                iw = j * stride_w + off_w
-                inside = ih >= 0 and ih < height and iw >= 0 and iw < width
-                offsets[tap * positions + i * out_w + j] = ih * width + iw if inside else -1
+                offsets[tap * positions + i * out_w + j] = \
+                    (i * stride_h + r * dilation_h) * wide + j * stride_w + s * dilation_w
     my_first, my_stop = share(worker, workers, n_batch * channels)
     for job in range(my_first, my_stop):
         n = job // channels
-        plane = job * height * width
+        for y in range(height):
+            at = (pad_top + y) * wide + pad_left
+            row, source = padded[at:at + width], src[(job * height + y) * width:]
+            for z in range(width):
+                row[z] = source[z]
         first = (job - n * channels) * taps * columns + n * positions
         for tap in range(taps):
-            out = first + tap * columns
-            for p in range(tap * positions, (tap + 1) * positions):
-                offset = offsets[p]
-                dst[out] = src[plane + offset] if offset >= 0 else 0
-                out += 1
+            run = dst[first + tap * columns:first + tap * columns + positions]
+            table = offsets[tap * positions:(tap + 1) * positions]
+            for p in range(positions):
+                run[p] = padded[table[p]]
 
 
 @njit(inline="always")
