@@ -19,6 +19,8 @@ Environment variables (read once, at import):
 ``NUMBACONV_WEIGHT_CACHE`` bytes Winograd's transformed-weight cache may hold (``1G``,
     ``300M``; ``0`` turns it off). Default: an eighth of the machine's memory, between
     256 MiB and 2 GiB (see ``cpu.weight_cache``).
+``NUMBACONV_ARRAY_POOL`` bytes of freed result arrays kept for reuse (``1G``; ``0`` turns
+    the pool off). Default as the weight cache's (see ``array_pool``).
 """
 
 import os

@@ -289,8 +289,8 @@ class OnnxModel(Module):
                        if not (node[1] == "Sigmoid" and node[3][0] in fused)]
 
     def _fuse_activations(self) -> None:
-        """A 2-D Conv whose result only a Relu, a Clip with constant bounds or a HardSwish
-        reads computes the activation as it writes its output
+        """A 2-D Conv whose result only a Relu, a Clip with constant bounds, a HardSwish or
+        a SiLU reads computes the activation as it writes its output
         (``numbaconv.fused_conv2d``): one pass over memory less. The Conv node takes the
         activation's outputs and an ``activation`` entry among its attributes."""
         consumers = self._consumers()

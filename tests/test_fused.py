@@ -158,13 +158,13 @@ def test_fuse_keeps_what_it_cannot_fold(rng):
         nn.Conv2d(4, 4, 1), nn.Hardtanh(-0.5, 0.5),                   # a clamp
         nn.Conv2d(4, 4, 1), nn.Conv2d(4, 2, 1),                       # nothing to fuse
         nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Hardswish()),  # nested
-        nn.Conv2d(2, 2, 1), nn.SiLU(),                                # SiLU: its own pass
+        nn.Conv2d(2, 2, 1), nn.SiLU(),                                # SiLU fused too
         nn.ConvTranspose2d(2, 2, 2), nn.ReLU())                       # not a Conv2d
     fused = nn.fuse(model)
     kinds = [type(m).__name__ for m in fused]
     assert kinds == ["Conv2d", "BatchNorm2d", "FusedConv2d", "Identity", "Conv2d", "Conv2d",
-                     "Sequential", "Conv2d", "SiLU", "ConvTranspose2d", "ReLU"]
-    assert fused[2].activation == ("clamp", -0.5, 0.5)
+                     "Sequential", "FusedConv2d", "Identity", "ConvTranspose2d", "ReLU"]
+    assert fused[2].activation == ("clamp", -0.5, 0.5) and fused[7].activation == "silu"
     assert fused[6][0].activation == "hardswish" and type(fused[6][1]).__name__ == "Identity"
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     np.testing.assert_allclose(fused(x), model.eval()(x), rtol=1e-5, atol=1e-5)

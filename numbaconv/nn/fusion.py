@@ -3,7 +3,7 @@ convolutions and activations computed by the convolution kernels as they write.
 
 In every ``Sequential`` of the model (at any depth), a ``Conv2d`` followed by a
 ``BatchNorm2d`` (eval mode, running statistics) and/or an activation (``ReLU``,
-``ReLU6``, ``Hardtanh``, ``Hardswish``) becomes one :class:`FusedConv2d`; the
+``ReLU6``, ``Hardtanh``, ``Hardswish``, ``SiLU``) becomes one :class:`FusedConv2d`; the
 modules it absorbed become ``Identity``, so indices and the model's structure stay as
 they were. torchvision's ``Conv2dNormActivation`` blocks (MobileNet, EfficientNet, RegNet)
 are such Sequentials; layers called one by one in a ``forward`` (ResNet's blocks) are not
@@ -22,7 +22,7 @@ import copy
 import numpy as np
 
 from ..functional import fused_conv2d
-from .activation import Hardswish, Hardtanh, ReLU, ReLU6
+from .activation import Hardswish, Hardtanh, ReLU, ReLU6, SiLU
 from .container import Sequential
 from .conv import Conv2d
 from .linear import Identity
@@ -86,6 +86,8 @@ def _activation_of(module):
         return "relu6"
     if type(module) is Hardswish:
         return "hardswish"
+    if type(module) is SiLU:
+        return "silu"
     if type(module) is Hardtanh:
         return ("clamp", float(module.min_val), float(module.max_val))
     return None
