@@ -5,7 +5,7 @@ the kernel zeroes as they are first touched: on our machines about 0.12 ms per M
 long as writing the array once more. glibc's ``malloc`` keeps freed blocks for reuse
 only below 32 MiB, and gives memory back whenever the top of its heap is free, so a
 network's layers kept paying that price: EfficientNet-B0 at batch 8 (38 MiB
-activations) spent more than half of its forward pass in page faults (256 ms; 109 ms
+activations) spent more than half of its forward pass in page faults (256 ms; 117 ms
 with the same blocks reused). onnxruntime keeps an arena for the same reason.
 
 :func:`empty` hands out arrays of :data:`MIN_BYTES` or more backed by pooled blocks.
@@ -23,13 +23,12 @@ C-contiguous, writable, 64-byte aligned NumPy array.
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections import OrderedDict, deque
 
 import numpy as np
 
-from .config import parse_memory_limit
+from .config import cache_budget
 
 #: Smaller arrays come from ``np.empty``: malloc reuses them, and a lease (~2 us) would
 #: cost more than their pages.
@@ -46,14 +45,7 @@ _returned: deque = deque()
 
 
 def _default_limit() -> int:
-    text = os.environ.get("NUMBACONV_ARRAY_POOL")
-    if text:
-        return int(parse_memory_limit(text))
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        total = 4 << 30
-    return int(min(max(total // 8, 256 << 20), 2 << 30))
+    return cache_budget("NUMBACONV_ARRAY_POOL")
 
 
 _limit = _default_limit()

@@ -182,6 +182,20 @@ def parse_memory_limit(text: str):
     return int(value)
 
 
+def cache_budget(variable: str) -> int:
+    """Bytes a cache of reusable memory may keep: the environment variable ``variable``
+    (``1G``, ``300M``; ``0``: none), else an eighth of the machine's memory, between 256
+    MiB and 2 GiB."""
+    text = os.environ.get(variable)
+    if text:
+        return int(parse_memory_limit(text))
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 4 << 30
+    return int(min(max(total // 8, 256 << 20), 2 << 30))
+
+
 def available_memory() -> int:
     """Bytes of memory available now (MemAvailable on Linux), re-read at most once a second."""
     global _available_cache

@@ -9,13 +9,12 @@ therefore gives a fresh transform, never a stale one. Comparing costs one read o
 the weights, far less than the transform.
 """
 
-import os
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
-from ..config import parse_memory_limit, weights_are_fresh
+from ..config import cache_budget, weights_are_fresh
 from .dispatch import parallel_kernel
 
 
@@ -28,14 +27,7 @@ def default_max_bytes() -> int:
     Winograd layers and densenet121 58, and a cache of 16 entries thrashed on both
     (each layer evicting the one the next pass needs first).
     """
-    text = os.environ.get("NUMBACONV_WEIGHT_CACHE")
-    if text:
-        return int(parse_memory_limit(text))
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        total = 4 << 30
-    return int(min(max(total // 8, 256 << 20), 2 << 30))
+    return cache_budget("NUMBACONV_WEIGHT_CACHE")
 
 
 @parallel_kernel
