@@ -36,7 +36,8 @@ def copy2d(dst, src):
 def new_output(spec, dtype) -> np.ndarray:
     """The fresh (N, K, OH, OW) array a kernel writes in full and the user receives (from
     the pool of reused blocks: see :mod:`numbaconv.array_pool`)."""
-    return array_pool.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype)
+    return array_pool.empty((spec.batch, spec.out_channels, spec.out_height, spec.out_width),
+                            dtype)
 
 
 def phase_split_shape(spec) -> tuple:
