@@ -538,6 +538,36 @@ def test_results_read_twice_or_through_views_are_not_overwritten(torch, rng):
     check_against_torch_and_onnxruntime(torch, Branches(), x)
 
 
+def test_results_kept_by_the_caller_survive_later_calls_in_pooled_memory(torch, rng):
+    """Activations above the array pool's threshold: a first call's outputs (logits and
+    an intermediate feature map), kept by the caller, are unchanged by later calls that
+    reuse the pooled blocks freed in between, and every call matches torch."""
+    from numbaconv import array_pool
+
+    class Features(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small_models(torch.nn, torch)["efficient"]()
+
+        def forward(self, x):
+            return self.net(x), torch.nn.functional.silu(self.net.conv(x))
+
+    torch.manual_seed(0)
+    model = Features().eval()
+    inputs = [rng.standard_normal((2, 3, 96, 96)).astype(np.float32) for _ in range(3)]
+    loaded = numbaconv.onnx.load(export(torch, model, inputs[0]))
+    kept, expected = [], []
+    for x in inputs:
+        kept.append(loaded(x))
+        with torch.no_grad():
+            expected.append([e.numpy() for e in model(torch.from_numpy(x))])
+    assert kept[0][1].nbytes >= array_pool.MIN_BYTES  # (the feature map is pooled)
+    assert array_pool.pooled_bytes() > 0  # blocks freed by the calls, reused by the next
+    for got, want in zip(kept, expected):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("op, inputs, initial", [
     ("ConstantOfShape", ["shape"], {"shape": np.array([10**6, 10**6], np.int64)}),
     ("Expand", ["x", "shape"], {"shape": np.array([10**7, 10**6, 2], np.int64)}),
