@@ -585,6 +585,9 @@ def _binary(function):
     return run
 
 
+_broadcast_multiply = _binary(np.multiply)
+
+
 def _multiply(model, args, attributes, n_out):
     x, factors = args
     if isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2:] == (1, 1):
@@ -600,7 +603,7 @@ def _multiply(model, args, attributes, n_out):
         with config.one_share_for(x.size * config.WORK_PER_VALUE_READ):
             scale_planes(np.ascontiguousarray(x), factors.reshape(x.shape[:2]), out)
         return [out]
-    return _binary(np.multiply)(model, args, attributes, n_out)
+    return _broadcast_multiply(model, args, attributes, n_out)
 
 
 def _divide(a, b):

@@ -17,7 +17,7 @@ from ..config import SMALL_WORK
 from ..epilogue import NO_EPILOGUE
 from ..registry import gemm_block_rows, gemm_kernel, gemm_whole_columns
 from . import channels_last
-from .layout import new_output, phase_split_input, subsample
+from .layout import copy1d, new_output, phase_split_input, subsample
 from .workspace import scratch
 from .dispatch import parallel_kernel, share
 from .epilogue import biased_row, finish_silu, finish_value, new_scratch
@@ -185,9 +185,7 @@ def _unfold_narrow(src, dst, n_batch, channels, height, width, stride_h, stride_
         n = job // channels
         for y in range(height):
             at = (pad_top + y) * wide + pad_left
-            row, source = padded[at:at + width], src[(job * height + y) * width:]
-            for z in range(width):
-                row[z] = source[z]
+            copy1d(padded[at:at + width], src[(job * height + y) * width:])
         first = (job - n * channels) * taps * columns + n * positions
         for tap in range(taps):
             run = dst[first + tap * columns:first + tap * columns + positions]

@@ -77,8 +77,9 @@ def channel_normalize(x3, weight, bias, has_weight, has_bias, eps, out3, mean, v
     """Training-mode batch norm in one launch: for each channel c of this share, mean[c]
     and var[c] (float64, as :func:`channel_moments`), then out3[:, c] = x3[:, c] * a + s
     with a = 1 / sqrt(var + eps) (times weight[c] where ``has_weight``) and s = -mean * a
-    (plus bias[c] where ``has_bias``), both cast to the data's dtype, as ``batch_norm``
-    computes them in NumPy for :func:`channel_affine`. A channel's values are read again
+    (plus bias[c] where ``has_bias``), both cast to the data's dtype, as
+    ``normalization.batch_norm_scale_and_shift`` computes them in NumPy for
+    :func:`channel_affine`. A channel's values are read again
     while they are still in cache (for a ResNet's batch of 8: 32 KiB a channel at most),
     and a layer makes one launch instead of two with NumPy's work between them."""
     n_batch, channels, positions = x3.shape

@@ -20,6 +20,7 @@ from numba import njit
 
 from ..config import JIT
 from .dispatch import parallel_kernel, share
+from .layout import copy1d
 
 
 @njit(inline="always")
@@ -346,12 +347,6 @@ def _running_max(acc, src):
         acc[i] = _larger(acc[i], src[i])
 
 
-@njit(inline="always")
-def _copy(dst, src):
-    for i in range(dst.size):
-        dst[i] = src[i]
-
-
 @parallel_kernel
 def max_pool2d_separable(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers):
     """max_pool2d without indices, stride 1, separably: each plane copied into a scratch
@@ -373,15 +368,15 @@ def max_pool2d_separable(x, out, kh, kw, sh, sw, ph, pw, dh, dw, worker, workers
         n, c = plane // channels, plane % channels
         for y in range(height):
             at = (ph + y) * cols + pw
-            _copy(padded[at:at + width], x[n, c, y])
-        _copy(across, padded[:across.size])
+            copy1d(padded[at:at + width], x[n, c, y])
+        copy1d(across, padded[:across.size])
         for s in range(1, kw):
             _running_max(across, padded[s * dw:s * dw + across.size])
-        _copy(down, across[:down.size])
+        copy1d(down, across[:down.size])
         for r in range(1, kh):
             _running_max(down, across[r * dh * cols:r * dh * cols + down.size])
         for oy in range(out_h):
-            _copy(out[n, c, oy], down[oy * cols:oy * cols + out_w])
+            copy1d(out[n, c, oy], down[oy * cols:oy * cols + out_w])
     return 0
 
 
