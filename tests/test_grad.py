@@ -212,17 +212,24 @@ _KERNEL_CASES = [
     ((3, 1, 13, 12), (5, 1, 5, 4), dict(padding=2)),
     ((2, 3, 17, 19), (7, 3, 7, 7), dict(stride=2, padding=3)),  # in two column phases
     ((2, 2, 15, 17), (8, 2, 3, 5), dict(stride=(1, 3), dilation=(2, 2), padding=(1, 2))),
+    # 3x3 at stride 1 (weight_winograd): unpadded, the last tiles cut in both directions
+    ((3, 5, 9, 10), (4, 5, 3, 3), {}),
+    ((2, 9, 6, 7), (11, 9, 3, 3), dict(padding=(2, 0))),  # padding other than 1
 ]
 #: What forces each kernel: (WEIGHT_GRAD_TILES_MIN_CHANNELS, WEIGHT_GRAD_LANES_MAX_POSITIONS,
-#: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS, WEIGHT_GRAD_DOTS_MAX_BYTES)
-_FORCE = {"weight_tiles": (1, 0, 10**9, 0), "depthwise_weight_lanes": (10**9, 10**9, 10**9, 0),
-          "weight_dots": (10**9, 0, 1, 10**9), "weight_products": (10**9, 0, 1, 0),
-          "weight_taps": (10**9, 0, 10**9, 0)}
+#: WEIGHT_GRAD_PRODUCT_MIN_CHANNELS, WEIGHT_GRAD_DOTS_MAX_BYTES, WINOGRAD_WEIGHT_GRAD_MIN_TILES)
+_FORCE = {"weight_tiles": (1, 0, 10**9, 0, 10**9),
+          "depthwise_weight_lanes": (10**9, 10**9, 10**9, 0, 10**9),
+          "weight_dots": (10**9, 0, 1, 10**9, 10**9), "weight_products": (10**9, 0, 1, 0, 10**9),
+          "weight_taps": (10**9, 0, 10**9, 0, 10**9), "weight_winograd": (1, 0, 10**9, 0, 0)}
 
 
 def _runs(kernel, w_shape, kwargs):
-    """Whether ``kernel`` can run the case: weight_tiles ungrouped layers with more than
-    one tap, depthwise_weight_lanes one channel in and out per group."""
+    """Whether ``kernel`` can run the case: weight_winograd 3x3 ungrouped layers at stride
+    and dilation 1, weight_tiles ungrouped layers with more than one tap,
+    depthwise_weight_lanes one channel in and out per group."""
+    if kernel == "weight_winograd":
+        return w_shape[2:] == (3, 3) and not {"groups", "stride", "dilation"} & set(kwargs)
     if kernel == "weight_tiles":
         return "groups" not in kwargs and w_shape[2] * w_shape[3] > 1
     depthwise = kwargs.get("groups", 1) == w_shape[0] and w_shape[1] == 1
@@ -241,8 +248,12 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     """Each weight-gradient kernel forced onto every case it can run: weight_products
     with one image per im2col chunk, each chunk's product added onto the last;
     weight_tiles with jobs of the fewest positions (64), channels and output channels
-    padded to whole tiles; depthwise_weight_lanes on a ragged last block of channels."""
-    tiles, lanes, products, dots = _FORCE[kernel]
+    padded to whole tiles; depthwise_weight_lanes on a ragged last block of channels;
+    weight_winograd one image per chunk, each chunk's products added onto the last."""
+    tiles, lanes, products, dots, winograd_tiles = _FORCE[kernel]
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_TILES", winograd_tiles)
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_CHUNK_BYTES", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_POSITIONS", 1)
@@ -526,11 +537,17 @@ def test_which_layers_take_which_weight_kernel():
     wide_groups = numbaconv.plan(np.empty((1, 256, 8, 8), np.float32),
                                  np.empty((256, 128, 3, 3), np.float32), groups=2).spec
     assert registry.weight_grad_kernel(wide_groups) == "weight_products"
-    assert registry.weight_grad_kernel(dense) == "weight_tiles"
+    assert registry.weight_grad_kernel(dense) == "weight_winograd"  # 64 4x4 tiles
     assert registry.weight_grad_kernel(dense_small) == "weight_products"  # 8x8 outputs
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
     narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
     assert registry.weight_grad_kernel(narrow) == "weight_tiles"  # 32 outputs, any plane
+    strided = numbaconv.plan(np.empty((1, 32, 32, 32), np.float32),
+                             np.empty((64, 32, 3, 3), np.float32), stride=2, padding=1).spec
+    assert registry.weight_grad_kernel(strided) != "weight_winograd"  # stride 1 only
+    thin = numbaconv.plan(np.empty((1, 8, 32, 32), np.float32),
+                          np.empty((64, 8, 3, 3), np.float32), padding=1).spec
+    assert registry.weight_grad_kernel(thin) != "weight_winograd"  # 8 input channels
     one_channel = numbaconv.plan(x[:, :1], np.empty((16, 1, 5, 5), np.float32), padding=2).spec
     assert registry.weight_grad_kernel(one_channel) == "weight_tiles"  # 25 weights, 30 rows
     # LeNet's 6 output channels fill 6 of 8 lanes (AVX2), but only 6 of 16 (AVX-512)
@@ -557,6 +574,7 @@ def test_small_planes_take_weight_tiles_while_their_partial_sums_stay_small(monk
             np.empty((batch, c, side, side), np.float32),
             np.empty((k, c, 3, 3), np.float32), padding=1).spec)
 
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_TILES", 10**9)  # (it goes first)
     assert kernel(8, 64, 64, 16) == kernel(8, 128, 128, 8) == "weight_tiles"
     assert kernel(8, 256, 256, 8) == "weight_products"  # 2.4 MB of partial sums
     assert kernel(1, 64, 64, 16) == "weight_products"  # one job
@@ -643,3 +661,22 @@ def test_grad_output_of_the_wrong_shape_is_rejected():
 def test_invalid_arguments_are_rejected(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_winograd_weight_gradient_takes_3x3_layers_with_tiles_enough(monkeypatch):
+    """weight_winograd for 3x3 stride-1 layers with >= 32 output tiles over the batch
+    (ResNet-18's 64 -> 64 on 16x16 and 128 -> 128 on 8x8 at batch 8), not 256 -> 256 on
+    4x4 (8 tiles), and never where one image's transforms would outgrow the cap."""
+    import numbaconv
+
+    def kernel(batch, c, k, side):
+        return registry.weight_grad_kernel(numbaconv.plan(
+            np.empty((batch, c, side, side), np.float32),
+            np.empty((k, c, 3, 3), np.float32), padding=1).spec)
+
+    assert kernel(8, 64, 64, 16) == kernel(8, 128, 128, 8) == "weight_winograd"
+    assert kernel(8, 256, 256, 4) != "weight_winograd"
+    assert kernel(1, 64, 64, 16) != "weight_winograd"  # 16 tiles
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES", 1 << 20)
+    assert kernel(8, 64, 64, 16) == "weight_winograd"  # 0.6 MB an image
+    assert kernel(8, 64, 64, 32) != "weight_winograd"  # 2.4 MB
