@@ -717,6 +717,16 @@ def weight_grad_chunk_images(spec: ConvSpec) -> int:
     return max(1, min(spec.batch, WEIGHT_GRAD_UNFOLD_BYTES // max(1, per_image)))
 
 
+def weight_grad_reads_im2col(spec: ConvSpec) -> bool:
+    """Whether the weight gradient of ``spec`` multiplies the im2col matrix of every image
+    at once (``weight_products`` or ``weight_dots`` in one chunk, not in place): the
+    matrix a training step's forward pass can keep for it (``cpu.step_columns``)."""
+    kernel = weight_grad_kernel(spec)
+    return (kernel in ("weight_products", "weight_dots") and not spec.is_pointwise
+            and not (kernel == "weight_dots" and weight_dots_shifted(spec))
+            and weight_grad_chunk_images(spec) == spec.batch)
+
+
 def product_blocks(rows: int, cols: int, groups: int, threads: int, itemsize: int) -> tuple:
     """(block_rows, block_cols) of ``weight_products``' jobs on a (rows, cols) result per
     group: a job per group when there are groups enough for the threads, else each

@@ -15,8 +15,9 @@ from numba import njit
 
 from ..config import SMALL_WORK
 from ..epilogue import NO_EPILOGUE
-from ..registry import gemm_block_rows, gemm_kernel, gemm_whole_columns
-from . import channels_last
+from ..registry import (gemm_block_rows, gemm_kernel, gemm_whole_columns,
+                        weight_grad_reads_im2col)
+from . import channels_last, step_columns
 from .layout import copy1d, new_output, phase_split_input, subsample
 from .workspace import scratch
 from .dispatch import parallel_kernel, share
@@ -443,7 +444,11 @@ def run(spec, x, weight, bias, post=NO_EPILOGUE):
         depth = spec.in_channels_per_group * spec.kernel_height * spec.kernel_width
         positions = spec.out_height * spec.out_width
         columns = gemm_whole_columns(spec)  # N * OH * OW rounded up to whole vectors
-        cols = scratch("gemm_columns", (1, spec.groups * depth, columns), x.dtype)
+        # kept for the weight gradient in a training step (step_columns), else scratch
+        kept = step_columns.columns_for(x, spec, (1, spec.groups * depth, columns)) \
+            if columns == spec.batch * positions and weight_grad_reads_im2col(spec) else None
+        cols = kept if kept is not None else \
+            scratch("gemm_columns", (1, spec.groups * depth, columns), x.dtype)
         cols[0, :, spec.batch * positions:] = 0  # the rounding: computed, never read
         unfold(x, spec.stride_h, spec.stride_w, spec.pad_top, spec.pad_left, spec.dilation_h,
                spec.dilation_w, spec.kernel_height, spec.kernel_width, spec.out_height,

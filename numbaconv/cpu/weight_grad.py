@@ -58,6 +58,7 @@ from .gemm import unfold
 from .layout import pad_phase_split, phase_split_input, phase_split_shape, transpose_into
 from .microkernel import _tile, matmul_bt, transpose_block, workspace_size
 from .outer import COLUMN_BLOCK, outer_sums
+from . import step_columns
 from .row_dots import row_dots, shifted_row_dots
 from .workspace import scratch
 from .. import array_pool
@@ -388,7 +389,10 @@ def _run_row_products(spec, x, grad, threads, out, kernel):
             columns = x.reshape(spec.batch, spec.in_channels, positions)
         else:
             grad_rows = _side_by_side(grad, n0, n1, "weight_grad_rows")
-            columns = _im2col(spec, x, n0, n1, "weight_grad_columns")
+            # the forward pass's matrix where a training step kept it (every image)
+            kept = step_columns.take(x, spec) if chunk == spec.batch else None
+            columns = kept[0] if kept is not None else \
+                _im2col(spec, x, n0, n1, "weight_grad_columns")
         first, second = (columns, grad_rows) if im2col_first else (grad_rows, columns)
         if dots:
             row_dots(first, second, result, row_block, n0 > 0)

@@ -24,6 +24,7 @@ import contextlib
 import numpy as np
 
 from .. import config
+from ..cpu import step_columns
 from .module import Module
 
 
@@ -94,7 +95,9 @@ def value_and_grad(model: Module, loss_fn):
                                  f"{np.shape(loss)} (reduction='none'?)")
             return loss
 
-        with config.fresh_weights():  # every step's weights are new: nothing to cache
+        # Every step's weights are new: nothing to cache; the im2col matrices of the
+        # forward pass are kept for the weight gradients (cpu.step_columns).
+        with config.fresh_weights(), step_columns.kept():
             loss, gradients = _value_and_gradients(objective, arrays)
         gradients = [np.asarray(g, dtype=a.dtype).reshape(a.shape)
                      for g, a in zip(gradients, arrays)]

@@ -1,0 +1,118 @@
+"""The im2col matrices a training step's forward pass keeps for its weight gradients
+(``numbaconv.cpu.step_columns``): taken, not recomputed; the same gradients as without
+them and as torch's; nothing kept past the step; never matched to other memory."""
+
+import numpy as np
+import pytest
+
+import numbaconv
+from numbaconv import config, nn
+
+pytest.importorskip("numba")
+pytest.importorskip("autograd")
+from numbaconv.cpu import step_columns  # noqa: E402
+
+
+def _model():
+    """Two 3x3 layers that GEMM runs over their whole im2col matrix (small planes), whose
+    weight gradients are matrix products (64 output channels) and dot products (48)."""
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(16, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 48, 3, padding=1), nn.Flatten(), nn.Linear(48 * 16, 3))
+    for p in model.parameters():
+        p[...] = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+    return model
+
+
+def test_the_layers_run_im2col_whole_in_a_training_step():
+    for c, k, weight_kernel in ((16, 64, "weight_products"), (64, 48, "weight_dots")):
+        with config.fresh_weights():
+            plan = numbaconv.plan(np.empty((4, c, 4, 4), np.float32),
+                                  np.empty((k, c, 3, 3), np.float32), padding=1)
+        assert plan.kernel == "im2col_whole"
+        assert nn.grad.plan_weight((4, c, 4, 4), (k, c, 3, 3), padding=1)["kernel"] \
+            == weight_kernel
+
+
+def test_weight_gradients_take_the_forward_matrices(monkeypatch, rng):
+    x = rng.standard_normal((4, 16, 4, 4)).astype(np.float32)
+    y = np.array([0, 2, 1, 2])
+    step = nn.value_and_grad(_model().train(), nn.CrossEntropyLoss())
+    taken = []
+    take = step_columns.take
+
+    def counting(x, spec):
+        found = take(x, spec)
+        taken.append(found is not None)
+        return found
+
+    kept = []
+    columns_for = step_columns.columns_for
+
+    def keeping(x, spec, shape):
+        found = columns_for(x, spec, shape)
+        kept.append(found is not None)
+        return found
+
+    monkeypatch.setattr(step_columns, "take", counting)
+    monkeypatch.setattr(step_columns, "columns_for", keeping)
+    loss, grads = step(x, y)
+    # the first layer's matrix, taken by its weight gradient; the second's dot products
+    # read the padded input in place: no matrix kept for them
+    assert kept == [True] and taken == [True]
+    assert step_columns._state.entries is None  # nothing kept past the step
+    monkeypatch.setattr(step_columns, "MAX_BYTES", 0)  # nothing kept: unfolded again
+    taken.clear()
+    loss_again, grads_again = step(x, y)
+    assert taken == [False]
+    assert loss == loss_again
+    for name in grads:  # the same algorithm either way: the same bits
+        np.testing.assert_array_equal(grads[name], grads_again[name], err_msg=name)
+
+
+def test_kept_gradients_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    ours = _model().train()
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(16, 64, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv2d(64, 48, 3, padding=1), torch.nn.Flatten(),
+                                 torch.nn.Linear(48 * 16, 3))
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v))
+                            for k, v in ours.state_dict().items()})
+    x = rng.standard_normal((4, 16, 4, 4)).astype(np.float32)
+    y = np.array([1, 0, 2, 2])
+    _, grads = nn.value_and_grad(ours, nn.CrossEntropyLoss())(x, y)
+    torch.nn.CrossEntropyLoss()(theirs(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    for name, p in theirs.named_parameters():
+        scale = float(np.abs(p.grad.numpy()).max())
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), atol=1e-5 * max(scale, 1e-3))
+
+
+def test_a_matrix_is_found_only_for_its_own_input_and_layer(rng):
+    x = rng.standard_normal((4, 16, 4, 4)).astype(np.float32)
+    spec = numbaconv.plan(x, np.empty((24, 16, 3, 3), np.float32), padding=1).spec
+    other = numbaconv.plan(x, np.empty((24, 16, 3, 3), np.float32), padding=2).spec
+    assert step_columns.columns_for(x, spec, (1, 144, 64)) is None  # outside a block
+    with step_columns.kept():
+        columns = step_columns.columns_for(x, spec, (1, 144, 64))
+        assert columns.shape == (1, 144, 64)
+        assert step_columns.take(x.copy(), spec) is None  # equal values, other memory
+        assert step_columns.take(x[:, :, :, ::-1], spec) is None  # same memory, other view
+        assert step_columns.take(x, other) is None  # another padding
+        assert step_columns.take(x, spec) is columns
+        assert step_columns.take(x, spec) is None  # taken once
+        with step_columns.kept():  # an inner block leaves the outer's entries alone
+            step_columns.columns_for(x, spec, (1, 144, 64))
+        assert step_columns.take(x, spec) is not None
+    assert step_columns._state.entries is None
+
+
+def test_the_budget_bounds_what_is_kept(monkeypatch, rng):
+    x = rng.standard_normal((4, 16, 4, 4)).astype(np.float32)
+    spec = numbaconv.plan(x, np.empty((24, 16, 3, 3), np.float32), padding=1).spec
+    monkeypatch.setattr(step_columns, "BUDGET_BYTES", 144 * 64 * 4 + 1)
+    with step_columns.kept():
+        assert step_columns.columns_for(x, spec, (1, 144, 64)) is not None
+        y = x + 1  # another input: over the budget
+        assert step_columns.columns_for(y, spec, (1, 144, 64)) is None
+        assert step_columns.take(x, spec) is not None  # taken: its bytes come back
+        assert step_columns.columns_for(y, spec, (1, 144, 64)) is not None
