@@ -248,11 +248,59 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     x4 = x.reshape(tspec.batch, tspec.in_channels, tspec.in_height, tspec.in_width)
     w4 = w.reshape(tspec.in_channels, tspec.out_channels // tspec.groups, tspec.kernel_height,
                    tspec.kernel_width).astype(tspec.dtype, copy=False)
+    route = _route(tspec, algorithm)
+    if route is None:
+        out = by_matrix_product(tspec, x4, w4, None if b is None else b.astype(tspec.dtype))
+        return out.reshape(tspec.output_shape)
+    pads_in_place, run = route
+    up = x4 if pads_in_place else zero_inserted_input(tspec, x4)
+    out = run(up, equivalent_weight(tspec, w4), None if b is None else b.astype(tspec.dtype))
+    return out.reshape(tspec.output_shape)
+
+
+#: How each transposed convolution runs, by (spec, algorithm, fresh weights): None for
+#: by_matrix_product, else (pads_in_place, the equivalent convolution's plan prepared as
+#: a function of (x, weight, bias), the bytes it needs). A training step's input
+#: gradients repeat the same few; deciding and planning again took 60 us of a 130 us
+#: call (LeNet's 16 -> 6 5x5 at batch 1).
+_ROUTES: dict = {}
+_ROUTES_MAX = 256
+
+
+def _route(tspec, algorithm):
+    """How ``tspec`` runs (see _ROUTES), decided once; a plan that no longer fits the
+    memory limit (it changed) is made again, to fall back or raise as planned."""
+    if algorithm == "autotune" or config.AUTOTUNE:  # (autotune keeps its own choices)
+        route = _decide_route(tspec, algorithm)
+        return route if route is None else (route[0], _executes(route[1]))
+    key = (tspec, algorithm, config.weights_are_fresh())
+    route = _ROUTES.get(key, ())
+    if route is None or (route != () and route[2] <= config.memory_limit()):
+        return route if route is None else route[:2]
+    route = _decide_route(tspec, algorithm)
+    if route is None or not route[1].fits:  # (execute raises the plan's MemoryError)
+        return route if route is None else (route[0], _executes(route[1]))
+    pads_in_place, chosen = route
+    route = (pads_in_place, planner.prepare(chosen),
+             planner.needed_bytes(chosen.spec, chosen.algorithm))
+    if len(_ROUTES) >= _ROUTES_MAX:
+        _ROUTES.clear()
+    _ROUTES[key] = route
+    return route[:2]
+
+
+def _executes(plan):
+    return lambda x, weight, bias: planner.execute(plan, x, weight, bias)
+
+
+def _decide_route(tspec, algorithm):
+    """None where ``tspec`` runs as by_matrix_product, else (pads_in_place, the plan of
+    its equivalent convolution of the zero-inserted input)."""
     w_shape = (tspec.out_channels, tspec.in_channels // tspec.groups, tspec.kernel_height,
                tspec.kernel_width)
     spec = conv_spec("conv2d", zero_inserted_shape(tspec), w_shape,
-                     None if b is None else b.shape, 1, 0, tspec.dilation, tspec.groups,
-                     "zeros", tspec.dtype)
+                     (tspec.out_channels,) if tspec.has_bias else None, 1, 0, tspec.dilation,
+                     tspec.groups, "zeros", tspec.dtype)
     (top, bottom), (left, right) = tspec.equivalent_padding()
     pads_in_place = tspec.stride == (1, 1) and min(top, bottom, left, right) >= 0
     if pads_in_place:  # nothing to insert: the convolution pads x itself, no padded copy
@@ -290,13 +338,8 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     if algorithm in planner.SPECIAL and not as_convolution and (
             tspec.stride != (1, 1) or not planner.winograd_pays(spec, planner.REGISTRY)
             or not planner.fresh_transform_pays(spec)):
-        out = by_matrix_product(tspec, x4, w4, None if b is None else b.astype(tspec.dtype))
-        return out.reshape(tspec.output_shape)
-    up = x4 if pads_in_place else zero_inserted_input(tspec, x4)
-    w_conv = equivalent_weight(tspec, w4)
-    chosen = planner.make_plan(spec, algorithm)
-    out = planner.execute(chosen, up, w_conv, None if b is None else b.astype(tspec.dtype))
-    return out.reshape(tspec.output_shape)
+        return None
+    return pads_in_place, planner.make_plan(spec, algorithm)
 
 
 _DOC = """Transposed {n}-D convolution, exactly as ``torch.nn.functional.conv_transpose{n}d``.

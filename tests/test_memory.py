@@ -100,3 +100,17 @@ def test_transposed_matrix_product_is_guarded_too(limit):
         numbaconv.conv_transpose2d(x, w, stride=2, padding=1)
     limit(None)
     assert numbaconv.conv_transpose2d(x, w, stride=2, padding=1).shape == (8, 32, 56, 56)
+
+
+def test_a_repeated_transposed_convolution_meets_a_lowered_limit(limit):
+    """The route a transposed convolution running as a convolution keeps for its repeats
+    (``transposed._ROUTES``) is checked against the limit on every call."""
+    x = np.ones((2, 16, 20, 20), np.float32)
+    w = np.ones((16, 8, 3, 3), np.float32)
+    first = numbaconv.conv_transpose2d(x, w, padding=1)
+    np.testing.assert_array_equal(numbaconv.conv_transpose2d(x, w, padding=1), first)
+    limit(2**10)
+    with pytest.raises(MemoryError, match="conv"):
+        numbaconv.conv_transpose2d(x, w, padding=1)
+    limit(None)
+    np.testing.assert_array_equal(numbaconv.conv_transpose2d(x, w, padding=1), first)
