@@ -598,6 +598,14 @@ def _weight_winograd_pays(spec: ConvSpec) -> bool:
             and _winograd_weight_grad_image_bytes(spec) <= WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES)
 
 
+def winograd_weight_grad_takes_tiles(spec: ConvSpec) -> bool:
+    """Whether the weight gradient of ``spec`` is ``weight_winograd`` in one chunk: it
+    then transforms the input tiles the forward pass's F(4x4) did, every image's at once
+    (which a training step keeps for it: ``cpu.step_columns``)."""
+    return (weight_grad_kernel(spec) == "weight_winograd"
+            and winograd_weight_grad_chunk(spec) == spec.batch)
+
+
 def weight_grad_kernel(spec: ConvSpec) -> str:
     """The kernel computing the weight gradient of ``spec`` (see WEIGHT_GRAD_KERNELS)."""
     return weight_grad_choice(spec)[0]

@@ -116,3 +116,52 @@ def test_the_budget_bounds_what_is_kept(monkeypatch, rng):
         assert step_columns.columns_for(y, spec, (1, 144, 64)) is None
         assert step_columns.take(x, spec) is not None  # taken: its bytes come back
         assert step_columns.columns_for(y, spec, (1, 144, 64)) is not None
+
+
+def test_winograd_weight_gradients_take_the_forward_tiles(monkeypatch, rng):
+    """A 3x3 layer that runs Winograd F(4x4) forward and weight_winograd backward: the
+    forward pass writes its transformed input tiles out for the weight gradient, which
+    takes them instead of transforming again; the same gradients as without; the
+    backward pass's convolutions (input gradients) keep nothing."""
+    from numbaconv import registry
+
+    model = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(32, 32, 3, padding=1), nn.Flatten(),
+                          nn.Linear(32 * 64, 3))
+    for p in model.parameters():
+        p[...] = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+    x = rng.standard_normal((8, 16, 8, 8)).astype(np.float32)
+    with config.fresh_weights():
+        for c, k in ((16, 32), (32, 32)):
+            plan = numbaconv.plan(np.empty((8, c, 8, 8), np.float32),
+                                  np.empty((k, c, 3, 3), np.float32), padding=1)
+            assert plan.algorithm == "winograd_f4x4"
+            assert registry.winograd_weight_grad_takes_tiles(plan.spec)
+    kinds, taken = [], []
+    columns_for, take = step_columns.columns_for, step_columns.take
+
+    def keeping(x, spec, shape, kind="im2col"):
+        found = columns_for(x, spec, shape, kind)
+        kinds.append((kind, found is not None))
+        return found
+
+    def counting(x, spec, kind="im2col"):
+        found = take(x, spec, kind)
+        taken.append((kind, found is not None))
+        return found
+
+    monkeypatch.setattr(step_columns, "columns_for", keeping)
+    monkeypatch.setattr(step_columns, "take", counting)
+    step = nn.value_and_grad(model.train(), nn.CrossEntropyLoss())
+    y = np.arange(8) % 3
+    loss, grads = step(x, y)
+    # the first layer's tiles (its input gradient is never needed) and the second's;
+    # the second's input gradient runs Winograd in the backward pass and keeps nothing
+    assert kinds == [("winograd", True), ("winograd", True), ("winograd", False)]
+    assert taken == [("winograd", True), ("winograd", True)]
+    monkeypatch.setattr(step_columns, "MAX_BYTES", 0)
+    loss_again, grads_again = step(x, y)
+    assert loss == loss_again
+    for name in grads:
+        np.testing.assert_allclose(grads[name], grads_again[name], rtol=1e-5,
+                                   atol=1e-6 * float(np.abs(grads[name]).max()), err_msg=name)

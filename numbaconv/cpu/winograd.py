@@ -32,7 +32,8 @@ from numba import njit
 
 from .. import winograd_math
 from ..registry import (winograd_block_rows, winograd_phase_spec, winograd_piece_spec,
-                        winograd_pieces)
+                        winograd_pieces, winograd_weight_grad_takes_tiles)
+from . import step_columns
 from .layout import copy1d, new_output, pad_phase_split
 from .dispatch import parallel_kernel, share
 from ..isa import VECTOR_BYTES
@@ -559,9 +560,15 @@ def _run_plain(spec, x, u_groups, bias, tile):
     n_rows = spec.batch * tiles_h
     block_rows = winograd_block_rows(spec, tile, numba.get_num_threads())
     out = new_output(spec, x.dtype)
-    staged = block_rows == n_rows
+    v_shape = ((tile + 2) ** 2, n_rows * tiles_w, cg)
+    # In a training step, transformed tiles that the weight gradient will transform again
+    # are kept for it (step_columns); the stages then write them all out.
+    v = step_columns.columns_for(x, spec, v_shape, "winograd") \
+        if tile == 4 and spec.groups == 1 and winograd_weight_grad_takes_tiles(spec) else None
+    staged = block_rows == n_rows or v is not None
     if staged:
-        v = scratch("winograd_v", ((tile + 2) ** 2, n_rows * tiles_w, cg), x.dtype)
+        if v is None:
+            v = scratch("winograd_v", v_shape, x.dtype)
         m = scratch("winograd_m", ((tile + 2) ** 2, n_rows * tiles_w, kg), x.dtype)
     nonfinite = 0
     for g in range(spec.groups):

@@ -26,6 +26,7 @@ from .dispatch import parallel_kernel, share
 from .layout import transpose_into
 from .microkernel import matmul, workspace_size
 from ..registry import winograd_weight_grad_chunk
+from . import step_columns
 from .weight_grad import positions_last
 from .winograd import winograd_input_stage
 from .workspace import scratch
@@ -158,14 +159,18 @@ def run(spec, x, grad, out):
     for n0 in range(0, spec.batch, chunk):
         images = min(chunk, spec.batch - n0)
         tiles = images * tiles_h * tiles_w
-        v = scratch("weight_grad_winograd_input", (POSITIONS, tiles, c), x.dtype)
+        # the forward pass's tiles, where a training step kept them (every image)
+        kept = step_columns.take(x, spec, "winograd") if chunk == spec.batch else None
+        v = kept if kept is not None else \
+            scratch("weight_grad_winograd_input", (POSITIONS, tiles, c), x.dtype)
         ext = scratch("weight_grad_winograd_grad_rows",
                       (images, spec.out_height * spec.out_width, k), x.dtype)
         qt = scratch("weight_grad_winograd_grad_tiles", (POSITIONS, tiles, k), x.dtype)
         q = scratch("weight_grad_winograd_grad", (POSITIONS, k, tiles), x.dtype)
         xs, gs = x[n0:n0 + images], grad[n0:n0 + images]
-        winograd_input_stage(xs, 0, spec.pad_top, spec.pad_left, v, TILE, tiles_h, tiles_w,
-                             workers=images * tiles_h)
+        if kept is None:
+            winograd_input_stage(xs, 0, spec.pad_top, spec.pad_left, v, TILE, tiles_h,
+                                 tiles_w, workers=images * tiles_h)
         positions_last(gs, spec.out_width, ext, workers=images * spec.out_height)
         gradient_tile_transform(ext, qt, spec.out_height, spec.out_width, tiles_h, tiles_w,
                                 workers=images * tiles_h)

@@ -122,6 +122,7 @@ def _value_and_gradients(objective, arrays):
         if not (isbox(end) and end._trace == trace):  # the loss ignores the parameters
             return end, [np.zeros_like(a) for a in arrays]
         value, end_node = end._value, end._node
+    step_columns.stop_keeping()  # (the backward pass's convolutions feed no weight gradient)
     reached = {}
     index = {node: i for i, node in enumerate(starts)}
     outgrads = {end_node: (vspace(value).ones(), False)}
