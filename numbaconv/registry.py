@@ -554,15 +554,20 @@ def depthwise_lane_block(channels: int, threads: int, itemsize: int) -> int:
 WEIGHT_GRAD_CHUNK_BYTES = 256 << 10
 
 
-#: Output tiles (4x4, over the batch) and channels in and out from which a 3x3 stride-1
-#: layer's weight gradient runs ``weight_winograd``: its 36 matrix products are as deep
-#: as there are tiles, and with few of them packing the panels outweighs the products.
-#: Measured (Zen 4, AVX-512, 2 threads, ms, Winograd / what ran before, torch's in
-#: brackets): batch 8, 64 -> 64 on 16x16 (128 tiles) 0.59 / 0.92 (1.00), 128 -> 128 on
-#: 8x8 (32) 0.64 / 1.31 (1.15), 256 -> 256 on 4x4 (8) 1.15 / 1.04; batch 1, 64 -> 64 on
-#: 56x56 (196) 0.94 / 1.74 (1.52); 16 -> 24 on 7x9 at batch 2 (12) 0.14 / 0.15.
+#: Output tiles (4x4, over the batch) from which a 3x3 stride-1 layer's weight gradient
+#: runs ``weight_winograd``: its 36 matrix products are as deep as there are tiles, and
+#: with few of them packing the panels outweighs the products. Measured (Zen 4, AVX-512,
+#: 2 threads, ms, Winograd / what ran before, torch's in brackets): batch 8, 64 -> 64 on
+#: 16x16 (128 tiles) 0.59 / 0.92 (1.00), 128 -> 128 on 8x8 (32) 0.64 / 1.31 (1.15),
+#: 256 -> 256 on 4x4 (8) 1.15 / 1.04.
 WINOGRAD_WEIGHT_GRAD_MIN_TILES = 32
-WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS = 16
+#: And from which K * C / (C + 2K) (C input, K output channels): the products'
+#: multiply-adds per value the transforms write (C per tile for the input, 2K for the
+#: gradient, transposed once), which must pay for those passes. Measured as above, batch
+#: 8: 96 -> 96 on 28x28 (32) 3.4 / 8.2, 256 -> 256 on 56x56 74 / 169, 64 -> 64 on 224x224
+#: 149 / 157, 48 -> 48 on 28x28 (16) 3.2 / 3.8, 64 -> 32 on 28x28 and 56x56 (16) 0.90-0.98
+#: of the time; below, 32 -> 64 (12.8) 2.0x, 32 -> 32 (10.7) 1.1-1.8x, 16 -> 16 4x.
+WINOGRAD_WEIGHT_GRAD_MIN_DEPTH = 16
 #: Scratch bytes of a chunk of images (their transformed input and gradient) that
 #: ``weight_winograd`` aims for: ResNet's 64 -> 64 on 56x56 takes 3.4 MB an image, and a
 #: chunk within the L3 cache is multiplied while its transforms are still there. A
@@ -587,13 +592,15 @@ def winograd_weight_grad_chunk(spec: ConvSpec) -> int:
 
 
 def _weight_winograd_pays(spec: ConvSpec) -> bool:
-    """3x3, stride 1, dilation 1, ungrouped, enough channels and tiles, and one image's
-    scratch within WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES."""
+    """3x3, stride 1, dilation 1, ungrouped, channels and tiles enough
+    (WINOGRAD_WEIGHT_GRAD_MIN_DEPTH, _MIN_TILES), and one image's scratch within
+    WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES."""
     tiles = spec.batch * -(-spec.out_height // 4) * -(-spec.out_width // 4)
     return ((spec.kernel_height, spec.kernel_width) == (3, 3)
             and spec.stride_h == spec.stride_w == 1 and spec.dilation_h == spec.dilation_w == 1
             and spec.groups == 1
-            and min(spec.in_channels, spec.out_channels) >= WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS
+            and spec.in_channels * spec.out_channels
+            >= WINOGRAD_WEIGHT_GRAD_MIN_DEPTH * (spec.in_channels + 2 * spec.out_channels)
             and tiles >= WINOGRAD_WEIGHT_GRAD_MIN_TILES
             and _winograd_weight_grad_image_bytes(spec) <= WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES)
 

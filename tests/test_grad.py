@@ -252,7 +252,7 @@ def test_every_weight_kernel(kernel, x_shape, w_shape, kwargs, dtype, rng, monke
     weight_winograd one image per chunk, each chunk's products added onto the last."""
     tiles, lanes, products, dots, winograd_tiles = _FORCE[kernel]
     monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_TILES", winograd_tiles)
-    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MIN_DEPTH", 0)
     monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_CHUNK_BYTES", 1)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_MIN_CHANNELS", tiles)
     monkeypatch.setattr(registry, "WEIGHT_GRAD_TILES_NARROW_CHANNELS", 0)
@@ -537,7 +537,7 @@ def test_which_layers_take_which_weight_kernel():
     wide_groups = numbaconv.plan(np.empty((1, 256, 8, 8), np.float32),
                                  np.empty((256, 128, 3, 3), np.float32), groups=2).spec
     assert registry.weight_grad_kernel(wide_groups) == "weight_products"
-    assert registry.weight_grad_kernel(dense) == "weight_winograd"  # 64 4x4 tiles
+    assert registry.weight_grad_kernel(dense) == "weight_tiles"  # 32 -> 64: Winograd loses
     assert registry.weight_grad_kernel(dense_small) == "weight_products"  # 8x8 outputs
     assert registry.weight_grad_kernel(tiny) == "weight_products"  # 2x2 outputs
     narrow = numbaconv.plan(x, np.empty((32, 32, 3, 3), np.float32), padding=1).spec
@@ -665,8 +665,9 @@ def test_invalid_arguments_are_rejected(call, error, match):
 
 def test_winograd_weight_gradient_takes_3x3_layers_with_tiles_enough(monkeypatch):
     """weight_winograd for 3x3 stride-1 layers with >= 32 output tiles over the batch
-    (ResNet-18's 64 -> 64 on 16x16 and 128 -> 128 on 8x8 at batch 8), not 256 -> 256 on
-    4x4 (8 tiles), and never where one image's transforms would outgrow the cap."""
+    and channels enough (ResNet-18's 64 -> 64 on 16x16 and 128 -> 128 on 8x8 at batch
+    8), not 256 -> 256 on 4x4 (8 tiles) nor 32 -> 32, and never where one image's
+    transforms would outgrow the cap."""
     import numbaconv
 
     def kernel(batch, c, k, side):
@@ -677,6 +678,8 @@ def test_winograd_weight_gradient_takes_3x3_layers_with_tiles_enough(monkeypatch
     assert kernel(8, 64, 64, 16) == kernel(8, 128, 128, 8) == "weight_winograd"
     assert kernel(8, 256, 256, 4) != "weight_winograd"
     assert kernel(1, 64, 64, 16) != "weight_winograd"  # 16 tiles
+    assert kernel(8, 48, 48, 28) == "weight_winograd"  # 48 * 48 / (48 + 96) = 16
+    assert kernel(8, 32, 32, 28) != "weight_winograd"  # 32 * 32 / (32 + 64) < 16
     monkeypatch.setattr(registry, "WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES", 1 << 20)
     assert kernel(8, 64, 64, 16) == "weight_winograd"  # 0.6 MB an image
     assert kernel(8, 64, 64, 32) != "weight_winograd"  # 2.4 MB

@@ -125,14 +125,14 @@ def test_winograd_weight_gradients_take_the_forward_tiles(monkeypatch, rng):
     backward pass's convolutions (input gradients) keep nothing."""
     from numbaconv import registry
 
-    model = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(32, 32, 3, padding=1), nn.Flatten(),
-                          nn.Linear(32 * 64, 3))
+    model = nn.Sequential(nn.Conv2d(48, 48, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(48, 48, 3, padding=1), nn.Flatten(),
+                          nn.Linear(48 * 64, 3))
     for p in model.parameters():
         p[...] = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
-    x = rng.standard_normal((8, 16, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((8, 48, 8, 8)).astype(np.float32)
     with config.fresh_weights():
-        for c, k in ((16, 32), (32, 32)):
+        for c, k in ((48, 48), (48, 48)):
             plan = numbaconv.plan(np.empty((8, c, 8, 8), np.float32),
                                   np.empty((k, c, 3, 3), np.float32), padding=1)
             assert plan.algorithm == "winograd_f4x4"
