@@ -742,6 +742,18 @@ def weight_grad_reads_im2col(spec: ConvSpec) -> bool:
             and weight_grad_chunk_images(spec) == spec.batch)
 
 
+def weight_grad_reads_phase_split(spec: ConvSpec) -> bool:
+    """Whether the weight gradient of ``spec`` reads the input padded and split by stride
+    phase as a copy (``weight_tiles``, ``weight_taps``, the shifted ``weight_dots``; an
+    unpadded stride-1 layer's is the input itself): the copy ``tiled_conv2d``'s forward
+    pass makes too, which a training step can keep for it (``cpu.step_columns``)."""
+    kernel = weight_grad_kernel(spec)
+    copied = spec.stride_h > 1 or spec.stride_w > 1 or \
+        spec.pad_top or spec.pad_bottom or spec.pad_left or spec.pad_right
+    return bool(copied) and (kernel in ("weight_tiles", "weight_taps")
+                             or (kernel == "weight_dots" and weight_dots_shifted(spec)))
+
+
 def product_blocks(rows: int, cols: int, groups: int, threads: int, itemsize: int) -> tuple:
     """(block_rows, block_cols) of ``weight_products``' jobs on a (rows, cols) result per
     group: a job per group when there are groups enough for the threads, else each

@@ -41,16 +41,17 @@ def test_weight_gradients_take_the_forward_matrices(monkeypatch, rng):
     taken = []
     take = step_columns.take
 
-    def counting(x, spec):
-        found = take(x, spec)
-        taken.append(found is not None)
+    def counting(x, spec, kind="im2col"):
+        found = take(x, spec, kind)
+        if kind == "im2col":
+            taken.append(found is not None)
         return found
 
     kept = []
     columns_for = step_columns.columns_for
 
-    def keeping(x, spec, shape):
-        found = columns_for(x, spec, shape)
+    def keeping(x, spec, shape, kind="im2col"):
+        found = columns_for(x, spec, shape, kind)
         kept.append(found is not None)
         return found
 
@@ -165,3 +166,39 @@ def test_winograd_weight_gradients_take_the_forward_tiles(monkeypatch, rng):
     for name in grads:
         np.testing.assert_allclose(grads[name], grads_again[name], rtol=1e-5,
                                    atol=1e-6 * float(np.abs(grads[name]).max()), err_msg=name)
+
+
+@pytest.mark.parametrize("channels, stride", [(1, 1), (3, 2)])
+def test_weight_gradients_take_the_forward_padded_input(channels, stride, monkeypatch, rng):
+    """A padded layer that runs direct's register tiles forward (on a padded, phase-split
+    copy of its input) and reads the same copy for its weight gradient (LeNet's first
+    layer; a ResNet stem at stride 2): kept and taken, the same gradients as without."""
+    from numbaconv import registry
+
+    model = nn.Sequential(nn.Conv2d(channels, 8, 5, stride=stride, padding=2), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8 * (16 // stride) ** 2, 3))
+    for p in model.parameters():
+        p[...] = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+    x = rng.standard_normal((16, channels, 16, 16)).astype(np.float32)
+    with config.fresh_weights():
+        plan = numbaconv.plan(x, np.empty((8, channels, 5, 5), np.float32), stride=stride,
+                              padding=2)
+    assert plan.kernel == "tiled" and registry.weight_grad_reads_phase_split(plan.spec)
+    taken = []
+    take = step_columns.take
+
+    def counting(x, spec, kind="im2col"):
+        found = take(x, spec, kind)
+        taken.append((kind, found is not None))
+        return found
+
+    monkeypatch.setattr(step_columns, "take", counting)
+    step = nn.value_and_grad(model.train(), nn.CrossEntropyLoss())
+    y = np.arange(16) % 3
+    loss, grads = step(x, y)
+    assert taken == [("phase_split", True)]
+    monkeypatch.setattr(step_columns, "MAX_BYTES", 0)
+    loss_again, grads_again = step(x, y)
+    assert loss == loss_again
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], grads_again[name], err_msg=name)

@@ -26,7 +26,9 @@ import numpy as np
 from numba import njit
 
 from ..isa import NV, VECTOR_BYTES
-from ..registry import direct_block_rows, direct_kernel, direct_tile_rows
+from ..registry import (direct_block_rows, direct_kernel, direct_tile_rows,
+                        weight_grad_reads_phase_split)
+from . import step_columns
 from ..epilogue import NO_EPILOGUE
 from .dispatch import parallel_kernel, share
 from .epilogue import biased_row, finish_block, finish_silu, new_scratch
@@ -637,7 +639,12 @@ def run_tiled(spec, x, weight, bias, out, post=NO_EPILOGUE):
     a, offsets = tiled_operands(spec, weight)
     shape = phase_split_shape(spec)
     size = math.prod(shape)
-    xflat = scratch("direct_tiled_input", (size + tiled_slack(spec, x.itemsize),), x.dtype)
+    flat_shape = (size + tiled_slack(spec, x.itemsize),)
+    # kept for the weight gradient in a training step (step_columns), else scratch
+    xflat = step_columns.columns_for(x, spec, flat_shape, "phase_split") \
+        if weight_grad_reads_phase_split(spec) else None
+    if xflat is None:
+        xflat = scratch("direct_tiled_input", flat_shape, x.dtype)
     xflat[size:] = 0
     pad_phase_split(x, spec.pad_top, spec.pad_left, xflat[:size].reshape(shape))
     channel_stride = math.prod(shape[2:])

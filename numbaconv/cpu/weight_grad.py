@@ -340,7 +340,7 @@ def run(spec, x, grad, threads):
                                workers=-(-spec.in_channels // block))
         return out
     if kernel == "weight_taps":
-        xph = phase_split_input(spec, x, "weight_grad_input")
+        xph = _phase_split_input(spec, x, "weight_grad_input")
         weight_taps(xph, grad, out, spec.dilation_h, spec.dilation_w, spec.groups,
                     workers=spec.out_channels * cg)
         return out
@@ -406,6 +406,22 @@ def _run_row_products(spec, x, grad, threads, out, kernel):
     return out
 
 
+def _kept_phase_split(spec, x):
+    """The padded, phase-split input that a training step's forward pass kept for this
+    weight gradient (``direct.run_tiled``: ``step_columns``), or None."""
+    kept = step_columns.take(x, spec, "phase_split")
+    if kept is None:
+        return None
+    shape = phase_split_shape(spec)
+    return kept[:math.prod(shape)].reshape(shape)
+
+
+def _phase_split_input(spec, x, name):
+    """``layout.phase_split_input``, or the forward pass's where it was kept."""
+    kept = _kept_phase_split(spec, x)
+    return kept if kept is not None else phase_split_input(spec, x, name)
+
+
 def _side_by_side(a, n0, n1, name):
     """Images n0:n1 of ``a`` (N, C, H, W) as one (C, (n1 - n0) * H * W) matrix: the image
     itself where there is one, else the images copied side by side into scratch
@@ -450,8 +466,10 @@ def _run_shifted_dots(spec, x, grad, threads, out):
     shared among the threads, each thread's sums added at the end."""
     shape = phase_split_shape(spec)
     image_size = math.prod(shape[1:])
-    xph = scratch("weight_grad_dots_input", shape, x.dtype)
-    pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
+    xph = _kept_phase_split(spec, x)
+    if xph is None:
+        xph = scratch("weight_grad_dots_input", shape, x.dtype)
+        pad_phase_split(x, spec.pad_top, spec.pad_left, xph)
     cols_q = shape[5]
     rows = scratch("weight_grad_dots_rows",
                    (spec.batch, spec.out_channels, 1, 1, spec.out_height, cols_q), x.dtype)
@@ -479,7 +497,7 @@ def _run_tiles(spec, x, grad, threads, out):
     lanes = VECTOR_BYTES // x.itemsize
     row_starts, _ = tile_plan(spec)
     padded_k = -(-spec.out_channels // lanes) * lanes
-    xph = phase_split_input(spec, x, "weight_grad_tiles_input")
+    xph = _phase_split_input(spec, x, "weight_grad_tiles_input")
     ext = scratch("weight_grad_tiles_output",
                   (spec.batch, spec.out_height * cols_q, padded_k), x.dtype)
     positions_last(np.ascontiguousarray(grad), cols_q, ext,
