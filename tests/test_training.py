@@ -281,7 +281,8 @@ def test_max_pool_gradient_on_ties_and_nans(args, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("args", [(3, 2, 1), (3, 1, 1, 2), (2, 3, 1, 1, True), (3, 2, 0, 1, True)])
+@pytest.mark.parametrize("args", [(3, 2, 1), (3, 1, 1), (2, 1), (3, 1, 1, 2), (2, 3, 1, 1, True),
+                                  (3, 2, 0, 1, True)])
 def test_max_pool_gradient_of_overlapping_windows_on_ties(args, dtype):
     """Overlapping or padded windows of ties (small integers, -0.0 against 0.0, windows
     of -inf only) and a few NaNs: the first value equal to the pooled maximum (or the

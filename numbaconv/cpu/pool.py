@@ -95,6 +95,8 @@ def max_pool2d_backward(x, out, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker
         2 * out_h <= height and 2 * out_w <= width  # (ceil_mode's last windows can be cut)
     xf, gf, dxf = x.reshape(x.size), grad.reshape(grad.size), dx.reshape(dx.size)
     firsts = np.empty(out_w, np.int64)
+    none = height * width
+    lo, hi = _interior_columns(width, out_w, kw, sw, pw, dw)
     my_first, my_stop = share(worker, workers, x.shape[0] * channels)
     for plane in range(my_first, my_stop):
         if pairs:
@@ -103,18 +105,30 @@ def max_pool2d_backward(x, out, grad, dx, kh, kw, sh, sw, ph, pw, dh, dw, worker
         n, c = plane // channels, plane % channels
         src = x[n, c].reshape(height * width)
         dst = dx[n, c].reshape(height * width)
+        taken_plane = out[n, c].reshape(out_h * out_w)
         for i in range(height * width):
             dst[i] = zero
         for oy in range(out_h):
-            _row_firsts(src, width, height, oy, out[n, c, oy], kh, kw, sh, sw, ph, pw, dh,
-                        dw, firsts)
+            y0 = oy * sh - ph
+            unrolled = kh == kw and dh == 1 and dw == 1 and y0 >= 0 and y0 + kh <= height \
+                and lo < hi and _unrolled_firsts(src, y0 * width + lo * sw - pw, width,
+                                                 taken_plane, oy * out_w + lo, hi - lo,
+                                                 firsts[lo:hi], none, kh, sw)
+            if unrolled:  # the windows cut by the padding, one by one
+                for ox in range(lo):
+                    firsts[ox] = none
+                for ox in range(hi, out_w):
+                    firsts[ox] = none
+            else:
+                _row_firsts(src, width, height, oy, out[n, c, oy], kh, kw, sh, sw, ph, pw,
+                            dh, dw, firsts)
             g, taken = grad[n, c, oy], out[n, c, oy]
             for ox in range(out_w):
-                if taken[ox] != taken[ox]:  # a NaN: the window's first NaN, by the scan
+                best_index = firsts[ox]
+                if best_index == none or taken[ox] != taken[ox]:  # a NaN, or cut windows
+                    # (after the unrolled loop): the scan's own choice
                     _, best_index = _argmax_in_window(src, width, height, oy, ox, kh, kw, sh,
                                                       sw, ph, pw, dh, dw)
-                else:
-                    best_index = firsts[ox]
                 dst[best_index] += g[ox]
     return 0
 
@@ -328,6 +342,53 @@ def _unrolled_average(src, first, width, dst, start, count, scale, size, stride)
         _AVG_3_1(src, first, width, dst, start, count, scale)
     elif size == 3 and stride == 2:
         _AVG_3_2(src, first, width, dst, start, count, scale)
+    else:
+        return False
+    return True
+
+
+def _square_window_firsts(size, stride):
+    """An inlined loop finding, for ``count`` windows of one row, the first element equal
+    to the value the window took: firsts[j] = the flat index in ``src`` of the first (in
+    scan order) of the ``size`` x ``size`` window whose top-left value is src[first +
+    stride * j] that equals taken[start + j] (``none`` if no element does: a NaN).
+    As :func:`_square_window_rows`: the window unrolled, unsigned indices, vectorised
+    along the row, where a pass per tap over the row (``_row_firsts``) stored and
+    reloaded every index (ResNet's 3x3 stride 2 on 8 x 64 x 32 x 32: 1.6 ms)."""
+    unsigned_stride = np.uint64(stride)
+    taps = tuple(np.uint64(t) for t in range(size))
+
+    @njit(inline="always")
+    def firsts_of_row(src, first, width, taken, start, count, firsts, none):
+        first, width, start = np.uint64(first), np.uint64(width), np.uint64(start)
+        for j in range(np.uint64(count)):
+            base = first + unsigned_stride * j
+            wanted = taken[start + j]
+            found = np.uint64(none)
+            for r in taps:  # scan order: rows, then columns; the last match written
+                for t in taps:  # last is the first in scan order when walked backwards
+                    at = base + (np.uint64(size - 1) - r) * width + (np.uint64(size - 1) - t)
+                    found = at if src[at] == wanted else found
+            firsts[j] = found
+
+    return firsts_of_row
+
+
+_FIRSTS_2_1, _FIRSTS_2_2 = _square_window_firsts(2, 1), _square_window_firsts(2, 2)
+_FIRSTS_3_1, _FIRSTS_3_2 = _square_window_firsts(3, 1), _square_window_firsts(3, 2)
+
+
+@njit(inline="always")
+def _unrolled_firsts(src, first, width, taken, start, count, firsts, none, size, stride):
+    """The unrolled first-equal loop for (size, stride); False when there is none."""
+    if size == 2 and stride == 1:
+        _FIRSTS_2_1(src, first, width, taken, start, count, firsts, none)
+    elif size == 2 and stride == 2:
+        _FIRSTS_2_2(src, first, width, taken, start, count, firsts, none)
+    elif size == 3 and stride == 1:
+        _FIRSTS_3_1(src, first, width, taken, start, count, firsts, none)
+    elif size == 3 and stride == 2:
+        _FIRSTS_3_2(src, first, width, taken, start, count, firsts, none)
     else:
         return False
     return True
