@@ -169,6 +169,8 @@ def plan_weight(input_shape, weight_size, stride=1, padding=0, dilation=1, group
 
     >>> from numbaconv import nn
     >>> nn.grad.plan_weight((8, 64, 56, 56), (64, 64, 3, 3), padding=1)["kernel"]
+    'weight_winograd'
+    >>> nn.grad.plan_weight((8, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)["kernel"]
     'weight_tiles'
     >>> nn.grad.plan_weight((8, 32, 56, 56), (32, 1, 3, 3), padding=1, groups=32)["kernel"]
     'weight_taps'
