@@ -45,6 +45,19 @@ def _a4(g0, g1, g2, g3):
 
 
 @njit(inline="always")
+def _a4_rows(g0, g1, g2, g3, o0, o1, o2, o3, o4, o5):
+    """(o0..o5)[e] = A (g0..g3)[e] for every e: one long vectorisable loop."""
+    for e in range(o0.size):
+        a0, a1, a2, a3, a4, a5 = _a4(g0[e], g1[e], g2[e], g3[e])
+        o0[e] = a0
+        o1[e] = a1
+        o2[e] = a2
+        o3[e] = a3
+        o4[e] = a4
+        o5[e] = a5
+
+
+@njit(inline="always")
 def _gt3(m0, m1, m2, m3, m4, m5, quarter, sixth, twelfth, twenty_fourth):
     """G^T (m0..m5) for F(4x4, 3x3)'s G (``winograd_math.G_F4``): 3 values from 6 (the
     fractions passed in the arrays' dtype, so that float32 stays float32)."""
@@ -53,6 +66,18 @@ def _gt3(m0, m1, m2, m3, m4, m5, quarter, sixth, twelfth, twenty_fourth):
     return (m0 * quarter - s12 * sixth + s34 * twenty_fourth,
             d12 * sixth + d34 * twelfth,
             (s34 - s12) * sixth + m5)
+
+
+@njit(inline="always")
+def _gt3_rows(m0, m1, m2, m3, m4, m5, o0, o1, o2, fractions):
+    """(o0..o2)[e] = G^T (m0..m5)[e] for every e: one long vectorisable loop."""
+    quarter, sixth, twelfth, twenty_fourth = fractions
+    for e in range(o0.size):
+        r0, r1, r2 = _gt3(m0[e], m1[e], m2[e], m3[e], m4[e], m5[e], quarter, sixth, twelfth,
+                          twenty_fourth)
+        o0[e] = r0
+        o1[e] = r1
+        o2[e] = r2
 
 
 @parallel_kernel
@@ -64,7 +89,7 @@ def gradient_tile_transform(ext, qt, out_h, out_w, tiles_h, tiles_w, worker, wor
     qt (P, T, K)."""
     channels = ext.shape[2]
     zero = np.zeros(channels, ext.dtype)
-    cols = np.empty((TILE, ALPHA, channels), ext.dtype)  # A along each row of the tile
+    cols = np.empty((TILE, ALPHA, channels), ext.dtype)  # A along each row of the tile ...
     my_first, my_stop = share(worker, workers, ext.shape[0] * tiles_h)
     for row in range(my_first, my_stop):
         n, ty = row // tiles_h, row % tiles_h
@@ -76,29 +101,13 @@ def gradient_tile_transform(ext, qt, out_h, out_w, tiles_h, tiles_w, worker, wor
                 g1 = ext[n, oh * out_w + ow + 1] if oh < out_h and ow + 1 < out_w else zero
                 g2 = ext[n, oh * out_w + ow + 2] if oh < out_h and ow + 2 < out_w else zero
                 g3 = ext[n, oh * out_w + ow + 3] if oh < out_h and ow + 3 < out_w else zero
-                c0, c1, c2, c3, c4, c5 = (cols[i, 0], cols[i, 1], cols[i, 2], cols[i, 3],
-                                          cols[i, 4], cols[i, 5])
-                for k in range(channels):
-                    b0, b1, b2, b3, b4, b5 = _a4(g0[k], g1[k], g2[k], g3[k])
-                    c0[k] = b0
-                    c1[k] = b1
-                    c2[k] = b2
-                    c3[k] = b3
-                    c4[k] = b4
-                    c5[k] = b5
+                _a4_rows(g0, g1, g2, g3, cols[i, 0], cols[i, 1], cols[i, 2], cols[i, 3],
+                         cols[i, 4], cols[i, 5])
             t = row * tiles_w + tx
-            for b in range(ALPHA):
-                r0, r1, r2, r3 = cols[0, b], cols[1, b], cols[2, b], cols[3, b]
-                d0, d1, d2 = qt[b, t], qt[ALPHA + b, t], qt[2 * ALPHA + b, t]
-                d3, d4, d5 = qt[3 * ALPHA + b, t], qt[4 * ALPHA + b, t], qt[5 * ALPHA + b, t]
-                for k in range(channels):
-                    a0, a1, a2, a3, a4, a5 = _a4(r0[k], r1[k], r2[k], r3[k])
-                    d0[k] = a0
-                    d1[k] = a1
-                    d2[k] = a2
-                    d3[k] = a3
-                    d4[k] = a4
-                    d5[k] = a5
+            for b in range(ALPHA):  # ... then A down the tile's columns, position a * 6 + b
+                _a4_rows(cols[0, b], cols[1, b], cols[2, b], cols[3, b], qt[b, t],
+                         qt[ALPHA + b, t], qt[2 * ALPHA + b, t], qt[3 * ALPHA + b, t],
+                         qt[4 * ALPHA + b, t], qt[5 * ALPHA + b, t])
     return 0
 
 
@@ -106,33 +115,18 @@ def gradient_tile_transform(ext, qt, out_h, out_w, tiles_h, tiles_w, worker, wor
 def weight_output_transform(m, taps, worker, workers):
     """taps[k, 3 * r + s] = (G^T M[:, k] G)[r, s] for every input channel at once (along
     which every loop runs); one output channel k per job. m (P, K, C); taps (K, 9, C)."""
-    channels = m.shape[2]
-    kind = m.dtype.type
-    quarter, sixth, twelfth, twenty_fourth = kind(0.25), kind(1 / 6), kind(1 / 12), kind(1 / 24)
-    half = np.empty((ALPHA, 3, channels), m.dtype)  # G along b, per row a
+    fractions = m.dtype.type(0.25), m.dtype.type(1 / 6), m.dtype.type(1 / 12), \
+        m.dtype.type(1 / 24)
+    half = np.empty((ALPHA, 3, m.shape[2]), m.dtype)  # G along b, per row a ...
     my_first, my_stop = share(worker, workers, m.shape[1])
     for k in range(my_first, my_stop):
         for a in range(ALPHA):
-            r0, r1, r2, r3, r4, r5 = (m[a * ALPHA, k], m[a * ALPHA + 1, k],
-                                      m[a * ALPHA + 2, k], m[a * ALPHA + 3, k],
-                                      m[a * ALPHA + 4, k], m[a * ALPHA + 5, k])
-            h0, h1, h2 = half[a, 0], half[a, 1], half[a, 2]
-            for c in range(channels):
-                s0, s1, s2 = _gt3(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], quarter, sixth,
-                                  twelfth, twenty_fourth)
-                h0[c] = s0
-                h1[c] = s1
-                h2[c] = s2
-        for s in range(3):
-            q0, q1, q2, q3, q4, q5 = (half[0, s], half[1, s], half[2, s], half[3, s],
-                                      half[4, s], half[5, s])
-            w0, w1, w2 = taps[k, s], taps[k, 3 + s], taps[k, 6 + s]
-            for c in range(channels):
-                t0, t1, t2 = _gt3(q0[c], q1[c], q2[c], q3[c], q4[c], q5[c], quarter, sixth,
-                                  twelfth, twenty_fourth)
-                w0[c] = t0
-                w1[c] = t1
-                w2[c] = t2
+            _gt3_rows(m[a * ALPHA, k], m[a * ALPHA + 1, k], m[a * ALPHA + 2, k],
+                      m[a * ALPHA + 3, k], m[a * ALPHA + 4, k], m[a * ALPHA + 5, k],
+                      half[a, 0], half[a, 1], half[a, 2], fractions)
+        for s in range(3):  # ... then G down the columns: tap (r, s) at 3 * r + s
+            _gt3_rows(half[0, s], half[1, s], half[2, s], half[3, s], half[4, s], half[5, s],
+                      taps[k, s], taps[k, 3 + s], taps[k, 6 + s], fractions)
     return 0
 
 
