@@ -202,3 +202,27 @@ def test_weight_gradients_take_the_forward_padded_input(channels, stride, monkey
     assert loss == loss_again
     for name in grads:
         np.testing.assert_array_equal(grads[name], grads_again[name], err_msg=name)
+
+
+def test_dilated_winograd_layers_keep_no_tiles(monkeypatch, rng):
+    """A dilated 3x3 layer runs Winograd on its dilation phases (another spec, another
+    array): its weight gradient transforms nothing again, so nothing is kept for it."""
+    model = nn.Sequential(nn.Conv2d(48, 48, 3, padding=2, dilation=2), nn.Flatten(),
+                          nn.Linear(48 * 256, 3))
+    for p in model.parameters():
+        p[...] = rng.standard_normal(p.shape).astype(p.dtype) * 0.1
+    x = rng.standard_normal((8, 48, 16, 16)).astype(np.float32)
+    with config.fresh_weights():
+        assert numbaconv.plan(x, np.empty((48, 48, 3, 3), np.float32), padding=2,
+                              dilation=2).algorithm == "winograd_f4x4"
+    kept = []
+    columns_for = step_columns.columns_for
+
+    def keeping(x, spec, shape, kind="im2col"):
+        found = columns_for(x, spec, shape, kind)
+        kept.append(kind)
+        return found
+
+    monkeypatch.setattr(step_columns, "columns_for", keeping)
+    nn.value_and_grad(model.train(), nn.CrossEntropyLoss())(x, np.arange(8) % 3)
+    assert "winograd" not in kept

@@ -1,5 +1,4 @@
-"""im2col matrices (and Winograd's transformed input tiles) kept from a training step's
-forward pass for its weight gradients.
+"""What a training step's forward pass made of its inputs, kept for its weight gradients.
 
 A layer that the GEMM algorithm runs as one product over its whole im2col matrix
 (``im2col_whole``) unfolds its input in the forward pass, and its weight gradient, the
@@ -7,14 +6,16 @@ product of the output gradient with that same matrix, used to unfold it again: i
 ResNet-18 step at batch 8 on 64x64 images, 2 ms of 60 went to unfolding twice. Inside a
 :func:`kept` block (``nn.value_and_grad`` opens one per step) the forward pass unfolds
 into an array of its own, kept under its input's memory, and the weight gradient takes it
-(:func:`take`) instead of unfolding again. So with Winograd F(4x4): a layer whose weight
-gradient is ``weight_winograd`` transforms the same input tiles the forward pass did
-(36 x 128 tiles x 64 channels for ResNet's 64 -> 64 on 16x16 at batch 8, 0.3 ms a
-layer in a step).
+(:func:`take`) instead of unfolding again. So do two other kinds: Winograd F(4x4)'s
+transformed input tiles (``"winograd"``) where the weight gradient is ``weight_winograd``,
+which transforms the same tiles (36 x 128 tiles x 64 channels for ResNet's 64 -> 64 on
+16x16 at batch 8, 0.3 ms a layer in a step), and the padded, phase-split copy of the
+input direct's register tiles read (``"phase_split"``) where the weight gradient reads
+the same copy.
 
 The input array is kept with its matrix, so that its memory cannot be handed to another
-array while the entry lives, and an entry matches only the same memory, shape, strides
-and dtype under the same convolution. Only matrices up to MAX_BYTES, and up to
+array while the entry lives, and an entry matches only the same kind, memory, shape,
+strides and dtype under the same convolution. Only arrays up to MAX_BYTES, and up to
 BUDGET_BYTES of them in all, are kept; the block's end drops whatever was not taken.
 """
 
@@ -35,8 +36,8 @@ _state = threading.local()
 
 
 class kept:
-    """A block (``with kept():``) in which ``im2col_whole`` forward passes keep their
-    im2col matrices for :func:`take` (on this thread) until :func:`stop_keeping` (the
+    """A block (``with kept():``) in which forward passes keep what their weight gradients
+    would make again, for :func:`take` (on this thread), until :func:`stop_keeping` (the
     backward pass's convolutions, the input gradients, have no weight gradient to keep
     anything for). Blocks do not nest: an inner one leaves the outer's entries alone."""
 

@@ -502,7 +502,8 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     phases = np.ascontiguousarray(xph.transpose(2, 3, 0, 1, 4, 5)).reshape(
         dh * dw * spec.batch, spec.in_channels, rows_q, cols_q)
     sub = winograd_phase_spec(spec)
-    sub_out = run_tile(sub, phases, weight, bias, tile, match_torch_nonfinite).reshape(
+    sub_out = run_tile(sub, phases, weight, bias, tile, match_torch_nonfinite,
+                       keeps_tiles=False).reshape(
         dh, dw, spec.batch, spec.out_channels, rows_q - 2, cols_q - 2)
     out = new_output(spec, x.dtype)
     for p in range(dh):
@@ -512,8 +513,9 @@ def run_dilated(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     return out
 
 
-def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
-    """Winograd F(tile x tile, 3x3) for ``spec`` (larger kernels as 3x3 pieces).
+def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False, keeps_tiles=True):
+    """Winograd F(tile x tile, 3x3) for ``spec`` (larger kernels as 3x3 pieces);
+    ``keeps_tiles`` False where ``spec`` is not the layer's own (see :func:`_run_plain`).
 
     Non-finite values: a transform mixes a whole tile, so one inf or NaN input turns
     every output of its tiles (and of the tiles sharing its input rows) into NaN,
@@ -528,7 +530,7 @@ def run_tile(spec, x, weight, bias, tile, match_torch_nonfinite=False):
     pieces = winograd_pieces(spec)
     if pieces == (1, 1):
         out, nonfinite = _run_plain(spec, x, transformed_weights(weight, spec.groups, tile),
-                                    bias, tile)
+                                    bias, tile, keeps_tiles)
     else:
         out, nonfinite = run_pieces(spec, x, weight, bias, tile)
     if nonfinite and match_torch_nonfinite:
@@ -550,9 +552,11 @@ def run_pieces(spec, x, weight, bias, tile):
     return _run_plain(plain, stacked, u_groups, bias, tile)
 
 
-def _run_plain(spec, x, u_groups, bias, tile):
+def _run_plain(spec, x, u_groups, bias, tile, keeps_tiles=False):
     """The Winograd pipeline for a 3x3, dilation-1 ``spec`` with weights transformed into
-    ``u_groups`` -> (out, count of non-finite outputs)."""
+    ``u_groups`` -> (out, count of non-finite outputs). ``keeps_tiles``: ``spec`` and
+    ``x`` are the layer's own (not its dilation phases or kernel pieces), whose
+    transformed input tiles a training step may keep for its weight gradient."""
     tiles_h = -(-spec.out_height // tile)
     tiles_w = -(-spec.out_width // tile)
     cg = spec.in_channels_per_group
@@ -563,8 +567,8 @@ def _run_plain(spec, x, u_groups, bias, tile):
     v_shape = ((tile + 2) ** 2, n_rows * tiles_w, cg)
     # In a training step, transformed tiles that the weight gradient will transform again
     # are kept for it (step_columns); the stages then write them all out.
-    v = step_columns.columns_for(x, spec, v_shape, "winograd") \
-        if tile == 4 and spec.groups == 1 and winograd_weight_grad_takes_tiles(spec) else None
+    v = step_columns.columns_for(x, spec, v_shape, "winograd") if keeps_tiles and tile == 4 \
+        and spec.groups == 1 and winograd_weight_grad_takes_tiles(spec) else None
     staged = block_rows == n_rows or v is not None
     if staged:
         if v is None:

@@ -95,8 +95,9 @@ def value_and_grad(model: Module, loss_fn):
                                  f"{np.shape(loss)} (reduction='none'?)")
             return loss
 
-        # Every step's weights are new: nothing to cache; the im2col matrices of the
-        # forward pass are kept for the weight gradients (cpu.step_columns).
+        # Every step's weights are new: nothing to cache; what the forward pass made of
+        # its inputs (im2col matrices, Winograd's tiles, padded copies) is kept for the
+        # weight gradients that would make it again (cpu.step_columns).
         with config.fresh_weights(), step_columns.kept():
             loss, gradients = _value_and_gradients(objective, arrays)
         gradients = [np.asarray(g, dtype=a.dtype).reshape(a.shape)
