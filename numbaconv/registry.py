@@ -577,10 +577,15 @@ WINOGRAD_WEIGHT_GRAD_CHUNK_BYTES = 8 << 20
 WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES = 256 << 20
 
 
+def _f4_tiles_per_image(spec: ConvSpec) -> int:
+    """4x4 output tiles of one image (dilation 1)."""
+    return -(-spec.out_height // 4) * -(-spec.out_width // 4)
+
+
 def _winograd_weight_grad_image_bytes(spec: ConvSpec) -> int:
     """``weight_winograd``'s scratch bytes per image: the transformed input (36 values a
     tile and input channel), the gradient channels last, and its transform twice."""
-    tiles = -(-spec.out_height // 4) * -(-spec.out_width // 4)
+    tiles = _f4_tiles_per_image(spec)
     return spec.itemsize * (36 * tiles * (spec.in_channels + 2 * spec.out_channels)
                             + spec.out_height * spec.out_width * spec.out_channels)
 
@@ -595,13 +600,12 @@ def _weight_winograd_pays(spec: ConvSpec) -> bool:
     """3x3, stride 1, dilation 1, ungrouped, channels and tiles enough
     (WINOGRAD_WEIGHT_GRAD_MIN_DEPTH, _MIN_TILES), and one image's scratch within
     WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES."""
-    tiles = spec.batch * -(-spec.out_height // 4) * -(-spec.out_width // 4)
     return ((spec.kernel_height, spec.kernel_width) == (3, 3)
             and spec.stride_h == spec.stride_w == 1 and spec.dilation_h == spec.dilation_w == 1
             and spec.groups == 1
             and spec.in_channels * spec.out_channels
             >= WINOGRAD_WEIGHT_GRAD_MIN_DEPTH * (spec.in_channels + 2 * spec.out_channels)
-            and tiles >= WINOGRAD_WEIGHT_GRAD_MIN_TILES
+            and spec.batch * _f4_tiles_per_image(spec) >= WINOGRAD_WEIGHT_GRAD_MIN_TILES
             and _winograd_weight_grad_image_bytes(spec) <= WINOGRAD_WEIGHT_GRAD_MAX_IMAGE_BYTES)
 
 
@@ -632,9 +636,9 @@ def weight_grad_choice(spec: ConvSpec) -> tuple[str, str]:
     few_channels = (spec.in_channels < isa.MR
                     and weight_tile_fill(spec) >= WEIGHT_GRAD_TILES_MIN_TAP_FILL)
     if _weight_winograd_pays(spec):
-        tiles = spec.batch * -(-spec.out_height // 4) * -(-spec.out_width // 4)
         return "weight_winograd", (f"3x3 at stride 1, {spec.in_channels} input and "
-                                   f"{spec.out_channels} output channels, {tiles} 4x4 output "
+                                   f"{spec.out_channels} output channels, "
+                                   f"{spec.batch * _f4_tiles_per_image(spec)} 4x4 output "
                                    f"tiles: Winograd F(4x4, 3x3)'s adjoint, 36 matrix products "
                                    f"over the tiles")
     if spec.groups == 1 and taps > 1 and (wide_plane or narrow or small_sums or few_channels):

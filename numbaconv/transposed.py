@@ -265,28 +265,34 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
 #: call (LeNet's 16 -> 6 5x5 at batch 1).
 _ROUTES: dict = {}
 _ROUTES_MAX = 256
+_BY_MATRIX_PRODUCT = "by_matrix_product"  # (the entry of a route that is no convolution)
 
 
 def _route(tspec, algorithm):
-    """How ``tspec`` runs (see _ROUTES), decided once; a plan that no longer fits the
-    memory limit (it changed) is made again, to fall back or raise as planned."""
-    if algorithm == "autotune" or config.AUTOTUNE:  # (autotune keeps its own choices)
-        route = _decide_route(tspec, algorithm)
-        return route if route is None else (route[0], _executes(route[1]))
+    """How ``tspec`` runs (see _ROUTES), decided once: None for by_matrix_product, else
+    (pads_in_place, run); a plan that no longer fits the memory limit (it changed) is
+    made again, to fall back or raise as planned."""
+    cacheable = algorithm != "autotune" and not config.AUTOTUNE  # (autotune keeps its own)
     key = (tspec, algorithm, config.weights_are_fresh())
-    route = _ROUTES.get(key, ())
-    if route is None or (route != () and route[2] <= config.memory_limit()):
-        return route if route is None else route[:2]
+    kept = _ROUTES.get(key) if cacheable else None
+    if kept is _BY_MATRIX_PRODUCT:
+        return None
+    if kept is not None and kept[2] <= config.memory_limit():
+        return kept[:2]
     route = _decide_route(tspec, algorithm)
-    if route is None or not route[1].fits:  # (execute raises the plan's MemoryError)
-        return route if route is None else (route[0], _executes(route[1]))
-    pads_in_place, chosen = route
-    route = (pads_in_place, planner.prepare(chosen),
-             planner.needed_bytes(chosen.spec, chosen.algorithm))
-    if len(_ROUTES) >= _ROUTES_MAX:
-        _ROUTES.clear()
-    _ROUTES[key] = route
-    return route[:2]
+    if route is None:
+        kept = _BY_MATRIX_PRODUCT
+    else:
+        pads_in_place, chosen = route
+        if not (cacheable and chosen.fits):  # (execute raises an unfitting plan's error)
+            return pads_in_place, _executes(chosen)
+        kept = (pads_in_place, planner.prepare(chosen),
+                planner.needed_bytes(chosen.spec, chosen.algorithm))
+    if cacheable:
+        if len(_ROUTES) >= _ROUTES_MAX:
+            _ROUTES.clear()
+        _ROUTES[key] = kept
+    return None if kept is _BY_MATRIX_PRODUCT else kept[:2]
 
 
 def _executes(plan):

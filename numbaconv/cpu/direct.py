@@ -642,7 +642,7 @@ def run_tiled(spec, x, weight, bias, out, post=NO_EPILOGUE):
     flat_shape = (size + tiled_slack(spec, x.itemsize),)
     # kept for the weight gradient in a training step (step_columns), else scratch
     xflat = step_columns.columns_for(x, spec, flat_shape, "phase_split") \
-        if weight_grad_reads_phase_split(spec) else None
+        if step_columns.keeping() and weight_grad_reads_phase_split(spec) else None
     if xflat is None:
         xflat = scratch("direct_tiled_input", flat_shape, x.dtype)
     xflat[size:] = 0

@@ -446,7 +446,8 @@ def run(spec, x, weight, bias, post=NO_EPILOGUE):
         columns = gemm_whole_columns(spec)  # N * OH * OW rounded up to whole vectors
         # kept for the weight gradient in a training step (step_columns), else scratch
         kept = step_columns.columns_for(x, spec, (1, spec.groups * depth, columns)) \
-            if columns == spec.batch * positions and weight_grad_reads_im2col(spec) else None
+            if step_columns.keeping() and columns == spec.batch * positions \
+            and weight_grad_reads_im2col(spec) else None
         cols = kept if kept is not None else \
             scratch("gemm_columns", (1, spec.groups * depth, columns), x.dtype)
         cols[0, :, spec.batch * positions:] = 0  # the rounding: computed, never read

@@ -365,8 +365,10 @@ def _square_window_firsts(size, stride):
             base = first + unsigned_stride * j
             wanted = taken[start + j]
             found = np.uint64(none)
-            for r in taps:  # scan order: rows, then columns; the last match written
-                for t in taps:  # last is the first in scan order when walked backwards
+            # The window walked backwards from its last element: the match written
+            # last is the first in scan order (rows, then columns).
+            for r in taps:
+                for t in taps:
                     at = base + (np.uint64(size - 1) - r) * width + (np.uint64(size - 1) - t)
                     found = at if src[at] == wanted else found
             firsts[j] = found

@@ -21,6 +21,7 @@ BUDGET_BYTES of them in all, are kept; the block's end drops whatever was not ta
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -51,6 +52,13 @@ class kept:
             _state.entries = None
 
 
+def keeping() -> bool:
+    """Whether forward passes on this thread keep what they make now: a cheap test for
+    the callers to make before they ask the registry whether a layer's weight gradient
+    would take it (which inference calls need not pay)."""
+    return getattr(_state, "entries", None) is not None and _state.keeping
+
+
 def stop_keeping() -> None:
     """From now on in this :class:`kept` block, keep nothing more (what is kept stays
     for :func:`take`)."""
@@ -71,10 +79,10 @@ def columns_for(x: np.ndarray, spec, shape: tuple, kind: str = "im2col"):
     """A new array of ``shape`` for the im2col matrix of ``x`` under ``spec`` (or another
     ``kind`` of transformed input: Winograd's ``"winograd"`` tiles), kept for
     :func:`take`, inside a :class:`kept` block and within the budget; else None."""
-    entries = getattr(_state, "entries", None)
-    if entries is None or not _state.keeping:
+    if not keeping():
         return None
-    nbytes = int(np.prod(shape)) * x.dtype.itemsize
+    entries = _state.entries
+    nbytes = math.prod(shape) * x.dtype.itemsize
     if nbytes > MAX_BYTES or _state.bytes + nbytes > BUDGET_BYTES:
         return None
     key = _key(x, spec, kind)

@@ -398,12 +398,13 @@ def winograd_input_stage(x, c0, pad_top, pad_left, v, tile, tiles_h, tiles_w, wo
 
 
 @parallel_kernel
-def winograd_product_stage(v, u, m, worker, workers):
-    """m[p] = v[p] @ u[p] for the positions p = worker, worker + workers, ..."""
+def winograd_product_stage(v, u, m, accumulate, worker, workers):
+    """m[p] = v[p] @ u[p] (``accumulate``: m[p] +=) for this share's positions p
+    (consecutive ones); also the weight gradient's products (``winograd_weight_grad``)."""
     work = np.empty(workspace_size(u.shape[1]), dtype=v.dtype)
     my_first, my_stop = share(worker, workers, u.shape[0])
     for p in range(my_first, my_stop):
-        matmul(v[p], u[p], m[p], work)
+        matmul(v[p], u[p], m[p], work, accumulate)
     return 0
 
 
@@ -567,8 +568,9 @@ def _run_plain(spec, x, u_groups, bias, tile, keeps_tiles=False):
     v_shape = ((tile + 2) ** 2, n_rows * tiles_w, cg)
     # In a training step, transformed tiles that the weight gradient will transform again
     # are kept for it (step_columns); the stages then write them all out.
-    v = step_columns.columns_for(x, spec, v_shape, "winograd") if keeps_tiles and tile == 4 \
-        and spec.groups == 1 and winograd_weight_grad_takes_tiles(spec) else None
+    v = step_columns.columns_for(x, spec, v_shape, "winograd") if keeps_tiles \
+        and step_columns.keeping() and tile == 4 and spec.groups == 1 \
+        and winograd_weight_grad_takes_tiles(spec) else None
     staged = block_rows == n_rows or v is not None
     if staged:
         if v is None:
@@ -579,7 +581,7 @@ def _run_plain(spec, x, u_groups, bias, tile, keeps_tiles=False):
         if staged:
             winograd_input_stage(x, g * cg, spec.pad_top, spec.pad_left, v, tile, tiles_h,
                                  tiles_w)
-            winograd_product_stage(v, u_groups[g], m)
+            winograd_product_stage(v, u_groups[g], m, False)
             nonfinite += winograd_output_stage(m, bias, g * kg, out, tile, tiles_h, tiles_w)
         else:
             nonfinite += winograd_conv2d(

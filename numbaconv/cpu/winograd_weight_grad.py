@@ -24,11 +24,10 @@ from numba import njit
 
 from .dispatch import parallel_kernel, share
 from .layout import transpose_into
-from .microkernel import matmul, workspace_size
 from ..registry import winograd_weight_grad_chunk
 from . import step_columns
 from .weight_grad import positions_last
-from .winograd import winograd_input_stage
+from .winograd import winograd_input_stage, winograd_product_stage
 from .workspace import scratch
 
 TILE = 4
@@ -130,22 +129,11 @@ def weight_output_transform(m, taps, worker, workers):
     return 0
 
 
-@parallel_kernel
-def position_products(q, v, m, accumulate, worker, workers):
-    """m[p] (+)= q[p] @ v[p] for the positions p of this share (consecutive ones)."""
-    work = np.empty(workspace_size(v.shape[1]), dtype=v.dtype)
-    my_first, my_stop = share(worker, workers, q.shape[0])
-    for p in range(my_first, my_stop):
-        matmul(q[p], v[p], m[p], work, accumulate)
-    return 0
-
-
 def run(spec, x, grad, out):
     """out (K, C, 3, 3) = the weight gradient of the 3x3, stride-1, dilation-1, ungrouped
     zero-padded convolution ``spec``, for x (N, C, H, W) and grad (N, K, OH, OW), both
     C-contiguous of the spec's dtype; a chunk of images at a time
-    (``registry.winograd_weight_grad_chunk``),
-    the products of each added to the last's."""
+    (``registry.winograd_weight_grad_chunk``), the products of each added to the last's."""
     tiles_h, tiles_w = -(-spec.out_height // TILE), -(-spec.out_width // TILE)
     chunk = winograd_weight_grad_chunk(spec)
     k, c = spec.out_channels, spec.in_channels
@@ -169,7 +157,7 @@ def run(spec, x, grad, out):
         gradient_tile_transform(ext, qt, spec.out_height, spec.out_width, tiles_h, tiles_w,
                                 workers=images * tiles_h)
         transpose_into(qt, q)
-        position_products(q, v, m, n0 > 0, workers=POSITIONS)
+        winograd_product_stage(q, v, m, n0 > 0, workers=POSITIONS)
     taps = scratch("weight_grad_winograd_taps", (k, 9, c), x.dtype)
     weight_output_transform(m, taps, workers=k)
     transpose_into(taps, out.reshape(k, c, 9))
