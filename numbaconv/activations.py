@@ -22,6 +22,7 @@ from . import array_pool, config
 from .epilogue import NO_EPILOGUE
 from .random import as_generator
 from .spec import _is_int, check_float_array
+from ._dask_dispatch import on_dask_arrays
 from .tracing import differentiable
 
 
@@ -44,6 +45,7 @@ RELU_KERNEL_MIN_VALUES = 1 << 14
 
 
 @differentiable
+@on_dask_arrays
 def relu(input):
     """max(x, 0); NaN stays NaN. ``relu(np.array([-1.0, 2.0]))`` -> ``[0., 2.]``."""
     x = check_float_array("relu", "input", input)
@@ -75,6 +77,7 @@ def relu_backward(ans, grad):
 
 
 @differentiable
+@on_dask_arrays
 def sigmoid(input):
     """1 / (1 + exp(-x)), without overflow warnings for large |x|."""
     x = check_float_array("sigmoid", "input", input)
@@ -100,6 +103,7 @@ def _sigmoid_or_silu(x, silu: bool):
 
 
 @differentiable
+@on_dask_arrays
 def tanh(input):
     """The hyperbolic tangent, element-wise."""
     x = check_float_array("tanh", "input", input)
@@ -111,6 +115,7 @@ def _leaky(x, slope):
 
 
 @differentiable
+@on_dask_arrays
 def leaky_relu(input, negative_slope=0.01):
     """x where x > 0, else negative_slope * x."""
     x = check_float_array("leaky_relu", "input", input)
@@ -166,6 +171,7 @@ def _in_place(op: str, input, result, inplace):
 
 
 @differentiable
+@on_dask_arrays
 def relu6(input, inplace=False):
     """min(max(x, 0), 6), as ``torch.nn.functional.relu6`` (MobileNet's activation).
 
@@ -178,6 +184,7 @@ def relu6(input, inplace=False):
 
 
 @differentiable
+@on_dask_arrays
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """x clipped to [min_val, max_val], as ``torch.nn.functional.hardtanh``."""
     x = check_float_array("hardtanh", "input", input)
@@ -188,6 +195,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 
 @differentiable
+@on_dask_arrays
 def hardsigmoid(input, inplace=False):
     """relu6(x + 3) / 6, as ``torch.nn.functional.hardsigmoid`` (0 below -3, 1 above 3)."""
     x = check_float_array("hardsigmoid", "input", input)
@@ -195,6 +203,7 @@ def hardsigmoid(input, inplace=False):
 
 
 @differentiable
+@on_dask_arrays
 def hardswish(input, inplace=False):
     """x * relu6(x + 3) / 6, as ``torch.nn.functional.hardswish`` (MobileNetV3).
 
@@ -217,6 +226,7 @@ def _hard_sigmoid_or_swish(x, swish: bool):
 
 
 @differentiable
+@on_dask_arrays
 def silu(input, inplace=False):
     """x * sigmoid(x), as ``torch.nn.functional.silu`` (swish; EfficientNet)."""
     x = check_float_array("silu", "input", input)
@@ -227,6 +237,7 @@ _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
 
 @differentiable
+@on_dask_arrays
 def gelu(input, approximate="none"):
     """Gaussian error linear unit, as ``torch.nn.functional.gelu``: x * Phi(x) with Phi the
     standard normal CDF, 0.5 * x * (1 + erf(x / sqrt(2))); ``approximate='tanh'``: 0.5 * x
@@ -416,6 +427,7 @@ def _row_major(a):
 
 
 @differentiable
+@on_dask_arrays
 def linear(input, weight, bias=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``.
 

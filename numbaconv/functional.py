@@ -11,6 +11,7 @@ import numpy as np
 from . import config, devices, planner
 from .epilogue import NO_EPILOGUE, as_epilogue
 from .spec import check_float_dtype, check_float_operands, conv_spec, exact_argument as _exact
+from ._dask_dispatch import on_dask_arrays
 from .tracing import differentiable, is_traced
 
 _SHAPES_DOC = """
@@ -179,6 +180,7 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, padding_mo
 
 
 @differentiable
+@on_dask_arrays
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv2d", input, weight, bias, stride, padding, dilation, groups,
@@ -186,6 +188,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 
 @differentiable
+@on_dask_arrays
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, algorithm="auto", device=None, stream=None):
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups,

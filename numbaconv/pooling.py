@@ -13,6 +13,7 @@ import numpy as np
 from . import array_pool, config
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import _is_int, check_float_array
+from ._dask_dispatch import on_dask_arrays
 from .tracing import differentiable
 
 
@@ -45,6 +46,7 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
 
 
 @differentiable
+@on_dask_arrays
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
@@ -65,6 +67,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 @differentiable
+@on_dask_arrays
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """1-D max pooling, as ``torch.nn.functional.max_pool1d``: input (N, C, L) or (C, L);
@@ -90,6 +93,7 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
 
 
 @differentiable
+@on_dask_arrays
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
@@ -108,6 +112,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 @differentiable
+@on_dask_arrays
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d``: input (N, C, L) or (C, L)."""
@@ -207,6 +212,7 @@ def _adaptive_pool(op, input, output_size, dims, take_max, return_indices=False)
 
 
 @differentiable
+@on_dask_arrays
 def adaptive_avg_pool2d(input, output_size):
     """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``:
     input (N, C, H, W) or (C, H, W) -> (..., OH, OW), ``output_size`` an int or (OH, OW)
@@ -222,6 +228,7 @@ def adaptive_avg_pool2d(input, output_size):
 
 
 @differentiable
+@on_dask_arrays
 def adaptive_avg_pool1d(input, output_size):
     """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``: input
     (N, C, L) or (C, L), ``output_size`` an int; see :func:`adaptive_avg_pool2d`."""
@@ -229,6 +236,7 @@ def adaptive_avg_pool1d(input, output_size):
 
 
 @differentiable
+@on_dask_arrays
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``: windows as
     :func:`adaptive_avg_pool2d`; NaN in a window gives NaN. With ``return_indices`` also

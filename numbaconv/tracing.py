@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from ._dask_dispatch import is_dask_array
+
 
 def is_traced(value) -> bool:
     """Whether ``value`` is an autograd box, an array a gradient is being traced through."""
@@ -25,9 +27,12 @@ def is_traced(value) -> bool:
 
 
 def as_array(value):
-    """``np.asarray(value)``, but a traced value (a box) as it is: it has shape, ndim and
-    reshape of its own, and the array inside must not be taken out of it."""
-    return value if is_traced(value) else np.asarray(value)
+    """``np.asarray(value)``, but a traced value (a box) or a Dask array as it is: it has
+    shape, ndim and reshape of its own, and the array inside must not be taken out of it
+    (a Dask array would be computed whole)."""
+    if type(value) is np.ndarray:
+        return value
+    return value if is_traced(value) or is_dask_array(value) else np.asarray(value)
 
 
 def differentiable(function):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from .._dask_dispatch import is_dask_array
 from ..spec import _is_int
 from .module import Module, _indent
 
@@ -131,6 +132,10 @@ class Sequential(_ModuleSequence):
         return Sequential(OrderedDict(items))  # torch keeps the names of a slice
 
     def forward(self, input):
+        if is_dask_array(input):  # runs of layers as one graph each: numbaconv.dask_arrays
+            from ..dask_arrays import sequential
+
+            return sequential(self, input)
         for module in self:
             input = module(input)
         return input
