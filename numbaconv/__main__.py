@@ -8,6 +8,7 @@
     python -m numbaconv bench --backward [--batch 8]       # their conv gradients vs torch
     python -m numbaconv bench --training                   # training steps vs torch
     python -m numbaconv models [--models resnet18 ...] [--batch 1 8]   # whole CNNs via ONNX
+    python -m numbaconv dask [--side 4096] [--large-side 16384]     # Zarr images on Dask
     python -m numbaconv bench [--layers resnet_3x3_64_b8 ...] [--algorithm winograd_f4x4]
                               [--repeat 15] [--threads 2] [--dtype float64] [--no-torch]
                               [--no-numpy] [--device cuda]
@@ -69,6 +70,20 @@ def main(argv=None) -> int:
     models.add_argument("--size", type=int, default=224, help="image side (default 224)")
     models.add_argument("--repeat", type=int, default=7)
     models.add_argument("--threads", type=int, default=None)
+    dask_ = sub.add_parser("dask", help="a CNN over Zarr images on a Dask LocalCluster, "
+                                        "against in-memory numbaconv and dask-image (needs "
+                                        "numbaconv[dask])")
+    dask_.add_argument("--side", type=int, default=4096,
+                       help="side of the image both run on (default 4096)")
+    dask_.add_argument("--large-side", type=int, default=16384,
+                       help="side of the larger image Dask alone runs on (default 16384, "
+                            "3 GiB; 0 to skip)")
+    dask_.add_argument("--chunk", type=int, default=1024, help="chunk side (default 1024)")
+    dask_.add_argument("--workers", type=int, default=2)
+    dask_.add_argument("--threads-per-worker", type=int, default=1)
+    dask_.add_argument("--repeat", type=int, default=3)
+    dask_.add_argument("--store", default=None,
+                       help="folder for the Zarr stores (default: a temporary one, removed)")
     args = parser.parse_args(argv)
     _plain_compile_messages()
 
@@ -91,6 +106,12 @@ def main(argv=None) -> int:
         from .bench_models import run_models_bench
 
         run_models_bench(args.models, tuple(args.batch), args.size, args.repeat, args.threads)
+        return 0
+    if args.command == "dask":
+        from .bench_dask import run_dask_bench
+
+        run_dask_bench(args.side, args.large_side, args.chunk, args.workers,
+                       args.threads_per_worker, args.repeat, args.store)
         return 0
     if args.command == "layers":
         bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)

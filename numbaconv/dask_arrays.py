@@ -19,9 +19,11 @@ positions torch would), and runs the in-memory kernel with no padding of its own
 region. The output is the in-memory call's, to float rounding (the same algorithm runs
 on a smaller array; it can be chosen differently for the tile's size).
 
-Output chunks follow the input's: the output border of an input chunk border ``b`` is
-the first output whose window starts at or after ``b`` (``ceil((b + padding) / stride)``),
-so a stride-2 layer halves every chunk and chunks stay aligned through a network.
+Output chunks follow the input's: an input chunk border ``b`` becomes the output border
+``b // stride`` (``b * stride`` for a transposed convolution), so a stride-2 layer halves
+every chunk, chunks stay aligned through a network, and input chunks that are multiples
+of a model's total stride give output chunks of one size but the last (what ``to_zarr``
+needs; others can be rechunked).
 
 Channels: a convolution reads every input channel, so its task takes all of a block's
 channel chunks (merged) and writes one chunk of output channels; pooling, activations
@@ -59,15 +61,19 @@ task depends on, so a distributed scheduler sends it to each worker once.
 >>> y = numbaconv.conv2d(x, np.ones((1, 1, 3, 3), np.float32), padding=1)
 >>> y.chunks[2], float(y[0, 0, 0, 0].compute()), float(y[0, 0, 4, 4].compute())
 ((3, 3, 2), 4.0, 9.0)
+>>> numbaconv.max_pool2d(y, 2).chunks[2]  # (each border halved)
+(1, 2, 1)
 """
 
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 
 import numpy as np
 
+from . import array_pool
 from ._dask_dispatch import is_dask_array
 from .spec import check_float_array, check_float_dtype, conv_spec, conv_transpose_spec
 
@@ -149,9 +155,10 @@ class _WindowAxis:
         return np.unique(src[src >= 0])
 
     def output_bounds(self, bounds):
-        """Output chunk borders for input chunk borders: the first output whose window
-        starts at or after each."""
-        return -(-(bounds + self.pad) // self.stride)
+        """Output chunk borders for input chunk borders ``b``: ``b // stride``, the output
+        a centred window ('same' padding) puts at ``b``. Input chunks that are multiples of
+        the stride give output chunks of one size (but the last), as Zarr needs."""
+        return bounds // self.stride
 
 
 class _SpreadAxis:
@@ -169,7 +176,7 @@ class _SpreadAxis:
         return np.arange(first, max(first, stop))
 
     def output_bounds(self, bounds):
-        return bounds * self.stride - self.pad
+        return bounds * self.stride
 
 
 class _AdaptiveAxis:
@@ -238,18 +245,45 @@ def _padded(data, held, axes, ranges, fill):
     head = (slice(None), slice(None))
     if all(isinstance(local, slice) for local in locals_):
         return data[head + tuple(locals_)]  # no padding inside: a view
-    sizes = []
-    for local in locals_:
-        sizes.append(local.stop - local.start if isinstance(local, slice) else len(local))
-    out = np.full(data.shape[:2] + tuple(sizes), fill, dtype=data.dtype)
+    sizes = [local.stop - local.start if isinstance(local, slice) else len(local)
+             for local in locals_]
+    shape = data.shape[:2] + tuple(sizes)
+    runs = [_run_between_fills(local) for local in locals_]
+    if all(run is not None for run in runs):  # zero padding: one block copy, then margins
+        out = array_pool.empty(shape, data.dtype)
+        inner = tuple(dst for dst, _ in runs)
+        out[head + inner] = data[head + tuple(src for _, src in runs)]
+        for d, (dst, size) in enumerate(zip(inner, sizes)):
+            before = head + inner[:d] + (slice(0, dst.start),)
+            after = head + inner[:d] + (slice(dst.stop, size),)
+            out[before] = fill  # (the axes before d whole: every corner written once)
+            out[after] = fill
+            inner = inner[:d] + (slice(None),) + inner[d + 1:]
+        return out
+    out = np.full(shape, fill, dtype=data.dtype)
     dst, src = [], []
-    for local, size in zip(locals_, sizes):
+    for local in locals_:
         local = np.arange(local.start, local.stop) if isinstance(local, slice) else local
         keep = local >= 0
         dst.append(np.flatnonzero(keep))
         src.append(local[keep])
     out[head + np.ix_(*dst)] = data[head + np.ix_(*src)]
     return out
+
+
+def _run_between_fills(local):
+    """(where, what) slices when ``local`` is fill (-1) at its ends around one contiguous
+    run of positions (zero padding at a border), else None."""
+    if isinstance(local, slice):
+        return slice(0, local.stop - local.start), local
+    keep = np.flatnonzero(local >= 0)
+    if not len(keep):
+        return slice(0, 0), slice(0, 0)
+    first, last = int(keep[0]), int(keep[-1])
+    run = local[first:last + 1]
+    if len(keep) != last - first + 1 or run[-1] - run[0] != last - first:
+        return None
+    return slice(first, last + 1), slice(int(run[0]), int(run[-1]) + 1)
 
 
 def _empty_output(data, ranges, channels, dtype):
@@ -460,8 +494,39 @@ class _TilePlan:
         self.held, self.ranges, self.channels = held, ranges, channels
 
 
+def _gather(blocks, depth):
+    """The nested pieces (channels, then each spatial axis) as one array, copied once into
+    pooled memory (fresh memory in a worker costs page faults as long as the copy)."""
+    def first_piece(level):
+        while isinstance(level, list):
+            level = level[0]
+        return level
+
+    sample = first_piece(blocks)
+    lead = sample.ndim - depth  # the axes not gathered (the batch axis)
+    sizes, line = [], blocks
+    for d in range(depth):
+        sizes.append(sum(first_piece(item).shape[lead + d] for item in line))
+        line = line[0]
+    out = array_pool.empty(sample.shape[:lead] + tuple(sizes), sample.dtype)
+
+    def place(level, d, where):
+        offset = 0
+        for item in level:
+            size = first_piece(item).shape[lead + d]
+            span = where + (slice(offset, offset + size),)
+            if d == depth - 1:
+                out[(slice(None),) * lead + span] = item
+            else:
+                place(item, d + 1, span)
+            offset += size
+
+    place(blocks, 0, ())
+    return out
+
+
 def _run_tile(stack, blocks, plan):
-    data = np.block(blocks)
+    data = _gather(blocks, len(plan.held) + 1)
     held = plan.held
     with _numba_threads(stack.threads):
         for step, ranges, channels in zip(stack.steps, plan.ranges, plan.channels):
@@ -512,10 +577,11 @@ def _apply(x, steps, name):
     out_chunks = (x.chunks[0], (out_channels,) if all_channels else x.chunks[1]) + tuple(
         tuple(int(s) for s in np.diff(b)) if len(b) > 1 else (0,) for b in out_borders)
 
-    # Per spatial axis and output chunk: each step's output range, and the input chunks
-    # (and positions) the first step reads.
+    # Per spatial axis and output chunk: each step's output range, and the pieces of
+    # input chunks the first step reads: (chunk, first, stop) in the chunk's positions.
     axis_plans = []
     for d in range(nsp):
+        borders = in_borders[d]
         plans = []
         for lo, hi in zip(out_borders[d][:-1], out_borders[d][1:]):
             ranges = [None] * len(steps)
@@ -524,15 +590,32 @@ def _apply(x, steps, name):
                 ranges[s] = cur
                 src = steps[s].axes[d].sources(*cur)
                 cur = (int(src[0]), int(src[-1]) + 1) if len(src) else (0, 0)
-            chunk_ids = np.unique(np.searchsorted(in_borders[d], src, side="right") - 1)
-            if not len(chunk_ids):  # every window in padding: any chunk, none of it read
-                chunk_ids = np.array([0])
-            held = np.concatenate([np.arange(in_borders[d][j], in_borders[d][j + 1])
-                                   for j in chunk_ids])
-            plans.append((ranges, [int(j) for j in chunk_ids], held))
-        axis_plans.append(plans if plans else [([(0, 0)] * len(steps), [0], np.arange(0))])
+            owner = np.searchsorted(borders, src, side="right") - 1
+            pieces = [(int(j), int(src[owner == j].min() - borders[j]),
+                       int(src[owner == j].max() + 1 - borders[j])) for j in np.unique(owner)]
+            if not pieces:  # every window in padding: an empty piece of any chunk
+                pieces = [(0, 0, 0)]
+            held = np.concatenate([np.arange(borders[j] + a, borders[j] + b)
+                                   for j, a, b in pieces])
+            plans.append((ranges, pieces, held))
+        axis_plans.append(plans if plans else [([(0, 0)] * len(steps), [(0, 0, 0)],
+                                                np.arange(0))])
 
+    halo_name = f"{name}-halo-{token}"
     layer = {stack_key: stack}
+
+    def piece_key(n, c, pieces):
+        """An input chunk, or the task cutting from it the piece a tile reads (so that
+        only the halo, not the neighbour's whole chunk, moves between workers)."""
+        chunk = (x.name, n, c) + tuple(j for j, _, _ in pieces)
+        if all(a == 0 and b == x.chunks[2 + d][j] for d, (j, a, b) in enumerate(pieces)):
+            return chunk
+        key = (halo_name, n, c) + sum(pieces, ())
+        if key not in layer:
+            cut = (slice(None), slice(None)) + tuple(slice(a, b) for _, a, b in pieces)
+            layer[key] = (operator.getitem, chunk, cut)
+        return key
+
     for n in range(len(x.chunks[0])):
         for c in (range(1) if all_channels else range(len(x.chunks[1]))):
             channel_ids = list(range(len(x.chunks[1]))) if all_channels else [c]
@@ -542,7 +625,7 @@ def _apply(x, steps, name):
                 channels.append((0, step.out_channels) if step.all_channels else channels[-1])
             for spatial in np.ndindex(*[len(p) for p in axis_plans]):
                 chosen = [axis_plans[d][i] for d, i in enumerate(spatial)]
-                blocks = _nested(lambda idx: (x.name, n) + idx,
+                blocks = _nested(lambda idx: piece_key(n, idx[0], idx[1:]),
                                  [channel_ids] + [p[1] for p in chosen])
                 ranges = [tuple(p[0][s] for p in chosen) for s in range(len(steps))]
                 plan = _TilePlan([p[2] for p in chosen], ranges, channels)
