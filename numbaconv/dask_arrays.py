@@ -126,10 +126,14 @@ class _WindowAxis:
     (``mode``: 'zeros' gives the step's fill value; 'reflect', 'replicate', 'circular'
     read the positions torch's padding modes copy)."""
 
-    def __init__(self, length, out_length, kernel, stride, dilation, pad, mode="zeros"):
+    def __init__(self, length, out_length, kernel, stride, dilation, pad, mode="zeros",
+                 align=1):
         self.length, self.out_length = length, out_length
         self.kernel, self.stride, self.dilation, self.pad = kernel, stride, dilation, pad
         self.mode = mode
+        # Output ranges start at multiples of ``align`` and end at one or at the end
+        # (Winograd's output tiles: then a task computes each tile as the whole call does)
+        self.align = align
 
     def virtual(self, lo, hi):
         """The padded input range [a, b) outputs [lo, hi) read (a < 0: padding)."""
@@ -309,12 +313,23 @@ class _ConvStep(_Step):
     all_channels = True
 
     def __init__(self, spec, weight, bias, ndim):
+        from .planner import make_plan
+
         mode = spec.padding_mode
+        # The algorithm the whole call would run. Winograd's result depends on where its
+        # output tiles start (the transforms round differently than the direct sum), so
+        # tasks run it too, on ranges aligned to its tiles (per dilation phase): then each
+        # value is the whole call's, bit for bit; others are exact to float rounding.
+        algorithm = make_plan(spec).algorithm
+        tile = {"winograd_f4x4": 4, "winograd_f2x2": 2}.get(algorithm, 0)
+        self.algorithm = algorithm if tile else "auto"
         axes = [_WindowAxis(spec.in_width, spec.out_width, spec.kernel_width, spec.stride_w,
-                            spec.dilation_w, spec.pad_left, mode)]
+                            spec.dilation_w, spec.pad_left, mode,
+                            max(1, tile * spec.dilation_w))]
         if ndim == 2:
             axes.insert(0, _WindowAxis(spec.in_height, spec.out_height, spec.kernel_height,
-                                       spec.stride_h, spec.dilation_h, spec.pad_top, mode))
+                                       spec.stride_h, spec.dilation_h, spec.pad_top, mode,
+                                       max(1, tile * spec.dilation_h)))
         super().__init__(axes, spec.dtype)
         self.out_channels = spec.out_channels
         self.weight, self.bias, self.groups, self.ndim = weight, bias, spec.groups, ndim
@@ -329,7 +344,7 @@ class _ConvStep(_Step):
         x = _padded(data, held, self.axes, ranges, 0.0)
         run = conv2d if self.ndim == 2 else conv1d
         return run(np.ascontiguousarray(x), self.weight, self.bias, self.stride, 0,
-                   self.dilation, self.groups)
+                   self.dilation, self.groups, algorithm=self.algorithm)
 
 
 class _ConvTransposeStep(_Step):
@@ -539,6 +554,19 @@ def _borders(chunks):
     return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
 
 
+def _aligned(range_, axis):
+    """An output range widened to whole tiles of ``axis.align`` outputs (the last may end
+    at the axis' end), at least one tile long where the axis has one."""
+    lo, hi = range_
+    align = getattr(axis, "align", 1)
+    if align == 1 or hi <= lo:
+        return range_
+    lo, hi = lo // align * align, min(axis.out_length, -(-hi // align) * align)
+    if hi - lo < align:
+        lo = max(0, hi - align) // align * align
+    return lo, hi
+
+
 def _nested(keys_of, levels):
     """A nested list of keys over the product of ``levels`` (lists of block indices)."""
     if len(levels) == 1:
@@ -572,6 +600,12 @@ def _apply(x, steps, name):
             axis = step.axes[d]
             bounds = np.clip(axis.output_bounds(bounds), 0, axis.out_length)
             bounds[0], bounds[-1] = 0, axis.out_length
+        align = getattr(steps[-1].axes[d], "align", 1)
+        if align > 1:  # chunks of whole tiles; none shorter than a tile at the end
+            end = steps[-1].axes[d].out_length
+            bounds = bounds // align * align
+            bounds[bounds > end - align] = end
+            bounds[0] = 0
         out_borders.append(np.unique(bounds))
     channel_borders = _borders(x.chunks[1])
     out_chunks = (x.chunks[0], (out_channels,) if all_channels else x.chunks[1]) + tuple(
@@ -587,6 +621,7 @@ def _apply(x, steps, name):
             ranges = [None] * len(steps)
             cur = (int(lo), int(hi))
             for s in range(len(steps) - 1, -1, -1):
+                cur = _aligned(cur, steps[s].axes[d])
                 ranges[s] = cur
                 src = steps[s].axes[d].sources(*cur)
                 cur = (int(src[0]), int(src[-1]) + 1) if len(src) else (0, 0)
@@ -900,23 +935,39 @@ def linear(input, weight, bias=None):
         raise ValueError(f"{op}: bias must have shape ({w.shape[0]},), got {b.shape}")
     dtype = np.result_type(input.dtype, w.dtype, *([] if b is None else [b.dtype]))
     x = input.rechunk({input.ndim - 1: -1})
-    rows = x if x.ndim == 2 else x.reshape((-1, x.shape[-1]))
-    # (N, in) as (N, in, 1): the features are the step's channels, read all at once
-    out = _apply(rows[:, :, None], [_LinearStep(w, b, dtype)], op)[:, :, 0]
-    return out if x.ndim == 2 else out.reshape(x.shape[:-1] + (w.shape[0],))
+    return _per_block(x, _Linear(w, b), dtype, x.chunks[:-1] + ((w.shape[0],),), op)
 
 
-class _LinearStep(_Step):
-    all_channels = True
+class _Linear:
+    """``linear`` with its weights: one graph key, sent to each worker once."""
 
-    def __init__(self, weight, bias, dtype):
-        super().__init__([_SameAxis(1)], dtype)
-        self.weight, self.bias, self.out_channels = weight, bias, weight.shape[0]
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
 
-    def compute(self, data, held, ranges, channels):
+    def __call__(self, block):
         from .activations import linear as linear_in_memory
 
-        return linear_in_memory(data[:, :, 0], self.weight, self.bias)[:, :, None]
+        return linear_in_memory(block, self.weight, self.bias)
+
+
+def _call_on_block(function, block):
+    return function(block)
+
+
+def _per_block(x, function, dtype, chunks, name):
+    """``function(block)`` on every block of ``x``, the function (and what it holds) one
+    key of the graph that every task depends on."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    token = tokenize(x.name, vars(function))
+    out_name, function_key = f"{name}-{token}", (f"{name}-layers-{token}",)
+    layer = {function_key: function}
+    for index in np.ndindex(*x.numblocks):
+        layer[(out_name,) + index] = (_call_on_block, function_key, (x.name,) + index)
+    graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[x])
+    return da.Array(graph, out_name, chunks, dtype=dtype, meta=np.empty((0,) * x.ndim, dtype))
 
 
 # ------------------------------------------------------------------ nn.Sequential
