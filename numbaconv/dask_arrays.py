@@ -540,6 +540,19 @@ def _gather(blocks, depth):
     return out
 
 
+class _Cuts:
+    """The index tuples of a chunk's pieces (an object, so that Dask takes it as data)."""
+
+    def __init__(self, cuts):
+        self.cuts = tuple(cuts)
+
+
+def _cut(chunk, cuts):
+    """The pieces of ``chunk`` that tiles read, as copies (a view would keep, and send,
+    the whole chunk)."""
+    return tuple(np.ascontiguousarray(chunk[cut]) for cut in cuts.cuts)
+
+
 def _run_tile(stack, blocks, plan):
     data = _gather(blocks, len(plan.held) + 1)
     held = plan.held
@@ -638,18 +651,20 @@ def _apply(x, steps, name):
 
     halo_name = f"{name}-halo-{token}"
     layer = {stack_key: stack}
+    cuts = {}  # input chunk key -> the pieces tiles read from it, in order
 
-    def piece_key(n, c, pieces):
-        """An input chunk, or the task cutting from it the piece a tile reads (so that
-        only the halo, not the neighbour's whole chunk, moves between workers)."""
+    def piece(n, c, pieces):
+        """An input chunk, or the piece of it a tile reads. A chunk's pieces are cut by one
+        task (its "halo" key, run where the chunk is) so that only the halos, not whole
+        chunks, move between workers; each tile takes its own piece inline."""
         chunk = (x.name, n, c) + tuple(j for j, _, _ in pieces)
         if all(a == 0 and b == x.chunks[2 + d][j] for d, (j, a, b) in enumerate(pieces)):
             return chunk
-        key = (halo_name, n, c) + sum(pieces, ())
-        if key not in layer:
-            cut = (slice(None), slice(None)) + tuple(slice(a, b) for _, a, b in pieces)
-            layer[key] = (operator.getitem, chunk, cut)
-        return key
+        cut = (slice(None), slice(None)) + tuple(slice(a, b) for _, a, b in pieces)
+        wanted = cuts.setdefault(chunk, [])
+        if cut not in wanted:
+            wanted.append(cut)
+        return (operator.getitem, (halo_name,) + chunk[1:], wanted.index(cut))
 
     for n in range(len(x.chunks[0])):
         for c in (range(1) if all_channels else range(len(x.chunks[1]))):
@@ -660,11 +675,13 @@ def _apply(x, steps, name):
                 channels.append((0, step.out_channels) if step.all_channels else channels[-1])
             for spatial in np.ndindex(*[len(p) for p in axis_plans]):
                 chosen = [axis_plans[d][i] for d, i in enumerate(spatial)]
-                blocks = _nested(lambda idx: piece_key(n, idx[0], idx[1:]),
+                blocks = _nested(lambda idx: piece(n, idx[0], idx[1:]),
                                  [channel_ids] + [p[1] for p in chosen])
                 ranges = [tuple(p[0][s] for p in chosen) for s in range(len(steps))]
                 plan = _TilePlan([p[2] for p in chosen], ranges, channels)
                 layer[(out_name, n, c) + tuple(spatial)] = (_run_tile, stack_key, blocks, plan)
+    for chunk, wanted in cuts.items():
+        layer[(halo_name,) + chunk[1:]] = (_cut, chunk, _Cuts(wanted))
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[x])
     return da.Array(graph, out_name, out_chunks, dtype=dtype,
                     meta=np.empty((0,) * x.ndim, dtype))
