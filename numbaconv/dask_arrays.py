@@ -77,7 +77,7 @@ from . import array_pool
 from ._dask_dispatch import is_dask_array
 from .spec import check_float_array, check_float_dtype, conv_spec, conv_transpose_spec
 
-__all__ = ["is_dask_array", "set_task_threads", "task_threads", "sequential"]
+__all__ = ["is_dask_array", "set_task_threads", "task_threads", "sequential", "per_batch"]
 
 _task_threads: int | None = None
 
@@ -959,12 +959,13 @@ class _Linear:
     """``linear`` with its weights: one graph key, sent to each worker once."""
 
     def __init__(self, weight, bias):
-        self.weight, self.bias = weight, bias
+        self.weight, self.bias, self.threads = weight, bias, task_threads()
 
     def __call__(self, block):
         from .activations import linear as linear_in_memory
 
-        return linear_in_memory(block, self.weight, self.bias)
+        with _numba_threads(self.threads):
+            return linear_in_memory(block, self.weight, self.bias)
 
 
 def _call_on_block(function, block):
@@ -981,10 +982,39 @@ def _per_block(x, function, dtype, chunks, name):
     token = tokenize(x.name, vars(function))
     out_name, function_key = f"{name}-{token}", (f"{name}-layers-{token}",)
     layer = {function_key: function}
+    ndim = len(chunks)  # (other than x's when every axis but the first is one chunk)
     for index in np.ndindex(*x.numblocks):
-        layer[(out_name,) + index] = (_call_on_block, function_key, (x.name,) + index)
+        out_index = index if ndim == x.ndim else index[:1] + (0,) * (ndim - 1)
+        layer[(out_name,) + out_index] = (_call_on_block, function_key, (x.name,) + index)
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=[x])
-    return da.Array(graph, out_name, chunks, dtype=dtype, meta=np.empty((0,) * x.ndim, dtype))
+    return da.Array(graph, out_name, chunks, dtype=dtype, meta=np.empty((0,) * ndim, dtype))
+
+
+def per_batch(model, input):
+    """``model`` (any callable of one array, such as an ONNX model from
+    ``numbaconv.onnx.load``) on a Dask array, one task per chunk of the batch (first) axis,
+    every other axis merged into one chunk: for many images rather than one huge one. The
+    model is one key of the graph (its weights sent to each worker once); its output's
+    shape is learnt from a call on one image of zeros. Exact: each image runs whole."""
+    x = input.rechunk({axis: -1 for axis in range(1, input.ndim)})
+    probe = np.asarray(model(np.zeros((1,) + x.shape[1:], x.dtype)))
+    if probe.ndim == 0 or probe.shape[0] != 1:
+        raise NotImplementedError(
+            f"per_batch: the model's output {probe.shape} has no batch axis first; only "
+            f"models whose first axis is the batch run on Dask arrays")
+    chunks = (x.chunks[0],) + tuple((n,) for n in probe.shape[1:])
+    return _per_block(x, _InTask(model, task_threads()), probe.dtype, chunks, "per-batch")
+
+
+class _InTask:
+    """``model(block)`` on the task's Numba threads."""
+
+    def __init__(self, model, threads):
+        self.model, self.threads = model, threads
+
+    def __call__(self, block):
+        with _numba_threads(self.threads):
+            return np.asarray(self.model(block))
 
 
 # ------------------------------------------------------------------ nn.Sequential

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import special
 
 from . import activations, array_pool, config, normalization, pooling
+from ._dask_dispatch import is_dask_array
 from .functional import conv1d, conv2d, fused_conv2d
 from .nn.module import Module
 from .transposed import conv_transpose1d, conv_transpose2d
@@ -341,6 +342,10 @@ class OnnxModel(Module):
                 and consumers.get(input_names[0]) == 1}
 
     def forward(self, *inputs, **named):
+        if len(inputs) == 1 and not named and is_dask_array(inputs[0]):
+            from .dask_arrays import per_batch  # each chunk of images in one task
+
+            return per_batch(self, inputs[0])
         if len(inputs) > len(self.input_names):
             raise TypeError(f"the model takes {len(self.input_names)} inputs "
                             f"({', '.join(self.input_names)}), got {len(inputs)}")

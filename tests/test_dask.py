@@ -443,3 +443,34 @@ def test_on_a_local_cluster_of_worker_processes(rng):
         probe = _apply(da.from_array(x, chunks=(1, 3, 48, 40)),
                        [_PointwiseStep(x.shape[2:], _threads_in_a_task, np.float32)], "probe")
         assert set(np.unique(client.compute(probe).result())) == {1.0}
+
+
+def test_an_onnx_model_runs_on_chunks_of_the_batch(torch):
+    pytest.importorskip("onnx")
+    import io
+
+    import numbaconv.onnx
+
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.head = torch.nn.Linear(3, 4)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x)) + x
+            return self.head(y.mean((2, 3)))
+
+    model = Residual().eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(model, torch.zeros(1, 3, 16, 16), buffer, dynamo=False,
+                      input_names=["image"], dynamic_axes={"image": {0: "batch"}})
+    ours = numbaconv.onnx.load(buffer.getvalue())
+    x = np.random.default_rng(0).standard_normal((7, 3, 16, 16)).astype(np.float32)
+    lazy = ours(da.from_array(x, chunks=(3, 1, 8, 16)))
+    assert isinstance(lazy, da.Array) and lazy.chunks == ((3, 3, 1), (4,))
+    got = lazy.compute()
+    close(got, ours(x))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
