@@ -416,33 +416,60 @@ def test_task_threads_setting(monkeypatch):
         dask_arrays.set_task_threads(None)
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of two worker processes, shared by the module's cluster tests."""
+    distributed = pytest.importorskip("distributed") if not IN_CI else __import__("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as local, \
+            distributed.Client(local) as client:
+        yield client
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_layers_and_chunkings_on_worker_processes(cluster, data):
+    if data.draw(st.booleans()):
+        shape, wshape, kwargs, bias, dtype = data.draw(conv_case(2))
+        x, w, b = _arrays(shape, wshape, bias, dtype)
+        run = lambda a: numbaconv.conv2d(a, w, b, **kwargs)  # noqa: E731
+    else:
+        run = data.draw(stack_case())
+        dtype = np.float32
+        x = np.random.default_rng(4).standard_normal((2, 3, 24, 27)).astype(np.float32)
+    try:
+        expected = run(x)
+    except ValueError:
+        return
+    lazy = run(da.from_array(x, chunks=data.draw(chunking(x.shape))))
+    close(cluster.compute(lazy).result(), expected, dtype)
+
+
 def _threads_in_a_task(block):
     import numba
 
     return np.full(block.shape, numba.get_num_threads(), np.float32)
 
 
-def test_on_a_local_cluster_of_worker_processes(rng):
-    distributed = pytest.importorskip("distributed") if not IN_CI else __import__("distributed")
+def test_on_a_local_cluster_of_worker_processes(cluster, rng):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, rng=1), nn.ReLU(),
                           nn.Conv2d(8, 8, 3, padding=2, dilation=2, rng=2), nn.MaxPool2d(2),
                           nn.Conv2d(8, 4, 1, rng=3)).eval()
     x = rng.standard_normal((2, 3, 96, 80)).astype(np.float32)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        lazy = model(da.from_array(x, chunks=(1, 3, 32, 32)))
-        graph = dict(lazy.__dask_graph__())
-        layer_keys = [k for k in graph if isinstance(k, tuple) and "-layers-" in str(k[0])]
-        assert len(layer_keys) == 1  # the weights: one key every task depends on
-        got = client.compute(lazy).result()
-        close(got, model(x))
-        # Numba's threads inside a task: task_threads() (1), whatever the worker's default
-        from numbaconv.dask_arrays import _PointwiseStep, _apply
+    lazy = model(da.from_array(x, chunks=(1, 3, 32, 32)))
+    graph = dict(lazy.__dask_graph__())
+    layer_keys = [k for k in graph if isinstance(k, tuple) and "-layers-" in str(k[0])]
+    assert len(layer_keys) == 1  # the weights: one key every task depends on
+    got = cluster.compute(lazy).result()
+    close(got, model(x))
+    # Numba's threads inside a task: task_threads() (1), whatever the worker's default
+    from numbaconv.dask_arrays import _PointwiseStep, _apply
 
-        probe = _apply(da.from_array(x, chunks=(1, 3, 48, 40)),
-                       [_PointwiseStep(x.shape[2:], _threads_in_a_task, np.float32)], "probe")
-        assert set(np.unique(client.compute(probe).result())) == {1.0}
+    probe = _apply(da.from_array(x, chunks=(1, 3, 48, 40)),
+                   [_PointwiseStep(x.shape[2:], _threads_in_a_task, np.float32)], "probe")
+    assert set(np.unique(cluster.compute(probe).result())) == {1.0}
 
 
 def test_an_onnx_model_runs_on_chunks_of_the_batch(torch):
@@ -474,3 +501,17 @@ def test_an_onnx_model_runs_on_chunks_of_the_batch(torch):
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.slow
+@settings(max_examples=600, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), nsp=st.sampled_from([1, 2]))
+def test_many_more_convolutions_and_stacks_on_random_chunkings(data, nsp):
+    """The property tests above at 600 examples each (CI's slow pass)."""
+    test_convolution_on_any_chunking_equals_the_in_memory_call.hypothesis.inner_test(
+        data=data, nsp=nsp)
+    test_transposed_convolution_on_any_chunking_equals_the_in_memory_call.hypothesis \
+        .inner_test(data=data, nsp=nsp)
+    test_random_stacks_on_any_chunking_equal_the_in_memory_model.hypothesis.inner_test(
+        data=data)
