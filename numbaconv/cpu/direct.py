@@ -365,7 +365,7 @@ def depthwise3x3_conv2d(x, weight, bias, out, pad_top, pad_left, post, worker, w
 
 @parallel_kernel
 def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w, stride_h,
-                         stride_w, post, worker, workers):
+                         stride_w, work, post, worker, workers):
     """Depthwise 3x3, dilation 1: small images (MobileNet's 28x28 to 7x7) and strides.
 
     Per plane, the work is too little for the row-by-row kernel (a 7x7 plane has no
@@ -388,9 +388,11 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
     my_first, my_stop = share(worker, workers, channels)
+    padded = work[worker, :size]  # (reused from call to call: see depthwise_channels_last)
+    grid = work[worker, size:size + n_vectors * lanes]
+    if my_stop > my_first:
+        padded[:] = 0.0  # the padding; each channel writes only the inside
     for c in range(my_first, my_stop):
-        padded = np.zeros(size, dtype=x.dtype)
-        grid = np.empty(n_vectors * lanes, dtype=x.dtype)
         for n in range(n_batch):
             for i in range(height):
                 start = (n * grid_h + pad_top + i) * grid_w + pad_left
@@ -408,7 +410,8 @@ def depthwise3x3_stacked(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w
 
 @parallel_kernel
 def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, grid_w,
-                            stride_h, stride_w, dilation_h, dilation_w, post, worker, workers):
+                            stride_h, stride_w, dilation_h, dilation_w, work, post, worker,
+                            workers):
     """Depthwise convolution vectorised across channels, for small images.
 
     On a 7x7 or 14x14 plane there is little to vectorise along a row; across channels
@@ -419,7 +422,10 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     vector (``channel_taps``: a multiply-add per tap) and turns the result back. Any
     kernel size, stride and dilation, any channel count (a last block of fewer channels
     than a vector moves one value at a time, its other lanes zero).
-    x: (N, C, H, W), C-contiguous; weight (C, 1, kH, kW); out (N, C, OH, OW).
+    x: (N, C, H, W), C-contiguous; weight (C, 1, kH, kW); out (N, C, OH, OW); work: a
+    row per share of LANES * (H * W + grid_h * grid_w + OH * OW) elements, the share's
+    buffers, reused from call to call (fresh ones per job were fresh pages: 3-4 ms a call
+    on MobileNetV2's 96-channel 112x112 stride-2 layer, against 0.5 ms).
     """
     n_batch, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
@@ -435,6 +441,14 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
     if post is not None:  # (pruned, with every use, when post is None)
         scaled, bits = new_scratch(x.itemsize)
     my_first, my_stop = share(worker, workers, -(-channels // lanes))
+    mine = work[worker]
+    src = mine[:plane * lanes].reshape(plane, lanes)
+    flat = mine[plane * lanes:(plane + grid_h * grid_w) * lanes]
+    grid = flat.reshape(grid_h * grid_w, lanes)
+    dst = mine[(plane + grid_h * grid_w) * lanes:
+               (plane + grid_h * grid_w + out_plane) * lanes].reshape(out_plane, lanes)
+    if my_stop > my_first:
+        flat[:] = 0.0  # the padding; jobs write only the inside
     for block in range(my_first, my_stop):
         c0 = block * lanes
         used = min(lanes, channels - c0)  # a last block of fewer channels: lanes left zero
@@ -444,10 +458,7 @@ def depthwise_channels_last(x, weight, bias, out, pad_top, pad_left, grid_h, gri
             for t in range(n_taps):
                 taps[t, lane] = weight[c0 + lane, 0, t // kernel_w, t % kernel_w]
             shift[lane] = bias[c0 + lane]
-        src = np.zeros((plane, lanes), dtype=x.dtype)
-        grid = np.zeros((grid_h * grid_w, lanes), dtype=x.dtype)  # borders stay zero
-        flat = grid.reshape(-1)
-        dst = np.empty((out_plane, lanes), dtype=x.dtype)
+        # (a last block's unused lanes carry whatever the buffers held: computed, not stored)
         # whole blocks of positions move as in-register transposes (all lanes real)
         full_in = plane // lanes * lanes if used == lanes else 0
         full_out = out_plane // lanes * lanes if used == lanes else 0
@@ -728,13 +739,23 @@ def run(spec, x, weight, bias, post=NO_EPILOGUE):
     elif kernel == "depthwise3x3_rows":
         depthwise3x3_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, post)
     elif kernel == "depthwise_channels_last":
+        lanes = VECTOR_BYTES // x.itemsize
+        per_share = lanes * (spec.in_height * spec.in_width + spec.padded_height
+                             * spec.padded_width + spec.out_height * spec.out_width)
+        work = scratch("depthwise_work", (numba.get_num_threads(), per_share), x.dtype)
         depthwise_channels_last(x, weight, bias, out, spec.pad_top, spec.pad_left,
                                 spec.padded_height, spec.padded_width, spec.stride_h,
-                                spec.stride_w, spec.dilation_h, spec.dilation_w, post)
+                                spec.stride_w, spec.dilation_h, spec.dilation_w, work, post)
     elif kernel == "depthwise3x3_stacked":
+        lanes = VECTOR_BYTES // x.itemsize
+        grid = spec.padded_height * spec.padded_width
+        size = spec.batch * grid + 2 * lanes + 2 * spec.padded_width  # as the kernel's
+        count = (spec.batch * spec.padded_height - 2) * spec.padded_width
+        per_share = size + -(-count // lanes) * lanes
+        work = scratch("depthwise_work", (numba.get_num_threads(), per_share), x.dtype)
         depthwise3x3_stacked(x, weight, bias, out, spec.pad_top, spec.pad_left,
                              spec.padded_height, spec.padded_width, spec.stride_h,
-                             spec.stride_w, post)
+                             spec.stride_w, work, post)
     else:  # depthwise_rows
         cols_q = -(-spec.padded_width // spec.stride_w)
         depthwise_conv2d(x, weight, bias, out, spec.pad_top, spec.pad_left, spec.stride_h,

@@ -16,15 +16,22 @@ import numpy as np
 _local = threading.local()
 
 
+#: Scratch arrays start on a cache line (64 bytes), as AVX-512 vectors are wide: a kernel
+#: whose rows are whole vectors then never loads one across two lines.
+ALIGNMENT = 64
+
+
 def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
-    """An uninitialised C-contiguous array of ``shape``, reusing this thread's buffer ``name``."""
+    """An uninitialised C-contiguous array of ``shape``, 64-byte aligned, reusing this
+    thread's buffer ``name``."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
     pool = _local.__dict__.setdefault("pool", {})
     buffer = pool.get(name)
-    if buffer is None or buffer.nbytes < nbytes:
-        buffer = pool[name] = np.empty(max(nbytes, 64), dtype=np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
+    if buffer is None or buffer.nbytes < nbytes + ALIGNMENT:
+        buffer = pool[name] = np.empty(max(nbytes, 64) + ALIGNMENT, dtype=np.uint8)
+    start = -buffer.ctypes.data % ALIGNMENT
+    return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
 
 def release() -> None:
