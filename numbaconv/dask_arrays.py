@@ -856,7 +856,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
 def _elementwise(op, input, function):
     """An activation on every chunk (no halo): ``function`` maps a NumPy block."""
     check_float_dtype(op, "input", input.dtype)
-    return input.map_blocks(function, dtype=input.dtype, name=op)
+    return input.map_blocks(function, dtype=input.dtype, token=op)
 
 
 def _activation(name):

@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from . import devices
+from ._dask_dispatch import is_dask_array
 from .tracing import is_traced
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -219,6 +220,12 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
         raise TypeError(f"{op}: {name} must be a float32 or float64 array, got None")
     if type(value) is not np.ndarray:
         _refuse_traced(op, name, value)
+        if is_dask_array(value):  # never computed whole behind the user's back
+            raise TypeError(
+                f"{op}: {name} is a Dask array, which {op} does not take (numbaconv's "
+                f"Dask arrays: the input of convolutions, pooling, activations, eval "
+                f"batch_norm, linear and nn.Sequential; weights are NumPy arrays); "
+                f"compute it first ({name}.compute()) or map {op} over its blocks")
     if devices.is_device_array(value):
         raise NotImplementedError(
             f"{op} runs on the CPU only so far, but {name} is a GPU array "

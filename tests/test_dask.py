@@ -382,6 +382,19 @@ def test_errors_are_the_in_memory_calls(rng):
         numbaconv.batch_norm(lazy, None, None, training=True)
     with pytest.raises(ValueError, match="algorithm"):
         numbaconv.conv2d(lazy, w, algorithm="gemm")
+    # functions without Dask support refuse a Dask array rather than compute it whole
+    for call in [lambda: numbaconv.dropout(lazy, 0.5, True),
+                 lambda: numbaconv.interpolate(lazy, scale_factor=2),
+                 lambda: numbaconv.layer_norm(lazy, (5,)),
+                 lambda: numbaconv.conv2d(x, da.from_array(w))]:
+        with pytest.raises(TypeError, match="Dask array"):
+            call()
+
+
+def test_two_calls_of_one_activation_in_one_graph(rng):
+    x = da.from_array(rng.standard_normal((2, 3)).astype(np.float32), chunks=1)
+    both = numbaconv.relu(x) + numbaconv.relu(-x)  # same function, other inputs: other keys
+    close(both.compute(), np.abs(x.compute()))
 
 
 def test_the_input_is_not_computed_nor_changed(rng):
