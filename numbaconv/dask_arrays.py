@@ -563,6 +563,31 @@ def _run_tile(stack, blocks, plan):
     return data
 
 
+def _stored_reads(x):
+    """A function giving, for a chunk key of ``x``, the chunk's own task when that task
+    only reads stored data (its dependencies are all data, as in ``from_zarr`` and
+    ``from_array`` graphs), to run inline again; None for any other chunk."""
+    graph = x.__dask_graph__()
+
+    def is_data(value):  # a stored object (the zarr.Array), not a computation
+        if type(value).__name__ == "DataNode":
+            return True
+        return not hasattr(value, "dependencies") and not (
+            isinstance(value, tuple) and value and callable(value[0]))
+
+    def read(key):
+        task = graph.get(key)
+        if type(task).__name__ != "Task":  # (an alias, a literal, an older Dask's tuple)
+            return None
+        dependencies = getattr(task, "dependencies", None)
+        if dependencies is None or not all(d in graph and is_data(graph[d])
+                                           for d in dependencies):
+            return None
+        return task
+
+    return read
+
+
 def _borders(chunks):
     return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
 
@@ -652,14 +677,19 @@ def _apply(x, steps, name):
     halo_name = f"{name}-halo-{token}"
     layer = {stack_key: stack}
     cuts = {}  # input chunk key -> the pieces tiles read from it, in order
+    reads = _stored_reads(x)
 
     def piece(n, c, pieces):
         """An input chunk, or the piece of it a tile reads. A chunk's pieces are cut by one
         task (its "halo" key, run where the chunk is) so that only the halos, not whole
-        chunks, move between workers; each tile takes its own piece inline."""
+        chunks, move between workers; each tile takes its own piece inline. A chunk that
+        is only read from storage (``from_zarr``, ``from_array``) is read again inside its
+        own tile rather than kept: otherwise every chunk whose halo was cut for the row of
+        tiles before would wait in memory for its own tile (a front of chunks as wide as
+        the image)."""
         chunk = (x.name, n, c) + tuple(j for j, _, _ in pieces)
         if all(a == 0 and b == x.chunks[2 + d][j] for d, (j, a, b) in enumerate(pieces)):
-            return chunk
+            return reads(chunk) or chunk
         cut = (slice(None), slice(None)) + tuple(slice(a, b) for _, a, b in pieces)
         wanted = cuts.setdefault(chunk, [])
         if cut not in wanted:
