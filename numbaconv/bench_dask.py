@@ -131,10 +131,11 @@ def run_dask_bench(side=4096, large_side=16384, chunk=1024, workers=2, threads_p
         scale = float(np.abs(zarr.open_array(os.path.join(folder, "out-memory.zarr"))[...]).max())
         image = zarr.open_array(source, mode="r")[...]
         times = {"memory": [], "dask": [], "model": []}
-        for _ in range(repeat):
-            times["memory"].append(_timed(in_memory))
-            times["dask"].append(_timed(on_dask))
-            times["model"].append(_timed(lambda: model(image)))
+        for _ in range(repeat):  # each after a second's rest: workers free memory after a run
+            for key, run in (("memory", in_memory), ("dask", on_dask),
+                             ("model", lambda: model(image))):
+                time.sleep(1.0)
+                times[key].append(_timed(run))
         del image
         best = {k: min(v) for k, v in times.items()}
         median = {k: statistics.median(v) for k, v in times.items()}
