@@ -9,8 +9,8 @@ processes, or a ``dask.distributed`` cluster.
 
 How a chunk is computed exactly
 -------------------------------
-Each output chunk is one task. Along each spatial axis the layer's spec says which input
-positions an output range reads (a window op: ``o * stride - padding + t * dilation``
+Each output chunk is one task (what it runs: :mod:`numbaconv.dask_tiles`). Along each
+spatial axis the layer's spec says which input positions an output range reads (a window op: ``o * stride - padding + t * dilation``
 for taps ``t``; a transposed convolution the inverse; adaptive pooling its own windows).
 The task gathers exactly those positions from the input chunks that hold them (however
 small the chunks: a halo may span several), puts the layer's padding only where the
@@ -75,6 +75,8 @@ import numpy as np
 
 from . import array_pool
 from ._dask_dispatch import is_dask_array
+from .dask_tiles import (AdaptiveStep, AvgPoolStep, ConvStep, ConvTransposeStep, MaxPoolStep,
+                         PointwiseStep)
 from .spec import check_float_array, check_float_dtype, conv_spec, conv_transpose_spec
 
 __all__ = ["is_dask_array", "set_task_threads", "task_threads", "sequential", "per_batch"]
@@ -116,380 +118,6 @@ def _numba_threads(threads: int):
         yield
     finally:
         numba.set_num_threads(before)
-
-
-# ------------------------------------------------------------------ one spatial axis
-
-class _WindowAxis:
-    """A sliding window along one axis: output ``o`` reads inputs ``o * stride - pad +
-    t * dilation`` for ``t < kernel``; positions outside ``[0, length)`` read the padding
-    (``mode``: 'zeros' gives the step's fill value; 'reflect', 'replicate', 'circular'
-    read the positions torch's padding modes copy)."""
-
-    def __init__(self, length, out_length, kernel, stride, dilation, pad, mode="zeros",
-                 align=1):
-        self.length, self.out_length = length, out_length
-        self.kernel, self.stride, self.dilation, self.pad = kernel, stride, dilation, pad
-        self.mode = mode
-        # Output ranges start at multiples of ``align`` and end at one or at the end
-        # (Winograd's output tiles: then a task computes each tile as the whole call does)
-        self.align = align
-
-    def virtual(self, lo, hi):
-        """The padded input range [a, b) outputs [lo, hi) read (a < 0: padding)."""
-        reach = self.dilation * (self.kernel - 1) + 1
-        return lo * self.stride - self.pad, (hi - 1) * self.stride - self.pad + reach
-
-    def source(self, v):
-        """The input position each padded position ``v`` copies, -1 for the fill value."""
-        n = self.length
-        if self.mode == "reflect":
-            v = np.abs(v)
-            return np.where(v >= n, 2 * (n - 1) - v, v)
-        if self.mode == "replicate":
-            return np.clip(v, 0, n - 1)
-        if self.mode == "circular":
-            return np.mod(v, n)
-        return np.where((v >= 0) & (v < n), v, -1)
-
-    def sources(self, lo, hi):
-        if hi <= lo:
-            return np.empty(0, np.int64)
-        src = self.source(np.arange(*self.virtual(lo, hi)))
-        return np.unique(src[src >= 0])
-
-    def output_bounds(self, bounds):
-        """Output chunk borders for input chunk borders ``b``: ``b // stride``, the output
-        a centred window ('same' padding) puts at ``b``. Input chunks that are multiples of
-        the stride give output chunks of one size (but the last), as Zarr needs."""
-        return bounds // self.stride
-
-
-class _SpreadAxis:
-    """A transposed convolution along one axis: input ``i`` adds into outputs ``i * stride
-    - pad + t * dilation``."""
-
-    def __init__(self, length, out_length, kernel, stride, dilation, pad):
-        self.length, self.out_length = length, out_length
-        self.kernel, self.stride, self.dilation, self.pad = kernel, stride, dilation, pad
-
-    def sources(self, lo, hi):
-        reach = self.dilation * (self.kernel - 1)
-        first = max(0, -(-(lo + self.pad - reach) // self.stride))
-        stop = min(self.length, (hi - 1 + self.pad) // self.stride + 1)
-        return np.arange(first, max(first, stop))
-
-    def output_bounds(self, bounds):
-        return bounds * self.stride
-
-
-class _AdaptiveAxis:
-    """Adaptive pooling along one axis: output ``o`` reads inputs ``[floor(o * L / O),
-    ceil((o + 1) * L / O))``."""
-
-    def __init__(self, length, out_length):
-        self.length, self.out_length = length, out_length
-
-    def window(self, o):
-        return o * self.length // self.out_length, -(-(o + 1) * self.length // self.out_length)
-
-    def sources(self, lo, hi):
-        if hi <= lo:
-            return np.empty(0, np.int64)
-        return np.arange(self.window(lo)[0], self.window(hi - 1)[1])
-
-    def output_bounds(self, bounds):
-        return -(-(bounds * self.out_length) // self.length)
-
-
-class _SameAxis:
-    """A pointwise layer: output ``o`` reads input ``o``."""
-
-    def __init__(self, length):
-        self.length = self.out_length = length
-
-    def sources(self, lo, hi):
-        return np.arange(lo, max(lo, hi))
-
-    def output_bounds(self, bounds):
-        return bounds
-
-
-# ------------------------------------------------------------------------- the steps
-
-def _positions(held, wanted):
-    """Indices into ``held`` (sorted positions an array holds along an axis) of ``wanted``
-    positions, -1 where ``wanted`` is -1; a slice when they are one contiguous run."""
-    local = np.searchsorted(held, wanted)
-    valid = wanted >= 0
-    local = np.where(valid, local, -1)
-    if len(local) and valid.all() and local[-1] - local[0] == len(local) - 1:
-        return slice(int(local[0]), int(local[-1]) + 1)
-    return local
-
-
-def _restrict(data, held, ranges):
-    """``data`` cut to the output ranges (positions [lo, hi) per spatial axis)."""
-    index = [slice(None), slice(None)]
-    for positions, (lo, hi) in zip(held, ranges):
-        index.append(_positions(positions, np.arange(lo, hi)))
-    if all(isinstance(i, slice) for i in index):
-        return data[tuple(index)]
-    return data[tuple(index[:2]) + np.ix_(*[np.arange(len(h))[i] for h, i in
-                                             zip(held, index[2:])])]
-
-
-def _padded(data, held, axes, ranges, fill):
-    """The padded input region outputs ``ranges`` of a window step read: ``data``'s
-    positions where the window is inside the array, the padding elsewhere."""
-    locals_ = []
-    for positions, axis, (lo, hi) in zip(held, axes, ranges):
-        a, b = axis.virtual(lo, hi)
-        locals_.append(_positions(positions, axis.source(np.arange(a, b))))
-    head = (slice(None), slice(None))
-    if all(isinstance(local, slice) for local in locals_):
-        return data[head + tuple(locals_)]  # no padding inside: a view
-    sizes = [local.stop - local.start if isinstance(local, slice) else len(local)
-             for local in locals_]
-    shape = data.shape[:2] + tuple(sizes)
-    runs = [_run_between_fills(local) for local in locals_]
-    if all(run is not None for run in runs):  # zero padding: one block copy, then margins
-        out = array_pool.empty(shape, data.dtype)
-        inner = tuple(dst for dst, _ in runs)
-        out[head + inner] = data[head + tuple(src for _, src in runs)]
-        for d, (dst, size) in enumerate(zip(inner, sizes)):
-            before = head + inner[:d] + (slice(0, dst.start),)
-            after = head + inner[:d] + (slice(dst.stop, size),)
-            out[before] = fill  # (the axes before d whole: every corner written once)
-            out[after] = fill
-            inner = inner[:d] + (slice(None),) + inner[d + 1:]
-        return out
-    out = np.full(shape, fill, dtype=data.dtype)
-    dst, src = [], []
-    for local in locals_:
-        local = np.arange(local.start, local.stop) if isinstance(local, slice) else local
-        keep = local >= 0
-        dst.append(np.flatnonzero(keep))
-        src.append(local[keep])
-    out[head + np.ix_(*dst)] = data[head + np.ix_(*src)]
-    return out
-
-
-def _run_between_fills(local):
-    """(where, what) slices when ``local`` is fill (-1) at its ends around one contiguous
-    run of positions (zero padding at a border), else None."""
-    if isinstance(local, slice):
-        return slice(0, local.stop - local.start), local
-    keep = np.flatnonzero(local >= 0)
-    if not len(keep):
-        return slice(0, 0), slice(0, 0)
-    first, last = int(keep[0]), int(keep[-1])
-    run = local[first:last + 1]
-    if len(keep) != last - first + 1 or run[-1] - run[0] != last - first:
-        return None
-    return slice(first, last + 1), slice(int(run[0]), int(run[-1]) + 1)
-
-
-def _empty_output(data, ranges, channels, dtype):
-    return np.zeros(data.shape[:1] + (channels,) + tuple(hi - lo for lo, hi in ranges), dtype)
-
-
-class _Step:
-    """One layer as the tasks run it. ``axes``: one per spatial axis; ``all_channels``:
-    reads every input channel (one output chunk of ``out_channels``); ``compute(data,
-    held, ranges, channels)``: the outputs at ``ranges`` (per spatial axis) from ``data``
-    holding positions ``held`` (per axis) of input channels ``channels`` = (c0, c1)."""
-
-    all_channels = False
-    out_channels = None
-    fill = 0.0
-
-    def __init__(self, axes, dtype):
-        self.axes = tuple(axes)
-        self.dtype = np.dtype(dtype)
-
-
-class _ConvStep(_Step):
-    all_channels = True
-
-    def __init__(self, spec, weight, bias, ndim):
-        from .planner import make_plan
-
-        mode = spec.padding_mode
-        # The algorithm the whole call would run. Winograd's result depends on where its
-        # output tiles start (the transforms round differently than the direct sum), so
-        # tasks run it too, on ranges aligned to its tiles (per dilation phase): then each
-        # value is the whole call's, bit for bit; others are exact to float rounding.
-        algorithm = make_plan(spec).algorithm
-        tile = {"winograd_f4x4": 4, "winograd_f2x2": 2}.get(algorithm, 0)
-        self.algorithm = algorithm if tile else "auto"
-        axes = [_WindowAxis(spec.in_width, spec.out_width, spec.kernel_width, spec.stride_w,
-                            spec.dilation_w, spec.pad_left, mode,
-                            max(1, tile * spec.dilation_w))]
-        if ndim == 2:
-            axes.insert(0, _WindowAxis(spec.in_height, spec.out_height, spec.kernel_height,
-                                       spec.stride_h, spec.dilation_h, spec.pad_top, mode,
-                                       max(1, tile * spec.dilation_h)))
-        super().__init__(axes, spec.dtype)
-        self.out_channels = spec.out_channels
-        self.weight, self.bias, self.groups, self.ndim = weight, bias, spec.groups, ndim
-        self.stride = tuple(a.stride for a in self.axes)
-        self.dilation = tuple(a.dilation for a in self.axes)
-
-    def compute(self, data, held, ranges, channels):
-        from .functional import conv1d, conv2d
-
-        if any(hi <= lo for lo, hi in ranges):
-            return _empty_output(data, ranges, self.out_channels, self.dtype)
-        x = _padded(data, held, self.axes, ranges, 0.0)
-        run = conv2d if self.ndim == 2 else conv1d
-        return run(np.ascontiguousarray(x), self.weight, self.bias, self.stride, 0,
-                   self.dilation, self.groups, algorithm=self.algorithm)
-
-
-class _ConvTransposeStep(_Step):
-    all_channels = True
-
-    def __init__(self, spec, weight, bias, ndim):
-        def axis(i, length, out_length, kernel):
-            return _SpreadAxis(length, out_length, kernel, spec.stride[i], spec.dilation[i],
-                               spec.padding[i])
-
-        axes = [axis(1, spec.in_width, spec.out_width, spec.kernel_width)]
-        if ndim == 2:
-            axes.insert(0, axis(0, spec.in_height, spec.out_height, spec.kernel_height))
-        super().__init__(axes, spec.dtype)
-        self.out_channels = spec.out_channels
-        self.weight, self.bias, self.groups, self.ndim = weight, bias, spec.groups, ndim
-        self.stride = tuple(spec.stride[2 - ndim:])
-        self.dilation = tuple(spec.dilation[2 - ndim:])
-
-    def compute(self, data, held, ranges, channels):
-        from .transposed import conv_transpose1d, conv_transpose2d
-
-        out = _empty_output(data, ranges, self.out_channels, self.dtype)
-        inputs = [a.sources(lo, hi) for a, (lo, hi) in zip(self.axes, ranges)]
-        if all(len(i) for i in inputs) and out.size:
-            x = _restrict(data, held, [(int(i[0]), int(i[-1]) + 1) for i in inputs])
-            run = conv_transpose2d if self.ndim == 2 else conv_transpose1d
-            part = run(np.ascontiguousarray(x), self.weight, None, self.stride, 0, 0,
-                       self.groups, self.dilation)
-            dst, src = [slice(None), slice(None)], [slice(None), slice(None)]
-            for axis, first, (lo, hi), size in zip(self.axes, inputs, ranges, part.shape[2:]):
-                start = int(first[0]) * axis.stride - axis.pad  # output position of part's 0
-                a, b = max(lo, start), min(hi, start + size)
-                dst.append(slice(a - lo, max(a, b) - lo))
-                src.append(slice(a - start, max(a, b) - start))
-            out[tuple(dst)] = part[tuple(src)]
-        if self.bias is not None:
-            out += self.bias.reshape((-1,) + (1,) * self.ndim)
-        return out
-
-
-class _MaxPoolStep(_Step):
-    fill = -np.inf
-
-    def __init__(self, spec, ndim, dtype):
-        axes = [_WindowAxis(spec.in_width, spec.out_width, spec.kernel[1], spec.stride[1],
-                            spec.dilation[1], spec.padding[1])]
-        if ndim == 2:
-            axes.insert(0, _WindowAxis(spec.in_height, spec.out_height, spec.kernel[0],
-                                       spec.stride[0], spec.dilation[0], spec.padding[0]))
-        super().__init__(axes, dtype)
-        self.ndim = ndim
-
-    def compute(self, data, held, ranges, channels):
-        from .pooling import max_pool2d
-
-        if any(hi <= lo for lo, hi in ranges):
-            return _empty_output(data, ranges, data.shape[1], self.dtype)
-        x = np.ascontiguousarray(_padded(data, held, self.axes, ranges, -np.inf))
-        if self.ndim == 1:
-            x = x[:, :, None, :]
-        kernel = (1,) * (2 - self.ndim) + tuple(a.kernel for a in self.axes)
-        stride = (1,) * (2 - self.ndim) + tuple(a.stride for a in self.axes)
-        dilation = (1,) * (2 - self.ndim) + tuple(a.dilation for a in self.axes)
-        out = max_pool2d(x, kernel, stride, 0, dilation)
-        return out[:, :, 0] if self.ndim == 1 else out
-
-
-class _AvgPoolStep(_Step):
-    def __init__(self, spec, ndim, dtype, count_include_pad, divisor_override):
-        axes = [_WindowAxis(spec.in_width, spec.out_width, spec.kernel[1], spec.stride[1],
-                            1, spec.padding[1])]
-        if ndim == 2:
-            axes.insert(0, _WindowAxis(spec.in_height, spec.out_height, spec.kernel[0],
-                                       spec.stride[0], 1, spec.padding[0]))
-        super().__init__(axes, dtype)
-        self.ndim = ndim
-        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
-
-    def _divisors(self, axis, lo, hi):
-        """torch's divisor along one axis for outputs [lo, hi) (avg_pool2d's: the window
-        clipped to the padded input, or to the input without ``count_include_pad``)."""
-        start = np.arange(lo, hi) * axis.stride - axis.pad
-        end = np.minimum(start + axis.kernel, axis.length + axis.pad)
-        size = end - start
-        if self.count_include_pad:
-            return size
-        return np.minimum(end, axis.length) - np.maximum(start, 0)
-
-    def compute(self, data, held, ranges, channels):
-        from .pooling import avg_pool2d
-
-        if any(hi <= lo for lo, hi in ranges):
-            return _empty_output(data, ranges, data.shape[1], self.dtype)
-        x = np.ascontiguousarray(_padded(data, held, self.axes, ranges, 0.0))
-        if self.ndim == 1:
-            x = x[:, :, None, :]
-        kernel = (1,) * (2 - self.ndim) + tuple(a.kernel for a in self.axes)
-        stride = (1,) * (2 - self.ndim) + tuple(a.stride for a in self.axes)
-        sums = avg_pool2d(x, kernel, stride, 0, divisor_override=1)
-        if self.ndim == 1:
-            sums = sums[:, :, 0]
-        if self.divisor_override is not None:
-            return (sums / self.dtype.type(self.divisor_override)).astype(self.dtype)
-        divisor = np.ones((), np.int64)
-        for axis, (lo, hi) in zip(self.axes, ranges):
-            divisor = np.multiply.outer(divisor, self._divisors(axis, lo, hi))
-        return (sums / divisor.astype(self.dtype)).astype(self.dtype, copy=False)
-
-
-class _AdaptiveStep(_Step):
-    def __init__(self, in_sizes, out_sizes, take_max, dtype):
-        super().__init__([_AdaptiveAxis(n, o) for n, o in zip(in_sizes, out_sizes)], dtype)
-        self.take_max = take_max
-
-    def compute(self, data, held, ranges, channels):
-        reduce = np.max if self.take_max else np.sum
-        x = data
-        for d, (positions, axis, (lo, hi)) in enumerate(zip(held, self.axes, ranges)):
-            dim = 2 + d
-            parts = []
-            for o in range(lo, hi):
-                a, b = axis.window(o)
-                i = _positions(positions, np.arange(a, b))
-                part = np.take(x, np.arange(x.shape[dim])[i], axis=dim)
-                parts.append(reduce(part, axis=dim, keepdims=True)
-                             / (1 if self.take_max else b - a))
-            x = np.concatenate(parts, axis=dim) if parts else \
-                np.zeros(x.shape[:dim] + (0,) + x.shape[dim + 1:], x.dtype)
-            held = list(held)
-            held[d] = np.arange(lo, hi)
-        return x.astype(self.dtype, copy=False)
-
-
-class _PointwiseStep(_Step):
-    """An elementwise layer (``function(x)``), or a per-channel one (``per_channel``:
-    ``function(x, c0, c1)`` for channels [c0, c1))."""
-
-    def __init__(self, lengths, function, dtype, per_channel=False):
-        super().__init__([_SameAxis(n) for n in lengths], dtype)
-        self.function, self.per_channel = function, per_channel
-
-    def compute(self, data, held, ranges, channels):
-        x = _restrict(data, held, ranges)
-        return self.function(x, *channels) if self.per_channel else self.function(x)
 
 
 # ------------------------------------------------------------------------ the graph
@@ -743,7 +371,7 @@ def _conv_step(op, x, weight, bias, stride, padding, dilation, groups, padding_m
     dtype = np.result_type(x.dtype, w.dtype, *([] if b is None else [b.dtype]))
     spec = conv_spec(op, x.shape, w.shape, None if b is None else b.shape, stride, padding,
                      dilation, groups, padding_mode, dtype)
-    return _ConvStep(spec, w.astype(spec.dtype, copy=False),
+    return ConvStep(spec, w.astype(spec.dtype, copy=False),
                      None if b is None else b.astype(spec.dtype, copy=False), nsp)
 
 
@@ -779,7 +407,7 @@ def _conv_transpose_step(op, x, weight, bias, stride, padding, output_padding, g
     dtype = np.result_type(x.dtype, w.dtype, *([] if b is None else [b.dtype]))
     spec = conv_transpose_spec(op, x.shape, w.shape, None if b is None else b.shape, stride,
                                padding, output_padding, groups, dilation, dtype)
-    return _ConvTransposeStep(spec, w.astype(spec.dtype, copy=False),
+    return ConvTransposeStep(spec, w.astype(spec.dtype, copy=False),
                               None if b is None else b.astype(spec.dtype, copy=False), nsp)
 
 
@@ -814,7 +442,7 @@ def _max_pool(op, nsp, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices):
     _no_indices(op, return_indices)
     spec = _pool_spec(op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    step = _MaxPoolStep(spec, nsp, input.dtype)
+    step = MaxPoolStep(spec, nsp, input.dtype)
     return _batched(op, input, nsp, lambda x: _apply(x, [step], op))
 
 
@@ -837,7 +465,7 @@ def _avg_pool(op, nsp, input, kernel_size, stride, padding, ceil_mode, count_inc
     from .pool_spec import divisor
 
     spec = _pool_spec(op, input, kernel_size, stride, padding, 1, ceil_mode)
-    step = _AvgPoolStep(spec, nsp, input.dtype, bool(count_include_pad),
+    step = AvgPoolStep(spec, nsp, input.dtype, bool(count_include_pad),
                         divisor(op, divisor_override))
     return _batched(op, input, nsp, lambda x: _apply(x, [step], op))
 
@@ -863,7 +491,7 @@ def _adaptive(op, nsp, input, output_size, take_max):
     if input.ndim not in (nsp + 1, nsp + 2):
         raise ValueError(f"{op}: expected a {nsp + 1}D or {nsp + 2}D input, got {input.ndim}D")
     out_size = _adaptive_output_size(op, output_size, tuple(input.shape[-nsp:]))
-    step = _AdaptiveStep(input.shape[-nsp:], out_size, take_max, input.dtype)
+    step = AdaptiveStep(input.shape[-nsp:], out_size, take_max, input.dtype)
     return _batched(op, input, nsp, lambda x: _apply(x, [step], op))
 
 
@@ -947,7 +575,7 @@ def _batch_norm_step(op, x, running_mean, running_var, weight, bias, eps):
                                     None if w is None else w[c0:c1],
                                     None if b is None else b[c0:c1], False, 0.0, eps)
 
-    return _PointwiseStep(x.shape[2:], normalize, x.dtype, per_channel=True)
+    return PointwiseStep(x.shape[2:], normalize, x.dtype, per_channel=True)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -1057,7 +685,7 @@ def _module_step(module, shape, dtype):
     nsp = len(shape) - 2
     if isinstance(module, (nn.Dropout, nn.Dropout2d, nn.Identity)) and not (
             getattr(module, "training", False) and getattr(module, "p", 0)):
-        return _PointwiseStep(shape[2:], lambda x: x, dtype)
+        return PointwiseStep(shape[2:], lambda x: x, dtype)
     if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.padding_mode == "zeros" \
             and len(module.kernel_size) == nsp:
         return _conv_step(type(module).__name__, _Shaped(shape, dtype), module.weight,
@@ -1072,12 +700,12 @@ def _module_step(module, shape, dtype):
     if type(module) in pools and pools[type(module)] == nsp and not module.return_indices:
         spec = _pool_spec(type(module).__name__, _Shaped(shape, dtype), module.kernel_size,
                           module.stride, module.padding, module.dilation, module.ceil_mode)
-        return _MaxPoolStep(spec, nsp, dtype)
+        return MaxPoolStep(spec, nsp, dtype)
     averages = {nn.AvgPool1d: 1, nn.AvgPool2d: 2}
     if type(module) in averages and averages[type(module)] == nsp:
         spec = _pool_spec(type(module).__name__, _Shaped(shape, dtype), module.kernel_size,
                           module.stride, module.padding, 1, module.ceil_mode)
-        return _AvgPoolStep(spec, nsp, dtype, module.count_include_pad,
+        return AvgPoolStep(spec, nsp, dtype, module.count_include_pad,
                             getattr(module, "divisor_override", None))
     if isinstance(module, nn.BatchNorm2d if nsp == 2 else nn.BatchNorm1d) \
             and not module.training and module.running_mean is not None:
@@ -1087,7 +715,7 @@ def _module_step(module, shape, dtype):
     elementwise = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.LeakyReLU, nn.Hardtanh,
                    nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU)
     if isinstance(module, elementwise):
-        return _PointwiseStep(shape[2:], module, dtype)
+        return PointwiseStep(shape[2:], module, dtype)
     return None
 
 
@@ -1130,7 +758,7 @@ def sequential(model, input):
             x = module(x)
             shape, dtype = tuple(x.shape), x.dtype
             continue
-        if isinstance(step, _ConvStep) and any(
+        if isinstance(step, ConvStep) and any(
                 getattr(a, "mode", "zeros") != "zeros" for a in step.axes):
             x = flush(x)
         run.append(step)

@@ -478,10 +478,11 @@ def test_on_a_local_cluster_of_worker_processes(cluster, rng):
     got = cluster.compute(lazy).result()
     close(got, model(x))
     # Numba's threads inside a task: task_threads() (1), whatever the worker's default
-    from numbaconv.dask_arrays import _PointwiseStep, _apply
+    from numbaconv.dask_arrays import _apply
+    from numbaconv.dask_tiles import PointwiseStep
 
     probe = _apply(da.from_array(x, chunks=(1, 3, 48, 40)),
-                   [_PointwiseStep(x.shape[2:], _threads_in_a_task, np.float32)], "probe")
+                   [PointwiseStep(x.shape[2:], _threads_in_a_task, np.float32)], "probe")
     assert set(np.unique(cluster.compute(probe).result())) == {1.0}
 
 
