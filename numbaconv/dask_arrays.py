@@ -10,14 +10,16 @@ processes, or a ``dask.distributed`` cluster.
 How a chunk is computed exactly
 -------------------------------
 Each output chunk is one task (what it runs: :mod:`numbaconv.dask_tiles`). Along each
-spatial axis the layer's spec says which input positions an output range reads (a window op: ``o * stride - padding + t * dilation``
-for taps ``t``; a transposed convolution the inverse; adaptive pooling its own windows).
-The task gathers exactly those positions from the input chunks that hold them (however
-small the chunks: a halo may span several), puts the layer's padding only where the
-window leaves the array (``padding_mode`` too: reflect, replicate and circular read the
-positions torch would), and runs the in-memory kernel with no padding of its own on that
-region. The output is the in-memory call's, to float rounding (the same algorithm runs
-on a smaller array; it can be chosen differently for the tile's size).
+spatial axis the layer's spec says which input positions an output range reads (a window
+op: ``o * stride - padding + t * dilation`` for taps ``t``; a transposed convolution the
+inverse; adaptive pooling its own windows). The task gathers exactly those positions
+from the input chunks that hold them (however small the chunks: a halo may span
+several), puts the layer's padding only where the window leaves the array
+(``padding_mode`` too: reflect, replicate and circular read the positions torch would),
+and runs the in-memory kernel with no padding of its own on that region. The output is
+the in-memory call's: bit for bit where a convolution runs Winograd (the tasks run it
+too, on ranges aligned to its output tiles), else to float rounding (another algorithm
+may suit the tile's size).
 
 Output chunks follow the input's: an input chunk border ``b`` becomes the output border
 ``b // stride`` (``b * stride`` for a transposed convolution), so a stride-2 layer halves
