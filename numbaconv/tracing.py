@@ -36,15 +36,24 @@ def as_array(value):
 
 
 def differentiable(function):
-    """Mark a public function whose gradient :mod:`numbaconv.autodiff` defines."""
+    """Mark a public function whose gradient :mod:`numbaconv.autodiff` defines. Its wrapper
+    also sends a Dask array input to :mod:`numbaconv.dask_arrays` when the function is
+    marked ``on_dask_arrays`` (:mod:`numbaconv._dask_dispatch`)."""
     signature = inspect.signature(function)
     keyword_only = frozenset(name for name, parameter in signature.parameters.items()
                              if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
 
     modules = sys.modules
+    on_dask = getattr(function, "on_dask_arrays", False)  # (_dask_dispatch.on_dask_arrays)
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        if on_dask:
+            input = args[0] if args else kwargs.get("input")
+            if type(input) is not np.ndarray and is_dask_array(input):
+                from . import dask_arrays
+
+                return getattr(dask_arrays, function.__name__)(*args, **kwargs)
         if "autograd.tracer" not in modules:  # nothing can be traced: straight through
             return function(*args, **kwargs)
         for value in args:

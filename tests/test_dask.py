@@ -391,6 +391,15 @@ def test_errors_are_the_in_memory_calls(rng):
             call()
 
 
+def test_the_input_by_keyword_goes_to_dask_too(rng):
+    x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    lazy = numbaconv.conv2d(input=da.from_array(x, chunks=4), weight=w, padding=1)
+    assert isinstance(lazy, da.Array)
+    close(lazy.compute(), numbaconv.conv2d(x, w, padding=1))
+    assert isinstance(numbaconv.relu(input=da.from_array(x)), da.Array)
+
+
 def test_two_calls_of_one_activation_in_one_graph(rng):
     x = da.from_array(rng.standard_normal((2, 3)).astype(np.float32), chunks=1)
     both = numbaconv.relu(x) + numbaconv.relu(-x)  # same function, other inputs: other keys
