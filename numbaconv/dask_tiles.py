@@ -202,7 +202,7 @@ class Step:
 
     all_channels = False
     out_channels = None
-    fill = 0.0
+    fill = 0.0  # what the padding of a zero-padded window holds
 
     def __init__(self, axes, dtype):
         self.axes = tuple(axes)
@@ -241,7 +241,7 @@ class ConvStep(Step):
 
         if any(hi <= lo for lo, hi in ranges):
             return _empty_output(data, ranges, self.out_channels, self.dtype)
-        x = _padded(data, held, self.axes, ranges, 0.0)
+        x = _padded(data, held, self.axes, ranges, self.fill)
         run = conv2d if self.ndim == 2 else conv1d
         return run(np.ascontiguousarray(x), self.weight, self.bias, self.stride, 0,
                    self.dilation, self.groups, algorithm=self.algorithm)
@@ -286,42 +286,49 @@ class ConvTransposeStep(Step):
         return out
 
 
-class MaxPoolStep(Step):
-    fill = -np.inf
+def _pool_axes(spec, ndim, dilation):
+    """A pooling spec's axes (its 1-D ops: the width alone)."""
+    return [WindowAxis(getattr(spec, f"in_{side}"), getattr(spec, f"out_{side}"),
+                       spec.kernel[i], spec.stride[i], spec.dilation[i] if dilation else 1,
+                       spec.padding[i]) for i, side in enumerate(("height", "width"))][2 - ndim:]
+
+
+class _PoolStep(Step):
+    """Max or average pooling: the padded region through the in-memory 2-D kernel (1-D
+    pooling as planes of one row)."""
+
+    def __init__(self, spec, ndim, dtype, dilation):
+        super().__init__(_pool_axes(spec, ndim, dilation), dtype)
+        self.ndim = ndim
+
+    def pooled(self, data, held, ranges, pool):
+        """``pool(x, kernel, stride, dilation)`` on the padded region, as 2-D planes."""
+        x = np.ascontiguousarray(_padded(data, held, self.axes, ranges, self.fill))
+        lift = (1,) * (2 - self.ndim)
+        out = pool(x.reshape(x.shape[:2] + lift + x.shape[2:]),
+                   lift + tuple(a.kernel for a in self.axes),
+                   lift + tuple(a.stride for a in self.axes),
+                   lift + tuple(a.dilation for a in self.axes))
+        return out[:, :, 0] if self.ndim == 1 else out
+
+
+class MaxPoolStep(_PoolStep):
+    fill = -np.inf  # (the padding max pooling never takes)
 
     def __init__(self, spec, ndim, dtype):
-        axes = [WindowAxis(spec.in_width, spec.out_width, spec.kernel[1], spec.stride[1],
-                            spec.dilation[1], spec.padding[1])]
-        if ndim == 2:
-            axes.insert(0, WindowAxis(spec.in_height, spec.out_height, spec.kernel[0],
-                                       spec.stride[0], spec.dilation[0], spec.padding[0]))
-        super().__init__(axes, dtype)
-        self.ndim = ndim
+        super().__init__(spec, ndim, dtype, dilation=True)
 
     def compute(self, data, held, ranges, channels):
         from .pooling import max_pool2d
 
         if any(hi <= lo for lo, hi in ranges):
             return _empty_output(data, ranges, data.shape[1], self.dtype)
-        x = np.ascontiguousarray(_padded(data, held, self.axes, ranges, -np.inf))
-        if self.ndim == 1:
-            x = x[:, :, None, :]
-        kernel = (1,) * (2 - self.ndim) + tuple(a.kernel for a in self.axes)
-        stride = (1,) * (2 - self.ndim) + tuple(a.stride for a in self.axes)
-        dilation = (1,) * (2 - self.ndim) + tuple(a.dilation for a in self.axes)
-        out = max_pool2d(x, kernel, stride, 0, dilation)
-        return out[:, :, 0] if self.ndim == 1 else out
+        return self.pooled(data, held, ranges, lambda x, k, s, d: max_pool2d(x, k, s, 0, d))
 
 
-class AvgPoolStep(Step):
+class AvgPoolStep(_PoolStep):
     def __init__(self, spec, ndim, dtype, count_include_pad, divisor_override):
-        axes = [WindowAxis(spec.in_width, spec.out_width, spec.kernel[1], spec.stride[1],
-                            1, spec.padding[1])]
-        if ndim == 2:
-            axes.insert(0, WindowAxis(spec.in_height, spec.out_height, spec.kernel[0],
-                                       spec.stride[0], 1, spec.padding[0]))
-        super().__init__(axes, dtype)
-        self.ndim = ndim
+        super().__init__(spec, ndim, dtype, dilation=False)
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
     def _divisors(self, axis, lo, hi):
@@ -339,14 +346,8 @@ class AvgPoolStep(Step):
 
         if any(hi <= lo for lo, hi in ranges):
             return _empty_output(data, ranges, data.shape[1], self.dtype)
-        x = np.ascontiguousarray(_padded(data, held, self.axes, ranges, 0.0))
-        if self.ndim == 1:
-            x = x[:, :, None, :]
-        kernel = (1,) * (2 - self.ndim) + tuple(a.kernel for a in self.axes)
-        stride = (1,) * (2 - self.ndim) + tuple(a.stride for a in self.axes)
-        sums = avg_pool2d(x, kernel, stride, 0, divisor_override=1)
-        if self.ndim == 1:
-            sums = sums[:, :, 0]
+        sums = self.pooled(data, held, ranges,
+                           lambda x, k, s, d: avg_pool2d(x, k, s, 0, divisor_override=1))
         if self.divisor_override is not None:
             return (sums / self.dtype.type(self.divisor_override)).astype(self.dtype)
         divisor = np.ones((), np.int64)
