@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import array_pool
+from .padding import _NUMPY_MODE
 
 
 # ------------------------------------------------------------------ one spatial axis
@@ -41,16 +42,15 @@ class WindowAxis:
         return lo * self.stride - self.pad, (hi - 1) * self.stride - self.pad + reach
 
     def source(self, v):
-        """The input position each padded position ``v`` copies, -1 for the fill value."""
+        """The input position each padded position ``v`` (a run of consecutive positions)
+        copies, -1 for the fill value; other padding modes by np.pad's own mapping applied
+        to the positions, as the in-memory calls pad."""
         n = self.length
-        if self.mode == "reflect":
-            v = np.abs(v)
-            return np.where(v >= n, 2 * (n - 1) - v, v)
-        if self.mode == "replicate":
-            return np.clip(v, 0, n - 1)
-        if self.mode == "circular":
-            return np.mod(v, n)
-        return np.where((v >= 0) & (v < n), v, -1)
+        if self.mode == "zeros" or not len(v):
+            return np.where((v >= 0) & (v < n), v, -1)
+        before, after = max(0, -int(v[0])), max(0, int(v[-1]) + 1 - n)
+        padded = np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[self.mode])
+        return padded[v + before]
 
     def sources(self, lo, hi):
         if hi <= lo:
