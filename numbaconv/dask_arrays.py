@@ -226,7 +226,7 @@ def _aligned(range_, axis):
     """An output range widened to whole tiles of ``axis.align`` outputs (the last may end
     at the axis' end), at least one tile long where the axis has one."""
     lo, hi = range_
-    align = getattr(axis, "align", 1)
+    align = axis.align
     if align == 1 or hi <= lo:
         return range_
     lo, hi = lo // align * align, min(axis.out_length, -(-hi // align) * align)
@@ -268,7 +268,7 @@ def _apply(x, steps, name):
             axis = step.axes[d]
             bounds = np.clip(axis.output_bounds(bounds), 0, axis.out_length)
             bounds[0], bounds[-1] = 0, axis.out_length
-        align = getattr(steps[-1].axes[d], "align", 1)
+        align = steps[-1].axes[d].align
         if align > 1:  # chunks of whole tiles; none shorter than a tile at the end
             end = steps[-1].axes[d].out_length
             bounds = bounds // align * align

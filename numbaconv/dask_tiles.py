@@ -69,6 +69,8 @@ class SpreadAxis:
     """A transposed convolution along one axis: input ``i`` adds into outputs ``i * stride
     - pad + t * dilation``."""
 
+    align = 1  # (see WindowAxis)
+
     def __init__(self, length, out_length, kernel, stride, dilation, pad):
         self.length, self.out_length = length, out_length
         self.kernel, self.stride, self.dilation, self.pad = kernel, stride, dilation, pad
@@ -87,6 +89,8 @@ class AdaptiveAxis:
     """Adaptive pooling along one axis: output ``o`` reads inputs ``[floor(o * L / O),
     ceil((o + 1) * L / O))``."""
 
+    align = 1  # (see WindowAxis)
+
     def __init__(self, length, out_length):
         self.length, self.out_length = length, out_length
 
@@ -104,6 +108,8 @@ class AdaptiveAxis:
 
 class SameAxis:
     """A pointwise layer: output ``o`` reads input ``o``."""
+
+    align = 1  # (see WindowAxis)
 
     def __init__(self, length):
         self.length = self.out_length = length
