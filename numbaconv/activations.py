@@ -23,6 +23,7 @@ from .epilogue import NO_EPILOGUE
 from .random import as_generator
 from .spec import _is_int, check_float_array
 from ._dask_dispatch import on_dask_arrays
+from .devices import on_gpu_arrays
 from .tracing import differentiable
 
 
@@ -46,6 +47,7 @@ RELU_KERNEL_MIN_VALUES = 1 << 14
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def relu(input):
     """max(x, 0); NaN stays NaN. ``relu(np.array([-1.0, 2.0]))`` -> ``[0., 2.]``."""
     x = check_float_array("relu", "input", input)
@@ -78,6 +80,7 @@ def relu_backward(ans, grad):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def sigmoid(input):
     """1 / (1 + exp(-x)), without overflow warnings for large |x|."""
     x = check_float_array("sigmoid", "input", input)
@@ -104,6 +107,7 @@ def _sigmoid_or_silu(x, silu: bool):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def tanh(input):
     """The hyperbolic tangent, element-wise."""
     x = check_float_array("tanh", "input", input)
@@ -116,6 +120,7 @@ def _leaky(x, slope):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def leaky_relu(input, negative_slope=0.01):
     """x where x > 0, else negative_slope * x."""
     x = check_float_array("leaky_relu", "input", input)
@@ -172,6 +177,7 @@ def _in_place(op: str, input, result, inplace):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def relu6(input, inplace=False):
     """min(max(x, 0), 6), as ``torch.nn.functional.relu6`` (MobileNet's activation).
 
@@ -185,6 +191,7 @@ def relu6(input, inplace=False):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """x clipped to [min_val, max_val], as ``torch.nn.functional.hardtanh``."""
     x = check_float_array("hardtanh", "input", input)
@@ -196,6 +203,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def hardsigmoid(input, inplace=False):
     """relu6(x + 3) / 6, as ``torch.nn.functional.hardsigmoid`` (0 below -3, 1 above 3)."""
     x = check_float_array("hardsigmoid", "input", input)
@@ -204,6 +212,7 @@ def hardsigmoid(input, inplace=False):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def hardswish(input, inplace=False):
     """x * relu6(x + 3) / 6, as ``torch.nn.functional.hardswish`` (MobileNetV3).
 
@@ -227,6 +236,7 @@ def _hard_sigmoid_or_swish(x, swish: bool):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def silu(input, inplace=False):
     """x * sigmoid(x), as ``torch.nn.functional.silu`` (swish; EfficientNet)."""
     x = check_float_array("silu", "input", input)
@@ -238,6 +248,7 @@ _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def gelu(input, approximate="none"):
     """Gaussian error linear unit, as ``torch.nn.functional.gelu``: x * Phi(x) with Phi the
     standard normal CDF, 0.5 * x * (1 + erf(x / sqrt(2))); ``approximate='tanh'``: 0.5 * x
@@ -303,6 +314,7 @@ def _softmax_input(op, input, dtype):
 
 
 @differentiable
+@on_gpu_arrays
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(x) / sum(exp(x)) along ``dim``, as ``torch.nn.functional.softmax`` (computed
     as exp(x - max), so large inputs do not overflow; ``dtype`` casts the input first).
@@ -321,6 +333,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 
 @differentiable
+@on_gpu_arrays
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """x - log(sum(exp(x))) along ``dim``, as ``torch.nn.functional.log_softmax``
     (computed stably; arguments as :func:`softmax`)."""
@@ -428,6 +441,7 @@ def _row_major(a):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def linear(input, weight, bias=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``.
 

@@ -65,3 +65,12 @@ def placement(op: str, device, arrays: dict) -> str:
                              f"to the host first (device_array.copy_to_host())")
         return "cuda"
     return device or "cpu"
+
+
+def on_gpu_arrays(function):
+    """Mark a public function whose calls with a device array as input go to the function
+    of the same name in :mod:`numbaconv.gpu_arrays` (same arguments). The routing is done
+    by :func:`numbaconv.tracing.differentiable`'s wrapper (as for Dask arrays), so this
+    decorator goes below ``@differentiable``."""
+    function.on_gpu_arrays = True
+    return function

@@ -25,6 +25,7 @@ import numpy as np
 from . import array_pool, config
 from .spec import _is_int, check_float_array
 from ._dask_dispatch import on_dask_arrays
+from .devices import on_gpu_arrays
 from .tracing import differentiable
 
 
@@ -62,6 +63,7 @@ BATCH_NORM_FUSED_CHANNELS_PER_THREAD = 4
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-05):
     """Batch normalisation, as ``torch.nn.functional.batch_norm``.

@@ -14,6 +14,7 @@ from . import array_pool, config
 from .pool_spec import divisor, pool_spec, unpool_spec
 from .spec import _is_int, check_float_array
 from ._dask_dispatch import on_dask_arrays
+from .devices import on_gpu_arrays
 from .tracing import differentiable
 
 
@@ -47,6 +48,7 @@ def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, retu
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
@@ -68,6 +70,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """1-D max pooling, as ``torch.nn.functional.max_pool1d``: input (N, C, L) or (C, L);
@@ -94,6 +97,7 @@ def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
@@ -113,6 +117,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True):
     """1-D average pooling, as ``torch.nn.functional.avg_pool1d``: input (N, C, L) or (C, L)."""
@@ -121,6 +126,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 @differentiable
+@on_gpu_arrays
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Inverse of :func:`max_pool2d`, as ``torch.nn.functional.max_unpool2d``.
 
@@ -213,6 +219,7 @@ def _adaptive_pool(op, input, output_size, dims, take_max, return_indices=False)
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def adaptive_avg_pool2d(input, output_size):
     """2-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool2d``:
     input (N, C, H, W) or (C, H, W) -> (..., OH, OW), ``output_size`` an int or (OH, OW)
@@ -229,6 +236,7 @@ def adaptive_avg_pool2d(input, output_size):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def adaptive_avg_pool1d(input, output_size):
     """1-D adaptive average pooling, as ``torch.nn.functional.adaptive_avg_pool1d``: input
     (N, C, L) or (C, L), ``output_size`` an int; see :func:`adaptive_avg_pool2d`."""
@@ -237,6 +245,7 @@ def adaptive_avg_pool1d(input, output_size):
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """2-D adaptive max pooling, as ``torch.nn.functional.adaptive_max_pool2d``: windows as
     :func:`adaptive_avg_pool2d`; NaN in a window gives NaN. With ``return_indices`` also

@@ -227,6 +227,11 @@ def check_float_array(op: str, name: str, value) -> np.ndarray:
                 f"batch_norm, linear and nn.Sequential; weights are NumPy arrays); "
                 f"compute it first ({name}.compute()) or map {op} over its blocks")
     if devices.is_device_array(value):
+        if name != "input":  # the input is on the host (else the call went to the GPU)
+            raise ValueError(
+                f"{op}: expected all arrays on the same device, but {name} is on the GPU "
+                f"and input is on the host; move them with numba.cuda.to_device(array) or "
+                f"back with device_array.copy_to_host()")
         raise NotImplementedError(
             f"{op} runs on the CPU only so far, but {name} is a GPU array "
             f"({type(value).__name__}); copy it to the host first "

@@ -29,6 +29,7 @@ from . import array_pool, config, devices, planner
 from .registry import direct_kernel
 from .spec import check_float_operands, conv_spec, conv_transpose_spec
 from ._dask_dispatch import on_dask_arrays
+from .devices import on_gpu_arrays
 from .tracing import differentiable
 
 
@@ -380,6 +381,7 @@ _DOC = """Transposed {n}-D convolution, exactly as ``torch.nn.functional.conv_tr
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, algorithm="auto"):
     return _conv_transpose("conv_transpose2d", input, weight, bias, stride, padding,
@@ -388,6 +390,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 @differentiable
 @on_dask_arrays
+@on_gpu_arrays
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, algorithm="auto"):
     return _conv_transpose("conv_transpose1d", input, weight, bias, stride, padding,

@@ -123,14 +123,32 @@ class FakeDeviceArray:
 
 
 @pytest.mark.parametrize("call", [
-    lambda a: numbaconv.relu(a), lambda a: numbaconv.sigmoid(a),
-    lambda a: numbaconv.linear(a, np.ones((4, 3), np.float32)),
-    lambda a: numbaconv.linear(np.ones((2, 3), np.float32), a),
-    lambda a: numbaconv.max_pool2d(a, 2), lambda a: numbaconv.avg_pool1d(a, 2),
+    lambda a: numbaconv.layer_norm(a, (3,)), lambda a: numbaconv.group_norm(a, 1),
+    lambda a: numbaconv.dropout(a), lambda a: numbaconv.pad(a, (1, 1)),
+    lambda a: numbaconv.prelu(a, np.ones(1, np.float32)),
 ])
 def test_gpu_arrays_on_cpu_only_functions_say_so(call):
     with pytest.raises(NotImplementedError, match=r"CPU only so far.*GPU array.*copy_to_host"):
         call(FakeDeviceArray())
+
+
+@pytest.mark.parametrize("call", [
+    lambda a: numbaconv.relu(a), lambda a: numbaconv.sigmoid(a),
+    lambda a: numbaconv.linear(a, a), lambda a: numbaconv.max_pool1d(a, 2),
+    lambda a: numbaconv.avg_pool1d(a, 2), lambda a: numbaconv.softmax(a, dim=1),
+])
+def test_gpu_arrays_go_to_the_gpu(call):
+    """A device array is routed to numbaconv.gpu_arrays; on a machine without a GPU (or
+    without numba-cuda) the call says what is missing."""
+    with pytest.raises(numbaconv.CudaUnavailable):
+        call(FakeDeviceArray())
+
+
+def test_host_and_gpu_arrays_mixed_are_refused():
+    with pytest.raises(ValueError, match="same device.*weight is on the host"):
+        numbaconv.linear(FakeDeviceArray(), np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match="same device.*input is on the host"):
+        numbaconv.linear(np.ones((2, 3), np.float32), FakeDeviceArray())
 
 
 @pytest.mark.parametrize("bad, error, message", [

@@ -2,7 +2,8 @@
 
 Device arrays (anything with ``__cuda_array_interface__``) are used without a copy and
 the result is a Numba device array; NumPy arrays with ``device='cuda'`` are copied in
-and the result copied back. Every launch and copy goes on ``stream`` (the default stream
+and the result copied back. A call whose result and scratch exceed the device's free memory
+raises MemoryError before anything is allocated (:mod:`numbaconv.cuda.memory`). Every launch and copy goes on ``stream`` (the default stream
 when None); a device result is returned without waiting for the stream.
 """
 
@@ -13,7 +14,7 @@ from numba import cuda
 
 from ..devices import is_device_array
 from ..registry import CUDA_REGISTRY
-from . import layout
+from . import layout, memory
 
 
 def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False):
@@ -24,6 +25,11 @@ def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False)
     if spec.batch == 0 or spec.in_channels == 0 or np.prod(spec.output_shape) == 0:
         empty = np.zeros(spec.output_shape, dtype=spec.dtype)
         return cuda.to_device(empty, stream=stream) if on_device else empty
+    out_bytes = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.itemsize
+    copies = 0 if on_device else (spec.batch * spec.in_channels * spec.in_height
+                                  * spec.in_width * spec.itemsize)
+    memory.check(f"{spec.op} (algorithm {plan.algorithm!r})",
+                 out_bytes + copies + CUDA_REGISTRY[plan.algorithm].workspace_bytes(spec))
     x = layout.to_device(input, spec.dtype,
                          (spec.batch, spec.in_channels, spec.in_height, spec.in_width), stream)
     w = layout.to_device(weight, spec.dtype, (spec.out_channels, spec.in_channels_per_group,

@@ -70,11 +70,11 @@ def grid_1d(count: int, threads: int = 256) -> tuple:
 
 def ptx_signatures() -> list:
     """(label, kernel factory, dtype, signature) for every kernel the GPU path launches."""
-    from . import direct, layout, winograd
+    from . import direct, elementwise, gemm, layout, norm, pool, transposed, winograd
 
     entries = []
     for dtype in ("float32", "float64"):
-        for module in (layout, direct, winograd):
+        for module in (layout, direct, winograd, gemm, elementwise, pool, norm, transposed):
             for source, signature in module.ptx_signatures(dtype):
                 entries.append((f"{source.__name__}[{signature}]", source, dtype, signature))
     return entries

@@ -9,7 +9,7 @@ Pipeline (``alpha = tile + 2``, P = alpha^2 positions, T = N * tiles_h * tiles_w
 
 One thread per tile in the transforms (reading and writing consecutive tiles, so the
 accesses coalesce); the products are one batched, shared-memory tiled GEMM launch
-(:func:`_matmul_source`). The input transform reads zeros outside the input, and the
+(:mod:`numbaconv.cuda.gemm`). The input transform reads zeros outside the input, and the
 output transform writes only the rows and columns that exist, so ragged edges and
 padding need no special case. The output transform counts non-finite results, so that
 ``auto`` can rerun a layer whose inf/NaN spread wider than torch's (see the CPU
@@ -25,65 +25,8 @@ from numba import cuda
 
 from .. import winograd_math
 from ..spec import ConvSpec
-from . import direct
+from . import direct, gemm
 from .runtime import grid_1d, kernel
-
-# The GEMM's block tile: BLOCK_M x BLOCK_N outputs, BLOCK_K deep per shared-memory stage;
-# 16 x 16 threads, each computing a 4 x 4 sub-tile strided by 16 (coalesced stores).
-BLOCK_M, BLOCK_N, BLOCK_K = 64, 64, 16
-THREADS_SIDE = 16
-PER_THREAD = BLOCK_M // THREADS_SIDE
-
-
-def _matmul_source(dtype):
-    def batched_matmul(a, b, c, m_blocks, n_blocks):
-        """c[i] = a[i] @ b[i]: a (batch, M, K), b (batch, K, N), c (batch, M, N)."""
-        a_tile = cuda.shared.array((BLOCK_K, BLOCK_M), dtype)
-        b_tile = cuda.shared.array((BLOCK_K, BLOCK_N), dtype)
-        acc = cuda.local.array((PER_THREAD, PER_THREAD), dtype)
-        a_reg = cuda.local.array(PER_THREAD, dtype)
-        b_reg = cuda.local.array(PER_THREAD, dtype)
-        rows, depth, cols = a.shape[1], a.shape[2], b.shape[2]
-        rest, nb = divmod(cuda.blockIdx.x, n_blocks)
-        item, mb = divmod(rest, m_blocks)
-        m0, n0 = mb * BLOCK_M, nb * BLOCK_N
-        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        tid = ty * THREADS_SIDE + tx
-        zero = dtype(0)
-        for i in range(PER_THREAD):
-            for j in range(PER_THREAD):
-                acc[i, j] = 0
-        for k0 in range(0, depth, BLOCK_K):
-            for e in range(tid, BLOCK_M * BLOCK_K, THREADS_SIDE * THREADS_SIDE):
-                i, kk = divmod(e, BLOCK_K)  # kk fastest: a's rows are contiguous in k
-                value = zero
-                if m0 + i < rows and k0 + kk < depth:
-                    value = a[item, m0 + i, k0 + kk]
-                a_tile[kk, i] = value
-            for e in range(tid, BLOCK_K * BLOCK_N, THREADS_SIDE * THREADS_SIDE):
-                kk, j = divmod(e, BLOCK_N)
-                value = zero
-                if k0 + kk < depth and n0 + j < cols:
-                    value = b[item, k0 + kk, n0 + j]
-                b_tile[kk, j] = value
-            cuda.syncthreads()
-            for kk in range(BLOCK_K):
-                for i in range(PER_THREAD):
-                    a_reg[i] = a_tile[kk, ty + THREADS_SIDE * i]
-                for j in range(PER_THREAD):
-                    b_reg[j] = b_tile[kk, tx + THREADS_SIDE * j]
-                for i in range(PER_THREAD):
-                    for j in range(PER_THREAD):
-                        acc[i, j] += a_reg[i] * b_reg[j]
-            cuda.syncthreads()
-        for i in range(PER_THREAD):
-            row = m0 + ty + THREADS_SIDE * i
-            for j in range(PER_THREAD):
-                col = n0 + tx + THREADS_SIDE * j
-                if row < rows and col < cols:
-                    c[item, row, col] = acc[i, j]
-    return batched_matmul
-
 
 def _weight_transform_source(tile):
     alpha = tile + 2
@@ -204,15 +147,6 @@ INPUT_TRANSFORM = {t: _input_transform_source(t) for t in (2, 4)}
 OUTPUT_TRANSFORM = {t: _output_transform_source(t) for t in (2, 4)}
 
 
-def launch_matmul(a, b, c, dtype: str, stream):
-    """c[i] = a[i] @ b[i] for 3-D contiguous device arrays."""
-    m_blocks = -(-a.shape[1] // BLOCK_M)
-    n_blocks = -(-b.shape[2] // BLOCK_N)
-    blocks = a.shape[0] * m_blocks * n_blocks
-    kernel(_matmul_source, dtype)[blocks, (THREADS_SIDE, THREADS_SIDE), stream](
-        a, b, c, m_blocks, n_blocks)
-
-
 def launch(spec: ConvSpec, x, weight, bias, out, stream, tile: int):
     """Compute ``out`` (zero padding, stride 1, dilation 1, 3x3) on ``stream``; returns a
     one-element device array that will hold the number of inf/NaN outputs."""
@@ -233,7 +167,7 @@ def launch(spec: ConvSpec, x, weight, bias, out, stream, tile: int):
     kernel(INPUT_TRANSFORM[tile], dtype)[blocks, threads, stream](
         x, v, spec.pad_top, spec.pad_left, tiles_h, tiles_w)
     # (P, K, C/g) -> (P * g, K/g, C/g) and so on: the groups become more GEMM batches
-    launch_matmul(u.reshape(positions * groups, kg, cg), v.reshape(positions * groups, cg, tiles),
+    gemm.launch_matmul(u.reshape(positions * groups, kg, cg), v.reshape(positions * groups, cg, tiles),
                   m.reshape(positions * groups, kg, tiles), dtype, stream)
     blocks, threads = grid_1d(spec.batch * spec.out_channels * tiles_h * tiles_w)
     kernel(OUTPUT_TRANSFORM[tile], dtype)[blocks, threads, stream](
@@ -258,7 +192,7 @@ run_f2, run_f4 = _runner(2), _runner(4)
 
 def ptx_signatures(dtype: str) -> list:
     a4, a3 = f"{dtype}[:, :, :, ::1]", f"{dtype}[:, :, ::1]"
-    signatures = [(_matmul_source, f"void({a3}, {a3}, {a3}, int64, int64)")]
+    signatures = []
     for tile in (2, 4):
         signatures += [
             (WEIGHT_TRANSFORM[tile], f"void({a4}, {a3})"),

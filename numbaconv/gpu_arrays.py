@@ -1,0 +1,488 @@
+"""numbaconv's layers on arrays in GPU memory: the functions the public ones hand a device
+array to.
+
+A public function marked :func:`numbaconv.devices.on_gpu_arrays` sends a call whose input
+is a device array (a Numba device array, a CuPy array, a torch CUDA tensor: anything with
+``__cuda_array_interface__``) to the function of the same name here, with the same
+arguments. Each checks them with the CPU path's own rules (:mod:`numbaconv.pool_spec`,
+:func:`numbaconv.spec.conv_transpose_spec`, the activations' and normalisation's checks),
+requires every array of the call on the GPU, checks that the result and scratch fit in
+the device's free memory (:func:`numbaconv.cuda.memory.check`), launches the kernels of
+:mod:`numbaconv.cuda` on the default stream and returns a Numba device array without
+waiting for it. Inputs are never modified (but with ``inplace=True``), and are used in
+place when C-contiguous and of the computation's dtype (else copied on the device).
+
+Results are Numba device arrays, which have no arithmetic of their own: ``add`` sums
+two of them (a residual connection), ``cupy.asarray(out)`` or
+``torch.as_tensor(out, device="cuda")`` wrap one without a copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import devices
+from .activations import _number, _softmax_dim
+from .pool_spec import divisor, pool_spec, unpool_spec
+from .spec import check_float_dtype, conv_transpose_spec
+
+
+# --------------------------------------------------------------------------- plumbing
+
+def _cuda():
+    from .cuda.runtime import require_gpu
+
+    return require_gpu()
+
+
+def _shape_dtype(op: str, name: str, array) -> tuple:
+    shape, dtype = devices.shape_and_dtype(array)
+    check_float_dtype(op, name, dtype)
+    return shape, dtype
+
+
+def _on_gpu(op: str, **arrays) -> None:
+    """Every given array on the GPU (torch's rule: one device per call)."""
+    where = devices.placement(op, None, arrays)
+    if where != "cuda":
+        raise ValueError(f"{op}: expected the arrays on the GPU")
+
+
+def _contiguous(array, dtype, shape):
+    _cuda()  # (CudaUnavailable, saying what is missing, before numba.cuda is used)
+    from .cuda import layout
+
+    return layout.to_device(array, np.dtype(dtype).name, tuple(int(s) for s in shape), None)
+
+
+def _empty(op: str, shape, dtype, scratch_bytes: int = 0):
+    """A device array for the result, after checking it (and ``scratch_bytes``) fits."""
+    from .cuda import memory
+
+    cuda = _cuda()
+    shape = tuple(int(s) for s in shape)
+    memory.check(op, math.prod(shape) * np.dtype(dtype).itemsize + scratch_bytes)
+    return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def _launch(source, dtype, count: int, *args) -> None:
+    from .cuda.runtime import grid_1d, kernel
+
+    if count:
+        blocks, threads = grid_1d(count)
+        kernel(source, np.dtype(dtype).name)[blocks, threads](*args)
+
+
+def _flat(array):
+    return array.reshape(math.prod(array.shape))
+
+
+# --------------------------------------------------------------------------- activations
+
+def _activation(op: str, input, name: str, a=0.0, b=0.0, inplace=False):
+    from .cuda.elementwise import UNARY
+
+    shape, dtype = _shape_dtype(op, "input", input)
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
+    x = _contiguous(input, dtype, shape)
+    if inplace and x is not input and devices.is_device_array(input) and \
+            not hasattr(input, "copy_to_host"):
+        raise ValueError(f"{op}: inplace=True needs a C-contiguous Numba device array")
+    out = x if inplace else _empty(op, shape, dtype)
+    _launch(UNARY[name], dtype, math.prod(shape), _flat(x), _flat(out),
+            dtype.type(a), dtype.type(b))
+    return out
+
+
+def relu(input):
+    return _activation("relu", input, "relu")
+
+
+def relu6(input, inplace=False):
+    return _activation("relu6", input, "relu6", inplace=inplace)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    low, high = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
+    if low > high:
+        raise ValueError("hardtanh: min_val cannot be greater than max_val")
+    return _activation("hardtanh", input, "hardtanh", low, high, inplace)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    slope = _number("leaky_relu", "negative_slope", negative_slope)
+    return _activation("leaky_relu", input, "leaky_relu", slope)
+
+
+def sigmoid(input):
+    return _activation("sigmoid", input, "sigmoid")
+
+
+def tanh(input):
+    return _activation("tanh", input, "tanh")
+
+
+def silu(input, inplace=False):
+    return _activation("silu", input, "silu", inplace=inplace)
+
+
+def hardsigmoid(input, inplace=False):
+    return _activation("hardsigmoid", input, "hardsigmoid", inplace=inplace)
+
+
+def hardswish(input, inplace=False):
+    return _activation("hardswish", input, "hardswish", inplace=inplace)
+
+
+def gelu(input, approximate="none"):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate argument must be either none or tanh, got "
+                         f"{approximate!r}")
+    return _activation("gelu", input, "gelu" if approximate == "none" else "gelu_tanh")
+
+
+def add(a, b):
+    """a + b for two device arrays of one shape (a residual connection), as a new array."""
+    from .cuda.elementwise import _add_source
+
+    _on_gpu("add", a=a, b=b)
+    shape, dtype = _shape_dtype("add", "a", a)
+    other_shape, other_dtype = _shape_dtype("add", "b", b)
+    if other_shape != shape:
+        raise ValueError(f"add: the arrays must have the same shape, got {shape} and "
+                         f"{other_shape}")
+    dtype = np.result_type(dtype, other_dtype)
+    out = _empty("add", shape, dtype)
+    _launch(_add_source, dtype, math.prod(shape), _flat(_contiguous(a, dtype, shape)),
+            _flat(_contiguous(b, dtype, shape)), _flat(out))
+    return out
+
+
+# --------------------------------------------------------------------------- softmax
+
+def _softmax(op: str, input, dim, dtype, stacklevel, log: bool):
+    from .cuda.norm import SOFTMAX
+
+    shape, in_dtype = _shape_dtype(op, "input", input)
+    if dtype is not None:
+        target = np.dtype(dtype)
+        if target.kind != "f":
+            raise TypeError(f"{op}: dtype must be a float dtype, got {target}")
+        check_float_dtype(op, "dtype", target)
+        in_dtype = target
+    axis = _softmax_dim(op, _Shape(shape), dim, stacklevel + 2)
+    shape3 = (math.prod(shape[:axis]), shape[axis] if shape else 1,
+              math.prod(shape[axis + 1:]))
+    x = _contiguous(input, in_dtype, shape3)
+    out = _empty(op, shape3, in_dtype)
+    _launch(SOFTMAX[log], in_dtype, shape3[0] * shape3[2], x, out)
+    return out.reshape(*shape) if shape else out.reshape(())
+
+
+class _Shape:
+    """What the CPU path's shape checks read of an array: ``ndim`` and ``shape``."""
+
+    def __init__(self, shape):
+        self.shape, self.ndim = tuple(shape), len(shape)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    return _softmax("softmax", input, dim, dtype, _stacklevel, False)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    return _softmax("log_softmax", input, dim, dtype, _stacklevel, True)
+
+
+# --------------------------------------------------------------------------- linear
+
+def linear(input, weight, bias=None):
+    from .cuda.elementwise import _bias_columns_source
+    from .cuda.gemm import launch_matmul
+
+    op = "linear"
+    _on_gpu(op, input=input, weight=weight, bias=bias)
+    x_shape, x_dtype = _shape_dtype(op, "input", input)
+    w_shape, w_dtype = _shape_dtype(op, "weight", weight)
+    dtypes = [x_dtype, w_dtype]
+    if bias is not None:
+        b_shape, b_dtype = _shape_dtype(op, "bias", bias)
+        dtypes.append(b_dtype)
+    if len(x_shape) == 0 or len(w_shape) != 2:
+        raise ValueError(f"{op}: on the GPU, input must be at least 1-D and weight "
+                         f"(out_features, in_features), got shapes {x_shape} and {w_shape}")
+    if x_shape[-1] != w_shape[1]:
+        raise ValueError(f"{op}: input's last axis ({x_shape[-1]}) must equal weight's "
+                         f"in_features ({w_shape[1]}); shapes {x_shape} and {w_shape}")
+    if bias is not None and b_shape != (w_shape[0],):
+        raise ValueError(f"{op}: on the GPU, bias must be (out_features,) = ({w_shape[0]},), "
+                         f"got shape {b_shape}")
+    dtype = np.result_type(*dtypes)
+    rows = math.prod(x_shape[:-1])
+    x = _contiguous(input, dtype, (1, rows, x_shape[-1]))
+    w = _contiguous(weight, dtype, (1,) + tuple(w_shape))
+    out = _empty(op, (1, rows, w_shape[0]), dtype)
+    if rows and w_shape[0]:
+        launch_matmul(x, w, out, dtype.name, 0, b_transposed=True)
+        if bias is not None:
+            _launch(_bias_columns_source, dtype, rows * w_shape[0], _flat(out),
+                    _contiguous(bias, dtype, (w_shape[0],)))
+    return out.reshape(*(tuple(x_shape[:-1]) + (w_shape[0],)))
+
+
+# --------------------------------------------------------------------------- pooling
+
+def _pool_input(op: str, input, spec, dtype):
+    return _contiguous(input, dtype, (spec.batch, spec.channels, spec.in_height, spec.in_width))
+
+
+def _max_pool(op, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    from .cuda.pool import _max_pool_source
+
+    shape, dtype = _shape_dtype(op, "input", input)
+    spec = pool_spec(op, shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out_shape = (spec.batch, spec.channels, spec.out_height, spec.out_width)
+    out = _empty(op, out_shape, dtype, math.prod(out_shape) * 8 if return_indices else 0)
+    indices = _cuda().device_array(out_shape if return_indices else (1, 1, 1, 1), np.int64)
+    _launch(_max_pool_source, dtype, math.prod(out_shape), _pool_input(op, input, spec, dtype),
+            out, indices, *spec.kernel, *spec.stride, *spec.padding, *spec.dilation,
+            bool(return_indices))
+    if return_indices:
+        return out.reshape(*spec.output_shape), indices.reshape(*spec.output_shape)
+    return out.reshape(*spec.output_shape)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    return _max_pool("max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def _avg_pool(op, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
+    from .cuda.pool import _avg_pool_source
+
+    shape, dtype = _shape_dtype(op, "input", input)
+    spec = pool_spec(op, shape, kernel_size, stride, padding, 1, ceil_mode)
+    override = divisor(op, divisor_override)
+    out_shape = (spec.batch, spec.channels, spec.out_height, spec.out_width)
+    out = _empty(op, out_shape, dtype)
+    _launch(_avg_pool_source, dtype, math.prod(out_shape), _pool_input(op, input, spec, dtype),
+            out, *spec.kernel, *spec.stride, *spec.padding, bool(count_include_pad),
+            0 if override is None else int(override))
+    return out.reshape(*spec.output_shape)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    return _avg_pool("avg_pool2d", input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    return _avg_pool("avg_pool1d", input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, None)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    from .cuda.pool import _fill_source, _unpool_source
+
+    op = "max_unpool2d"
+    _on_gpu(op, input=input, indices=indices)
+    shape, dtype = _shape_dtype(op, "input", input)
+    index_shape, index_dtype = devices.shape_and_dtype(indices)
+    if index_dtype.kind not in "iu":
+        raise TypeError(f"{op}: indices must be an integer array (int64, as max_pool2d returns "
+                        f"them), got dtype {index_dtype}")
+    spec = unpool_spec(op, shape, index_shape, kernel_size, stride, padding, output_size)
+    plane = (spec.batch, spec.channels)
+    out = _empty(op, plane + (spec.out_height, spec.out_width), dtype)
+    _launch(_fill_source, dtype, out.size, _flat(out), dtype.type(0))
+    x = _contiguous(input, dtype, plane + tuple(shape[-2:]))
+    index = _contiguous(indices, np.int64, plane + tuple(index_shape[-2:]))
+    invalid = _cuda().to_device(np.zeros(1, np.int64))
+    _launch(_unpool_source, dtype, math.prod(shape), x, index, out, invalid)
+    bad = int(invalid.copy_to_host()[0])  # (the one wait: torch raises here too)
+    if bad:
+        raise ValueError(f"{op}: found {bad} invalid max indices (each must be in "
+                         f"[0, {spec.out_height * spec.out_width}) for an output plane of "
+                         f"{spec.out_height}x{spec.out_width})")
+    head = plane if spec.batched else (spec.channels,)
+    return out.reshape(*(head + (spec.out_height, spec.out_width)))
+
+
+def _adaptive_pool(op, input, output_size, dims, take_max, return_indices=False):
+    from .cuda.pool import _adaptive_source
+    from .pooling import _adaptive_output_size
+
+    shape, dtype = _shape_dtype(op, "input", input)
+    if len(shape) not in (dims + 1, dims + 2):
+        raise ValueError(f"{op}: expected a {dims + 1}-D or {dims + 2}-D input ((C, *) or "
+                         f"(N, C, *) with {dims} pooled axes), got shape {shape}")
+    if 0 in shape[-dims - 1:]:
+        raise ValueError(f"{op}: expected input to have non-zero size for non-batch "
+                         f"dimensions, got shape {shape}")
+    size = _adaptive_output_size(op, output_size, shape[-dims:])
+    in4 = (math.prod(shape[:-dims - 1]), shape[-dims - 1]) + (1,) * (2 - dims) + shape[-dims:]
+    out4 = in4[:2] + (1,) * (2 - dims) + size
+    out = _empty(op, out4, dtype, math.prod(out4) * 8 if take_max else 0)
+    indices = _cuda().device_array(out4 if take_max else (1, 1, 1, 1), np.int64)
+    _launch(_adaptive_source, dtype, math.prod(out4), _contiguous(input, dtype, in4), out,
+            indices, bool(take_max))
+    result_shape = tuple(shape[:-dims]) + size
+    if return_indices:
+        return out.reshape(*result_shape), indices.reshape(*result_shape)
+    return out.reshape(*result_shape)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    return _adaptive_pool("adaptive_avg_pool2d", input, output_size, 2, False)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    return _adaptive_pool("adaptive_avg_pool1d", input, output_size, 1, False)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    if not isinstance(return_indices, (bool, np.bool_)):
+        raise TypeError(f"adaptive_max_pool2d: return_indices must be a bool, got "
+                        f"{return_indices!r}")
+    return _adaptive_pool("adaptive_max_pool2d", input, output_size, 2, True, return_indices)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-05):
+    from .cuda.norm import REDUCE_THREADS, _affine_source, _training_source
+    from .normalization import _number as number
+
+    op = "batch_norm"
+    _on_gpu(op, input=input, running_mean=running_mean, running_var=running_var,
+            weight=weight, bias=bias)
+    shape, dtype = _shape_dtype(op, "input", input)
+    if len(shape) < 2:
+        raise ValueError(f"{op}: expected input with at least 2 dimensions (N, C, *), got "
+                         f"shape {shape}")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: training must be a bool, got {training!r}")
+    momentum, eps = number(op, "momentum", momentum), number(op, "eps", eps)
+    channels = shape[1]
+    given = {}
+    for name, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is None:
+            if name.startswith("running") and not training:
+                raise ValueError(f"{op}: {name} must be given in evaluation mode "
+                                 f"(training=False)")
+            continue
+        value_shape, value_dtype = _shape_dtype(op, name, value)
+        if value_shape != (channels,):
+            raise ValueError(f"{op}: {name} should contain {channels} elements (one per "
+                             f"channel of the input's axis 1), got shape {value_shape}")
+        given[name] = (value, value_dtype)
+    dtype = np.result_type(dtype, *(given[n][1] for n in ("weight", "bias") if n in given))
+    shape3 = (shape[0], channels, math.prod(shape[2:]))
+    x = _contiguous(input, dtype, shape3)
+    params = {name: _contiguous(value, dtype, (channels,)) for name, (value, _) in given.items()
+              if name in ("weight", "bias")}
+    out = _empty(op, shape3, dtype)
+    unused = _cuda().device_array(1, dtype)
+    weight_d, bias_d = params.get("weight", unused), params.get("bias", unused)
+    if training:
+        count = shape3[0] * shape3[2]
+        if count <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                             f"got input of shape {shape}")
+        stats = []
+        for name in ("running_mean", "running_var"):
+            if name in given:
+                value, value_dtype = given[name]
+                if value_dtype != dtype or not _is_contiguous_device(value):
+                    raise TypeError(f"{op}: {name} must be a C-contiguous {dtype} device "
+                                    f"array when training (it is updated in place)")
+                stats.append(_cuda().as_cuda_array(value) if hasattr(
+                    value, "__cuda_array_interface__") else value)
+        track = len(stats) == 2
+        if len(stats) == 1:
+            raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+        if channels and count:
+            running = stats if track else [unused, unused]
+            from .cuda.runtime import kernel
+
+            kernel(_training_source, dtype.name)[channels, REDUCE_THREADS](
+                x, running[0], running[1], weight_d, bias_d, dtype.type(eps),
+                dtype.type(momentum), "weight" in params, "bias" in params, track, out)
+        return out.reshape(*shape)
+    mean = _contiguous(given["running_mean"][0], dtype, (channels,))
+    var = _contiguous(given["running_var"][0], dtype, (channels,))
+    _launch(_affine_source, dtype, math.prod(shape), _flat(x), mean, var, weight_d, bias_d,
+            dtype.type(eps), "weight" in params, "bias" in params, channels, shape3[2],
+            _flat(out))
+    return out.reshape(*shape)
+
+
+def _is_contiguous_device(array) -> bool:
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:  # a simulator array
+        return array.is_c_contiguous()
+    return interface.get("strides") is None
+
+
+# --------------------------------------------------------------------------- transposed
+
+def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, groups,
+                    dilation, algorithm):
+    from .cuda import transposed
+
+    if algorithm != "auto":
+        raise ValueError(f"{op}: on the GPU algorithm must be 'auto' (one kernel: output "
+                         f"stride phases), got algorithm={algorithm!r}")
+    _on_gpu(op, input=input, weight=weight, bias=bias)
+    x_shape, x_dtype = _shape_dtype(op, "input", input)
+    w_shape, w_dtype = _shape_dtype(op, "weight", weight)
+    dtypes = [x_dtype, w_dtype]
+    b_shape = None
+    if bias is not None:
+        b_shape, b_dtype = _shape_dtype(op, "bias", bias)
+        dtypes.append(b_dtype)
+    dtype = np.result_type(*dtypes)
+    tspec = conv_transpose_spec(op, x_shape, w_shape, b_shape, stride, padding,
+                                output_padding, groups, dilation, dtype)
+    x = _contiguous(input, dtype, (tspec.batch, tspec.in_channels, tspec.in_height,
+                                   tspec.in_width))
+    w = _contiguous(weight, dtype, (tspec.in_channels, tspec.out_channels // tspec.groups,
+                                    tspec.kernel_height, tspec.kernel_width))
+    b = None if bias is None else _contiguous(bias, dtype, (tspec.out_channels,))
+    out = _empty(op, (tspec.batch, tspec.out_channels, tspec.out_height, tspec.out_width),
+                 dtype)
+    if out.size:
+        transposed.run(tspec, x, w, b, out, 0)
+    return out.reshape(*tspec.output_shape)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algorithm="auto"):
+    return _conv_transpose("conv_transpose2d", input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algorithm)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, algorithm="auto"):
+    return _conv_transpose("conv_transpose1d", input, weight, bias, stride, padding,
+                           output_padding, groups, dilation, algorithm)
+
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in (
+    "annotations", "devices", "divisor", "math", "np", "pool_spec", "unpool_spec",
+    "check_float_dtype", "conv_transpose_spec")]
