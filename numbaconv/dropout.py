@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from .activations import _in_place
+from .devices import on_gpu_arrays
 from .random import as_generator
 from .spec import check_float_array
 from .tracing import differentiable
@@ -45,6 +46,7 @@ def _dropout(op, input, p, training, inplace, rng, mask_shape):
 
 
 @differentiable
+@on_gpu_arrays
 def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
     """Zero each value with probability ``p`` and scale the others by 1 / (1 - p), as
     ``torch.nn.functional.dropout`` (note: ``training`` defaults to True, as in torch).
@@ -59,6 +61,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
 
 
 @differentiable
+@on_gpu_arrays
 def dropout2d(input, p=0.5, training=True, inplace=False, *, rng=None):
     """Zero whole channels with probability ``p`` (one draw per (n, c) of an (N, C, H, W)
     input), scaling the others by 1 / (1 - p), as ``torch.nn.functional.dropout2d``.

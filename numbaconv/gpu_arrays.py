@@ -161,6 +161,29 @@ def add(a, b):
     return out
 
 
+# --------------------------------------------------------------------------- dropout
+
+def _dropout(op, input, p, training, inplace):
+    from .dropout import _probability
+
+    _probability(op, p)
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{op}: training must be a bool, got {training!r}")
+    if training and p != 0.0:
+        raise NotImplementedError(f"{op} in training mode runs on the CPU only so far; on the "
+                                  f"GPU it runs in evaluation mode (training=False)")
+    _shape_dtype(op, "input", input)
+    return input  # the identity (torch returns its input too)
+
+
+def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
+    return _dropout("dropout", input, p, training, inplace)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False, *, rng=None):
+    return _dropout("dropout2d", input, p, training, inplace)
+
+
 # --------------------------------------------------------------------------- softmax
 
 def _softmax(op: str, input, dim, dtype, stacklevel, log: bool):

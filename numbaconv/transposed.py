@@ -239,9 +239,8 @@ def _from_one_pixel(tspec, x, w, bias, small):
 
 def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, groups, dilation,
                     algorithm):
-    if devices.placement(op, None, {"input": input, "weight": weight, "bias": bias}) != "cpu":
-        raise NotImplementedError(f"{op} runs on the CPU only so far; copy the arrays to the "
-                                  f"host (device_array.copy_to_host()) first")
+    # (arrays all on the GPU went to gpu_arrays; a mix of host and GPU is refused here)
+    devices.placement(op, None, {"input": input, "weight": weight, "bias": bias})
     x, w, b, dtype = check_float_operands(op, input, weight, bias)
     tspec = conv_transpose_spec(op, x.shape, w.shape, None if b is None else b.shape, stride,
                                 padding, output_padding, groups, dilation, dtype)

@@ -2,6 +2,8 @@
 dtype casts, lookups by dotted path, and Sequential's list methods."""
 
 import numpy as np
+
+import numbaconv
 import pytest
 
 from numbaconv import nn
@@ -138,8 +140,17 @@ def test_to_rejects_what_it_cannot_do():
     assert model.to("cpu") is model and model.weight.dtype == np.float32
     with pytest.raises(TypeError, match="floating point"):
         model.to(np.int32)
-    with pytest.raises(NotImplementedError, match="CPU"):
-        model.to("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        model.to("cuda:1")
+    try:
+        import numba.cuda as cuda
+        gpu = cuda.is_available()
+    except ImportError:
+        gpu = False
+    if not gpu:  # (moving to a GPU: tests_cuda/test_cuda_layers.py)
+        with pytest.raises(numbaconv.CudaUnavailable):
+            model.to("cuda")
+        assert isinstance(model.weight, np.ndarray)
     with pytest.raises(TypeError, match="dtype"):
         model.to("float32", "float64")
 

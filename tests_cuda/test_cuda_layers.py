@@ -383,3 +383,69 @@ def test_memory_guard(gpu, monkeypatch):
         numbaconv.conv2d(gpu.to_device(np.ones((1, 1, 40, 40), np.float32)),
                          gpu.to_device(np.ones((1, 1, 1, 1), np.float32)))
     assert numbaconv.relu(gpu.to_device(np.ones(10, np.float32))).shape == (10,)  # 40 bytes fit
+
+
+# --------------------------------------------------------------------------- models
+
+def _small_cnn(nn):
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2), nn.Conv2d(4, 5, 3, padding=1), nn.Hardswish(),
+        nn.ConvTranspose2d(5, 4, 2, stride=2), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(4, 3), nn.LogSoftmax(dim=1))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_model_to_cuda_runs_on_the_gpu(gpu, rng, torch, training):
+    """Module.to("cuda") moves parameters and floating buffers; the forward pass then
+    keeps every activation on the GPU and matches the same model on the CPU and torch."""
+    from numbaconv import nn
+
+    torch.manual_seed(0)
+    reference = _small_cnn(torch.nn).train(training)
+    with torch.no_grad():
+        reference[1].running_mean.uniform_(-1, 1)
+        reference[1].running_var.uniform_(0.5, 2)
+    state = {k: v.numpy().copy() for k, v in reference.state_dict().items()}
+    model = _small_cnn(nn)
+    model.load_state_dict(state)
+    model.train(training)
+    for m in (model, reference):
+        m[10].p = 0.0 if training else 0.2  # (dropout in training mode: CPU only)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert model.to("cuda") is model
+    assert not isinstance(model[0].weight, np.ndarray)
+    assert isinstance(model[1].num_batches_tracked, np.ndarray)  # (a host counter)
+    seen = []
+    for layer in model:
+        layer.register_forward_hook(lambda module, args, out: seen.append(out)) \
+            if hasattr(layer, "register_forward_hook") else None
+    out = model(gpu.to_device(x))
+    assert not isinstance(out, np.ndarray)
+    assert all(not isinstance(a, np.ndarray) for a in seen)
+    expected = reference(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-4, atol=1e-5)
+    model.cpu()
+    assert isinstance(model[1].running_mean, np.ndarray)
+    np.testing.assert_allclose(model[1].running_mean, reference[1].running_mean.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model[1].running_var, reference[1].running_var.numpy(),
+                               rtol=1e-5)
+    assert int(model[1].num_batches_tracked) == int(reference[1].num_batches_tracked)
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5) if not training \
+        else None
+
+
+def test_model_to_checks_its_arguments(gpu):
+    from numbaconv import nn
+
+    model = nn.Linear(2, 3)
+    with pytest.raises(ValueError, match="device must be"):
+        model.to("cuda:1")
+    model.to("cuda", np.float64)
+    assert model.weight.dtype == np.float64 and not isinstance(model.weight, np.ndarray)
+    assert model.to(np.float32).weight.dtype == np.float32
+    out = model(gpu.to_device(np.ones((4, 2), np.float32)))
+    assert out.shape == (4, 3)
+    with pytest.raises(ValueError, match="same device"):
+        model(np.ones((4, 2), np.float32))

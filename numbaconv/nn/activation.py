@@ -21,6 +21,10 @@ from ..tracing import is_traced
 
 def _store(name: str, input, result):
     """Write ``result`` into ``input`` (inplace=True) and return ``input``."""
+    if hasattr(input, "copy_to_device") and input.is_c_contiguous() \
+            and input.dtype == result.dtype:  # a Numba device array: a copy on the device
+        input.copy_to_device(result)
+        return input
     if not (isinstance(input, np.ndarray) and input.flags.writeable
             and input.dtype == result.dtype):
         raise ValueError(f"{name}(inplace=True) needs a writable float32/float64 NumPy array "

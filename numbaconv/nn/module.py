@@ -24,7 +24,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ..spec import check_float_array
+from .. import devices
+from ..spec import check_float_array, check_float_dtype
 
 
 class IncompatibleKeys(NamedTuple):
@@ -265,9 +266,16 @@ class Module:
 
     def to(self, *args, dtype=None, device=None):
         """Cast every floating-point parameter and buffer to ``dtype`` (float32 or
-        float64; integer buffers stay as they are), as ``torch.nn.Module.to`` does;
-        returns self. ``to("cpu")`` is accepted (and changes nothing): numbaconv's
-        modules live on the CPU.
+        float64; integer buffers stay as they are) and/or move them to ``device``, as
+        ``torch.nn.Module.to`` does; returns self.
+
+        ``to("cuda")`` (or ``"cuda:0"``, :meth:`cuda`) puts the floating-point parameters
+        and buffers in GPU memory as Numba device arrays (needs numba-cuda and a GPU:
+        ``numbaconv.CudaUnavailable`` says what is missing); the model then takes device
+        arrays and runs every layer on the GPU, one layer's device result feeding the
+        next, with no copy through the host. Integer buffers (BatchNorm's
+        ``num_batches_tracked``, a counter) stay on the host. ``to("cpu")`` (:meth:`cpu`)
+        copies them back.
 
         >>> import numpy as np
         >>> from numbaconv import nn
@@ -283,26 +291,38 @@ class Module:
                 dtype = arg
             else:
                 raise TypeError(f"to: expected a dtype and/or a device, got {args!r}")
+        if device is not None and device not in ("cpu", "cuda", "cuda:0"):
+            raise ValueError(f"to: device must be 'cpu', 'cuda' or 'cuda:0', got {device!r}")
+        target = None
+        if dtype is not None:
+            try:
+                target = np.dtype(dtype)
+            except TypeError:
+                raise TypeError(f"to: {dtype!r} is not a dtype or a device") from None
+            if target not in (np.float32, np.float64):
+                raise TypeError(f"nn.Module.to only accepts floating point dtypes (float32, "
+                                f"float64), but got desired dtype={target}")
+        cuda = None
         if device is not None and device != "cpu":
-            raise NotImplementedError(f"numbaconv.nn modules run on the CPU only so far; "
-                                      f"to(device={device!r}) is not supported")
-        if dtype is None:
-            return self
-        try:
-            target = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"to: {dtype!r} is not a dtype or a device") from None
-        if target not in (np.float32, np.float64):
-            raise TypeError(f"nn.Module.to only accepts floating point dtypes (float32, "
-                            f"float64), but got desired dtype={target}")
+            from ..cuda.runtime import require_gpu
+
+            cuda = require_gpu()
         for module in self.modules():
             for registry in (module._parameters, module._buffers):
                 for name, value in registry.items():
-                    if value is not None and value.dtype.kind == "f":
-                        registry[name] = value.astype(target, copy=False)
-            if isinstance(module.__dict__.get("dtype"), np.dtype):
+                    if value is not None:
+                        registry[name] = _moved(value, target, device, cuda)
+            if target is not None and isinstance(module.__dict__.get("dtype"), np.dtype):
                 object.__setattr__(module, "dtype", target)  # what reset_parameters draws
         return self
+
+    def cuda(self) -> "Module":
+        """Move the floating-point parameters and buffers to the GPU (``to("cuda")``)."""
+        return self.to("cuda")
+
+    def cpu(self) -> "Module":
+        """Move every parameter and buffer to host memory (``to("cpu")``)."""
+        return self.to("cpu")
 
     def float(self) -> "Module":
         """Cast floating-point parameters and buffers to float32 (``to(np.float32)``)."""
@@ -422,7 +442,31 @@ def _indent(text: str) -> str:
     return "\n".join([first] + ["  " + line for line in rest])
 
 
+def _moved(value, dtype, device, cuda):
+    """A parameter or buffer cast to ``dtype`` (floating ones only; None: as it is) and
+    moved to ``device`` ('cpu', 'cuda...' with ``cuda`` the numba.cuda module, or None:
+    where it is)."""
+    on_gpu = devices.is_device_array(value)
+    floating = devices.shape_and_dtype(value)[1].kind == "f" if on_gpu else value.dtype.kind == "f"
+    if not floating:
+        return value  # integer buffers: cast never, and kept on the host
+    wanted_on_gpu = on_gpu if device is None else device != "cpu"
+    if on_gpu and (device == "cpu" or (dtype is not None and dtype != value.dtype)):
+        value, on_gpu = value.copy_to_host(), False  # (device arrays have no astype)
+    if dtype is not None and not on_gpu:
+        value = value.astype(dtype, copy=False)
+    if wanted_on_gpu and not on_gpu:
+        if cuda is None:
+            from ..cuda.runtime import require_gpu
+
+            cuda = require_gpu()
+        value = cuda.to_device(np.ascontiguousarray(value))
+    return value
+
+
 def _as_buffer(name: str, value):
+    if devices.is_device_array(value):
+        return value
     if value is not None and not isinstance(value, np.ndarray):
         raise TypeError(f"cannot assign '{type(value).__name__}' object to buffer '{name}' "
                         f"(a NumPy array or None required)")
@@ -434,6 +478,9 @@ def _as_buffer(name: str, value):
 def _as_parameter(owner: str, name: str, value):
     if value is None:
         return None
+    if devices.is_device_array(value):  # a model on the GPU (Module.to("cuda"))
+        check_float_dtype(owner, name, devices.shape_and_dtype(value)[1])
+        return value
     array = check_float_array(owner, name, value)
     if not isinstance(value, np.ndarray):
         array = np.array(array)  # an array-like: keep a private copy, not a view of it
