@@ -3,7 +3,8 @@
     python -m numbaconv                 # self-check, then the bench table
     python -m numbaconv compile         # compile the common kernels now, on every core
     python -m numbaconv selfcheck       # correctness only
-    python -m numbaconv layers          # pooling, transposed conv and linear against torch
+    python -m numbaconv layers [--device cuda]   # pooling, transposed conv, linear vs torch
+    python -m numbaconv gpucheck        # GPU tests + kernel suite on the device + GPU bench
     python -m numbaconv bench --set networks [--batch 8]   # 16 torchvision models' layers
     python -m numbaconv bench --backward [--batch 8]       # their conv gradients vs torch
     python -m numbaconv bench --training                   # training steps vs torch
@@ -35,6 +36,13 @@ def main(argv=None) -> int:
                                            "torch")
     layers.add_argument("--repeat", type=int, default=15)
     layers.add_argument("--threads", type=int, default=None)
+    layers.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: on device arrays, against torch CUDA (TF32 off)")
+    gpucheck = sub.add_parser("gpucheck", help="the GPU hardware check: the GPU tests and "
+                                               "kernel suite on the device, then the GPU "
+                                               "bench against torch CUDA (TF32 off)")
+    gpucheck.add_argument("--budget", type=float, default=480,
+                          help="seconds for the whole check (default 480)")
     bench = sub.add_parser("bench", help="time numbaconv against torch on the public layers")
     bench.add_argument("--set", default="public", choices=["public", "networks"],
                        help="public: the 10-layer table (default); networks: every layer "
@@ -113,8 +121,17 @@ def main(argv=None) -> int:
         run_dask_bench(args.side, args.large_side, args.chunk, args.workers,
                        args.threads_per_worker, args.repeat, args.store)
         return 0
+    if args.command == "gpucheck":
+        from .gpu_check import run_gpu_check
+
+        return run_gpu_check(args.budget)
     if args.command == "layers":
-        bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads)
+        try:
+            bench_module.run_layer_bench(repeat=args.repeat, threads=args.threads,
+                                         device=args.device)
+        except CudaUnavailable as error:
+            print(f"numbaconv layers --device cuda: {error}", file=sys.stderr)
+            return 2
     elif args.command is None:
         bench_module.run_bench()
     elif args.backward or args.training:

@@ -166,6 +166,7 @@ def _cuda_calls(x, w, b, kwargs, algorithm, torch):
 
     peer = None
     if torch is not None and torch.cuda.is_available():
+        torch_exact_on_gpu(torch)
         tx, tw, tb = (torch.from_numpy(a).cuda() for a in (x, w, b))
 
         def peer():
@@ -266,30 +267,66 @@ LAYER_CASES = {
     "conv_transpose2d_3x3_b8": ("conv_transpose2d", [(8, 64, 28, 28), (64, 64, 3, 3)],
                                 dict(padding=1)),
     "linear_4096_b64": ("linear", [(64, 4096), (1000, 4096)], {}),
+    "relu_b8": ("relu", [(8, 64, 112, 112)], {}),
 }
 
 
-def run_layer_bench(repeat=15, threads=None, use_torch=True, out=sys.stdout):
-    """Time pooling, transposed convolution and linear against torch (same threads)."""
+def torch_exact_on_gpu(torch) -> None:
+    """torch's CUDA convolutions and matrix products in true fp32 (TF32 off), as ours."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def run_layer_bench(repeat=15, threads=None, use_torch=True, out=sys.stdout, device="cpu"):
+    """Time pooling, transposed convolution, linear and relu against torch (same threads);
+    ``device='cuda'``: on device arrays against torch CUDA, each call waiting for its
+    kernels. Returns {layer: numbaconv / torch time}."""
     import numbaconv
 
     torch = import_torch(use_torch, out)
-    threads = set_threads(threads, torch)
-    print(f"numbaconv layers bench: float32, {threads} threads, best of {repeat}", file=out)
+    where = f"{set_threads(threads, torch)} threads"
+    to_device = to_host = lambda a: a  # noqa: E731
+    wait = lambda: None  # noqa: E731
+    torch_device = "cpu"
+    if device == "cuda":
+        from .cuda.runtime import require_gpu
+
+        cuda = require_gpu()
+        where = f"GPU {getattr(cuda.get_current_device(), 'name', 'simulated')!r}"
+        to_device, to_host, wait = cuda.to_device, (lambda a: a.copy_to_host()), cuda.synchronize
+        torch = torch if torch is not None and torch.cuda.is_available() else None
+        if torch is not None:
+            torch_exact_on_gpu(torch)
+            torch_device = "cuda"
+    print(f"numbaconv layers bench: float32, {where}, best of {repeat}", file=out)
     print(f"{'layer':26s} {'numbaconv ms':>12s} {'torch ms':>9s} {'ratio':>6s} {'max abs diff':>12s}",
           file=out)
     rng = np.random.default_rng(0)
+    ratios = {}
     for name, (function, shapes, kwargs) in LAYER_CASES.items():
         arrays = [rng.standard_normal(s, dtype=np.float32) / math.sqrt(s[-1]) for s in shapes]
-        ours = lambda: getattr(numbaconv, function)(*arrays, **kwargs)
-        result = ours()
+        inputs = [to_device(a) for a in arrays]
+
+        def ours():
+            result = getattr(numbaconv, function)(*inputs, **kwargs)
+            wait()
+            return result
+        result = to_host(ours())
         peer, diff = None, "-"
         if torch is not None:
-            tensors = [torch.from_numpy(a) for a in arrays]
-            peer = lambda: getattr(torch.nn.functional, function)(*tensors, **kwargs)
-            diff = f"{np.abs(result - peer().numpy()).max():12.2e}"
+            tensors = [torch.from_numpy(a).to(torch_device) for a in arrays]
+
+            def peer():
+                result = getattr(torch.nn.functional, function)(*tensors, **kwargs)
+                if torch_device == "cuda":
+                    torch.cuda.synchronize()
+                return result
+            diff = f"{np.abs(result - peer().cpu().numpy()).max():12.2e}"
         t_ours, t_peer = interleaved_best(ours, peer, repeat)
         torch_ms = f"{t_peer * 1e3:9.3f}" if peer else f"{'-':>9s}"
         ratio = f"{t_ours / t_peer:6.2f}" if peer else f"{'-':>6s}"
+        if peer:
+            ratios[name] = t_ours / t_peer
         print(f"{name:26s} {t_ours * 1e3:12.3f} {torch_ms} {ratio} {diff:>12s}", file=out,
               flush=True)
+    return ratios

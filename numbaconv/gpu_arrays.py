@@ -12,8 +12,8 @@ the device's free memory (:func:`numbaconv.cuda.memory.check`), launches the ker
 waiting for it. Inputs are never modified (but with ``inplace=True``), and are used in
 place when C-contiguous and of the computation's dtype (else copied on the device).
 
-Results are Numba device arrays, which have no arithmetic of their own: ``add`` sums
-two of them (a residual connection), ``cupy.asarray(out)`` or
+Results are Numba device arrays that also add (:mod:`numbaconv.cuda.arrays`: ``a + b``
+and ``a += b`` of two of one shape, a residual connection); ``cupy.asarray(out)`` or
 ``torch.as_tensor(out, device="cuda")`` wrap one without a copy.
 """
 
@@ -60,11 +60,12 @@ def _contiguous(array, dtype, shape):
 def _empty(op: str, shape, dtype, scratch_bytes: int = 0):
     """A device array for the result, after checking it (and ``scratch_bytes``) fits."""
     from .cuda import memory
+    from .cuda.arrays import as_result
 
     cuda = _cuda()
     shape = tuple(int(s) for s in shape)
     memory.check(op, math.prod(shape) * np.dtype(dtype).itemsize + scratch_bytes)
-    return cuda.device_array(shape, dtype=np.dtype(dtype))
+    return as_result(cuda.device_array(shape, dtype=np.dtype(dtype)))
 
 
 def _launch(source, dtype, count: int, *args) -> None:
@@ -144,8 +145,9 @@ def gelu(input, approximate="none"):
     return _activation("gelu", input, "gelu" if approximate == "none" else "gelu_tanh")
 
 
-def add(a, b):
-    """a + b for two device arrays of one shape (a residual connection), as a new array."""
+def add(a, b, out=None):
+    """a + b for two device arrays of one shape (a residual connection): a new array, or
+    written into ``out`` (``a += b``: out=a, a contiguous array of the result's dtype)."""
     from .cuda.elementwise import _add_source
 
     _on_gpu("add", a=a, b=b)
@@ -155,7 +157,11 @@ def add(a, b):
         raise ValueError(f"add: the arrays must have the same shape, got {shape} and "
                          f"{other_shape}")
     dtype = np.result_type(dtype, other_dtype)
-    out = _empty("add", shape, dtype)
+    if out is None:
+        out = _empty("add", shape, dtype)
+    elif out.dtype != dtype or not out.is_c_contiguous():
+        raise TypeError(f"add: out must be a C-contiguous {dtype} device array, got "
+                        f"{out.dtype}")
     _launch(_add_source, dtype, math.prod(shape), _flat(_contiguous(a, dtype, shape)),
             _flat(_contiguous(b, dtype, shape)), _flat(out))
     return out

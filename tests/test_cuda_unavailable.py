@@ -97,3 +97,18 @@ def test_gpu_only_names_on_cpu_and_cpu_only_names_on_gpu():
     with pytest.raises(numbaconv.UnsupportedAlgorithm, match="no GPU kernel"):
         numbaconv.plan(x, w, device="cuda", algorithm="gemm")
     assert numbaconv.plan(x, w, device="cuda", algorithm="autotune").algorithm == "winograd_f4x4"
+
+
+def test_gpu_check_without_a_gpu_says_so(capsys):
+    """``python -m numbaconv gpucheck`` on a machine without a usable GPU (CI) exits 2 and
+    says why, before running anything."""
+    try:
+        from numba import cuda
+        if cuda.is_available():
+            pytest.skip("a GPU (or the simulator) is available here")
+    except ImportError:
+        pass
+    from numbaconv.__main__ import main
+
+    assert main(["gpucheck"]) == 2
+    assert "no GPU to check" in capsys.readouterr().out

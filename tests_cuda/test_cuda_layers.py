@@ -449,3 +449,60 @@ def test_model_to_checks_its_arguments(gpu):
     assert out.shape == (4, 3)
     with pytest.raises(ValueError, match="same device"):
         model(np.ones((4, 2), np.float32))
+
+
+def test_residual_blocks_add_on_the_gpu(gpu, rng, torch):
+    """torch's ResNet BasicBlock, written the same way (``out + identity``), runs on the
+    GPU: results add as device arrays (``+`` and ``+=``)."""
+    from numbaconv import nn
+
+    def block(lib, in_place):
+        class Block(lib.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = lib.Conv2d(3, 3, 3, padding=1, bias=False)
+                self.bn1 = lib.BatchNorm2d(3)
+                self.relu = lib.ReLU(inplace=True)
+                self.conv2 = lib.Conv2d(3, 3, 3, padding=1)
+
+            def forward(self, x):
+                out = self.conv2(self.relu(self.bn1(self.conv1(x))))
+                if in_place:
+                    out += x
+                    return self.relu(out)
+                return self.relu(out + x)
+        return Block().eval()
+
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    for in_place in (False, True):
+        torch.manual_seed(1)
+        reference = block(torch.nn, in_place)
+        model = block(nn, in_place)
+        model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()})
+        out = model.to("cuda")(gpu.to_device(x))
+        assert not isinstance(out, np.ndarray)
+        np.testing.assert_allclose(out.copy_to_host(), reference(torch.from_numpy(x)).detach(),
+                                   rtol=1e-5, atol=1e-5)
+    a = numbaconv.relu(gpu.to_device(x))
+    assert not isinstance(a + a, np.ndarray)
+    np.testing.assert_array_equal((a + a).reshape(2, 75).copy_to_host(),
+                                  2 * np.maximum(x, 0).reshape(2, 75))
+    for host_operand in (lambda: a + np.ones_like(x), lambda: np.ones_like(x) + a):
+        with pytest.raises(TypeError, match="adds only another GPU array"):
+            host_operand()  # a host array: no silent copy
+
+
+def test_layer_bench_on_the_gpu(gpu, monkeypatch, capsys):
+    """``python -m numbaconv layers --device cuda`` (the hardware check's second table)
+    runs every layer on device arrays; tiny shapes here (without CUDA, torch sits out)."""
+    from numbaconv import bench
+
+    monkeypatch.setattr(bench, "LAYER_CASES", {
+        "max_pool2d": ("max_pool2d", [(1, 2, 6, 6)], dict(kernel_size=3, stride=2, padding=1)),
+        "conv_transpose2d": ("conv_transpose2d", [(1, 2, 3, 3), (2, 2, 2, 2)], dict(stride=2)),
+        "linear": ("linear", [(3, 5), (4, 5)], {}), "relu": ("relu", [(2, 7)], {})})
+    bench.run_layer_bench(repeat=1, device="cuda")
+    printed = capsys.readouterr().out
+    assert "float32, GPU" in printed
+    for name in ("max_pool2d", "conv_transpose2d", "linear", "relu"):
+        assert f"\n{name} " in printed

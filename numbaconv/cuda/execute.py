@@ -14,7 +14,7 @@ from numba import cuda
 
 from ..devices import is_device_array
 from ..registry import CUDA_REGISTRY
-from . import layout, memory
+from . import arrays, layout, memory
 
 
 def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False):
@@ -24,7 +24,7 @@ def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False)
     on_device = is_device_array(input)
     if spec.batch == 0 or spec.in_channels == 0 or np.prod(spec.output_shape) == 0:
         empty = np.zeros(spec.output_shape, dtype=spec.dtype)
-        return cuda.to_device(empty, stream=stream) if on_device else empty
+        return arrays.as_result(cuda.to_device(empty, stream=stream)) if on_device else empty
     out_bytes = spec.batch * spec.out_channels * spec.out_height * spec.out_width * spec.itemsize
     copies = 0 if on_device else (spec.batch * spec.in_channels * spec.in_height
                                   * spec.in_width * spec.itemsize)
@@ -41,8 +41,9 @@ def execute(plan, input, weight, bias, stream=None, match_torch_nonfinite=False)
     if spec.padding_mode != "zeros":
         x = layout.pad(spec, x, stream)
         spec = spec.with_padding_applied()
-    out = cuda.device_array((spec.batch, spec.out_channels, spec.out_height, spec.out_width),
-                            dtype=spec.dtype, stream=stream)
+    out = arrays.as_result(cuda.device_array(
+        (spec.batch, spec.out_channels, spec.out_height, spec.out_width), dtype=spec.dtype,
+        stream=stream))
     CUDA_REGISTRY[plan.algorithm].function()(spec, x, w, b, out, stream, match_torch_nonfinite)
     out = out.reshape(*spec.output_shape)
     if on_device:
