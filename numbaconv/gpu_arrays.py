@@ -515,3 +515,92 @@ def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_paddi
 __all__ = [name for name in dir() if not name.startswith("_") and name not in (
     "annotations", "devices", "divisor", "math", "np", "pool_spec", "unpool_spec",
     "check_float_dtype", "conv_transpose_spec")]
+
+
+# --------------------------------------------------------------------------- gradients
+
+def _gradient_spec(op, input_size, weight_size, grad_output, stride, padding, dilation,
+                   groups, padding_mode, dtypes):
+    from .nn.grad import _grad_spec
+
+    if padding_mode != "zeros":
+        raise NotImplementedError(f"{op}: on the GPU padding_mode must be 'zeros' so far, got "
+                                  f"{padding_mode!r}; copy the arrays to the host for it")
+    return _grad_spec(op, input_size, weight_size, _Shape(devices.shape_and_dtype(
+        grad_output)[0]), stride, padding, dilation, groups, padding_mode,
+        np.result_type(*dtypes))
+
+
+def conv_input_grad(op, input_size, weight, grad_output, stride, padding, dilation, groups,
+                    padding_mode):
+    """``nn.grad.conv1d_input/conv2d_input`` on device arrays: the transposed convolution
+    of the output gradient, with the output padding that gives back ``input_size``."""
+    from .nn.grad import _size
+
+    _on_gpu(op, weight=weight, grad_output=grad_output)
+    input_size = _size(op, "input_size", input_size)
+    w_shape, w_dtype = _shape_dtype(op, "weight", weight)
+    g_shape, g_dtype = _shape_dtype(op, "grad_output", grad_output)
+    spec = _gradient_spec(op, input_size, w_shape, grad_output, stride, padding, dilation,
+                          groups, padding_mode, (w_dtype, g_dtype))
+    if spec.batch == 0 or spec.in_channels == 0:
+        out = _empty(op, input_size, spec.dtype)
+        _launch(_fill(), spec.dtype, out.size, _flat(out), np.dtype(spec.dtype).type(0))
+        return out
+    g = _contiguous(grad_output, spec.dtype, (spec.batch, spec.out_channels, spec.out_height,
+                                              spec.out_width))
+    w = _contiguous(weight, spec.dtype, (spec.out_channels, spec.in_channels_per_group,
+                                         spec.kernel_height, spec.kernel_width))
+    reach_h = (spec.out_height - 1) * spec.stride_h + spec.dilation_h * (spec.kernel_height - 1) + 1
+    reach_w = (spec.out_width - 1) * spec.stride_w + spec.dilation_w * (spec.kernel_width - 1) + 1
+    extra = (spec.padded_height - reach_h, spec.padded_width - reach_w)
+    stride2, dilation2 = (spec.stride_h, spec.stride_w), (spec.dilation_h, spec.dilation_w)
+    if spec.pad_top == spec.pad_bottom and spec.pad_left == spec.pad_right:
+        out = _conv_transpose(op, g, w, None, stride2, (spec.pad_top, spec.pad_left), extra,
+                              spec.groups, dilation2, "auto")
+    else:  # ('same' with an even kernel) the padded input's gradient, cropped
+        padded = _conv_transpose(op, g, w, None, stride2, 0, extra, spec.groups, dilation2,
+                                 "auto")
+        crop = padded[:, :, spec.pad_top:spec.pad_top + spec.in_height,
+                      spec.pad_left:spec.pad_left + spec.in_width]
+        out = _empty(op, crop.shape, spec.dtype)
+        _launch(_gather(4), spec.dtype, out.size, crop, _flat(out))
+    return out.reshape(*input_size)
+
+
+def conv_weight_grad(op, input, weight_size, grad_output, stride, padding, dilation, groups,
+                     padding_mode):
+    """``nn.grad.conv1d_weight/conv2d_weight`` on device arrays
+    (:mod:`numbaconv.cuda.weight_grad`)."""
+    from .cuda import weight_grad
+    from .nn.grad import _size
+
+    _on_gpu(op, input=input, grad_output=grad_output)
+    weight_size = _size(op, "weight_size", weight_size)
+    x_shape, x_dtype = _shape_dtype(op, "input", input)
+    g_shape, g_dtype = _shape_dtype(op, "grad_output", grad_output)
+    spec = _gradient_spec(op, x_shape, weight_size, grad_output, stride, padding, dilation,
+                          groups, padding_mode, (x_dtype, g_dtype))
+    w4 = (spec.out_channels, spec.in_channels_per_group, spec.kernel_height, spec.kernel_width)
+    out = _empty(op, w4, spec.dtype)
+    if spec.batch == 0 or spec.out_height * spec.out_width == 0:
+        _launch(_fill(), spec.dtype, out.size, _flat(out), np.dtype(spec.dtype).type(0))
+        return out.reshape(*weight_size)
+    x = _contiguous(input, spec.dtype, (spec.batch, spec.in_channels, spec.in_height,
+                                        spec.in_width))
+    g = _contiguous(grad_output, spec.dtype, (spec.batch, spec.out_channels, spec.out_height,
+                                              spec.out_width))
+    weight_grad.run(spec, x, g, out)
+    return out.reshape(*weight_size)
+
+
+def _fill():
+    from .cuda.pool import _fill_source
+
+    return _fill_source
+
+
+def _gather(ndim):
+    from .cuda.layout import GATHER
+
+    return GATHER[ndim]

@@ -506,3 +506,40 @@ def test_layer_bench_on_the_gpu(gpu, monkeypatch, capsys):
     assert "float32, GPU" in printed
     for name in ("max_pool2d", "conv_transpose2d", "linear", "relu"):
         assert f"\n{name} " in printed
+
+
+# --------------------------------------------------------------------------- gradients
+
+GRAD_CASES = [
+    dict(x_shape=(2, 4, 6, 5), w_shape=(4, 2, 3, 2), stride=2, padding=1, groups=2),
+    dict(x_shape=(1, 2, 7, 7), w_shape=(2, 2, 2, 3), dilation=(2, 1), padding=(1, 0)),
+    dict(x_shape=(1, 2, 5, 6), w_shape=(2, 2, 2, 2), padding="same"),  # asymmetric
+    dict(x_shape=(2, 3, 9), w_shape=(2, 3, 3), stride=2, op="conv1d"),
+]
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_conv_gradients(gpu, rng, torch, case):
+    """nn.grad.conv*_input / conv*_weight on device arrays against torch's autograd and the
+    CPU functions."""
+    from numbaconv import nn
+
+    case = dict(case)
+    op = case.pop("op", "conv2d")
+    x = rng.standard_normal(case.pop("x_shape"))
+    w = rng.standard_normal(case.pop("w_shape"))
+    tx = torch.from_numpy(x).requires_grad_()
+    tw = torch.from_numpy(w).requires_grad_()
+    out = getattr(torch.nn.functional, op)(tx, tw, **case)
+    g = rng.standard_normal(tuple(out.shape))
+    out.backward(torch.from_numpy(g))
+    dx = getattr(nn.grad, f"{op}_input")(x.shape, *on_gpu(gpu, w, g), **case)
+    dw = getattr(nn.grad, f"{op}_weight")(*on_gpu(gpu, x), w.shape, gpu.to_device(g), **case)
+    np.testing.assert_allclose(host(dx), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(dw), tw.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(host(dw), getattr(nn.grad, f"{op}_weight")(x, w.shape, g, **case),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="grad_output must have the shape"):
+        getattr(nn.grad, f"{op}_weight")(*on_gpu(gpu, x), w.shape,
+                                         gpu.to_device(np.ascontiguousarray(g[..., 1:])),
+                                         **case)

@@ -1,4 +1,6 @@
-"""Gradients of the convolutions, as ``torch.nn.grad``: NumPy arrays in and out.
+"""Gradients of the convolutions, as ``torch.nn.grad``: NumPy arrays in and out (GPU
+arrays in and out when ``grad_output`` is one: :mod:`numbaconv.gpu_arrays`, zero
+padding).
 
 * ``conv1d_input`` / ``conv2d_input``: the gradient with respect to the input, which
   is a transposed convolution of the output gradient (``numbaconv.conv_transpose2d``,
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import config
+from .. import config, devices
 from ..planner import padded_sources, with_padding_applied
 from ..registry import weight_grad_choice, weight_grad_workspace
 from ..spec import _is_int, check_float_array, conv_spec
@@ -88,6 +90,11 @@ def _fold_padding(grad_padded, spec):
 
 def _input_grad(op, input_size, weight, grad_output, stride, padding, dilation, groups,
                 padding_mode):
+    if devices.is_device_array(grad_output):
+        from ..gpu_arrays import conv_input_grad
+
+        return conv_input_grad(op, input_size, weight, grad_output, stride, padding,
+                               dilation, groups, padding_mode)
     weight = check_float_array(op, "weight", weight)
     grad_output = check_float_array(op, "grad_output", grad_output)
     input_size = _size(op, "input_size", input_size)
@@ -138,6 +145,11 @@ def _vector_input_grad(spec, g, w):
 
 def _weight_grad(op, input, weight_size, grad_output, stride, padding, dilation, groups,
                  padding_mode):
+    if devices.is_device_array(grad_output):
+        from ..gpu_arrays import conv_weight_grad
+
+        return conv_weight_grad(op, input, weight_size, grad_output, stride, padding,
+                                dilation, groups, padding_mode)
     import numba  # (imported here: importing numbaconv compiles and imports no Numba)
 
     from ..cpu import weight_grad
