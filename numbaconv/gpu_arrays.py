@@ -393,7 +393,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-05):
-    from .cuda.norm import REDUCE_THREADS, _affine_source, _training_source
+    from .cuda.norm import NORMALIZE, REDUCE_THREADS, _affine_source
     from .normalization import _number as number
 
     op = "batch_norm"
@@ -449,9 +449,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             running = stats if track else [unused, unused]
             from .cuda.runtime import kernel
 
-            kernel(_training_source, dtype.name)[channels, REDUCE_THREADS](
+            kernel(NORMALIZE["per_line"], dtype.name)[channels, REDUCE_THREADS](
                 x, running[0], running[1], weight_d, bias_d, dtype.type(eps),
-                dtype.type(momentum), "weight" in params, "bias" in params, track, out)
+                dtype.type(momentum), "weight" in params, "bias" in params, track, 1, 1, out)
         return out.reshape(*shape)
     mean = _contiguous(given["running_mean"][0], dtype, (channels,))
     var = _contiguous(given["running_var"][0], dtype, (channels,))
@@ -459,6 +459,63 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             dtype.type(eps), "weight" in params, "bias" in params, channels, shape3[2],
             _flat(out))
     return out.reshape(*shape)
+
+
+def _normalize_lines(op, input, mode, lines_shape, affine, affine_shape, eps, groups=1,
+                     positions=1):
+    """layer_norm / group_norm: ``input`` viewed as (1, lines, inner), each line normalised
+    by one block; ``affine`` {name: array or None} of ``affine_shape``."""
+    from .cuda.norm import NORMALIZE, REDUCE_THREADS
+    from .cuda.runtime import kernel
+    from .normalization import _number as number
+
+    _on_gpu(op, input=input, **affine)
+    shape, dtype = _shape_dtype(op, "input", input)
+    eps = number(op, "eps", eps)
+    size = math.prod(affine_shape)
+    params = {}
+    for name, value in affine.items():
+        if value is None:
+            continue
+        value_shape, value_dtype = _shape_dtype(op, name, value)
+        if value_shape != tuple(affine_shape):
+            raise ValueError(f"{op}: {name} must have shape {tuple(affine_shape)}, got "
+                             f"{value_shape}")
+        dtype = np.result_type(dtype, value_dtype)
+        params[name] = value
+    params = {name: _contiguous(value, dtype, (size,)) for name, value in params.items()}
+    out = _empty(op, (1,) + tuple(lines_shape), dtype)
+    unused = _cuda().device_array(1, dtype)
+    if out.size:
+        kernel(NORMALIZE[mode], dtype.name)[lines_shape[0], REDUCE_THREADS](
+            _contiguous(input, dtype, (1,) + tuple(lines_shape)), unused, unused,
+            params.get("weight", unused), params.get("bias", unused), dtype.type(eps),
+            dtype.type(0), "weight" in params, "bias" in params, False, groups, positions,
+            out)
+    return out.reshape(*shape)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
+    from .normalization import layer_norm_shape
+
+    shape = _shape_dtype("layer_norm", "input", input)[0]
+    normalized = layer_norm_shape("layer_norm", shape, normalized_shape)
+    size = math.prod(normalized)
+    return _normalize_lines("layer_norm", input, "per_position",
+                            (math.prod(shape) // size if size else 0, size),
+                            {"weight": weight, "bias": bias}, normalized, eps)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
+    from .normalization import check_group_norm
+
+    shape = _shape_dtype("group_norm", "input", input)[0]
+    check_group_norm("group_norm", shape, num_groups)
+    positions = math.prod(shape[2:])
+    return _normalize_lines("group_norm", input, "per_group_channel",
+                            (shape[0] * num_groups, shape[1] // num_groups * positions),
+                            {"weight": weight, "bias": bias}, (shape[1],), eps,
+                            num_groups, positions)
 
 
 def _is_contiguous_device(array) -> bool:

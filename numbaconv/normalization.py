@@ -184,7 +184,36 @@ def _normalized_shape(op: str, normalized_shape) -> tuple:
     return tuple(int(s) for s in shape)
 
 
+def layer_norm_shape(op: str, input_shape: tuple, normalized_shape) -> tuple:
+    """``normalized_shape`` as a tuple, checked against the input's trailing axes."""
+    shape = _normalized_shape(op, normalized_shape)
+    if not shape or tuple(input_shape[len(input_shape) - len(shape):]) != shape \
+            or len(shape) > len(input_shape):
+        raise ValueError(f"{op}: Given normalized_shape={list(shape)}, expected input with "
+                         f"shape [*, {', '.join(map(str, shape))}], but got input of size "
+                         f"{list(input_shape)}")
+    return shape
+
+
+def check_group_norm(op: str, input_shape: tuple, num_groups) -> None:
+    """torch's rules for group_norm's input shape and ``num_groups``."""
+    if len(input_shape) < 2:
+        raise ValueError(f"{op}: expected input with at least 2 dimensions (N, C, *), got "
+                         f"shape {tuple(input_shape)}")
+    if not _is_int(num_groups) or num_groups <= 0:
+        raise ValueError(f"{op}: num_groups must be a positive int, got {num_groups!r}")
+    channels = input_shape[1]
+    if channels % num_groups:
+        raise ValueError(f"{op}: Expected number of channels in input to be divisible by "
+                         f"num_groups, but got input of shape {list(input_shape)} and "
+                         f"num_groups={num_groups}")
+    if input_shape[0] * channels // num_groups * math.prod(input_shape[2:]) == 1:  # torch's
+        raise ValueError(f"{op}: expected more than 1 value per group, got input of shape "
+                         f"{tuple(input_shape)} and num_groups={num_groups}")
+
+
 @differentiable
+@on_gpu_arrays
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """Layer normalisation, as ``torch.nn.functional.layer_norm``: over the last
     ``len(normalized_shape)`` axes of ``input`` (which must end with ``normalized_shape``),
@@ -200,11 +229,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     from .cpu.norm import row_normalize
 
     x = check_float_array(op, "input", input)
-    shape = _normalized_shape(op, normalized_shape)
-    if not shape or x.shape[x.ndim - len(shape):] != shape or len(shape) > x.ndim:
-        raise ValueError(f"{op}: Given normalized_shape={list(shape)}, expected input with "
-                         f"shape [*, {', '.join(map(str, shape))}], but got input of size "
-                         f"{list(x.shape)}")
+    shape = layer_norm_shape(op, x.shape, normalized_shape)
     eps = _number(op, "eps", eps)
     size = math.prod(shape)
     dtype = x.dtype
@@ -230,6 +255,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
 
 
 @differentiable
+@on_gpu_arrays
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
     """Group normalisation, as ``torch.nn.functional.group_norm``: input (N, C, *) with C
     divisible by ``num_groups``; each image's channels are split into ``num_groups``
@@ -245,19 +271,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
     from .cpu.norm import group_normalize
 
     x = check_float_array(op, "input", input)
-    if x.ndim < 2:
-        raise ValueError(f"{op}: expected input with at least 2 dimensions (N, C, *), got "
-                         f"shape {x.shape}")
-    if not _is_int(num_groups) or num_groups <= 0:
-        raise ValueError(f"{op}: num_groups must be a positive int, got {num_groups!r}")
+    check_group_norm(op, x.shape, num_groups)
     channels = x.shape[1]
-    if channels % num_groups:
-        raise ValueError(f"{op}: Expected number of channels in input to be divisible by "
-                         f"num_groups, but got input of shape {list(x.shape)} and "
-                         f"num_groups={num_groups}")
-    if x.shape[0] * channels // num_groups * math.prod(x.shape[2:]) == 1:  # torch's rule
-        raise ValueError(f"{op}: expected more than 1 value per group, got input of shape "
-                         f"{x.shape} and num_groups={num_groups}")
     eps = _number(op, "eps", eps)
     dtype = x.dtype
     affine = []

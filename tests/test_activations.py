@@ -123,7 +123,7 @@ class FakeDeviceArray:
 
 
 @pytest.mark.parametrize("call", [
-    lambda a: numbaconv.layer_norm(a, (3,)), lambda a: numbaconv.group_norm(a, 1),
+    lambda a: numbaconv.l1_loss(a, a), lambda a: numbaconv.binary_cross_entropy(a, a),
     lambda a: numbaconv.mse_loss(a, a), lambda a: numbaconv.pad(a, (1, 1)),
     lambda a: numbaconv.prelu(a, np.ones(1, np.float32)),
 ])
@@ -136,6 +136,7 @@ def test_gpu_arrays_on_cpu_only_functions_say_so(call):
     lambda a: numbaconv.relu(a), lambda a: numbaconv.sigmoid(a),
     lambda a: numbaconv.linear(a, a), lambda a: numbaconv.max_pool1d(a, 2),
     lambda a: numbaconv.avg_pool1d(a, 2), lambda a: numbaconv.softmax(a, dim=1),
+    lambda a: numbaconv.layer_norm(a, (3,)), lambda a: numbaconv.group_norm(a, 1),
 ])
 def test_gpu_arrays_go_to_the_gpu(call):
     """A device array is routed to numbaconv.gpu_arrays; on a machine without a GPU (or

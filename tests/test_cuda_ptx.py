@@ -46,7 +46,7 @@ def test_every_launched_kernel_is_checked():
                  *elementwise.UNARY.values(), elementwise._add_source,
                  elementwise._bias_columns_source, pool._max_pool_source,
                  pool._avg_pool_source, pool._adaptive_source, pool._unpool_source,
-                 pool._fill_source, norm._affine_source, norm._training_source,
+                 pool._fill_source, norm._affine_source, *norm.NORMALIZE.values(),
                  *norm.SOFTMAX.values(), transposed._transposed_source,
                  weight_grad._weight_grad_source}
     assert factories <= listed

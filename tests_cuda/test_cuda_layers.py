@@ -543,3 +543,34 @@ def test_conv_gradients(gpu, rng, torch, case):
         getattr(nn.grad, f"{op}_weight")(*on_gpu(gpu, x), w.shape,
                                          gpu.to_device(np.ascontiguousarray(g[..., 1:])),
                                          **case)
+
+
+def test_layer_norm_and_group_norm(gpu, rng, torch):
+    x = special_values(rng, (2, 4, 3, 5)) * 3 + 1
+    x[1] = rng.standard_normal((4, 3, 5)) * 3 + 1  # an image without specials
+    tx = torch.from_numpy(x)
+    w, b = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
+    out = host(numbaconv.layer_norm(*on_gpu(gpu, x), (3, 5), *on_gpu(gpu, w, b), eps=1e-3))
+    expected = torch.nn.functional.layer_norm(tx, (3, 5), torch.from_numpy(w),
+                                              torch.from_numpy(b), eps=1e-3)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+    rows = x[1].reshape(4, 15).astype(np.float64)
+    normalised = (rows - rows.mean(1, keepdims=True)) / np.sqrt(rows.var(1, keepdims=True) + 1e-3)
+    np.testing.assert_allclose(out[1], normalised.reshape(4, 3, 5) * w + b, rtol=1e-4, atol=1e-5)
+    out = host(numbaconv.layer_norm(gpu.to_device(x), 5))
+    np.testing.assert_allclose(out, torch.nn.functional.layer_norm(tx, (5,)), rtol=1e-4,
+                               atol=1e-5, equal_nan=True)
+    cw, cb = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    for groups in (1, 2, 4):
+        out = host(numbaconv.group_norm(gpu.to_device(x), groups, *on_gpu(gpu, cw, cb)))
+        expected = torch.nn.functional.group_norm(tx, groups, torch.from_numpy(cw),
+                                                  torch.from_numpy(cb))
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+    out = host(numbaconv.group_norm(gpu.to_device(x[1:]), 2))
+    image = x[1].reshape(2, 30).astype(np.float64)
+    normalised = (image - image.mean(1, keepdims=True)) / np.sqrt(image.var(1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out[0], normalised.reshape(4, 3, 5), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="divisible by num_groups"):
+        numbaconv.group_norm(gpu.to_device(x), 3)
+    with pytest.raises(ValueError, match="Given normalized_shape"):
+        numbaconv.layer_norm(gpu.to_device(x), (4,))

@@ -5,10 +5,12 @@ Arrays are viewed as (outer, channels or dim, inner), C-contiguous.
 - ``batch_norm`` in eval (or with given statistics): one thread per value of the flat
   arrays,
   y = (x - mean) / sqrt(var + eps) * weight + bias of its channel.
-- ``batch_norm`` in training: one block per channel reduces the channel's N * inner
-  values in shared memory, twice (the mean, then the squared deviations from it: no
-  cancellation, as torch's two-pass CPU kernel), updates the running statistics in place
-  (momentum, the unbiased variance) and writes the normalised values in a third pass.
+- ``batch_norm`` in training, ``layer_norm`` and ``group_norm``: one block per line of
+  values normalised together (a channel's N * inner values; a row; a group of an image)
+  reduces them in shared memory, twice (the mean, then the squared deviations from it:
+  no cancellation, as torch's two-pass CPU kernel), updates batch norm's running
+  statistics in place (momentum, the unbiased variance) and writes the normalised values
+  in a third pass.
 - ``softmax`` / ``log_softmax`` along ``dim``: one thread per (outer, inner) line, three
   passes along it (maximum, sum of exp(x - max), the results); neighbouring threads take
   neighbouring inner positions, so their reads coalesce when ``dim`` is not the last axis.
@@ -40,53 +42,74 @@ def _affine_source(dtype):
     return batch_norm_affine
 
 
-def _training_source(dtype):
-    def batch_norm_training(x, running_mean, running_var, weight, bias, eps, momentum,
-                            has_weight, has_bias, track, out):
-        partial = cuda.shared.array(REDUCE_THREADS, dtype)
-        c = cuda.blockIdx.x
-        t = cuda.threadIdx.x
-        outer, inner = x.shape[0], x.shape[2]
-        count = outer * inner
-        total = dtype(0)
-        for e in range(t, count, REDUCE_THREADS):
-            total += x[e // inner, c, e % inner]
-        partial[t] = total
-        cuda.syncthreads()
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if t < step:
-                partial[t] += partial[t + step]
+#: How each normalisation finds the weight and bias of a value: per reduced line
+#: (batch norm: its channel), per position along the line (layer norm), or per channel of
+#: the group the line is (group norm).
+AFFINE_MODES = ("per_line", "per_position", "per_group_channel")
+
+
+def _normalize_source(mode: str):
+    code = AFFINE_MODES.index(mode)
+
+    def factory(dtype):
+        def normalize_lines(x, running_mean, running_var, weight, bias, eps, momentum,
+                            has_weight, has_bias, track, groups, positions, out):
+            """Line c of x (outer, lines, inner) -- its outer * inner values -- normalised
+            by its mean and biased variance, by one block."""
+            partial = cuda.shared.array(REDUCE_THREADS, dtype)
+            c = cuda.blockIdx.x
+            t = cuda.threadIdx.x
+            outer, inner = x.shape[0], x.shape[2]
+            count = outer * inner
+            total = dtype(0)
+            for e in range(t, count, REDUCE_THREADS):
+                total += x[e // inner, c, e % inner]
+            partial[t] = total
             cuda.syncthreads()
-            step //= 2
-        mean = partial[0] / dtype(count)
-        cuda.syncthreads()  # every thread has read the sum before it is overwritten
-        total = dtype(0)
-        for e in range(t, count, REDUCE_THREADS):
-            deviation = x[e // inner, c, e % inner] - mean
-            total += deviation * deviation
-        partial[t] = total
-        cuda.syncthreads()
-        step = REDUCE_THREADS // 2
-        while step > 0:
-            if t < step:
-                partial[t] += partial[t + step]
+            step = REDUCE_THREADS // 2
+            while step > 0:
+                if t < step:
+                    partial[t] += partial[t + step]
+                cuda.syncthreads()
+                step //= 2
+            mean = partial[0] / dtype(count)
+            cuda.syncthreads()  # every thread has read the sum before it is overwritten
+            total = dtype(0)
+            for e in range(t, count, REDUCE_THREADS):
+                deviation = x[e // inner, c, e % inner] - mean
+                total += deviation * deviation
+            partial[t] = total
             cuda.syncthreads()
-            step //= 2
-        squares = partial[0]
-        var = squares / dtype(count)
-        if t == 0 and track:
-            unbiased = squares / dtype(count - 1)
-            running_mean[c] = (dtype(1) - momentum) * running_mean[c] + momentum * mean
-            running_var[c] = (dtype(1) - momentum) * running_var[c] + momentum * unbiased
-        scale = dtype(1) / math.sqrt(var + eps)
-        if has_weight:
-            scale *= weight[c]
-        shift = bias[c] if has_bias else dtype(0)
-        for e in range(t, count, REDUCE_THREADS):
-            n, q = e // inner, e % inner
-            out[n, c, q] = (x[n, c, q] - mean) * scale + shift
-    return batch_norm_training
+            step = REDUCE_THREADS // 2
+            while step > 0:
+                if t < step:
+                    partial[t] += partial[t + step]
+                cuda.syncthreads()
+                step //= 2
+            squares = partial[0]
+            if t == 0 and track:  # (batch norm's running statistics, unbiased variance)
+                running_mean[c] = (dtype(1) - momentum) * running_mean[c] + momentum * mean
+                running_var[c] = ((dtype(1) - momentum) * running_var[c]
+                                  + momentum * squares / dtype(count - 1))
+            inverse = dtype(1) / math.sqrt(squares / dtype(count) + eps)
+            for e in range(t, count, REDUCE_THREADS):
+                n, q = e // inner, e % inner
+                if code == 0:
+                    p = c
+                elif code == 1:
+                    p = q
+                else:
+                    p = (c % groups) * (inner // positions) + q // positions
+                scale = inverse * weight[p] if has_weight else inverse
+                value = (x[n, c, q] - mean) * scale
+                out[n, c, q] = value + bias[p] if has_bias else value
+        return normalize_lines
+
+    factory.__name__ = f"normalize_lines_{mode}"
+    return factory
+
+
+NORMALIZE = {mode: _normalize_source(mode) for mode in AFFINE_MODES}
 
 
 def _softmax_source(log: bool):
@@ -125,7 +148,7 @@ def ptx_signatures(dtype: str) -> list:
     return [
         (_affine_source, f"void({flat}, {flat}, {flat}, {flat}, {flat}, {dtype}, boolean, "
                          f"boolean, int64, int64, {flat})"),
-        (_training_source, f"void({a3}, {flat}, {flat}, {flat}, {flat}, {dtype}, {dtype}, "
-                           f"boolean, boolean, boolean, {a3})"),
+        *[(source, f"void({a3}, {flat}, {flat}, {flat}, {flat}, {dtype}, {dtype}, boolean, "
+                   f"boolean, boolean, int64, int64, {a3})") for source in NORMALIZE.values()],
         *[(source, f"void({a3}, {a3})") for source in SOFTMAX.values()],
     ]
