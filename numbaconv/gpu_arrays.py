@@ -661,3 +661,31 @@ def _gather(ndim):
     from .cuda.layout import GATHER
 
     return GATHER[ndim]
+
+
+# --------------------------------------------------------------------------- interpolate
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    from .cuda.interpolate import RESIZE
+    from .interpolation import resize_sources
+
+    op = "interpolate"
+    shape, dtype = _shape_dtype(op, "input", input)
+    axes = resize_sources(op, shape, dtype, size, scale_factor, mode, align_corners,
+                          recompute_scale_factor, antialias)
+    linear = axes[0][2] is not None
+    result_shape = tuple(shape[:2]) + tuple(len(low) for low, _, _ in axes)
+    if len(axes) == 1:  # (N, C, L) as planes of height 1
+        axes = [(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, dtype))] + axes
+    cuda = _cuda()
+    tables = []
+    for low, high, weight in axes:
+        tables += [cuda.to_device(low), cuda.to_device(low if high is None else high),
+                   cuda.to_device(np.zeros(len(low), dtype) if weight is None
+                                  else weight.astype(dtype))]
+    out_shape = tuple(shape[:2]) + tuple(len(low) for low, _, _ in axes)
+    out = _empty(op, out_shape, dtype)
+    x = _contiguous(input, dtype, tuple(shape[:2]) + (1,) * (4 - len(shape)) + tuple(shape[2:]))
+    _launch(RESIZE[linear], dtype, math.prod(out_shape), x, out, *tables)
+    return out.reshape(*result_shape)

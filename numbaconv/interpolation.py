@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 
 from .spec import _is_int, check_float_array
+from .devices import on_gpu_arrays
 from .tracing import differentiable
 
 MODES = ("nearest", "nearest-exact", "linear", "bilinear")
@@ -30,6 +31,7 @@ _LINEAR_DIMS = {"linear": 1, "bilinear": 2}
 
 
 @differentiable
+@on_gpu_arrays
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
     """Resize the spatial axes of ``input`` (N, C, L) or (N, C, H, W), as
@@ -50,18 +52,38 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     """
     op = "interpolate"
     x = check_float_array(op, "input", input)
+    out = x
+    for axis, (low, high, weight) in enumerate(resize_sources(
+            op, x.shape, x.dtype, size, scale_factor, mode, align_corners,
+            recompute_scale_factor, antialias)):
+        if weight is None:
+            out = np.take(out, low, axis=2 + axis)
+            continue
+        shape = [1] * x.ndim
+        shape[2 + axis] = len(low)
+        weight = weight.reshape(shape)
+        out = (np.take(out, low, axis=2 + axis) * (1 - weight)
+               + np.take(out, high, axis=2 + axis) * weight)
+    return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def resize_sources(op, shape, dtype, size, scale_factor, mode, align_corners,
+                   recompute_scale_factor, antialias) -> list:
+    """The arguments checked as torch checks them, then per spatial axis (low, high,
+    weight) (:func:`axis_sources`); the GPU's interpolate uses the same."""
     if mode in _TORCH_ONLY:
         raise NotImplementedError(f"{op}: mode={mode!r} is not supported yet; supported: "
                                   f"{MODES}")
     if mode not in MODES:
         raise ValueError(f"{op}: mode must be one of {MODES + _TORCH_ONLY}, got {mode!r}")
-    if x.ndim not in (3, 4):
+    ndim = len(shape)
+    if ndim not in (3, 4):
         raise ValueError(f"{op}: expected a 3-D (N, C, L) or 4-D (N, C, H, W) input, got "
-                         f"shape {x.shape}")
-    dims = x.ndim - 2
+                         f"shape {tuple(shape)}")
+    dims = ndim - 2
     if mode in _LINEAR_DIMS and _LINEAR_DIMS[mode] != dims:
         raise ValueError(f"{op}: mode={mode!r} needs a {_LINEAR_DIMS[mode] + 2}-D input, got "
-                         f"a {x.ndim}-D one")
+                         f"a {ndim}-D one")
     linear = mode in _LINEAR_DIMS
     if align_corners is not None:
         if not linear:
@@ -71,23 +93,13 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             raise TypeError(f"{op}: align_corners must be a bool, got {align_corners!r}")
     if antialias:
         raise NotImplementedError(f"{op}: antialias=True is not supported yet")
-    in_sizes = x.shape[2:]
+    in_sizes = tuple(shape[2:])
     out_sizes, scales = _output_sizes(op, in_sizes, size, scale_factor, recompute_scale_factor)
     if min(in_sizes) <= 0 or min(out_sizes) <= 0:
         raise ValueError(f"{op}: input and output sizes should be greater than 0, but got "
                          f"input {tuple(in_sizes)} and output {tuple(out_sizes)}")
-    out = x
-    for axis, (n_in, n_out, scale) in enumerate(zip(in_sizes, out_sizes, scales)):
-        low, high, weight = axis_sources(x.dtype, n_in, n_out, scale, mode, align_corners)
-        if weight is None:
-            out = np.take(out, low, axis=2 + axis)
-            continue
-        shape = [1] * x.ndim
-        shape[2 + axis] = n_out
-        weight = weight.reshape(shape)
-        out = (np.take(out, low, axis=2 + axis) * (1 - weight)
-               + np.take(out, high, axis=2 + axis) * weight)
-    return np.ascontiguousarray(out, dtype=x.dtype)
+    return [axis_sources(np.dtype(dtype), n_in, n_out, scale, mode, align_corners)
+            for n_in, n_out, scale in zip(in_sizes, out_sizes, scales)]
 
 
 def axis_sources(dtype, n_in, n_out, scale, mode, align_corners):

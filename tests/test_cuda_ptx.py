@@ -36,8 +36,8 @@ def test_compiles_to_ptx(label, source, dtype, signature, cc):
 
 def test_every_launched_kernel_is_checked():
     """The list covers each kernel factory the GPU modules define."""
-    from numbaconv.cuda import (direct, elementwise, gemm, layout, norm, pool, transposed,
-                                weight_grad, winograd)
+    from numbaconv.cuda import (direct, elementwise, gemm, interpolate, layout, norm, pool,
+                                transposed, weight_grad, winograd)
 
     listed = {entry[1] for entry in SIGNATURES}
     factories = {direct._direct_source, layout._pad_source, *gemm.MATMUL.values(),
@@ -48,5 +48,5 @@ def test_every_launched_kernel_is_checked():
                  pool._avg_pool_source, pool._adaptive_source, pool._unpool_source,
                  pool._fill_source, norm._affine_source, *norm.NORMALIZE.values(),
                  *norm.SOFTMAX.values(), transposed._transposed_source,
-                 weight_grad._weight_grad_source}
+                 weight_grad._weight_grad_source, *interpolate.RESIZE.values()}
     assert factories <= listed

@@ -574,3 +574,26 @@ def test_layer_norm_and_group_norm(gpu, rng, torch):
         numbaconv.group_norm(gpu.to_device(x), 3)
     with pytest.raises(ValueError, match="Given normalized_shape"):
         numbaconv.layer_norm(gpu.to_device(x), (4,))
+
+
+@pytest.mark.parametrize("kwargs", [dict(scale_factor=2), dict(size=(5, 3), mode="nearest-exact"),
+                                    dict(size=(7, 4), mode="bilinear"),
+                                    dict(scale_factor=1.7, mode="bilinear", align_corners=True)])
+def test_interpolate(gpu, rng, torch, kwargs):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x[0, 0, 0, 0] = np.inf  # nearest copies it; bilinear spreads it as torch does
+    out = host(numbaconv.interpolate(gpu.to_device(x), **kwargs))
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x), **kwargs).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(out, numbaconv.interpolate(x, **kwargs))  # as the CPU rounds
+    if kwargs.get("mode", "nearest") == "nearest":  # NumPy: output index d reads d // 2
+        np.testing.assert_array_equal(out, x.repeat(2, axis=2).repeat(2, axis=3))
+
+
+def test_interpolate_1d_and_errors(gpu, rng, torch):
+    x = rng.standard_normal((2, 3, 6))
+    out = host(numbaconv.interpolate(gpu.to_device(x), size=9, mode="linear"))
+    np.testing.assert_allclose(out, torch.nn.functional.interpolate(
+        torch.from_numpy(x), size=9, mode="linear"), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs a 4-D input"):
+        numbaconv.interpolate(gpu.to_device(x), size=9, mode="bilinear")

@@ -70,13 +70,13 @@ def grid_1d(count: int, threads: int = 256) -> tuple:
 
 def ptx_signatures() -> list:
     """(label, kernel factory, dtype, signature) for every kernel the GPU path launches."""
-    from . import (direct, elementwise, gemm, layout, norm, pool, transposed, weight_grad,
-                   winograd)
+    from . import (direct, elementwise, gemm, interpolate, layout, norm, pool, transposed,
+                   weight_grad, winograd)
 
     entries = []
     for dtype in ("float32", "float64"):
         for module in (layout, direct, winograd, gemm, elementwise, pool, norm, transposed,
-                       weight_grad):
+                       weight_grad, interpolate):
             for source, signature in module.ptx_signatures(dtype):
                 entries.append((f"{source.__name__}[{signature}]", source, dtype, signature))
     return entries
