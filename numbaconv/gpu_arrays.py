@@ -88,14 +88,14 @@ def _activation(op: str, input, name: str, a=0.0, b=0.0, inplace=False):
     shape, dtype = _shape_dtype(op, "input", input)
     if not isinstance(inplace, (bool, np.bool_)):
         raise TypeError(f"{op}: inplace must be a bool, got {inplace!r}")
-    x = _contiguous(input, dtype, shape)
-    if inplace and x is not input and devices.is_device_array(input) and \
-            not hasattr(input, "copy_to_host"):
-        raise ValueError(f"{op}: inplace=True needs a C-contiguous Numba device array")
+    if inplace and not _is_contiguous_device(input):
+        raise ValueError(f"{op}: inplace=True needs a C-contiguous device array (the result "
+                         f"is written over it)")
+    x = _contiguous(input, dtype, shape)  # (in place: the input's own memory)
     out = x if inplace else _empty(op, shape, dtype)
     _launch(UNARY[name], dtype, math.prod(shape), _flat(x), _flat(out),
             dtype.type(a), dtype.type(b))
-    return out
+    return input if inplace else out
 
 
 def relu(input):

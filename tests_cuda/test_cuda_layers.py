@@ -2,6 +2,7 @@
 against an independent NumPy reference and torch, device arrays in and out, inputs
 untouched, arguments checked as on the CPU."""
 
+import io
 import math
 
 import numpy as np
@@ -88,6 +89,8 @@ def test_activation_inplace_and_errors(gpu, rng):
     dx = gpu.to_device(x)
     assert numbaconv.relu6(dx, inplace=True) is dx
     np.testing.assert_array_equal(dx.copy_to_host(), np.clip(x, 0, 6))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        numbaconv.relu6(dx[::2], inplace=True)  # a strided view: no silent copy
     with pytest.raises(ValueError, match="min_val cannot be greater"):
         numbaconv.hardtanh(dx, 2.0, 1.0)
     with pytest.raises(ValueError, match="approximate"):
@@ -492,7 +495,7 @@ def test_residual_blocks_add_on_the_gpu(gpu, rng, torch):
             host_operand()  # a host array: no silent copy
 
 
-def test_layer_bench_on_the_gpu(gpu, monkeypatch, capsys):
+def test_layer_bench_on_the_gpu(gpu, monkeypatch):
     """``python -m numbaconv layers --device cuda`` (the hardware check's second table)
     runs every layer on device arrays; tiny shapes here (without CUDA, torch sits out)."""
     from numbaconv import bench
@@ -501,8 +504,9 @@ def test_layer_bench_on_the_gpu(gpu, monkeypatch, capsys):
         "max_pool2d": ("max_pool2d", [(1, 2, 6, 6)], dict(kernel_size=3, stride=2, padding=1)),
         "conv_transpose2d": ("conv_transpose2d", [(1, 2, 3, 3), (2, 2, 2, 2)], dict(stride=2)),
         "linear": ("linear", [(3, 5), (4, 5)], {}), "relu": ("relu", [(2, 7)], {})})
-    bench.run_layer_bench(repeat=1, device="cuda")
-    printed = capsys.readouterr().out
+    table = io.StringIO()
+    bench.run_layer_bench(repeat=1, device="cuda", out=table)
+    printed = table.getvalue()
     assert "float32, GPU" in printed
     for name in ("max_pool2d", "conv_transpose2d", "linear", "relu"):
         assert f"\n{name} " in printed
@@ -549,7 +553,8 @@ def test_layer_norm_and_group_norm(gpu, rng, torch):
     x = special_values(rng, (2, 4, 3, 5)) * 3 + 1
     x[1] = rng.standard_normal((4, 3, 5)) * 3 + 1  # an image without specials
     tx = torch.from_numpy(x)
-    w, b = rng.standard_normal((3, 5)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 5)).astype(np.float32)
+    b = rng.standard_normal((3, 5)).astype(np.float32)
     out = host(numbaconv.layer_norm(*on_gpu(gpu, x), (3, 5), *on_gpu(gpu, w, b), eps=1e-3))
     expected = torch.nn.functional.layer_norm(tx, (3, 5), torch.from_numpy(w),
                                               torch.from_numpy(b), eps=1e-3)
@@ -568,7 +573,8 @@ def test_layer_norm_and_group_norm(gpu, rng, torch):
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
     out = host(numbaconv.group_norm(gpu.to_device(x[1:]), 2))
     image = x[1].reshape(2, 30).astype(np.float64)
-    normalised = (image - image.mean(1, keepdims=True)) / np.sqrt(image.var(1, keepdims=True) + 1e-5)
+    normalised = ((image - image.mean(1, keepdims=True))
+                  / np.sqrt(image.var(1, keepdims=True) + 1e-5))
     np.testing.assert_allclose(out[0], normalised.reshape(4, 3, 5), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="divisible by num_groups"):
         numbaconv.group_norm(gpu.to_device(x), 3)

@@ -4,9 +4,10 @@ flat arrays.
 Each activation is its own kernel factory (:data:`UNARY`), so that the operation is a
 compile-time constant and the kernel holds only its own arithmetic (not device
 functions: typing a call of one needs a GPU context, which the PTX check has not);
-``a`` and ``b`` are its parameters (leaky_relu's slope; hardtanh's bounds). Formulas and NaN handling are
-torch's: NaN stays NaN through every clamp, sigmoid is 1 / (1 + exp(-x)), GELU is
-x * erfc(-x / sqrt(2)) / 2 (accurate in the negative tail) or the tanh approximation.
+``a`` and ``b`` are its parameters (leaky_relu's slope; hardtanh's bounds). Formulas
+and NaN handling are torch's: NaN stays NaN through every clamp, sigmoid is
+1 / (1 + exp(-x)), GELU is x * erfc(-x / sqrt(2)) / 2 (accurate in the negative tail) or
+the tanh approximation.
 Constants are cast to the array's dtype: a float32 kernel computes in float32.
 """
 

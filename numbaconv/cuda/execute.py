@@ -2,9 +2,10 @@
 
 Device arrays (anything with ``__cuda_array_interface__``) are used without a copy and
 the result is a Numba device array; NumPy arrays with ``device='cuda'`` are copied in
-and the result copied back. A call whose result and scratch exceed the device's free memory
-raises MemoryError before anything is allocated (:mod:`numbaconv.cuda.memory`). Every launch and copy goes on ``stream`` (the default stream
-when None); a device result is returned without waiting for the stream.
+and the result copied back. A call whose result and scratch exceed the device's free
+memory raises MemoryError before anything is allocated (:mod:`numbaconv.cuda.memory`).
+Every launch and copy goes on ``stream`` (the default stream when None); a device result
+is returned without waiting for the stream.
 """
 
 from __future__ import annotations
