@@ -61,32 +61,29 @@ def _normalize_source(mode: str):
             t = cuda.threadIdx.x
             outer, inner = x.shape[0], x.shape[2]
             count = outer * inner
-            total = dtype(0)
-            for e in range(t, count, REDUCE_THREADS):
-                total += x[e // inner, c, e % inner]
-            partial[t] = total
-            cuda.syncthreads()
-            step = REDUCE_THREADS // 2
-            while step > 0:
-                if t < step:
-                    partial[t] += partial[t + step]
+            mean = dtype(0)
+            squares = dtype(0)
+            for stage in range(2):  # the sum, then the squared deviations from the mean
+                total = dtype(0)
+                for e in range(t, count, REDUCE_THREADS):
+                    value = x[e // inner, c, e % inner]
+                    if stage == 0:
+                        total += value
+                    else:
+                        total += (value - mean) * (value - mean)
+                partial[t] = total
                 cuda.syncthreads()
-                step //= 2
-            mean = partial[0] / dtype(count)
-            cuda.syncthreads()  # every thread has read the sum before it is overwritten
-            total = dtype(0)
-            for e in range(t, count, REDUCE_THREADS):
-                deviation = x[e // inner, c, e % inner] - mean
-                total += deviation * deviation
-            partial[t] = total
-            cuda.syncthreads()
-            step = REDUCE_THREADS // 2
-            while step > 0:
-                if t < step:
-                    partial[t] += partial[t + step]
-                cuda.syncthreads()
-                step //= 2
-            squares = partial[0]
+                step = REDUCE_THREADS // 2
+                while step > 0:
+                    if t < step:
+                        partial[t] += partial[t + step]
+                    cuda.syncthreads()
+                    step //= 2
+                if stage == 0:
+                    mean = partial[0] / dtype(count)
+                else:
+                    squares = partial[0]
+                cuda.syncthreads()  # every thread has read the sum before it is overwritten
             if t == 0 and track:  # (batch norm's running statistics, unbiased variance)
                 running_mean[c] = (dtype(1) - momentum) * running_mean[c] + momentum * mean
                 running_var[c] = ((dtype(1) - momentum) * running_var[c]
