@@ -68,6 +68,15 @@ def _empty(op: str, shape, dtype, scratch_bytes: int = 0):
     return as_result(cuda.device_array(shape, dtype=np.dtype(dtype)))
 
 
+def _zeros(op: str, shape, dtype):
+    """A zero-filled result (memory checked as by :func:`_empty`)."""
+    from .cuda.pool import _fill_source
+
+    out = _empty(op, shape, dtype)
+    _launch(_fill_source, dtype, out.size, _flat(out), np.dtype(dtype).type(0))
+    return out
+
+
 def _launch(source, dtype, count: int, *args) -> None:
     from .cuda.runtime import grid_1d, kernel
 
@@ -324,7 +333,7 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
-    from .cuda.pool import _fill_source, _unpool_source
+    from .cuda.pool import _unpool_source
 
     op = "max_unpool2d"
     _on_gpu(op, input=input, indices=indices)
@@ -335,8 +344,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
                         f"them), got dtype {index_dtype}")
     spec = unpool_spec(op, shape, index_shape, kernel_size, stride, padding, output_size)
     plane = (spec.batch, spec.channels)
-    out = _empty(op, plane + (spec.out_height, spec.out_width), dtype)
-    _launch(_fill_source, dtype, out.size, _flat(out), dtype.type(0))
+    out = _zeros(op, plane + (spec.out_height, spec.out_width), dtype)
     x = _contiguous(input, dtype, plane + tuple(shape[-2:]))
     index = _contiguous(indices, np.int64, plane + tuple(index_shape[-2:]))
     invalid = _cuda().to_device(np.zeros(1, np.int64))
@@ -601,9 +609,7 @@ def conv_input_grad(op, input_size, weight, grad_output, stride, padding, dilati
     spec = _gradient_spec(op, input_size, w_shape, grad_output, stride, padding, dilation,
                           groups, padding_mode, (w_dtype, g_dtype))
     if spec.batch == 0 or spec.in_channels == 0:
-        out = _empty(op, input_size, spec.dtype)
-        _launch(_fill(), spec.dtype, out.size, _flat(out), np.dtype(spec.dtype).type(0))
-        return out
+        return _zeros(op, input_size, spec.dtype)
     g = _contiguous(grad_output, spec.dtype, (spec.batch, spec.out_channels, spec.out_height,
                                               spec.out_width))
     w = _contiguous(weight, spec.dtype, (spec.out_channels, spec.in_channels_per_group,
@@ -639,22 +645,15 @@ def conv_weight_grad(op, input, weight_size, grad_output, stride, padding, dilat
     spec = _gradient_spec(op, x_shape, weight_size, grad_output, stride, padding, dilation,
                           groups, padding_mode, (x_dtype, g_dtype))
     w4 = (spec.out_channels, spec.in_channels_per_group, spec.kernel_height, spec.kernel_width)
-    out = _empty(op, w4, spec.dtype)
     if spec.batch == 0 or spec.out_height * spec.out_width == 0:
-        _launch(_fill(), spec.dtype, out.size, _flat(out), np.dtype(spec.dtype).type(0))
-        return out.reshape(*weight_size)
+        return _zeros(op, w4, spec.dtype).reshape(*weight_size)
+    out = _empty(op, w4, spec.dtype)
     x = _contiguous(input, spec.dtype, (spec.batch, spec.in_channels, spec.in_height,
                                         spec.in_width))
     g = _contiguous(grad_output, spec.dtype, (spec.batch, spec.out_channels, spec.out_height,
                                               spec.out_width))
     weight_grad.run(spec, x, g, out)
     return out.reshape(*weight_size)
-
-
-def _fill():
-    from .cuda.pool import _fill_source
-
-    return _fill_source
 
 
 def _gather(ndim):
