@@ -54,7 +54,7 @@ def _contiguous(array, dtype, shape):
     _cuda()  # (CudaUnavailable, saying what is missing, before numba.cuda is used)
     from .cuda import layout
 
-    return layout.to_device(array, np.dtype(dtype).name, tuple(int(s) for s in shape), None)
+    return layout.to_device(array, np.dtype(dtype).name, tuple(int(s) for s in shape), 0)
 
 
 def _empty(op: str, shape, dtype, scratch_bytes: int = 0):
