@@ -582,6 +582,40 @@ __all__ = [name for name in dir() if not name.startswith("_") and name not in (
     "check_float_dtype", "conv_transpose_spec")]
 
 
+# --------------------------------------------------------------------------- pad
+
+def pad(input, pad, mode="constant", value=None):
+    """``numbaconv.pad`` on a device array: where each output value comes from is worked
+    out on the host by the CPU function itself, applied to the flat positions of the
+    padded axes (so every mode, crop and error is the CPU's), then one gather kernel."""
+    import numbers
+
+    from .cuda.layout import _pad_gather_source
+    from .padding import PAD_MODES, _amounts, check_mode_dims
+    from .padding import pad as pad_on_host
+
+    op = "pad"
+    shape, dtype = _shape_dtype(op, "input", input)
+    axes = len(_amounts(op, pad, len(shape)))
+    if mode in PAD_MODES and mode != "constant":
+        check_mode_dims(op, len(shape), axes, mode)
+    if mode == "constant" and value is not None and (
+            not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_))):
+        raise TypeError(f"{op}: value must be a number, got {value!r}")
+    sizes = tuple(shape[len(shape) - axes:])
+    positions = np.arange(math.prod(sizes), dtype=np.float64).reshape((1, 1) + sizes)
+    sources = pad_on_host(positions, pad, mode, np.nan if mode == "constant" else value)
+    out_sizes = sources.shape[2:]
+    sources = np.where(np.isnan(sources), -1, sources).astype(np.int64).reshape(-1)
+    outer = math.prod(shape[:len(shape) - axes])
+    out = _empty(op, (outer, sources.size), dtype)
+    fill = dtype.type(0.0 if value is None or mode != "constant" else value)
+    _launch(_pad_gather_source, dtype, out.size,
+            _contiguous(input, dtype, (outer, math.prod(sizes))), _cuda().to_device(sources),
+            fill, out)
+    return out.reshape(*(tuple(shape[:len(shape) - axes]) + tuple(out_sizes)))
+
+
 # --------------------------------------------------------------------------- gradients
 
 def _gradient_spec(op, input_size, weight_size, grad_output, stride, padding, dilation,

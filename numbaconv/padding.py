@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from .devices import on_gpu_arrays
 from .spec import _is_int, check_float_array
 from .tracing import differentiable
 
@@ -14,6 +15,7 @@ _NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 @differentiable
+@on_gpu_arrays
 def pad(input, pad, mode="constant", value=None):
     """Pad (or, with negative amounts, crop) the last axes of ``input``, as
     ``torch.nn.functional.pad``.
@@ -53,11 +55,7 @@ def pad(input, pad, mode="constant", value=None):
         return np.ascontiguousarray(out[_crops(widths, out.shape)])
     if value is not None:
         raise ValueError(f'{op}: Padding mode "{mode}" doesn\'t take in value argument')
-    if x.ndim not in (axes + 1, axes + 2) or axes > 3:
-        raise ValueError(
-            f"{op}: padding size {2 * axes} is not supported for a {x.ndim}-D input with "
-            f"mode={mode!r}: non-constant modes pad the last 1, 2 or 3 axes (pad of 2, 4 or "
-            f"6 values) of an input with 1 or 2 more axes")
+    check_mode_dims(op, x.ndim, axes, mode)
     sizes = x.shape[x.ndim - axes:]
     if mode == "circular":
         cropped = x[_crops(widths, x.shape, negative_only=True)]
@@ -76,6 +74,16 @@ def pad(input, pad, mode="constant", value=None):
             raise ValueError(f"{op}: mode='replicate' cannot pad an empty axis")
     out = np.pad(x, [(max(a, 0), max(b, 0)) for a, b in widths], mode=_NUMPY_MODE[mode])
     return np.ascontiguousarray(out[_crops(widths, out.shape)])
+
+
+def check_mode_dims(op: str, ndim: int, axes: int, mode: str) -> None:
+    """torch's rule for the non-constant modes: the last 1, 2 or 3 axes of an input with
+    1 or 2 more."""
+    if ndim not in (axes + 1, axes + 2) or axes > 3:
+        raise ValueError(
+            f"{op}: padding size {2 * axes} is not supported for a {ndim}-D input with "
+            f"mode={mode!r}: non-constant modes pad the last 1, 2 or 3 axes (pad of 2, 4 or "
+            f"6 values) of an input with 1 or 2 more axes")
 
 
 def _amounts(op: str, pad, ndim: int) -> list:

@@ -40,7 +40,7 @@ def test_every_launched_kernel_is_checked():
                                 transposed, weight_grad, winograd)
 
     listed = {entry[1] for entry in SIGNATURES}
-    factories = {direct._direct_source, layout._pad_source, *gemm.MATMUL.values(),
+    factories = {direct._direct_source, layout._pad_source, layout._pad_gather_source, *gemm.MATMUL.values(),
                  *layout.GATHER.values(), *winograd.WEIGHT_TRANSFORM.values(),
                  *winograd.INPUT_TRANSFORM.values(), *winograd.OUTPUT_TRANSFORM.values(),
                  *elementwise.UNARY.values(), elementwise._add_source,

@@ -603,3 +603,31 @@ def test_interpolate_1d_and_errors(gpu, rng, torch):
         torch.from_numpy(x), size=9, mode="linear"), rtol=1e-12)
     with pytest.raises(ValueError, match="needs a 4-D input"):
         numbaconv.interpolate(gpu.to_device(x), size=9, mode="bilinear")
+
+
+@pytest.mark.parametrize("pad, mode, value", [
+    ((1, 2), "constant", 3.5), ((1, -1, 2, 0), "constant", None),
+    ((1, 1, 1, 1, 1, 0), "constant", 0.0),
+    ((2, 1, 1, 2), "reflect", None), ((3, 0, -1, 2), "replicate", None),
+    ((1, 2, 2, -1), "circular", None)])
+def test_pad(gpu, rng, torch, pad, mode, value):
+    x = special_values(rng, (2, 3, 4, 5))
+    out = host(numbaconv.pad(gpu.to_device(x), pad, mode=mode, value=value))
+    np.testing.assert_array_equal(out, numbaconv.pad(x, pad, mode=mode, value=value))
+    kwargs = {} if value is None else dict(value=value)
+    expected = torch.nn.functional.pad(torch.from_numpy(x), pad, mode=mode, **kwargs)
+    np.testing.assert_array_equal(out, expected.numpy())
+
+
+def test_pad_errors_as_on_the_cpu(gpu):
+    x = np.ones((2, 3, 4), np.float32)
+    for call in (lambda a: numbaconv.pad(a, (4, 0), mode="reflect"),
+                 lambda a: numbaconv.pad(a, (1,)),
+                 lambda a: numbaconv.pad(a, (1, 1, 1, 1, 1, 1), mode="replicate"),
+                 lambda a: numbaconv.pad(a, (1, 1), mode="reflect", value=2.0),
+                 lambda a: numbaconv.pad(a, (1, 1), mode="wrap")):
+        with pytest.raises(ValueError) as on_cpu:
+            call(x)
+        with pytest.raises(ValueError) as on_device:
+            call(gpu.to_device(x))
+        assert str(on_device.value) == str(on_cpu.value)

@@ -82,6 +82,18 @@ def _pad_source(dtype):
     return pad
 
 
+def _pad_gather_source(dtype):
+    def pad_gather(x, sources, fill, out):
+        """out[o, r] = x[o, sources[r]], or ``fill`` where sources[r] < 0 (``pad``)."""
+        i = cuda.grid(1)
+        if i >= out.size:
+            return
+        o, r = divmod(i, out.shape[1])
+        source = sources[r]
+        out[o, r] = fill if source < 0 else x[o, source]
+    return pad_gather
+
+
 def to_device(obj, dtype: str, shape: tuple, stream):
     """``obj`` as a C-contiguous device array of ``dtype`` reshaped to ``shape``."""
     if not is_device_array(obj):
@@ -110,7 +122,9 @@ def pad(spec: ConvSpec, x, stream):
 def ptx_signatures(dtype: str) -> list:
     """(kernel factory, signature) pairs for the PTX compile check."""
     signatures = [(_pad_source, f"void({dtype}[:, :, :, ::1], {dtype}[:, :, :, ::1], "
-                                f"int64, int64, int64)")]
+                                f"int64, int64, int64)"),
+                  (_pad_gather_source, f"void({dtype}[:, ::1], int64[::1], {dtype}, "
+                                       f"{dtype}[:, ::1])")]
     for ndim, source in GATHER.items():
         for src_dtype in ("float32", "float64"):
             dims = ", ".join([":"] * ndim)
