@@ -127,35 +127,49 @@ def leaky_relu(input, negative_slope=0.01):
     return _leaky(x, x.dtype.type(_number("leaky_relu", "negative_slope", negative_slope)))
 
 
+def prelu_channels(input_shape: tuple, weight_shape: tuple) -> int:
+    """The input's channels (axis 1, or 1), checked against prelu's slopes."""
+    if len(weight_shape) > 1:
+        raise ValueError(f"prelu: expected weight to be a scalar or 1-D array, got shape "
+                         f"{tuple(weight_shape)}")
+    channels = input_shape[1] if len(input_shape) >= 2 else 1
+    size = math.prod(weight_shape)
+    if size not in (1, channels):
+        raise ValueError(f"prelu: weight has {size} slopes; expected 1 or one per channel "
+                         f"({channels}, input axis 1)")
+    return channels
+
+
+def rrelu_bounds(lower, upper) -> tuple:
+    lower, upper = _number("rrelu", "lower", lower), _number("rrelu", "upper", upper)
+    if lower > upper:
+        raise ValueError(f"rrelu: lower bound should be less than or equal to the upper bound, "
+                         f"got lower={lower}, upper={upper}")
+    return lower, upper
+
+
 @differentiable
+@on_gpu_arrays
 def prelu(input, weight):
     """leaky_relu with learnt slopes: ``weight`` holds 1 slope, or one per channel (axis 1
     of an input with 2 or more dimensions)."""
     x = check_float_array("prelu", "input", input)
     w = check_float_array("prelu", "weight", weight)
-    if w.ndim > 1:
-        raise ValueError(f"prelu: expected weight to be a scalar or 1-D array, got shape "
-                         f"{w.shape}")
-    channels = x.shape[1] if x.ndim >= 2 else 1
-    if w.size not in (1, channels):
-        raise ValueError(f"prelu: weight has {w.size} slopes; expected 1 or one per channel "
-                         f"({channels}, input axis 1)")
+    channels = prelu_channels(x.shape, w.shape)
     dtype = np.result_type(x, w)
     slope = w.reshape(()) if w.size == 1 else w.reshape((1, channels) + (1,) * (x.ndim - 2))
     return np.where(x > 0, x, x * slope).astype(dtype, copy=False)
 
 
 @differentiable
+@on_gpu_arrays
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
     """Randomised leaky ReLU. Evaluation (``training=False``) uses the mean slope
     (lower + upper) / 2; training draws a slope per element, uniform in [lower, upper],
     from ``rng`` (a ``numpy.random.Generator`` or an int seed; None: numbaconv's default
     generator, which ``numbaconv.manual_seed`` seeds)."""
     x = check_float_array("rrelu", "input", input)
-    lower, upper = _number("rrelu", "lower", lower), _number("rrelu", "upper", upper)
-    if lower > upper:
-        raise ValueError(f"rrelu: lower bound should be less than or equal to the upper bound, "
-                         f"got lower={lower}, upper={upper}")
+    lower, upper = rrelu_bounds(lower, upper)
     if not training:
         return _leaky(x, x.dtype.type((lower + upper) / 2))
     slopes = as_generator(rng).uniform(lower, upper, size=x.shape).astype(x.dtype)

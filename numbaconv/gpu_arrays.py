@@ -154,6 +154,34 @@ def gelu(input, approximate="none"):
     return _activation("gelu", input, "gelu" if approximate == "none" else "gelu_tanh")
 
 
+def prelu(input, weight):
+    from .activations import prelu_channels
+    from .cuda.elementwise import _prelu_source
+
+    op = "prelu"
+    _on_gpu(op, input=input, weight=weight)
+    shape, x_dtype = _shape_dtype(op, "input", input)
+    w_shape, w_dtype = _shape_dtype(op, "weight", weight)
+    prelu_channels(shape, w_shape)  # (1 slope, or one per channel)
+    dtype = np.result_type(x_dtype, w_dtype)
+    slopes = math.prod(w_shape)
+    out = _empty(op, shape, dtype)
+    _launch(_prelu_source, dtype, out.size, _flat(_contiguous(input, dtype, shape)),
+            _contiguous(weight, dtype, (slopes,)), slopes,
+            math.prod(shape[2:]) if slopes > 1 else 1, _flat(out))
+    return out
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, rng=None):
+    from .activations import rrelu_bounds
+
+    lower, upper = rrelu_bounds(lower, upper)
+    if training:
+        raise NotImplementedError("rrelu in training mode (random slopes) runs on the CPU only "
+                                  "so far; on the GPU it runs in evaluation mode")
+    return _activation("rrelu", input, "leaky_relu", (lower + upper) / 2)
+
+
 def add(a, b, out=None):
     """a + b for two device arrays of one shape (a residual connection): a new array, or
     written into ``out`` (``a += b``: out=a, a contiguous array of the result's dtype)."""

@@ -125,7 +125,8 @@ class FakeDeviceArray:
 @pytest.mark.parametrize("call", [
     lambda a: numbaconv.l1_loss(a, a), lambda a: numbaconv.binary_cross_entropy(a, a),
     lambda a: numbaconv.mse_loss(a, a), lambda a: numbaconv.smooth_l1_loss(a, a),
-    lambda a: numbaconv.prelu(a, np.ones(1, np.float32)),
+    lambda a: numbaconv.binary_cross_entropy_with_logits(a, a),
+    lambda a: numbaconv.cross_entropy(a, a),
 ])
 def test_gpu_arrays_on_cpu_only_functions_say_so(call):
     with pytest.raises(NotImplementedError, match=r"CPU only so far.*GPU array.*copy_to_host"):

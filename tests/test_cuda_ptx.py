@@ -44,7 +44,7 @@ def test_every_launched_kernel_is_checked():
                  *layout.GATHER.values(), *winograd.WEIGHT_TRANSFORM.values(),
                  *winograd.INPUT_TRANSFORM.values(), *winograd.OUTPUT_TRANSFORM.values(),
                  *elementwise.UNARY.values(), elementwise._add_source,
-                 elementwise._bias_columns_source, pool._max_pool_source,
+                 elementwise._bias_columns_source, elementwise._prelu_source, pool._max_pool_source,
                  pool._avg_pool_source, pool._adaptive_source, pool._unpool_source,
                  pool._fill_source, norm._affine_source, *norm.NORMALIZE.values(),
                  *norm.SOFTMAX.values(), transposed._transposed_source,

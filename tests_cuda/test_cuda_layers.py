@@ -631,3 +631,20 @@ def test_pad_errors_as_on_the_cpu(gpu):
         with pytest.raises(ValueError) as on_device:
             call(gpu.to_device(x))
         assert str(on_device.value) == str(on_cpu.value)
+
+
+def test_prelu_and_rrelu(gpu, rng, torch):
+    x = special_values(rng, (2, 3, 4))
+    tx = torch.from_numpy(x)
+    for slopes in (np.array([0.3], np.float32), rng.standard_normal(3).astype(np.float32)):
+        out = host(numbaconv.prelu(*on_gpu(gpu, x, slopes)))
+        expected = np.where(x > 0, x, x * (slopes if slopes.size == 1 else slopes[:, None]))
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(out, torch.nn.functional.prelu(tx, torch.from_numpy(slopes)))
+    with pytest.raises(ValueError, match="expected 1 or one per channel"):
+        numbaconv.prelu(*on_gpu(gpu, x, np.ones(2, np.float32)))
+    out = host(numbaconv.rrelu(gpu.to_device(x), 0.1, 0.3))
+    np.testing.assert_allclose(out, np.where(x < 0, 0.2 * x, x), rtol=1e-6)
+    np.testing.assert_allclose(out, torch.nn.functional.rrelu(tx, 0.1, 0.3), rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="training mode"):
+        numbaconv.rrelu(gpu.to_device(x), training=True)

@@ -77,6 +77,16 @@ def _add_source(dtype):
     return add
 
 
+def _prelu_source(dtype):
+    def prelu(x, slopes, channels, inner, out):
+        """out = x where x > 0, else x * its channel's slope (one slope: channels = 1)."""
+        i = cuda.grid(1)
+        if i < out.size:
+            v = x[i]
+            out[i] = v if v > 0 else v * slopes[(i // inner) % channels]
+    return prelu
+
+
 def _bias_columns_source(dtype):
     def add_bias(out, bias):
         """out (rows, N) flat += bias (N,) along each row (linear's bias)."""
@@ -91,4 +101,5 @@ def ptx_signatures(dtype: str) -> list:
     flat = f"{dtype}[::1]"
     return ([(source, f"void({flat}, {flat}, {dtype}, {dtype})") for source in UNARY.values()]
             + [(_add_source, f"void({flat}, {flat}, {flat})"),
-               (_bias_columns_source, f"void({flat}, {flat})")])
+               (_bias_columns_source, f"void({flat}, {flat})"),
+               (_prelu_source, f"void({flat}, {flat}, int64, int64, {flat})")])
